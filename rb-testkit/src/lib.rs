@@ -1,1 +1,6 @@
-//! rb testkit.
+//! rb-testkit: fake clusters that speak the real protocols, a virtual clock, a scenario harness and
+//! mocks of rb-core's traits.
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "http")]
+pub mod http;

@@ -1,0 +1,1 @@
+//! cassandra: filled by the real-peer tier work.

@@ -1,0 +1,1 @@
+//! flink: filled by the real-peer tier work.

@@ -1,0 +1,1 @@
+//! kafka: filled by the real-peer tier work.

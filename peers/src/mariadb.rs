@@ -1,0 +1,1 @@
+//! mariadb: filled by the real-peer tier work.

@@ -1,0 +1,1 @@
+//! nessie: filled by the real-peer tier work.

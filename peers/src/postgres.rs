@@ -1,0 +1,1 @@
+//! postgres: filled by the real-peer tier work.
