@@ -4,3 +4,8 @@
 
 #[cfg(feature = "http")]
 pub mod http;
+
+#[cfg(feature = "cassandra")]
+pub mod cassandra;
+#[cfg(feature = "kafka")]
+pub mod kafka;

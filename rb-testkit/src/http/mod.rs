@@ -18,6 +18,15 @@ mod fault;
 mod record;
 mod server;
 
+pub mod alertmanager;
+pub mod flink;
+pub mod kafka_connect;
+pub mod loki;
+pub mod minio;
+pub mod nessie;
+pub mod prometheus;
+pub mod trino;
+
 pub use fault::{Fault, FaultHandle, Faults};
 pub use record::{path_matches, RecordedRequest, RequestLog};
 pub use server::FakeHttp;

@@ -1,0 +1,1 @@
+//! Fake Cassandra ring (being built).

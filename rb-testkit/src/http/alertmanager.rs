@@ -1,0 +1,1 @@
+//! Fake alertmanager (being built).

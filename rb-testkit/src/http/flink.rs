@@ -1,0 +1,1 @@
+//! Fake flink (being built).

@@ -1,0 +1,1 @@
+//! Fake kafka_connect (being built).

@@ -1,0 +1,1 @@
+//! Fake loki (being built).

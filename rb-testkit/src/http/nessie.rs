@@ -1,0 +1,1 @@
+//! Fake nessie (being built).

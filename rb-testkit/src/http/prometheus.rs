@@ -1,0 +1,1 @@
+//! Fake prometheus (being built).

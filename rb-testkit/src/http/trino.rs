@@ -1,0 +1,1 @@
+//! Fake trino (being built).

@@ -1,0 +1,1 @@
+//! Fake Kafka (being built).
