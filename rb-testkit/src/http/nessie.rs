@@ -1,1 +1,0 @@
-//! Fake nessie (being built).
