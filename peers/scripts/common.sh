@@ -80,3 +80,27 @@ maven_fetch() {
     || die "maven could not resolve $pom"
   cp "$pom" "$dir/.pom"; touch "$dir/.complete"
 }
+
+# wait_daemon NAME DESCRIPTION SECONDS CMD...: like wait_for, but give up at once when the daemon
+# started as NAME has exited (its log then tells why).
+wait_daemon() {
+  local name=$1 what=$2 secs=$3; shift 3
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@" >/dev/null 2>&1; do
+    daemon_alive "$name" || { log "$what: the process exited before it was ready"; return 1; }
+    [ "$(date +%s)" -lt "$deadline" ] || { log "timed out after ${secs}s waiting for $what"; return 1; }
+    sleep 0.5
+  done
+}
+
+# java_at_least MAJOR: print the first java (JAVA_HOME, PATH, then /usr/lib/jvm/*) whose major version
+# is at least MAJOR; fail when there is none.
+java_at_least() {
+  local want=$1 j v
+  for j in ${JAVA_HOME:+$JAVA_HOME/bin/java} $(command -v java 2>/dev/null) /usr/lib/jvm/*/bin/java; do
+    [ -x "$j" ] || continue
+    v=$("$j" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+    [ -n "$v" ] && [ "$v" -ge "$want" ] && { echo "$j"; return 0; }
+  done
+  return 1
+}

@@ -73,7 +73,7 @@ start() {
     --max-connections="$MAX_CONN" --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=64M \
     --innodb-log-file-size=16M --innodb-flush-log-at-trx-commit=2 --performance-schema=OFF \
     --log-error="$DIR/error.log"
-  wait_for "mariadb on $SOCK" 60 ready || { tail -20 "$DIR/error.log" >&2; die "mariadb did not start"; }
+  wait_daemon "$NAME" "mariadb on $SOCK" 60 ready || { tail -20 "$DIR/error.log" >&2; die "mariadb did not start"; }
   client <<SQL || die "mariadb: creating user/database failed"
 CREATE DATABASE IF NOT EXISTS \`$DB_NAME\`;
 CREATE USER IF NOT EXISTS '$DB_USER'@'%' IDENTIFIED BY '$DB_PASSWORD';

@@ -78,7 +78,7 @@ start() {
     -c listen_addresses="$HOST" -p "$PORT" -c unix_socket_directories="$SOCK" \
     -c max_connections="$MAX_CONN" -c shared_buffers=32MB -c fsync=off -c synchronous_commit=off \
     -c full_page_writes=off -c logging_collector=off -c log_min_messages=warning
-  wait_for "postgres on $HOST:$PORT" 60 ready || { tail -20 "$LOGF" >&2; die "postgres did not start"; }
+  wait_daemon "$NAME" "postgres on $HOST:$PORT" 60 ready || { tail -20 "$LOGF" >&2; die "postgres did not start"; }
   as_pg "$BIN/psql" -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -d postgres >/dev/null <<SQL || die "postgres: creating role/database failed"
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER') THEN
