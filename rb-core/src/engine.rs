@@ -1,0 +1,1656 @@
+//! The five-phase engine: Detect → Diagnose → Mitigate → Recover → Review.
+//!
+//! [`Engine::tick`] does one round of work at the current (tokio) time: run the probes that are due
+//! (concurrently, bounded, each under its deadline), take in pushed signals, judge every detect binding,
+//! open one incident per firing fingerprint, and move every open incident one phase forward where it can.
+//! [`Engine::run`] calls `tick` in a loop, sleeping on tokio's clock, so a test on a paused runtime drives
+//! hours of incident in milliseconds with the same timeline every time.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::error::{Error, ErrorKind, ProbeError};
+use crate::escalation::{EscalationReason, LogNotifier, Notification, Notifier};
+use crate::incident::{step_state, Incident, IncidentRecord, Phase, Resolution, StepState};
+use crate::journal::{Event, Journal, MemoryJournal};
+use crate::metrics::Metrics;
+use crate::observation::facts::NessieCommit;
+use crate::observation::{Evidence, Observation};
+use crate::playbook::{Playbook, Runbook, Source};
+use crate::policy::{
+    ApprovalRequest, Approver, Decision, DenyAll, KillSwitch, PolicyState, SafetyPolicy,
+};
+use crate::probe::{Probe, ProbeContext};
+use crate::remediation::{ActionContext, Remediation, Verification};
+use crate::report::Review;
+use crate::signal::Signal;
+use crate::symptom::{evaluate, Failure, History, Record, SymptomState, Verdict};
+use crate::target::Target;
+use crate::time::{human, secs, Clock, Timestamp};
+
+/// Builds an [`Engine`].
+#[derive(Debug)]
+pub struct EngineBuilder {
+    runbook: Runbook,
+    journal: Option<Arc<dyn Journal>>,
+    approver: Arc<dyn Approver>,
+    notifier: Arc<dyn Notifier>,
+    policy: SafetyPolicy,
+    clock: Option<Clock>,
+    kill: KillSwitch,
+    seed: u64,
+    max_concurrent_probes: usize,
+    tick_interval: Duration,
+}
+
+impl EngineBuilder {
+    /// An engine for `runbook` with: an in-memory journal, approvals denied ([`DenyAll`]: only safe
+    /// actions run until an approver is set), pages written to the log, the default [`SafetyPolicy`].
+    pub fn new(runbook: Runbook) -> Self {
+        Self {
+            runbook,
+            journal: None,
+            approver: Arc::new(DenyAll),
+            notifier: Arc::new(LogNotifier),
+            policy: SafetyPolicy::default(),
+            clock: None,
+            kill: KillSwitch::new(),
+            seed: 0x5eed,
+            max_concurrent_probes: 64,
+            tick_interval: secs(5),
+        }
+    }
+
+    /// Where incidents are journaled.
+    pub fn journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Who approves disruptive and destructive actions.
+    pub fn approver(mut self, approver: Arc<dyn Approver>) -> Self {
+        self.approver = approver;
+        self
+    }
+
+    /// Who delivers pages.
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// The safety policy.
+    pub fn policy(mut self, policy: SafetyPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Plan and journal only; never apply.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.policy.dry_run = dry_run;
+        self
+    }
+
+    /// The clock (default: anchored at the system time when built).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Share a kill switch with the caller.
+    pub fn kill_switch(mut self, kill: KillSwitch) -> Self {
+        self.kill = kill;
+        self
+    }
+
+    /// Seed of the jitter generator (deterministic schedules in tests).
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// At most this many probes observe at once (default 64).
+    pub fn max_concurrent_probes(mut self, n: usize) -> Self {
+        self.max_concurrent_probes = n.max(1);
+        self
+    }
+
+    /// The longest [`Engine::run`] sleeps between ticks (recovery and SLA timers; default 5 s).
+    pub fn tick_interval(mut self, d: Duration) -> Self {
+        self.tick_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Validate the runbook, and resume the journal's open incidents.
+    pub async fn build(self) -> Result<Engine, Error> {
+        self.runbook.validate()?;
+        let clock = self.clock.unwrap_or_else(Clock::system);
+        let journal = self
+            .journal
+            .unwrap_or_else(|| Arc::new(MemoryJournal::new()));
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let now = Instant::now();
+        let mut bindings = Vec::new();
+        for (pi, p) in self.runbook.playbooks.iter().enumerate() {
+            for (di, d) in p.detectors.iter().enumerate() {
+                let lookback = d.symptom.lookback();
+                let (next_due, interval) = match &d.source {
+                    Source::Probe { schedule, .. } => (
+                        Some(now + jitter(&mut rng, schedule.jitter)),
+                        schedule.interval,
+                    ),
+                    _ => (None, secs(60)),
+                };
+                let max_age = lookback + interval * 2 + p.stability_window;
+                let max_len =
+                    ((max_age.as_millis() / interval.as_millis().max(1)) as usize + 4).min(100_000);
+                bindings.push(Binding {
+                    playbook: pi,
+                    detector: di,
+                    fingerprint: format!("{}:{}", p.id, d.source.target().name),
+                    history: History::new(max_age, max_len),
+                    state: SymptomState::default(),
+                    verdict: Verdict::Unevaluated,
+                    next_due,
+                });
+            }
+        }
+        let fleet = self.runbook.fleet();
+        let inner = Arc::new(Inner {
+            fleet,
+            runbook: self.runbook,
+            journal,
+            approver: self.approver,
+            notifier: self.notifier,
+            policy: self.policy,
+            kill: self.kill,
+            clock,
+            metrics: Metrics::default(),
+            state: tokio::sync::Mutex::new(State {
+                bindings,
+                open: BTreeMap::new(),
+                rng,
+            }),
+            policy_state: Mutex::new(PolicyState::default()),
+            probe_sem: Arc::new(Semaphore::new(self.max_concurrent_probes)),
+            inbox: Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+            tick_interval: self.tick_interval,
+        });
+        let engine = Engine { inner };
+        engine.resume().await?;
+        Ok(engine)
+    }
+}
+
+fn jitter(rng: &mut StdRng, max: Duration) -> Duration {
+    if max.is_zero() {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(rng.gen_range(0..=max.as_millis() as u64))
+    }
+}
+
+/// The incident engine. Cheap to clone (shared state); `Send + Sync`.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    runbook: Runbook,
+    fleet: Vec<Target>,
+    journal: Arc<dyn Journal>,
+    approver: Arc<dyn Approver>,
+    notifier: Arc<dyn Notifier>,
+    policy: SafetyPolicy,
+    kill: KillSwitch,
+    clock: Clock,
+    metrics: Metrics,
+    state: tokio::sync::Mutex<State>,
+    policy_state: Mutex<PolicyState>,
+    probe_sem: Arc<Semaphore>,
+    inbox: Mutex<Vec<Signal>>,
+    wake: tokio::sync::Notify,
+    tick_interval: Duration,
+}
+
+#[derive(Debug)]
+struct State {
+    bindings: Vec<Binding>,
+    open: BTreeMap<String, Open>,
+    rng: StdRng,
+}
+
+#[derive(Debug)]
+struct Binding {
+    playbook: usize,
+    detector: usize,
+    fingerprint: String,
+    history: History,
+    state: SymptomState,
+    verdict: Verdict,
+    next_due: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Diagnose,
+    Mitigate,
+    Recover,
+    Review,
+}
+
+#[derive(Debug)]
+struct Page {
+    role: String,
+    due: Instant,
+    attempt: u32,
+}
+
+#[derive(Debug)]
+struct Check {
+    history: History,
+    state: SymptomState,
+    verdict: Verdict,
+}
+
+#[derive(Debug)]
+struct Open {
+    id: String,
+    playbook: usize,
+    binding: usize,
+    target: Target,
+    stage: Stage,
+    halted: bool,
+    recover_started: Option<Instant>,
+    recovering_since: Option<Instant>,
+    recovery_escalated: bool,
+    page: Option<Page>,
+    checks: Vec<Check>,
+    evidence: Vec<Evidence>,
+    commit_known: bool,
+    last_check_labels: Vec<&'static str>,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    /// When the tick ran.
+    pub at: Timestamp,
+    /// Probes observed in this tick (detect, diagnosis and recovery).
+    pub probes_run: usize,
+    /// Incidents opened.
+    pub opened: Vec<String>,
+    /// Incidents closed.
+    pub closed: Vec<String>,
+    /// Signals that matched no detect binding.
+    pub unrouted_signals: usize,
+}
+
+/// The verdict of each detect binding (for dashboards and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindingStatus {
+    /// The playbook.
+    pub playbook: String,
+    /// The source.
+    pub source: String,
+    /// The symptom.
+    pub symptom: String,
+    /// The latest verdict.
+    pub verdict: Verdict,
+}
+
+impl Engine {
+    /// Start building an engine for `runbook`.
+    pub fn builder(runbook: Runbook) -> EngineBuilder {
+        EngineBuilder::new(runbook)
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    /// The kill switch: engage it to stop every remediation at once.
+    pub fn kill_switch(&self) -> &KillSwitch {
+        &self.inner.kill
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.inner.journal
+    }
+
+    /// The runbook.
+    pub fn runbook(&self) -> &Runbook {
+        &self.inner.runbook
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The engine's metrics in Prometheus text form.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.render()
+    }
+
+    /// Push a signal (an alert, a manual report). It is judged on the next tick, through the same path as
+    /// probe observations; [`Engine::run`] wakes for it at once.
+    pub fn ingest(&self, signal: Signal) {
+        if let Ok(mut inbox) = self.inner.inbox.lock() {
+            inbox.push(signal);
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Parse an Alertmanager webhook body and ingest its alerts.
+    pub fn ingest_alertmanager_webhook(&self, body: &[u8]) -> Result<usize, Error> {
+        let signals = Signal::from_alertmanager_webhook(body)?;
+        let n = signals.len();
+        for s in signals {
+            self.ingest(s);
+        }
+        Ok(n)
+    }
+
+    /// Acknowledge the page of an open incident: the SLA timer stops.
+    pub async fn acknowledge(&self, incident: &str, by: &str) -> Result<(), Error> {
+        let mut st = self.inner.state.lock().await;
+        let open = st
+            .open
+            .values_mut()
+            .find(|o| o.id == incident)
+            .ok_or_else(|| Error::UnknownIncident(incident.to_string()))?;
+        self.inner
+            .append(incident, Event::Acknowledged { by: by.to_string() })
+            .await?;
+        open.page = None;
+        Ok(())
+    }
+
+    /// Close an open incident by hand (it gets its review like any other).
+    pub async fn close(&self, incident: &str, by: &str) -> Result<(), Error> {
+        let mut st = self.inner.state.lock().await;
+        let key = st
+            .open
+            .iter()
+            .find(|(_, o)| o.id == incident)
+            .map(|(k, _)| k.clone())
+            .ok_or_else(|| Error::UnknownIncident(incident.to_string()))?;
+        self.inner
+            .append(
+                incident,
+                Event::Phase {
+                    phase: Phase::Review,
+                },
+            )
+            .await?;
+        self.inner
+            .append(
+                incident,
+                Event::Closed {
+                    resolution: Resolution::ClosedByHuman { by: by.to_string() },
+                },
+            )
+            .await?;
+        st.open.remove(&key);
+        self.inner
+            .metrics
+            .set("rb_open_incidents", vec![], st.open.len() as f64);
+        Ok(())
+    }
+
+    /// Ids of the open incidents.
+    pub async fn open_incidents(&self) -> Vec<String> {
+        self.inner
+            .state
+            .lock()
+            .await
+            .open
+            .values()
+            .map(|o| o.id.clone())
+            .collect()
+    }
+
+    /// The latest verdict of every detect binding.
+    pub async fn status(&self) -> Vec<BindingStatus> {
+        let st = self.inner.state.lock().await;
+        st.bindings
+            .iter()
+            .map(|b| {
+                let p = &self.inner.runbook.playbooks[b.playbook];
+                let d = &p.detectors[b.detector];
+                BindingStatus {
+                    playbook: p.id.clone(),
+                    source: d.source.describe(),
+                    symptom: d.symptom.name(),
+                    verdict: b.verdict.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// An incident rebuilt from the journal.
+    pub async fn incident(&self, id: &str) -> Result<Incident, Error> {
+        let entries = self.inner.journal.entries(id).await?;
+        Incident::from_entries(entries).ok_or_else(|| Error::UnknownIncident(id.to_string()))
+    }
+
+    /// Every incident in the journal, oldest first.
+    pub async fn incidents(&self) -> Result<Vec<Incident>, Error> {
+        let mut out = Vec::new();
+        for id in self.inner.journal.incidents().await? {
+            if let Some(i) = Incident::from_entries(self.inner.journal.entries(&id).await?) {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The post-incident review of an incident (Markdown and JSON renderings on [`Review`]).
+    pub async fn review(&self, id: &str) -> Result<Review, Error> {
+        let incident = self.incident(id).await?;
+        let playbook = self
+            .inner
+            .runbook
+            .playbooks
+            .iter()
+            .find(|p| p.id == incident.record.playbook);
+        Ok(Review::new(incident, playbook, &self.inner.runbook))
+    }
+
+    /// Run ticks until `shutdown` completes. Sleeps on tokio's clock until the next probe is due (at most
+    /// the tick interval), waking early for ingested signals.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        tokio::pin!(shutdown);
+        loop {
+            self.tick().await?;
+            let next = self.next_wakeup().await;
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.inner.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Run ticks for `d` of (tokio) time.
+    pub async fn run_for(&self, d: Duration) -> Result<(), Error> {
+        self.run(tokio::time::sleep(d)).await
+    }
+
+    async fn next_wakeup(&self) -> Instant {
+        let st = self.inner.state.lock().await;
+        let cap = Instant::now() + self.inner.tick_interval;
+        st.bindings
+            .iter()
+            .filter_map(|b| b.next_due)
+            .min()
+            .map(|t| t.min(cap))
+            .unwrap_or(cap)
+    }
+
+    /// One round of work at the current time.
+    pub async fn tick(&self) -> Result<TickReport, Error> {
+        let inner = &self.inner;
+        let mut st = inner.state.lock().await;
+        let st = &mut *st;
+        let now = Instant::now();
+        let mut report = TickReport {
+            at: inner.clock.now(),
+            ..TickReport::default()
+        };
+
+        // 1. Detect: scheduled probes that are due, concurrently under the semaphore.
+        let due: Vec<usize> = st
+            .bindings
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.next_due.is_some_and(|t| t <= now))
+            .map(|(i, _)| i)
+            .collect();
+        let mut changed: Vec<usize> = Vec::with_capacity(due.len());
+        if !due.is_empty() {
+            let runs = due.iter().filter_map(|&i| {
+                let b = &st.bindings[i];
+                match &inner.runbook.playbooks[b.playbook].detectors[b.detector].source {
+                    Source::Probe { probe, schedule } => {
+                        Some((i, probe.clone(), schedule.deadline))
+                    }
+                    _ => None,
+                }
+            });
+            let results = join_all(runs.map(|(i, probe, deadline)| async move {
+                (i, inner.observe(probe.as_ref(), deadline).await)
+            }))
+            .await;
+            report.probes_run += results.len();
+            for (i, res) in results {
+                let at = inner.clock.now();
+                let b = &mut st.bindings[i];
+                b.history.push(record(at, res));
+                if let Source::Probe { schedule, .. } =
+                    &inner.runbook.playbooks[b.playbook].detectors[b.detector].source
+                {
+                    let j = jitter(&mut st.rng, schedule.jitter);
+                    let b = &mut st.bindings[i];
+                    b.next_due = Some(now + schedule.interval + j);
+                }
+                changed.push(i);
+            }
+        }
+
+        // 1b. Pushed signals.
+        let signals: Vec<Signal> = inner
+            .inbox
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for signal in signals {
+            let at = inner.clock.now();
+            let mut routed = false;
+            for (i, b) in st.bindings.iter_mut().enumerate() {
+                let p = &inner.runbook.playbooks[b.playbook];
+                let obs = match (&p.detectors[b.detector].source, &signal) {
+                    (Source::Alert { name, target }, Signal::Alert(alert))
+                        if *name == alert.name =>
+                    {
+                        Some(Observation::new("alertmanager", &target.name, at).fact(alert))
+                    }
+                    (
+                        Source::Manual { target },
+                        Signal::Manual {
+                            playbook,
+                            report: r,
+                        },
+                    ) if *playbook == p.id => {
+                        Some(Observation::new("manual-report", &target.name, at).fact(r))
+                    }
+                    _ => None,
+                };
+                if let Some(obs) = obs {
+                    b.history.push(Record {
+                        at,
+                        result: Ok(obs),
+                    });
+                    changed.push(i);
+                    routed = true;
+                }
+            }
+            if !routed {
+                report.unrouted_signals += 1;
+                tracing::warn!(?signal, "signal matched no detect binding");
+            }
+        }
+
+        // 2. Judge the bindings with new data; open incidents (one per fingerprint).
+        for i in changed {
+            let at = inner.clock.now();
+            let b = &mut st.bindings[i];
+            let p = &inner.runbook.playbooks[b.playbook];
+            let d = &p.detectors[b.detector];
+            let was_firing = b.verdict.is_firing();
+            b.verdict = evaluate(d.symptom.as_ref(), &b.history, at, &mut b.state);
+            inner.metrics.inc(
+                "rb_verdicts_total",
+                vec![
+                    ("playbook", p.id.clone()),
+                    ("verdict", b.verdict.label().to_string()),
+                ],
+            );
+            let Verdict::Firing(finding) = &b.verdict else {
+                continue;
+            };
+            if let Some(open) = st.open.get(&b.fingerprint) {
+                if !was_firing {
+                    inner
+                        .append(
+                            &open.id,
+                            Event::Refired {
+                                verdict: b.verdict.clone(),
+                            },
+                        )
+                        .await?;
+                }
+                continue;
+            }
+            let target = d.source.target().clone();
+            let id = format!(
+                "INC-{}-{}-{}",
+                compact(at),
+                p.id,
+                inner
+                    .journal
+                    .incidents()
+                    .await
+                    .map(|v| v.len() + 1)
+                    .unwrap_or(1)
+            );
+            let latest_obs = b.history.latest().and_then(|r| r.result.as_ref().ok());
+            let commit = latest_obs
+                .and_then(|o| o.facts.get::<NessieCommit>())
+                .and_then(Result::ok);
+            let rec = IncidentRecord {
+                id: id.clone(),
+                fingerprint: b.fingerprint.clone(),
+                playbook: p.id.clone(),
+                title: p.title.clone(),
+                service: p.service.clone(),
+                opened_at: at,
+                target: target.clone(),
+                finding: finding.clone(),
+                violated: finding.violated.clone(),
+                nessie_commit: commit.as_ref().map(|c| c.hash.clone()),
+                affected_pipelines: inner.runbook.impact.affected([target.name.as_str()]),
+            };
+            let span =
+                tracing::info_span!("rb.phase", phase = "detect", incident = %id, playbook = %p.id);
+            async {
+                tracing::info!(target = %target, finding = %finding.summary, "incident opened");
+            }
+            .instrument(span)
+            .await;
+            inner
+                .append(
+                    &id,
+                    Event::Opened {
+                        record: Box::new(rec),
+                    },
+                )
+                .await?;
+            inner
+                .append(
+                    &id,
+                    Event::Phase {
+                        phase: Phase::Detect,
+                    },
+                )
+                .await?;
+            let detect_evidence = Evidence {
+                source: d.source.describe(),
+                target: target.name.clone(),
+                at,
+                summary: finding.summary.clone(),
+                observation: latest_obs.cloned(),
+                error: None,
+            };
+            inner
+                .append(
+                    &id,
+                    Event::Evidence {
+                        evidence: detect_evidence.clone(),
+                    },
+                )
+                .await?;
+            inner.metrics.inc(
+                "rb_incidents_opened_total",
+                vec![("playbook", p.id.clone())],
+            );
+            report.opened.push(id.clone());
+            let checks = p
+                .recovery
+                .iter()
+                .map(|_| Check::new(p.stability_window))
+                .collect();
+            st.open.insert(
+                b.fingerprint.clone(),
+                Open {
+                    id,
+                    playbook: b.playbook,
+                    binding: i,
+                    target,
+                    stage: Stage::Diagnose,
+                    halted: false,
+                    recover_started: None,
+                    recovering_since: None,
+                    recovery_escalated: false,
+                    page: None,
+                    checks,
+                    evidence: vec![detect_evidence],
+                    commit_known: commit.is_some(),
+                    last_check_labels: Vec::new(),
+                },
+            );
+        }
+
+        // 3. Move every open incident forward, concurrently.
+        let verdicts: Vec<(Verdict, bool)> = st
+            .open
+            .values()
+            .map(|o| {
+                let b = &st.bindings[o.binding];
+                let manual = matches!(
+                    inner.runbook.playbooks[b.playbook].detectors[b.detector].source,
+                    Source::Manual { .. }
+                );
+                (b.verdict.clone(), manual)
+            })
+            .collect();
+        let results = join_all(
+            st.open
+                .values_mut()
+                .zip(verdicts)
+                .map(|(o, (v, manual))| inner.advance(o, v, manual)),
+        )
+        .await;
+        for r in results {
+            report.probes_run += r?;
+        }
+        let closed: Vec<String> = st
+            .open
+            .iter()
+            .filter(|(_, o)| o.stage == Stage::Review)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in closed {
+            if let Some(o) = st.open.remove(&k) {
+                report.closed.push(o.id);
+            }
+        }
+        inner
+            .metrics
+            .set("rb_open_incidents", vec![], st.open.len() as f64);
+        Ok(report)
+    }
+
+    /// Rebuild open incidents from the journal (called by [`EngineBuilder::build`]).
+    async fn resume(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut st = inner.state.lock().await;
+        for id in inner.journal.open_incidents().await? {
+            let entries = inner.journal.entries(&id).await?;
+            let Some(incident) = Incident::from_entries(entries) else {
+                continue;
+            };
+            let rec = &incident.record;
+            let found = inner
+                .runbook
+                .playbooks
+                .iter()
+                .position(|p| p.id == rec.playbook)
+                .and_then(|pi| {
+                    st.bindings
+                        .iter()
+                        .position(|b| b.fingerprint == rec.fingerprint)
+                        .map(|bi| (pi, bi))
+                });
+            let Some((pi, bi)) = found else {
+                inner
+                    .append(
+                        &id,
+                        Event::Note {
+                            text: format!(
+                                "playbook {} is no longer in the runbook; closed for a human",
+                                rec.playbook
+                            ),
+                        },
+                    )
+                    .await?;
+                inner
+                    .append(
+                        &id,
+                        Event::Closed {
+                            resolution: Resolution::Escalated,
+                        },
+                    )
+                    .await?;
+                continue;
+            };
+            let p = &inner.runbook.playbooks[pi];
+            let stage = match incident.phases.last() {
+                None | Some(Phase::Detect) | Some(Phase::Diagnose) => Stage::Diagnose,
+                Some(Phase::Mitigate) => Stage::Mitigate,
+                Some(Phase::Recover) => Stage::Recover,
+                Some(Phase::Review) => Stage::Review,
+            };
+            let mut page = None;
+            for e in &incident.timeline {
+                match &e.event {
+                    Event::Escalated { notification, .. } => {
+                        let sla = inner
+                            .runbook
+                            .on_call
+                            .get(&notification.role)
+                            .map(|c| c.sla)
+                            .unwrap_or(secs(900));
+                        page = Some(Page {
+                            role: notification.role.clone(),
+                            due: Instant::now() + sla,
+                            attempt: notification.attempt,
+                        })
+                    }
+                    Event::Acknowledged { .. } => page = None,
+                    _ => {}
+                }
+            }
+            inner
+                .append(
+                    &id,
+                    Event::Note {
+                        text: format!("engine resumed the incident in phase {:?}", stage),
+                    },
+                )
+                .await?;
+            tracing::info!(incident = %id, ?stage, "resumed open incident");
+            st.open.insert(
+                rec.fingerprint.clone(),
+                Open {
+                    id: id.clone(),
+                    playbook: pi,
+                    binding: bi,
+                    target: rec.target.clone(),
+                    stage,
+                    halted: false,
+                    recover_started: (stage == Stage::Recover).then(Instant::now),
+                    recovering_since: None,
+                    recovery_escalated: false,
+                    page,
+                    checks: p
+                        .recovery
+                        .iter()
+                        .map(|_| Check::new(p.stability_window))
+                        .collect(),
+                    evidence: incident.evidence.clone(),
+                    commit_known: rec.nessie_commit.is_some(),
+                    last_check_labels: Vec::new(),
+                },
+            );
+        }
+        inner
+            .metrics
+            .set("rb_open_incidents", vec![], st.open.len() as f64);
+        Ok(())
+    }
+}
+
+impl Check {
+    fn new(window: Duration) -> Self {
+        Self {
+            history: History::new(window * 2, 10_000),
+            state: SymptomState::default(),
+            verdict: Verdict::Unevaluated,
+        }
+    }
+}
+
+fn record(at: Timestamp, res: Result<Observation, ProbeError>) -> Record {
+    Record {
+        at,
+        result: res.map_err(|e| Failure {
+            kind: e.kind(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn compact(t: Timestamp) -> String {
+    let s = t.rfc3339();
+    // 2026-11-25T07:09:01.000Z -> 20261125-070901
+    let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
+    format!(
+        "{}-{}",
+        &digits.get(..8).unwrap_or(""),
+        &digits.get(8..14).unwrap_or("")
+    )
+}
+
+enum StepResult {
+    Continue,
+    Halt,
+}
+
+impl Inner {
+    async fn append(&self, incident: &str, event: Event) -> Result<u64, Error> {
+        Ok(self
+            .journal
+            .append(incident, self.clock.now(), &event)
+            .await?)
+    }
+
+    async fn observe(
+        &self,
+        probe: &dyn Probe,
+        deadline: Duration,
+    ) -> Result<Observation, ProbeError> {
+        let _permit = self.probe_sem.acquire().await;
+        let ctx = ProbeContext {
+            deadline: Instant::now() + deadline,
+            clock: self.clock,
+        };
+        let started = Instant::now();
+        let span =
+            tracing::debug_span!("rb.probe", probe = %probe.id(), target = %probe.target().name);
+        let res = match tokio::time::timeout(deadline, probe.observe(&ctx))
+            .instrument(span)
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::timeout(
+                probe.id(),
+                &probe.target().name,
+                "(probe deadline)",
+                deadline,
+            )),
+        };
+        let result = match &res {
+            Ok(_) => "ok",
+            Err(e) if e.kind() == ErrorKind::Timeout => "timeout",
+            Err(_) => "error",
+        };
+        let labels = vec![
+            ("probe", probe.id().to_string()),
+            ("target", probe.target().name.clone()),
+        ];
+        self.metrics
+            .observe_probe(labels.clone(), started.elapsed());
+        let mut l = labels;
+        l.push(("result", result.to_string()));
+        self.metrics.inc("rb_probe_runs_total", l);
+        if let Err(e) = &res {
+            tracing::debug!(error = %e, "probe failed");
+        }
+        res
+    }
+
+    /// Move one incident forward; returns the number of probes it ran.
+    async fn advance(&self, o: &mut Open, verdict: Verdict, manual: bool) -> Result<usize, Error> {
+        let p = &self.runbook.playbooks[o.playbook];
+        let mut probes = 0;
+        // SLA: re-escalate when a page was not acknowledged in time.
+        if let Some(page) = &o.page {
+            if Instant::now() >= page.due {
+                let (role, attempt) = (page.role.clone(), page.attempt);
+                let next = self
+                    .runbook
+                    .on_call
+                    .get(&role)
+                    .and_then(|c| c.next.clone())
+                    .unwrap_or(role.clone());
+                let msg =
+                    format!("page to {role} was not acknowledged within its SLA; paging {next}");
+                self.page(o, p, next, EscalationReason::SlaMissed, msg, attempt + 1)
+                    .await?;
+            }
+        }
+        if o.stage == Stage::Diagnose {
+            let span = tracing::info_span!("rb.phase", phase = "diagnose", incident = %o.id, playbook = %p.id);
+            probes += self.diagnose(o, p).instrument(span).await?;
+            o.stage = Stage::Mitigate;
+        }
+        if o.stage == Stage::Mitigate {
+            let span = tracing::info_span!("rb.phase", phase = "mitigate", incident = %o.id, playbook = %p.id);
+            self.mitigate(o, p, &verdict).instrument(span).await?;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Recover,
+                },
+            )
+            .await?;
+            o.stage = Stage::Recover;
+            o.recover_started = Some(Instant::now());
+            return Ok(probes);
+        }
+        if o.stage == Stage::Recover {
+            let span = tracing::info_span!("rb.phase", phase = "recover", incident = %o.id, playbook = %p.id);
+            probes += self
+                .recover(o, p, &verdict, manual)
+                .instrument(span)
+                .await?;
+        }
+        if o.stage == Stage::Review {
+            let span = tracing::info_span!("rb.phase", phase = "review", incident = %o.id, playbook = %p.id);
+            async {
+                tracing::info!("incident recovered; review written");
+            }
+            .instrument(span)
+            .await;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Review,
+                },
+            )
+            .await?;
+            self.append(
+                &o.id,
+                Event::Closed {
+                    resolution: Resolution::Recovered,
+                },
+            )
+            .await?;
+        }
+        Ok(probes)
+    }
+
+    async fn diagnose(&self, o: &mut Open, p: &Playbook) -> Result<usize, Error> {
+        self.append(
+            &o.id,
+            Event::Phase {
+                phase: Phase::Diagnose,
+            },
+        )
+        .await?;
+        let results = join_all(p.diagnosis.iter().map(|probe| async move {
+            (
+                probe,
+                self.observe(probe.as_ref(), p.diagnosis_deadline).await,
+            )
+        }))
+        .await;
+        let n = results.len();
+        for (probe, res) in results {
+            let at = self.clock.now();
+            let ev = match res {
+                Ok(obs) => {
+                    if !o.commit_known {
+                        if let Some(Ok(c)) = obs.facts.get::<NessieCommit>() {
+                            self.append(
+                                &o.id,
+                                Event::CommitLinked {
+                                    reference: c.reference,
+                                    hash: c.hash,
+                                },
+                            )
+                            .await?;
+                            o.commit_known = true;
+                        }
+                    }
+                    Evidence {
+                        source: probe.id().to_string(),
+                        target: probe.target().name.clone(),
+                        at,
+                        summary: summarize(&obs),
+                        observation: Some(obs),
+                        error: None,
+                    }
+                }
+                Err(e) => Evidence {
+                    source: probe.id().to_string(),
+                    target: probe.target().name.clone(),
+                    at,
+                    summary: format!("could not observe: {}", e.kind()),
+                    observation: None,
+                    error: Some(e.to_string()),
+                },
+            };
+            self.append(
+                &o.id,
+                Event::Evidence {
+                    evidence: ev.clone(),
+                },
+            )
+            .await?;
+            o.evidence.push(ev);
+        }
+        Ok(n)
+    }
+
+    async fn mitigate(&self, o: &mut Open, p: &Playbook, verdict: &Verdict) -> Result<(), Error> {
+        self.append(
+            &o.id,
+            Event::Phase {
+                phase: Phase::Mitigate,
+            },
+        )
+        .await?;
+        if p.mitigation.is_empty() {
+            let msg = format!("{}: no automatic mitigation; a human must act", p.title);
+            self.escalate(o, p, EscalationReason::NeedsHuman, msg)
+                .await?;
+            return Ok(());
+        }
+        for (step, rem) in p.mitigation.iter().enumerate() {
+            if o.halted {
+                self.append(
+                    &o.id,
+                    Event::Skipped {
+                        step,
+                        action: rem.id().to_string(),
+                        reason: "an earlier step failed or was refused".into(),
+                    },
+                )
+                .await?;
+                continue;
+            }
+            let span = tracing::info_span!("rb.remediation", action = %rem.id(), incident = %o.id, step = step);
+            if let StepResult::Halt = self
+                .run_step(o, p, step, rem.as_ref(), verdict)
+                .instrument(span)
+                .await?
+            {
+                if !p.continue_after_failure {
+                    o.halted = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn refuse(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        action: &str,
+        reason: String,
+    ) -> Result<StepResult, Error> {
+        tracing::warn!(%reason, "remediation refused");
+        self.append(
+            &o.id,
+            Event::Refused {
+                step,
+                action: action.to_string(),
+                reason: reason.clone(),
+            },
+        )
+        .await?;
+        self.metrics.inc(
+            "rb_remediations_total",
+            vec![
+                ("action", action.to_string()),
+                ("outcome", "refused".into()),
+            ],
+        );
+        self.escalate(
+            o,
+            p,
+            EscalationReason::ActionRefused,
+            format!("{action} was not applied: {reason}"),
+        )
+        .await?;
+        Ok(StepResult::Halt)
+    }
+
+    async fn fail(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        action: &str,
+        reason: String,
+    ) -> Result<StepResult, Error> {
+        self.metrics.inc(
+            "rb_remediations_total",
+            vec![("action", action.to_string()), ("outcome", "failed".into())],
+        );
+        self.escalate(
+            o,
+            p,
+            EscalationReason::ActionFailed,
+            format!("{action} failed: {reason}"),
+        )
+        .await?;
+        Ok(StepResult::Halt)
+    }
+
+    /// One mitigation step under the safety envelope (see [`crate::policy`] for the order).
+    async fn run_step(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        verdict: &Verdict,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
+        // at-most-once: the journal is the truth
+        let entries = self.journal.entries(&o.id).await?;
+        match step_state(&entries, step) {
+            StepState::NotStarted => {}
+            StepState::Planned if !self.policy.dry_run => {}
+            StepState::Started if rem.idempotent() => {
+                self.append(&o.id, Event::Note { text: format!("step {step} ({action}) was interrupted; it is idempotent, so it is applied again") })
+                    .await?;
+            }
+            StepState::Started => {
+                self.append(
+                    &o.id,
+                    Event::Interrupted {
+                        step,
+                        action: action.clone(),
+                    },
+                )
+                .await?;
+                let msg = format!("step {step} ({action}) was started but never finished (engine restart); it is not idempotent, so it is not re-run: check its target by hand");
+                self.escalate(o, p, EscalationReason::StepInterrupted, msg)
+                    .await?;
+                return Ok(StepResult::Halt);
+            }
+            StepState::Failed | StepState::Refused | StepState::Interrupted => {
+                return Ok(StepResult::Halt)
+            }
+            _ => return Ok(StepResult::Continue),
+        }
+        if self.kill.is_engaged() {
+            return self
+                .refuse(o, p, step, &action, "the kill switch is engaged".into())
+                .await;
+        }
+        if let Verdict::Unknown { why } = verdict {
+            return self
+                .refuse(
+                    o,
+                    p,
+                    step,
+                    &action,
+                    format!("no action on unknown data: {why}"),
+                )
+                .await;
+        }
+        let ctx = ActionContext {
+            incident: o.id.clone(),
+            playbook: p.id.clone(),
+            step,
+            evidence: o.evidence.clone(),
+            dry_run: self.policy.dry_run,
+            clock: self.clock,
+            timeout: self.policy.apply_timeout,
+        };
+        let plan = match tokio::time::timeout(self.policy.apply_timeout, rem.plan(&ctx)).await {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(e)) => {
+                return self
+                    .refuse(o, p, step, &action, format!("could not plan: {e}"))
+                    .await
+            }
+            Err(_) => {
+                return self
+                    .refuse(
+                        o,
+                        p,
+                        step,
+                        &action,
+                        format!(
+                            "planning took longer than {}",
+                            human(self.policy.apply_timeout)
+                        ),
+                    )
+                    .await
+            }
+        };
+        self.append(
+            &o.id,
+            Event::Planned {
+                step,
+                plan: plan.clone(),
+                dry_run: self.policy.dry_run,
+            },
+        )
+        .await?;
+        if let Err(reason) = self.policy.blast_radius.check(&plan, &self.fleet) {
+            return self.refuse(o, p, step, &action, reason).await;
+        }
+        if self.policy.dry_run {
+            self.append(
+                &o.id,
+                Event::Skipped {
+                    step,
+                    action: action.clone(),
+                    reason: "dry-run: planned only".into(),
+                },
+            )
+            .await?;
+            self.metrics.inc(
+                "rb_remediations_total",
+                vec![("action", action.clone()), ("outcome", "dry_run".into())],
+            );
+            return Ok(StepResult::Continue);
+        }
+        // keyed concurrency: one remediation per target at a time (locks taken in key order)
+        let mut keys: Vec<String> = plan.targets.iter().map(Target::key).collect();
+        keys.sort();
+        keys.dedup();
+        let locks: Vec<_> = match self.policy_state.lock() {
+            Ok(mut ps) => keys.iter().map(|k| (k.clone(), ps.lock_for(k))).collect(),
+            Err(_) => {
+                return self
+                    .refuse(o, p, step, &action, "policy state unavailable".into())
+                    .await
+            }
+        };
+        let mut guards = Vec::with_capacity(locks.len());
+        for (key, lock) in &locks {
+            match tokio::time::timeout(self.policy.target_lock_wait, lock.clone().lock_owned())
+                .await
+            {
+                Ok(g) => guards.push(g),
+                Err(_) => {
+                    let reason = format!(
+                        "another remediation held {key} for longer than {}",
+                        human(self.policy.target_lock_wait)
+                    );
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+            }
+        }
+        // cool-down, backoff and budgets
+        let check = match self.policy_state.lock() {
+            Ok(mut ps) => {
+                let now = Instant::now();
+                keys.iter()
+                    .try_for_each(|k| ps.check_cooldown(&self.policy, k, &action, now))
+                    .and_then(|_| ps.check_budgets(&self.policy, &keys, now))
+            }
+            Err(_) => Err("policy state unavailable".to_string()),
+        };
+        if let Err(reason) = check {
+            return self.refuse(o, p, step, &action, reason).await;
+        }
+        // approval
+        if rem.risk().needs_approval() {
+            let req = ApprovalRequest {
+                incident: o.id.clone(),
+                playbook: p.id.clone(),
+                step,
+                risk: rem.risk(),
+                plan: plan.clone(),
+            };
+            let decision =
+                match tokio::time::timeout(self.approver.timeout(), self.approver.approve(&req))
+                    .await
+                {
+                    Ok(Ok(d)) => d,
+                    Ok(Err(e)) => Decision::Denied {
+                        by: "approver".into(),
+                        reason: format!("approver failed: {e}"),
+                    },
+                    Err(_) => Decision::TimedOut,
+                };
+            self.append(
+                &o.id,
+                Event::Approval {
+                    step,
+                    decision: decision.clone(),
+                },
+            )
+            .await?;
+            match decision {
+                Decision::Granted { .. } => {}
+                Decision::Denied { by, reason } => {
+                    return self
+                        .refuse(
+                            o,
+                            p,
+                            step,
+                            &action,
+                            format!("approval denied by {by}: {reason}"),
+                        )
+                        .await
+                }
+                Decision::TimedOut => {
+                    let reason = format!("no approval within {}", human(self.approver.timeout()));
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+            }
+        }
+        // apply: journaled before and after; retried only when idempotent and transient
+        let retries = if rem.idempotent() {
+            self.policy.idempotent_retries
+        } else {
+            0
+        };
+        let mut attempt = 1;
+        let outcome = loop {
+            self.append(
+                &o.id,
+                Event::Started {
+                    step,
+                    action: action.clone(),
+                    attempt,
+                },
+            )
+            .await?;
+            if let Ok(mut ps) = self.policy_state.lock() {
+                ps.record(&keys, &action, Instant::now());
+            }
+            let res = tokio::time::timeout(self.policy.apply_timeout, rem.apply(&plan, &ctx)).await;
+            let (error, transient) = match res {
+                Ok(Ok(outcome)) => {
+                    self.append(
+                        &o.id,
+                        Event::Finished {
+                            step,
+                            action: action.clone(),
+                            ok: true,
+                            outcome: Some(outcome.clone()),
+                            error: None,
+                        },
+                    )
+                    .await?;
+                    break outcome;
+                }
+                Ok(Err(e)) => (e.to_string(), e.is_transient()),
+                Err(_) => (
+                    format!(
+                        "no answer within {}: the outcome is unknown",
+                        human(self.policy.apply_timeout)
+                    ),
+                    true,
+                ),
+            };
+            self.append(
+                &o.id,
+                Event::Finished {
+                    step,
+                    action: action.clone(),
+                    ok: false,
+                    outcome: None,
+                    error: Some(error.clone()),
+                },
+            )
+            .await?;
+            if transient && attempt <= retries {
+                attempt += 1;
+                continue;
+            }
+            drop(guards);
+            return self.fail(o, p, &action, error).await;
+        };
+        drop(guards);
+        self.metrics.inc(
+            "rb_remediations_total",
+            vec![("action", action.clone()), ("outcome", "applied".into())],
+        );
+        let verification = match tokio::time::timeout(
+            self.policy.apply_timeout,
+            rem.verify(&plan, &outcome, &ctx),
+        )
+        .await
+        {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => Verification::Inconclusive { why: e.to_string() },
+            Err(_) => Verification::Inconclusive {
+                why: "verification timed out".into(),
+            },
+        };
+        self.append(
+            &o.id,
+            Event::Verified {
+                step,
+                verification: verification.clone(),
+            },
+        )
+        .await?;
+        if let Verification::Failed { evidence } = verification {
+            return self
+                .fail(o, p, &action, format!("verification failed: {evidence}"))
+                .await;
+        }
+        Ok(StepResult::Continue)
+    }
+
+    async fn recover(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        verdict: &Verdict,
+        manual: bool,
+    ) -> Result<usize, Error> {
+        let mut probes = 0;
+        let results = join_all(
+            p.recovery
+                .iter()
+                .map(|c| self.observe(c.probe.as_ref(), p.diagnosis_deadline)),
+        )
+        .await;
+        let mut labels = Vec::with_capacity(results.len() + 1);
+        let mut all_ok = manual || verdict.is_ok();
+        labels.push(if manual { "manual" } else { verdict.label() });
+        for ((check, res), c) in p.recovery.iter().zip(results).zip(o.checks.iter_mut()) {
+            probes += 1;
+            let at = self.clock.now();
+            c.history.push(record(at, res));
+            c.verdict = evaluate(check.symptom.as_ref(), &c.history, at, &mut c.state);
+            all_ok &= c.verdict.is_ok();
+            labels.push(c.verdict.label());
+        }
+        if labels != o.last_check_labels {
+            if !manual {
+                self.append(
+                    &o.id,
+                    Event::Recovery {
+                        check: p
+                            .detectors
+                            .first()
+                            .map(|d| d.symptom.name())
+                            .unwrap_or_default(),
+                        verdict: verdict.clone(),
+                    },
+                )
+                .await?;
+            }
+            for (check, c) in p.recovery.iter().zip(o.checks.iter()) {
+                self.append(
+                    &o.id,
+                    Event::Recovery {
+                        check: check.symptom.name(),
+                        verdict: c.verdict.clone(),
+                    },
+                )
+                .await?;
+            }
+            o.last_check_labels = labels;
+        }
+        let now = Instant::now();
+        if all_ok {
+            let since = *o.recovering_since.get_or_insert(now);
+            if now.duration_since(since) >= p.stability_window {
+                o.stage = Stage::Review;
+                return Ok(probes);
+            }
+        } else {
+            o.recovering_since = None;
+        }
+        let started = *o.recover_started.get_or_insert(now);
+        if !o.recovery_escalated && now.duration_since(started) >= p.recovery_deadline {
+            o.recovery_escalated = true;
+            let msg = format!(
+                "{}: not recovered {} after mitigation",
+                p.title,
+                human(p.recovery_deadline)
+            );
+            self.escalate(o, p, EscalationReason::RecoveryTimedOut, msg)
+                .await?;
+        }
+        Ok(probes)
+    }
+
+    async fn escalate(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        reason: EscalationReason,
+        message: String,
+    ) -> Result<(), Error> {
+        let role = p
+            .escalate_to
+            .clone()
+            .unwrap_or_else(|| self.runbook.default_role.clone());
+        let attempt = o.page.as_ref().map(|pg| pg.attempt + 1).unwrap_or(1);
+        self.page(o, p, role, reason, message, attempt).await
+    }
+
+    async fn page(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        role: String,
+        reason: EscalationReason,
+        message: String,
+        attempt: u32,
+    ) -> Result<(), Error> {
+        let contact = self.runbook.on_call.get(&role);
+        let sla = contact.map(|c| c.sla).unwrap_or(secs(900));
+        let n = Notification {
+            incident: o.id.clone(),
+            playbook: p.id.clone(),
+            role: role.clone(),
+            channel: contact
+                .map(|c| c.channel.clone())
+                .unwrap_or_else(|| "unrouted".into()),
+            reason: reason.clone(),
+            message: format!("[{}] {} on {}: {}", o.id, p.title, o.target, message),
+            attempt,
+            ack_due: self.clock.now().plus(sla),
+        };
+        let error = self.notifier.notify(&n).await.err().map(|e| e.to_string());
+        self.metrics.inc(
+            "rb_escalations_total",
+            vec![("role", role.clone()), ("reason", format!("{reason:?}"))],
+        );
+        self.append(
+            &o.id,
+            Event::Escalated {
+                notification: n,
+                error,
+            },
+        )
+        .await?;
+        o.page = Some(Page {
+            role,
+            due: Instant::now() + sla,
+            attempt,
+        });
+        Ok(())
+    }
+}
+
+fn summarize(obs: &Observation) -> String {
+    let mut parts = Vec::new();
+    for s in obs.samples.iter().take(4) {
+        if s.labels.is_empty() {
+            parts.push(format!("{}={}", s.name, s.value));
+        } else {
+            let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            parts.push(format!("{}{{{}}}={}", s.name, l.join(","), s.value));
+        }
+    }
+    if obs.samples.len() > 4 {
+        parts.push(format!("… {} samples", obs.samples.len()));
+    }
+    let kinds: Vec<&str> = obs.facts.kinds().collect();
+    if !kinds.is_empty() {
+        parts.push(format!("facts: {}", kinds.join(", ")));
+    }
+    if !obs.complete {
+        parts.push(format!("INCOMPLETE: {}", obs.gaps.join("; ")));
+    }
+    if parts.is_empty() {
+        "observed (no samples)".into()
+    } else {
+        parts.join("; ")
+    }
+}

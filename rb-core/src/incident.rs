@@ -1,0 +1,259 @@
+//! Incidents: the ITSM record, phases, and the view rebuilt from the journal.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::{Entry, Event};
+use crate::observation::Evidence;
+use crate::symptom::{Finding, ViolatedMetric};
+use crate::target::Target;
+use crate::time::Timestamp;
+
+/// The five phases of the seed's procedure (§3), plus the closing states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// 1. Detect: a symptom fired.
+    Detect,
+    /// 2. Diagnose: diagnosis probes ran, evidence attached.
+    Diagnose,
+    /// 3. Mitigate: remediations under the safety envelope.
+    Mitigate,
+    /// 4. Recover: recovery checks must hold for the stability window.
+    Recover,
+    /// 5. Review: the post-incident report.
+    Review,
+}
+
+impl Phase {
+    /// All five, in order.
+    pub const ALL: [Phase; 5] = [
+        Phase::Detect,
+        Phase::Diagnose,
+        Phase::Mitigate,
+        Phase::Recover,
+        Phase::Review,
+    ];
+
+    /// Name for humans.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Detect => "detect",
+            Phase::Diagnose => "diagnose",
+            Phase::Mitigate => "mitigate",
+            Phase::Recover => "recover",
+            Phase::Review => "review",
+        }
+    }
+}
+
+/// How an incident ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "resolution", rename_all = "snake_case")]
+pub enum Resolution {
+    /// Recovery checks held for the stability window.
+    Recovered,
+    /// Closed by a human.
+    ClosedByHuman {
+        /// Who.
+        by: String,
+    },
+    /// Recovery never came; handed to humans.
+    Escalated,
+}
+
+/// The incident record the seed's ITSM rule asks for (§2): timestamp, service, violated metric with its
+/// value and threshold, related Nessie commit hash; plus the affected pipelines from the impact map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    /// Incident id (`INC-20261125-070901-kafka-backlog`).
+    pub id: String,
+    /// Dedupe fingerprint: one open incident per fingerprint.
+    pub fingerprint: String,
+    /// The playbook.
+    pub playbook: String,
+    /// The playbook's title.
+    pub title: String,
+    /// The service (`orders-pipeline`).
+    pub service: String,
+    /// When it opened.
+    pub opened_at: Timestamp,
+    /// The target whose symptom fired.
+    pub target: Target,
+    /// What fired.
+    pub finding: Finding,
+    /// The violated metric, value and threshold, where the symptom is a threshold.
+    pub violated: Option<ViolatedMetric>,
+    /// The related Nessie commit hash, when a probe reported one.
+    pub nessie_commit: Option<String>,
+    /// Pipelines / use cases affected (impact map).
+    pub affected_pipelines: Vec<String>,
+}
+
+/// The state of one mitigation step as the journal tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    /// Not attempted.
+    NotStarted,
+    /// Planned only (dry-run).
+    Planned,
+    /// Refused by the envelope.
+    Refused,
+    /// Skipped.
+    Skipped,
+    /// Started, no finish recorded (interrupted if the engine is not running it).
+    Started,
+    /// Finished ok.
+    Done,
+    /// Finished with an error.
+    Failed,
+    /// Found interrupted after a restart; a human must look.
+    Interrupted,
+}
+
+/// An incident as rebuilt from its journal entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// The ITSM record.
+    pub record: IncidentRecord,
+    /// The phases entered, in order.
+    pub phases: Vec<Phase>,
+    /// Evidence attached.
+    pub evidence: Vec<Evidence>,
+    /// The whole timeline.
+    pub timeline: Vec<Entry>,
+    /// How it ended, if it did.
+    pub resolution: Option<Resolution>,
+}
+
+impl Incident {
+    /// Rebuild from entries (the first must be `Opened`). `None` if there is no `Opened` entry.
+    pub fn from_entries(entries: Vec<Entry>) -> Option<Self> {
+        let record = entries.iter().find_map(|e| match &e.event {
+            Event::Opened { record } => Some((**record).clone()),
+            _ => None,
+        })?;
+        let mut phases = Vec::new();
+        let mut evidence = Vec::new();
+        let mut resolution = None;
+        for e in &entries {
+            match &e.event {
+                Event::Phase { phase } if !phases.contains(phase) => phases.push(*phase),
+                Event::Evidence { evidence: ev } => evidence.push(ev.clone()),
+                Event::Closed { resolution: r } => resolution = Some(r.clone()),
+                _ => {}
+            }
+        }
+        let mut record = record;
+        if record.nessie_commit.is_none() {
+            record.nessie_commit = entries.iter().find_map(|e| match &e.event {
+                Event::CommitLinked { hash, .. } => Some(hash.clone()),
+                _ => None,
+            });
+        }
+        Some(Self {
+            record,
+            phases,
+            evidence,
+            timeline: entries,
+            resolution,
+        })
+    }
+
+    /// The state of mitigation step `step`.
+    pub fn step_state(&self, step: usize) -> StepState {
+        step_state(&self.timeline, step)
+    }
+
+    /// Remediation ids applied successfully, in order.
+    pub fn applied_actions(&self) -> Vec<String> {
+        self.timeline
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Finished {
+                    action, ok: true, ..
+                } => Some(action.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Remediation ids planned, in order.
+    pub fn planned_actions(&self) -> Vec<String> {
+        self.timeline
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Planned { plan, .. } => Some(plan.action.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Roles paged, in order.
+    pub fn escalations(&self) -> Vec<String> {
+        self.timeline
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Escalated { notification, .. } => Some(notification.role.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether the incident is closed.
+    pub fn is_closed(&self) -> bool {
+        self.resolution.is_some()
+    }
+
+    /// Targets touched by plans.
+    pub fn acted_on(&self) -> BTreeSet<String> {
+        self.timeline
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Planned { plan, .. } => Some(
+                    plan.targets
+                        .iter()
+                        .map(|t| t.name.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+/// The state of step `step` from a timeline.
+pub fn step_state(entries: &[Entry], step: usize) -> StepState {
+    let mut st = StepState::NotStarted;
+    for e in entries {
+        st = match &e.event {
+            Event::Planned {
+                step: s, dry_run, ..
+            } if *s == step && st == StepState::NotStarted => {
+                if *dry_run {
+                    StepState::Planned
+                } else {
+                    st
+                }
+            }
+            Event::Refused { step: s, .. } if *s == step => StepState::Refused,
+            Event::Skipped { step: s, .. } if *s == step && st == StepState::NotStarted => {
+                StepState::Skipped
+            }
+            Event::Started { step: s, .. } if *s == step => StepState::Started,
+            Event::Finished { step: s, ok, .. } if *s == step => {
+                if *ok {
+                    StepState::Done
+                } else {
+                    StepState::Failed
+                }
+            }
+            Event::Interrupted { step: s, .. } if *s == step => StepState::Interrupted,
+            _ => st,
+        };
+    }
+    st
+}

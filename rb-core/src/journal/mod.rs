@@ -1,0 +1,219 @@
+//! The journal: every event of every incident, appended before and after each step.
+//!
+//! Stores: [`MemoryJournal`] (tests, ephemeral tools) and, with the `sqlite` feature, [`SqliteJournal`]
+//! (the embedded default: a file that survives restarts). An engine restarted on the same journal resumes
+//! its open incidents without repeating any step recorded as started or done.
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::JournalError;
+use crate::escalation::Notification;
+use crate::incident::{IncidentRecord, Phase, Resolution};
+use crate::observation::Evidence;
+use crate::policy::Decision;
+use crate::remediation::{Outcome, Plan, Verification};
+use crate::symptom::Verdict;
+use crate::time::Timestamp;
+
+pub use memory::MemoryJournal;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteJournal;
+
+/// One journaled event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// An incident opened, with its ITSM record.
+    Opened {
+        /// The record.
+        record: Box<IncidentRecord>,
+    },
+    /// The detect symptom fired again while the incident was open (deduplicated).
+    Refired {
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// The incident entered a phase.
+    Phase {
+        /// Which.
+        phase: Phase,
+    },
+    /// Evidence was attached.
+    Evidence {
+        /// The evidence.
+        evidence: Evidence,
+    },
+    /// A mitigation step was planned.
+    Planned {
+        /// Step index.
+        step: usize,
+        /// The plan.
+        plan: Plan,
+        /// Whether in dry-run (nothing will be applied).
+        dry_run: bool,
+    },
+    /// An approver decided.
+    Approval {
+        /// Step index.
+        step: usize,
+        /// The decision.
+        decision: Decision,
+    },
+    /// A step was refused by the safety envelope.
+    Refused {
+        /// Step index.
+        step: usize,
+        /// The remediation id.
+        action: String,
+        /// Why.
+        reason: String,
+    },
+    /// A step was skipped (already done, dry-run, or not applicable).
+    Skipped {
+        /// Step index.
+        step: usize,
+        /// The remediation id.
+        action: String,
+        /// Why.
+        reason: String,
+    },
+    /// Journaled before `apply`.
+    Started {
+        /// Step index.
+        step: usize,
+        /// The remediation id.
+        action: String,
+        /// Attempt (1 unless an idempotent action was retried).
+        attempt: u32,
+    },
+    /// Journaled after `apply`.
+    Finished {
+        /// Step index.
+        step: usize,
+        /// The remediation id.
+        action: String,
+        /// Whether apply returned Ok.
+        ok: bool,
+        /// The outcome, when ok.
+        outcome: Option<Outcome>,
+        /// The error, when not.
+        error: Option<String>,
+    },
+    /// The verification of a step.
+    Verified {
+        /// Step index.
+        step: usize,
+        /// The verification.
+        verification: Verification,
+    },
+    /// A step was found started but never finished (engine restart): a human must look.
+    Interrupted {
+        /// Step index.
+        step: usize,
+        /// The remediation id.
+        action: String,
+    },
+    /// A recovery check result.
+    Recovery {
+        /// The check's name.
+        check: String,
+        /// Its verdict.
+        verdict: Verdict,
+    },
+    /// A page went out.
+    Escalated {
+        /// The page.
+        notification: Notification,
+        /// Delivery error, if any.
+        error: Option<String>,
+    },
+    /// A human acknowledged.
+    Acknowledged {
+        /// Who.
+        by: String,
+    },
+    /// A Nessie commit was linked to the incident record (found by a diagnosis probe).
+    CommitLinked {
+        /// The reference.
+        reference: String,
+        /// The hash.
+        hash: String,
+    },
+    /// A free note.
+    Note {
+        /// The text.
+        text: String,
+    },
+    /// The incident closed.
+    Closed {
+        /// How it ended.
+        resolution: Resolution,
+    },
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Sequence number assigned by the store (monotonic per store).
+    pub seq: u64,
+    /// The incident.
+    pub incident: String,
+    /// When.
+    pub at: Timestamp,
+    /// What.
+    pub event: Event,
+}
+
+/// An append-only store of incident events.
+///
+/// Contract: `append` is durable when it returns Ok (the engine journals *before* applying an action and
+/// refuses to act when the journal fails); entries come back in append order.
+#[async_trait]
+pub trait Journal: Send + Sync + Debug {
+    /// Append one event; returns its sequence number.
+    async fn append(
+        &self,
+        incident: &str,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<u64, JournalError>;
+
+    /// Every entry of one incident, in order.
+    async fn entries(&self, incident: &str) -> Result<Vec<Entry>, JournalError>;
+
+    /// The ids of incidents opened and not closed, in opening order.
+    async fn open_incidents(&self) -> Result<Vec<String>, JournalError>;
+
+    /// The ids of every incident, in opening order.
+    async fn incidents(&self) -> Result<Vec<String>, JournalError>;
+}
+
+#[async_trait]
+impl<J: Journal + ?Sized> Journal for Arc<J> {
+    async fn append(
+        &self,
+        incident: &str,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<u64, JournalError> {
+        (**self).append(incident, at, event).await
+    }
+    async fn entries(&self, incident: &str) -> Result<Vec<Entry>, JournalError> {
+        (**self).entries(incident).await
+    }
+    async fn open_incidents(&self) -> Result<Vec<String>, JournalError> {
+        (**self).open_incidents().await
+    }
+    async fn incidents(&self) -> Result<Vec<String>, JournalError> {
+        (**self).incidents().await
+    }
+}

@@ -1,0 +1,165 @@
+//! The SQLite journal (sqlx): the embedded default, a file that survives restarts.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+
+use super::{Entry, Event, Journal};
+use crate::error::{ErrorKind, JournalError};
+use crate::time::Timestamp;
+
+/// A journal in a SQLite file (WAL, synchronous=FULL: an append that returned is on disk).
+#[derive(Debug, Clone)]
+pub struct SqliteJournal {
+    pool: SqlitePool,
+    name: String,
+}
+
+fn err(name: &str, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> JournalError {
+    JournalError::new(name, ErrorKind::Storage, format!("{what}: {e}")).with_source(e)
+}
+
+impl SqliteJournal {
+    /// Open (creating if needed) the journal at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, JournalError> {
+        let path: PathBuf = path.as_ref().to_path_buf();
+        let name = format!("sqlite:{}", path.display());
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| err(&name, "options", e))?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(|e| err(&name, "open", e))?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS rb_journal (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                incident TEXT NOT NULL,
+                at_ms INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                body TEXT NOT NULL
+            )",
+        )
+        .execute(&pool)
+        .await
+        .map_err(|e| err(&name, "create table", e))?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS rb_journal_incident ON rb_journal (incident, seq)")
+            .execute(&pool)
+            .await
+            .map_err(|e| err(&name, "create index", e))?;
+        Ok(Self { pool, name })
+    }
+
+    /// Close the pool (flushes; further calls fail).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn kind(event: &Event) -> &'static str {
+        match event {
+            Event::Opened { .. } => "opened",
+            Event::Closed { .. } => "closed",
+            _ => "event",
+        }
+    }
+}
+
+#[async_trait]
+impl Journal for SqliteJournal {
+    async fn append(
+        &self,
+        incident: &str,
+        at: Timestamp,
+        event: &Event,
+    ) -> Result<u64, JournalError> {
+        let body = serde_json::to_string(event).map_err(|e| {
+            JournalError::new(&self.name, ErrorKind::Invalid, format!("encode event: {e}"))
+        })?;
+        let res =
+            sqlx::query("INSERT INTO rb_journal (incident, at_ms, kind, body) VALUES (?, ?, ?, ?)")
+                .bind(incident)
+                .bind(at.as_millis() as i64)
+                .bind(Self::kind(event))
+                .bind(body)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| err(&self.name, "append", e))?;
+        Ok(res.last_insert_rowid() as u64)
+    }
+
+    async fn entries(&self, incident: &str) -> Result<Vec<Entry>, JournalError> {
+        let rows = sqlx::query(
+            "SELECT seq, incident, at_ms, body FROM rb_journal WHERE incident = ? ORDER BY seq",
+        )
+        .bind(incident)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| err(&self.name, "read", e))?;
+        rows.into_iter()
+            .map(|r| {
+                let body: String = r
+                    .try_get("body")
+                    .map_err(|e| err(&self.name, "read body", e))?;
+                let seq: i64 = r
+                    .try_get("seq")
+                    .map_err(|e| err(&self.name, "read seq", e))?;
+                let at: i64 = r
+                    .try_get("at_ms")
+                    .map_err(|e| err(&self.name, "read at", e))?;
+                let event: Event = serde_json::from_str(&body).map_err(|e| {
+                    JournalError::new(
+                        &self.name,
+                        ErrorKind::BadResponse,
+                        format!("entry {seq} does not decode: {e}"),
+                    )
+                })?;
+                Ok(Entry {
+                    seq: seq as u64,
+                    incident: incident.to_string(),
+                    at: Timestamp(at as u64),
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<String>, JournalError> {
+        let rows = sqlx::query(
+            "SELECT incident FROM rb_journal WHERE kind = 'opened'
+             AND incident NOT IN (SELECT incident FROM rb_journal WHERE kind = 'closed') ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| err(&self.name, "read open incidents", e))?;
+        rows.into_iter()
+            .map(|r| {
+                r.try_get::<String, _>("incident")
+                    .map_err(|e| err(&self.name, "read incident", e))
+            })
+            .collect()
+    }
+
+    async fn incidents(&self) -> Result<Vec<String>, JournalError> {
+        let rows =
+            sqlx::query("SELECT incident FROM rb_journal WHERE kind = 'opened' ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| err(&self.name, "read incidents", e))?;
+        rows.into_iter()
+            .map(|r| {
+                r.try_get::<String, _>("incident")
+                    .map_err(|e| err(&self.name, "read incident", e))
+            })
+            .collect()
+    }
+}

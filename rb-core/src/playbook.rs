@@ -1,0 +1,440 @@
+//! Playbooks (one situation each) and the runbook that holds them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::escalation::OnCall;
+use crate::probe::{Probe, Schedule};
+use crate::remediation::Remediation;
+use crate::symptom::Symptom;
+use crate::target::Target;
+use crate::time::{mins, secs};
+
+/// Where a detect binding's observations come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A probe run on a schedule.
+    Probe {
+        /// The probe.
+        probe: Arc<dyn Probe>,
+        /// Its schedule.
+        schedule: Schedule,
+    },
+    /// Alertmanager alerts with this `alertname`, about `target`.
+    Alert {
+        /// The alert name.
+        name: String,
+        /// The target the alert concerns.
+        target: Target,
+    },
+    /// Manual reports (tickets) filed against this playbook, about `target`.
+    Manual {
+        /// The target reported on.
+        target: Target,
+    },
+}
+
+impl Source {
+    /// The target observed.
+    pub fn target(&self) -> &Target {
+        match self {
+            Source::Probe { probe, .. } => probe.target(),
+            Source::Alert { target, .. } | Source::Manual { target } => target,
+        }
+    }
+
+    /// A short description.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Probe { probe, schedule } => {
+                format!(
+                    "probe {} on {} every {:?}",
+                    probe.id(),
+                    probe.target(),
+                    schedule.interval
+                )
+            }
+            Source::Alert { name, target } => format!("alert {name} on {target}"),
+            Source::Manual { target } => format!("manual reports on {target}"),
+        }
+    }
+}
+
+/// A detect binding: a source of observations and the symptom judging them.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    /// Where observations come from.
+    pub source: Source,
+    /// The judgement.
+    pub symptom: Arc<dyn Symptom>,
+}
+
+/// An extra recovery check: a probe and a symptom that must be **ok** for the stability window.
+#[derive(Debug, Clone)]
+pub struct RecoveryCheck {
+    /// The probe (run on every engine tick while recovering).
+    pub probe: Arc<dyn Probe>,
+    /// The symptom that must be ok.
+    pub symptom: Arc<dyn Symptom>,
+}
+
+/// One situation of the runbook: symptom(s) → diagnosis probes → mitigations → recovery checks →
+/// review items.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rb_core::prelude::*;
+/// # fn probe() -> Arc<dyn Probe> { Arc::new(FnProbe::new("kafka.lag", Target::new("kafka", "kafka-main"),
+/// #     |ctx| Ok(Observation::new("kafka.lag", "kafka-main", ctx.now())))) }
+/// let backlog = Playbook::new("kafka-backlog", "Kafka backlog grows")
+///     .service("orders-pipeline")
+///     .detect(probe(), Schedule::every(secs(30)),
+///             metric("records_lag_max").above(5_000.0).for_at_least(mins(2)).clears_below(1_000.0))
+///     .diagnose(probe())
+///     .stable_for(mins(5))
+///     .review_item("Was the job under-provisioned for the input rate?")
+///     .escalate_to("Kafka SME");
+/// assert_eq!(backlog.id(), "kafka-backlog");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) service: String,
+    pub(crate) detectors: Vec<Detector>,
+    pub(crate) diagnosis: Vec<Arc<dyn Probe>>,
+    pub(crate) mitigation: Vec<Arc<dyn Remediation>>,
+    pub(crate) recovery: Vec<RecoveryCheck>,
+    pub(crate) stability_window: Duration,
+    pub(crate) recovery_deadline: Duration,
+    pub(crate) review_items: Vec<String>,
+    pub(crate) escalate_to: Option<String>,
+    pub(crate) continue_after_failure: bool,
+    pub(crate) diagnosis_deadline: Duration,
+}
+
+impl Playbook {
+    /// A playbook with a stable `id` and a human `title`.
+    pub fn new(id: impl Into<String>, title: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            title: title.into(),
+            service: String::new(),
+            detectors: Vec::new(),
+            diagnosis: Vec::new(),
+            mitigation: Vec::new(),
+            recovery: Vec::new(),
+            stability_window: mins(5),
+            recovery_deadline: mins(30),
+            review_items: Vec::new(),
+            escalate_to: None,
+            continue_after_failure: false,
+            diagnosis_deadline: secs(15),
+        }
+    }
+
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The title.
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
+    /// The service named in incident records.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = service.into();
+        self
+    }
+
+    /// Detect: run `probe` on `schedule`, judge with `symptom`.
+    pub fn detect(
+        mut self,
+        probe: Arc<dyn Probe>,
+        schedule: Schedule,
+        symptom: impl Symptom + 'static,
+    ) -> Self {
+        self.detectors.push(Detector {
+            source: Source::Probe { probe, schedule },
+            symptom: Arc::new(symptom),
+        });
+        self
+    }
+
+    /// Detect: an Alertmanager alert named `alertname` about `target` (judged by
+    /// [`crate::symptom::alert_firing`]).
+    pub fn detect_alert(mut self, alertname: impl Into<String>, target: Target) -> Self {
+        let name = alertname.into();
+        self.detectors.push(Detector {
+            symptom: Arc::new(crate::symptom::alert_firing(name.clone())),
+            source: Source::Alert { name, target },
+        });
+        self
+    }
+
+    /// Detect: manual reports (tickets) filed against this playbook about `target`.
+    pub fn detect_manual(mut self, target: Target) -> Self {
+        self.detectors.push(Detector {
+            source: Source::Manual { target },
+            symptom: Arc::new(crate::symptom::manual_report()),
+        });
+        self
+    }
+
+    /// Diagnose: run `probe` when an incident opens, attach what it sees as evidence.
+    pub fn diagnose(mut self, probe: Arc<dyn Probe>) -> Self {
+        self.diagnosis.push(probe);
+        self
+    }
+
+    /// Mitigate: run `remediation` (in order of declaration) under the safety envelope.
+    pub fn mitigate(mut self, remediation: Arc<dyn Remediation>) -> Self {
+        self.mitigation.push(remediation);
+        self
+    }
+
+    /// Recover: besides the detect symptom being ok, `symptom` over `probe` must be ok for the
+    /// stability window.
+    pub fn recover(mut self, probe: Arc<dyn Probe>, symptom: impl Symptom + 'static) -> Self {
+        self.recovery.push(RecoveryCheck {
+            probe,
+            symptom: Arc::new(symptom),
+        });
+        self
+    }
+
+    /// How long every recovery check must hold before the incident resolves (default 5 minutes).
+    pub fn stable_for(mut self, window: Duration) -> Self {
+        self.stability_window = window;
+        self
+    }
+
+    /// If recovery has not come this long after mitigation, escalate (default 30 minutes).
+    pub fn recovery_deadline(mut self, deadline: Duration) -> Self {
+        self.recovery_deadline = deadline;
+        self
+    }
+
+    /// A question for the post-incident review.
+    pub fn review_item(mut self, item: impl Into<String>) -> Self {
+        self.review_items.push(item.into());
+        self
+    }
+
+    /// The on-call role paged when this playbook escalates.
+    pub fn escalate_to(mut self, role: impl Into<String>) -> Self {
+        self.escalate_to = Some(role.into());
+        self
+    }
+
+    /// Keep running later mitigation steps after one fails or is refused (default: stop, escalate, and
+    /// go to recovery).
+    pub fn continue_after_failure(mut self) -> Self {
+        self.continue_after_failure = true;
+        self
+    }
+
+    /// How long each diagnosis probe may take (default 15 s).
+    pub fn diagnosis_deadline(mut self, deadline: Duration) -> Self {
+        self.diagnosis_deadline = deadline;
+        self
+    }
+
+    /// The detect bindings.
+    pub fn detectors(&self) -> &[Detector] {
+        &self.detectors
+    }
+
+    /// The mitigation steps.
+    pub fn mitigations(&self) -> &[Arc<dyn Remediation>] {
+        &self.mitigation
+    }
+
+    /// The review items.
+    pub fn review_items(&self) -> &[String] {
+        &self.review_items
+    }
+}
+
+/// Which pipelines (use cases) depend on which targets — the seed's use-case status table (§2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImpactMap {
+    deps: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl ImpactMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `pipeline` depends on the targets named in `targets`.
+    pub fn pipeline(mut self, pipeline: impl Into<String>, targets: &[&str]) -> Self {
+        self.deps
+            .entry(pipeline.into())
+            .or_default()
+            .extend(targets.iter().map(|t| t.to_string()));
+        self
+    }
+
+    /// Pipelines depending on any of `targets`.
+    pub fn affected<'a>(&self, targets: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        let t: BTreeSet<&str> = targets.into_iter().collect();
+        self.deps
+            .iter()
+            .filter(|(_, deps)| deps.iter().any(|d| t.contains(d.as_str())))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// Every pipeline and its targets.
+    pub fn pipelines(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.deps
+    }
+}
+
+/// A set of playbooks plus what they share: the fleet of targets, the impact map, the on-call table, the
+/// post-recovery checklist.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub(crate) name: String,
+    pub(crate) playbooks: Vec<Playbook>,
+    pub(crate) targets: Vec<Target>,
+    pub(crate) impact: ImpactMap,
+    pub(crate) on_call: OnCall,
+    pub(crate) checklist: Vec<String>,
+    pub(crate) default_role: String,
+}
+
+/// The seed's post-recovery checklist (§6).
+pub const SEED_CHECKLIST: [&str; 5] = [
+    "Alert cleared in Alertmanager.",
+    "Checkpoint/savepoint updated.",
+    "Data cross-checked (Spark/Trino) and valid.",
+    "ITSM ticket moved to Resolved.",
+    "RCA document stored in the internal wiki.",
+];
+
+impl Runbook {
+    /// An empty runbook with the seed's on-call table and checklist.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            playbooks: Vec::new(),
+            targets: Vec::new(),
+            impact: ImpactMap::new(),
+            on_call: OnCall::seed(),
+            checklist: SEED_CHECKLIST.iter().map(|s| s.to_string()).collect(),
+            default_role: "Data Platform On-call".into(),
+        }
+    }
+
+    /// Add a playbook.
+    pub fn playbook(mut self, playbook: Playbook) -> Self {
+        self.playbooks.push(playbook);
+        self
+    }
+
+    /// Register a target of the fleet (blast radius is computed over the fleet of each kind).
+    pub fn target(mut self, target: Target) -> Self {
+        if !self.targets.contains(&target) {
+            self.targets.push(target);
+        }
+        self
+    }
+
+    /// Set the impact map.
+    pub fn impact(mut self, impact: ImpactMap) -> Self {
+        self.impact = impact;
+        self
+    }
+
+    /// Set the on-call table.
+    pub fn on_call(mut self, on_call: OnCall) -> Self {
+        self.on_call = on_call;
+        self
+    }
+
+    /// Replace the post-recovery checklist.
+    pub fn checklist(mut self, items: Vec<String>) -> Self {
+        self.checklist = items;
+        self
+    }
+
+    /// The role paged when a playbook names none.
+    pub fn default_role(mut self, role: impl Into<String>) -> Self {
+        self.default_role = role.into();
+        self
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The playbooks.
+    pub fn playbooks(&self) -> &[Playbook] {
+        &self.playbooks
+    }
+
+    /// The impact map.
+    pub fn impact_map(&self) -> &ImpactMap {
+        &self.impact
+    }
+
+    /// The fleet: registered targets plus every target a playbook's detect binding observes.
+    pub fn fleet(&self) -> Vec<Target> {
+        let mut all = self.targets.clone();
+        for p in &self.playbooks {
+            for d in &p.detectors {
+                let t = d.source.target();
+                if !all.contains(t) {
+                    all.push(t.clone());
+                }
+            }
+        }
+        all
+    }
+
+    /// Check the runbook: unique playbook ids, at least one detector each, known on-call roles.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut ids = BTreeSet::new();
+        for p in &self.playbooks {
+            if p.id.is_empty() {
+                return Err(Error::Config("a playbook has an empty id".into()));
+            }
+            if !ids.insert(p.id.as_str()) {
+                return Err(Error::Config(format!("playbook id {} is used twice", p.id)));
+            }
+            if p.detectors.is_empty() {
+                return Err(Error::Config(format!(
+                    "playbook {} has no detect binding",
+                    p.id
+                )));
+            }
+            let role = p.escalate_to.as_deref().unwrap_or(&self.default_role);
+            if self.on_call.get(role).is_none() {
+                return Err(Error::Config(format!(
+                    "playbook {} escalates to {role:?}, which is not in the on-call table",
+                    p.id
+                )));
+            }
+            for d in &p.detectors {
+                if let Source::Probe { schedule, .. } = &d.source {
+                    if schedule.interval < secs(1) || schedule.deadline.is_zero() {
+                        return Err(Error::Config(format!(
+                            "playbook {}: {} needs an interval of at least 1s and a non-zero deadline",
+                            p.id,
+                            d.source.describe()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

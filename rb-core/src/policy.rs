@@ -1,0 +1,427 @@
+//! The safety envelope: policies the engine enforces around every remediation, whatever the playbook.
+//!
+//! In order, for each mitigation step: kill switch → no action on unknown data → at-most-once per
+//! incident step (journal) → plan → blast radius (an empty target set is an error) → keyed concurrency
+//! (one remediation per target at a time) → cool-down and restart backoff → global and per-target rate
+//! budgets → approval for disruptive/destructive risk → dry-run stops here → journal "started" → apply
+//! (retried only if idempotent, only on transient errors) → journal "finished" → verify.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApprovalError;
+use crate::remediation::{Plan, Risk};
+use crate::target::Target;
+use crate::time::{human, mins, secs};
+
+/// A rate budget: at most `max` actions per sliding `per` window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Actions allowed in a window.
+    pub max: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl Budget {
+    /// `max` actions per `per`.
+    pub fn new(max: u32, per: Duration) -> Self {
+        Self { max, per }
+    }
+}
+
+/// Never act on more than `max_targets` targets, nor on more than `max_fraction` of the fleet of that
+/// kind (the percentage rule is waived for a single target, or single-instance systems could never be
+/// acted on).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BlastRadius {
+    /// Absolute cap.
+    pub max_targets: usize,
+    /// Cap as a fraction of the fleet (0.0–1.0).
+    pub max_fraction: f64,
+}
+
+impl Default for BlastRadius {
+    fn default() -> Self {
+        Self {
+            max_targets: 3,
+            max_fraction: 0.34,
+        }
+    }
+}
+
+impl BlastRadius {
+    /// Check a plan's targets against a fleet. Errors say why, for the journal.
+    pub fn check(&self, plan: &Plan, fleet: &[Target]) -> Result<(), String> {
+        if plan.targets.is_empty() {
+            return Err(format!(
+                "plan of {} names no target: an empty target set is an error, never \"all\"",
+                plan.action
+            ));
+        }
+        let n = plan.targets.len();
+        if n > self.max_targets {
+            return Err(format!(
+                "plan of {} acts on {n} targets; the blast radius allows at most {}",
+                plan.action, self.max_targets
+            ));
+        }
+        if n > 1 {
+            let kinds: std::collections::BTreeSet<&str> =
+                plan.targets.iter().map(|t| t.kind.as_str()).collect();
+            for kind in kinds {
+                let acting = plan.targets.iter().filter(|t| t.kind == kind).count();
+                let mut fleet_names: std::collections::BTreeSet<&str> = fleet
+                    .iter()
+                    .filter(|t| t.kind == kind)
+                    .map(|t| t.name.as_str())
+                    .collect();
+                fleet_names.extend(
+                    plan.targets
+                        .iter()
+                        .filter(|t| t.kind == kind)
+                        .map(|t| t.name.as_str()),
+                );
+                let fraction = acting as f64 / fleet_names.len() as f64;
+                if acting > 1 && fraction > self.max_fraction {
+                    return Err(format!(
+                        "plan of {} acts on {acting} of {} {kind} targets ({:.0}%); the blast radius allows at most {:.0}%",
+                        plan.action,
+                        fleet_names.len(),
+                        fraction * 100.0,
+                        self.max_fraction * 100.0
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The engine's safety settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SafetyPolicy {
+    /// Plan and journal only; never apply.
+    pub dry_run: bool,
+    /// After an action on a target, no further action on it for this long…
+    pub cooldown: Duration,
+    /// …doubled for each further action on the same target and action within `backoff_reset`…
+    pub backoff_factor: u32,
+    /// …up to this much.
+    pub max_cooldown: Duration,
+    /// A target quiet this long starts again from `cooldown`.
+    pub backoff_reset: Duration,
+    /// Budget over all targets.
+    pub global_budget: Budget,
+    /// Budget per target.
+    pub target_budget: Budget,
+    /// Blast radius.
+    pub blast_radius: BlastRadius,
+    /// How long `apply` may take.
+    pub apply_timeout: Duration,
+    /// How many times an idempotent action is retried on transient errors.
+    pub idempotent_retries: u32,
+    /// How long a mitigation step waits for another remediation on the same target to finish.
+    pub target_lock_wait: Duration,
+}
+
+impl Default for SafetyPolicy {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            cooldown: mins(5),
+            backoff_factor: 2,
+            max_cooldown: mins(60),
+            backoff_reset: mins(120),
+            global_budget: Budget::new(20, mins(60)),
+            target_budget: Budget::new(3, mins(60)),
+            blast_radius: BlastRadius::default(),
+            apply_timeout: mins(5),
+            idempotent_retries: 2,
+            target_lock_wait: secs(60),
+        }
+    }
+}
+
+impl SafetyPolicy {
+    /// The default policy in dry-run mode.
+    pub fn dry_run() -> Self {
+        Self {
+            dry_run: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// A kill switch: while engaged, the engine applies nothing (plans are still journaled, refused).
+/// Cloning shares the switch.
+#[derive(Debug, Clone, Default)]
+pub struct KillSwitch(Arc<AtomicBool>);
+
+impl KillSwitch {
+    /// A released switch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Stop all remediation.
+    pub fn engage(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Allow remediation again.
+    pub fn release(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+    /// Whether engaged.
+    pub fn is_engaged(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What an approver is asked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApprovalRequest {
+    /// The incident id.
+    pub incident: String,
+    /// The playbook id.
+    pub playbook: String,
+    /// The mitigation step.
+    pub step: usize,
+    /// The action's risk.
+    pub risk: Risk,
+    /// The plan.
+    pub plan: Plan,
+}
+
+/// An approver's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Go ahead.
+    Granted {
+        /// Who approved.
+        by: String,
+    },
+    /// Do not.
+    Denied {
+        /// Who denied.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// Nobody answered in time: treated as denied.
+    TimedOut,
+}
+
+/// Decides whether a disruptive or destructive action may run.
+#[async_trait]
+pub trait Approver: Send + Sync + fmt::Debug {
+    /// Decide. The engine bounds the wait by [`Approver::timeout`] and records [`Decision::TimedOut`].
+    async fn approve(&self, request: &ApprovalRequest) -> Result<Decision, ApprovalError>;
+
+    /// How long the engine waits for a decision.
+    fn timeout(&self) -> Duration {
+        mins(15)
+    }
+}
+
+/// Grants everything (for safe environments and tests).
+#[derive(Debug, Clone, Default)]
+pub struct AutoApprove;
+
+#[async_trait]
+impl Approver for AutoApprove {
+    async fn approve(&self, _request: &ApprovalRequest) -> Result<Decision, ApprovalError> {
+        Ok(Decision::Granted { by: "auto".into() })
+    }
+}
+
+/// Denies everything: only safe actions run.
+#[derive(Debug, Clone, Default)]
+pub struct DenyAll;
+
+#[async_trait]
+impl Approver for DenyAll {
+    async fn approve(&self, _request: &ApprovalRequest) -> Result<Decision, ApprovalError> {
+        Ok(Decision::Denied {
+            by: "policy".into(),
+            reason: "every disruptive action is denied".into(),
+        })
+    }
+}
+
+type ApproveFn =
+    dyn Fn(ApprovalRequest) -> Pin<Box<dyn Future<Output = Decision> + Send>> + Send + Sync;
+
+/// Asks a human through a callback (a chat button, a portal), waiting at most `timeout`.
+///
+/// ```
+/// use rb_core::policy::{CallbackApprover, Decision};
+/// use rb_core::time::mins;
+/// let approver = CallbackApprover::new(mins(10), |req| async move {
+///     // post `req.plan.description` to a chat and await the button…
+///     Decision::Granted { by: "alice".into() }
+/// });
+/// # let _ = approver;
+/// ```
+pub struct CallbackApprover {
+    timeout: Duration,
+    f: Arc<ApproveFn>,
+}
+
+impl fmt::Debug for CallbackApprover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackApprover")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl CallbackApprover {
+    /// Call `f` for each request; give up after `timeout`.
+    pub fn new<F, Fut>(timeout: Duration, f: F) -> Self
+    where
+        F: Fn(ApprovalRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Decision> + Send + 'static,
+    {
+        Self {
+            timeout,
+            f: Arc::new(move |r| Box::pin(f(r))),
+        }
+    }
+}
+
+#[async_trait]
+impl Approver for CallbackApprover {
+    async fn approve(&self, request: &ApprovalRequest) -> Result<Decision, ApprovalError> {
+        Ok((self.f)(request.clone()).await)
+    }
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// The engine's memory of past actions: cool-downs, backoff and budgets. Time is tokio time.
+#[derive(Debug, Default)]
+pub(crate) struct PolicyState {
+    /// Per target key: (action id, tokio instant) of each applied action, oldest first.
+    applied: HashMap<String, VecDeque<(String, tokio::time::Instant)>>,
+    global: VecDeque<tokio::time::Instant>,
+    /// Keyed concurrency: one lock per target key.
+    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl PolicyState {
+    pub(crate) fn lock_for(&mut self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.entry(key.to_string()).or_default().clone()
+    }
+
+    /// Cool-down with backoff for `action` on `key`: `Err(reason)` while it lasts.
+    pub(crate) fn check_cooldown(
+        &self,
+        policy: &SafetyPolicy,
+        key: &str,
+        action: &str,
+        now: tokio::time::Instant,
+    ) -> Result<(), String> {
+        let Some(hist) = self.applied.get(key) else {
+            return Ok(());
+        };
+        let Some((_, last)) = hist.back() else {
+            return Ok(());
+        };
+        // consecutive applications of this action, each within backoff_reset of the next
+        let mut n = 0u32;
+        let mut prev = now;
+        for (a, t) in hist.iter().rev() {
+            if prev.saturating_duration_since(*t) > policy.backoff_reset {
+                break;
+            }
+            if a == action {
+                n += 1;
+            }
+            prev = *t;
+        }
+        let factor = policy
+            .backoff_factor
+            .max(1)
+            .saturating_pow(n.saturating_sub(1));
+        let cooldown = policy
+            .cooldown
+            .saturating_mul(factor)
+            .min(policy.max_cooldown);
+        let since = now.saturating_duration_since(*last);
+        if since < cooldown {
+            return Err(format!(
+                "{key} is cooling down: last action {} ago, cool-down {} (backoff after {n} recent {action})",
+                human(since),
+                human(cooldown)
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_budgets(
+        &mut self,
+        policy: &SafetyPolicy,
+        keys: &[String],
+        now: tokio::time::Instant,
+    ) -> Result<(), String> {
+        prune(&mut self.global, policy.global_budget.per, now);
+        if self.global.len() as u32 >= policy.global_budget.max {
+            return Err(format!(
+                "global rate budget spent: {} actions in the last {}",
+                self.global.len(),
+                human(policy.global_budget.per)
+            ));
+        }
+        for key in keys {
+            let used = self
+                .applied
+                .get(key)
+                .map(|h| {
+                    h.iter()
+                        .filter(|(_, t)| {
+                            now.saturating_duration_since(*t) < policy.target_budget.per
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            if used as u32 >= policy.target_budget.max {
+                return Err(format!(
+                    "rate budget of {key} spent: {used} actions in the last {}",
+                    human(policy.target_budget.per)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn record(&mut self, keys: &[String], action: &str, now: tokio::time::Instant) {
+        self.global.push_back(now);
+        for key in keys {
+            let h = self.applied.entry(key.clone()).or_default();
+            h.push_back((action.to_string(), now));
+            while h.len() > 256 {
+                h.pop_front();
+            }
+        }
+    }
+}
+
+fn prune(q: &mut VecDeque<tokio::time::Instant>, per: Duration, now: tokio::time::Instant) {
+    while q
+        .front()
+        .map(|t| now.saturating_duration_since(*t) >= per)
+        .unwrap_or(false)
+    {
+        q.pop_front();
+    }
+}

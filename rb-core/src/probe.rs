@@ -1,0 +1,202 @@
+//! The [`Probe`] trait: how rb reads the state of a target.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::ProbeError;
+use crate::observation::Observation;
+use crate::target::Target;
+use crate::time::{secs, Clock, Timestamp};
+
+/// What the engine hands a probe for one observation.
+#[derive(Debug, Clone)]
+pub struct ProbeContext {
+    /// When the probe must have answered. The engine enforces it by dropping the `observe` future at the
+    /// deadline and recording [`crate::ErrorKind::Timeout`]; a probe may also use it to size its own
+    /// client timeouts.
+    pub deadline: tokio::time::Instant,
+    /// The engine's clock: stamp observations with `clock.now()`.
+    pub clock: Clock,
+}
+
+impl ProbeContext {
+    /// A context whose deadline is `timeout` from now.
+    pub fn with_timeout(clock: Clock, timeout: Duration) -> Self {
+        Self {
+            deadline: tokio::time::Instant::now() + timeout,
+            clock,
+        }
+    }
+
+    /// Time left before the deadline (zero if passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// The current wall-clock time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// Reads the state of one target. The contract every implementation keeps:
+///
+/// - **Read-only.** A probe never changes its target. Actions are [`crate::Remediation`]s.
+/// - **Deadline.** The engine drops the future returned by [`Probe::observe`] when
+///   [`ProbeContext::deadline`] passes, so `observe` must be cancel-safe (it is: it only reads).
+/// - **Unknown is not healthy.** If the probe cannot see its target — unreachable, timed out,
+///   unauthorized, a malformed or truncated answer — it returns a [`ProbeError`] of the matching
+///   [`crate::ErrorKind`], naming the endpoint. If it sees only part (one broker of three answered), it
+///   returns an observation marked incomplete ([`Observation::mark_incomplete`]). Symptoms never fire on,
+///   and never clear on, what was not seen.
+/// - **Who retries.** A probe does not retry: the engine observes again at the next interval. A
+///   transient error ([`ProbeError::is_transient`]) simply leaves the verdict unknown until then.
+/// - **Concurrency.** `observe` takes `&self` and may be called again before an earlier call returns
+///   only if the engine's schedule is shorter than the deadline; keep shared state behind locks.
+/// - **Secrets** never appear in errors, observations or logs (use [`crate::Secret`]).
+///
+/// ```
+/// use rb_core::{async_trait, Observation, Probe, ProbeContext, ProbeError, Target, labels};
+///
+/// #[derive(Debug)]
+/// struct QueueDepth { target: Target }
+///
+/// #[async_trait]
+/// impl Probe for QueueDepth {
+///     fn id(&self) -> &str { "example.queue_depth" }
+///     fn target(&self) -> &Target { &self.target }
+///     async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError> {
+///         let depth = 42.0; // read it from your system here
+///         Ok(Observation::new(self.id(), &self.target.name, ctx.now())
+///             .sample("queue_depth", labels(&[("queue", "orders")]), depth))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Probe: Send + Sync + Debug {
+    /// A stable id for the kind of probe (`kafka.consumer_lag`), used in metrics, spans and the journal.
+    fn id(&self) -> &str;
+
+    /// The target this probe observes.
+    fn target(&self) -> &Target;
+
+    /// Observe the target once.
+    async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError>;
+}
+
+#[async_trait]
+impl<P: Probe + ?Sized> Probe for Arc<P> {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+    fn target(&self) -> &Target {
+        (**self).target()
+    }
+    async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError> {
+        (**self).observe(ctx).await
+    }
+}
+
+#[async_trait]
+impl<P: Probe + ?Sized> Probe for Box<P> {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+    fn target(&self) -> &Target {
+        (**self).target()
+    }
+    async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError> {
+        (**self).observe(ctx).await
+    }
+}
+
+/// When a scheduled probe runs: every `interval`, delayed by up to `jitter` (so a fleet of probes does not
+/// hit one system at once), and abandoned after `deadline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Time between observations.
+    pub interval: Duration,
+    /// Up to this much random delay added to each run (seeded, so tests stay deterministic).
+    pub jitter: Duration,
+    /// How long one observation may take.
+    pub deadline: Duration,
+}
+
+impl Schedule {
+    /// Every `interval`, no jitter, a deadline of `min(interval, 10 s)`.
+    pub fn every(interval: Duration) -> Self {
+        Self {
+            interval,
+            jitter: Duration::ZERO,
+            deadline: interval.min(secs(10)),
+        }
+    }
+
+    /// Add up to `jitter` of random delay to each run.
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Abandon an observation after `deadline`.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self::every(secs(30))
+    }
+}
+
+/// A probe that returns whatever a closure gives: for tests, examples and quick custom probes.
+pub struct FnProbe<F> {
+    id: String,
+    target: Target,
+    f: F,
+}
+
+impl<F> Debug for FnProbe<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnProbe")
+            .field("id", &self.id)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl<F> FnProbe<F>
+where
+    F: Fn(&ProbeContext) -> Result<Observation, ProbeError> + Send + Sync,
+{
+    /// A probe with `id` on `target` that calls `f` to observe.
+    pub fn new(id: impl Into<String>, target: Target, f: F) -> Self {
+        Self {
+            id: id.into(),
+            target,
+            f,
+        }
+    }
+}
+
+#[async_trait]
+impl<F> Probe for FnProbe<F>
+where
+    F: Fn(&ProbeContext) -> Result<Observation, ProbeError> + Send + Sync,
+{
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn target(&self) -> &Target {
+        &self.target
+    }
+    async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError> {
+        (self.f)(ctx)
+    }
+}

@@ -1,0 +1,470 @@
+//! Review (phase 5): the post-incident report, in Markdown and JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::incident::{Incident, Resolution};
+use crate::journal::Event;
+use crate::playbook::{Playbook, Runbook};
+use crate::policy::Decision;
+use crate::remediation::Verification;
+use crate::time::human;
+
+/// One action taken (or not) during mitigation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionLine {
+    /// Step index.
+    pub step: usize,
+    /// Remediation id.
+    pub action: String,
+    /// What the plan said.
+    pub plan: String,
+    /// Targets.
+    pub targets: Vec<String>,
+    /// `applied`, `failed`, `refused`, `dry-run`, `skipped`, `interrupted`.
+    pub status: String,
+    /// Outcome, error or reason.
+    pub detail: String,
+    /// Verification, if any.
+    pub verification: Option<String>,
+}
+
+/// A post-incident review: everything the journal knows, shaped for a human and for machines.
+#[derive(Debug, Clone, Serialize)]
+pub struct Review {
+    /// The incident as journaled.
+    pub incident: Incident,
+    /// Actions, one line per mitigation step.
+    pub actions: Vec<ActionLine>,
+    /// The post-recovery checklist (seed §6).
+    pub checklist: Vec<String>,
+    /// The playbook's review questions.
+    pub review_items: Vec<String>,
+    /// Checkpoint / savepoint ids and Nessie hashes found in outcomes and evidence.
+    pub artifacts: Vec<String>,
+}
+
+impl Review {
+    /// Build the review of `incident`.
+    pub fn new(incident: Incident, playbook: Option<&Playbook>, runbook: &Runbook) -> Self {
+        let mut actions: Vec<ActionLine> = Vec::new();
+        let mut artifacts = Vec::new();
+        if let Some(h) = &incident.record.nessie_commit {
+            artifacts.push(format!("Nessie commit {h}"));
+        }
+        for e in &incident.timeline {
+            match &e.event {
+                Event::Planned {
+                    step,
+                    plan,
+                    dry_run,
+                } => actions.push(ActionLine {
+                    step: *step,
+                    action: plan.action.clone(),
+                    plan: plan.description.clone(),
+                    targets: plan.targets.iter().map(|t| t.name.clone()).collect(),
+                    status: if *dry_run {
+                        "dry-run".into()
+                    } else {
+                        "planned".into()
+                    },
+                    detail: plan.expected_effect.clone(),
+                    verification: None,
+                }),
+                Event::Refused {
+                    step,
+                    action,
+                    reason,
+                } => {
+                    set(&mut actions, *step, action, "refused", reason.clone());
+                }
+                Event::Skipped {
+                    step,
+                    action,
+                    reason,
+                } if !actions
+                    .iter()
+                    .any(|a| a.step == *step && a.status == "dry-run") =>
+                {
+                    set(&mut actions, *step, action, "skipped", reason.clone());
+                }
+                Event::Interrupted { step, action } => {
+                    set(
+                        &mut actions,
+                        *step,
+                        action,
+                        "interrupted",
+                        "started but never finished".into(),
+                    );
+                }
+                Event::Approval { step, decision } => {
+                    if let Some(a) = actions.iter_mut().rev().find(|a| a.step == *step) {
+                        let d = match decision {
+                            Decision::Granted { by } => format!("approved by {by}"),
+                            Decision::Denied { by, reason } => format!("denied by {by}: {reason}"),
+                            Decision::TimedOut => "approval timed out".into(),
+                        };
+                        a.detail = d;
+                    }
+                }
+                Event::Finished {
+                    step,
+                    action,
+                    ok,
+                    outcome,
+                    error,
+                } => {
+                    let (status, detail) = if *ok {
+                        let o = outcome.as_ref();
+                        if let Some(o) = o {
+                            collect_artifacts(&o.details, &mut artifacts);
+                        }
+                        ("applied", o.map(|o| o.summary.clone()).unwrap_or_default())
+                    } else {
+                        ("failed", error.clone().unwrap_or_default())
+                    };
+                    set(&mut actions, *step, action, status, detail);
+                }
+                Event::Verified { step, verification } => {
+                    if let Some(a) = actions.iter_mut().rev().find(|a| a.step == *step) {
+                        a.verification = Some(match verification {
+                            Verification::Succeeded { evidence } => format!("verified: {evidence}"),
+                            Verification::Failed { evidence } => {
+                                format!("verification FAILED: {evidence}")
+                            }
+                            Verification::Inconclusive { why } => format!("inconclusive: {why}"),
+                        });
+                    }
+                }
+                Event::Evidence { evidence } => {
+                    if let Some(o) = &evidence.observation {
+                        for k in ["flink.checkpoint", "nessie.commit"] {
+                            if let Some(v) = o.facts.get_json(k) {
+                                collect_artifacts(v, &mut artifacts);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        artifacts.sort();
+        artifacts.dedup();
+        Self {
+            actions,
+            checklist: runbook.checklist.clone(),
+            review_items: playbook.map(|p| p.review_items.clone()).unwrap_or_default(),
+            artifacts,
+            incident,
+        }
+    }
+
+    /// The review as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The review as Markdown, ready for an RCA wiki: record, timeline (with a Mermaid diagram), evidence,
+    /// actions and outcomes, artifacts, the post-recovery checklist, RCA and lessons-learned sections.
+    pub fn to_markdown(&self) -> String {
+        let r = &self.incident.record;
+        let mut md = String::new();
+        let _ = writeln!(md, "# {} — {}\n", r.id, r.title);
+        let _ = writeln!(md, "| Field | Value |\n| --- | --- |");
+        let _ = writeln!(md, "| Opened | {} |", r.opened_at);
+        let _ = writeln!(md, "| Service | {} |", or_dash(&r.service));
+        let _ = writeln!(md, "| Playbook | `{}` |", r.playbook);
+        let _ = writeln!(md, "| Target | `{}` |", r.target);
+        match &r.violated {
+            Some(v) => {
+                let _ = writeln!(
+                    md,
+                    "| Violated metric | `{}` ({}) = {} {} {} |",
+                    v.name, v.aggregation, v.value, v.comparison, v.threshold
+                );
+            }
+            None => {
+                let _ = writeln!(md, "| Finding | {} |", escape(&r.finding.summary));
+            }
+        }
+        let _ = writeln!(
+            md,
+            "| Nessie commit | {} |",
+            r.nessie_commit
+                .as_deref()
+                .map(|h| format!("`{h}`"))
+                .unwrap_or_else(|| "—".into())
+        );
+        let _ = writeln!(
+            md,
+            "| Affected pipelines | {} |",
+            if r.affected_pipelines.is_empty() {
+                "—".into()
+            } else {
+                r.affected_pipelines.join(", ")
+            }
+        );
+        let status = match &self.incident.resolution {
+            Some(Resolution::Recovered) => "Recovered".to_string(),
+            Some(Resolution::ClosedByHuman { by }) => format!("Closed by {by}"),
+            Some(Resolution::Escalated) => "Escalated".to_string(),
+            None => "Open".to_string(),
+        };
+        let _ = writeln!(md, "| Status | {status} |");
+        if let (Some(first), Some(last)) = (
+            self.incident.timeline.first(),
+            self.incident.timeline.last(),
+        ) {
+            let _ = writeln!(md, "| Duration | {} |", human(last.at.since(first.at)));
+        }
+
+        let _ = writeln!(md, "\n## Timeline\n");
+        let _ = writeln!(md, "```mermaid\ntimeline\n    title {}", r.id);
+        for e in &self.incident.timeline {
+            if let Some(line) = mermaid_line(&e.event) {
+                let _ = writeln!(
+                    md,
+                    "    {} : {}",
+                    &e.at.rfc3339()[11..19],
+                    line.replace(':', " ")
+                );
+            }
+        }
+        let _ = writeln!(md, "```\n");
+        let _ = writeln!(md, "| Time (UTC) | Event |\n| --- | --- |");
+        for e in &self.incident.timeline {
+            let _ = writeln!(md, "| {} | {} |", e.at, escape(&describe(&e.event)));
+        }
+
+        let _ = writeln!(md, "\n## Evidence\n");
+        if self.incident.evidence.is_empty() {
+            let _ = writeln!(md, "None gathered.");
+        }
+        for ev in &self.incident.evidence {
+            let _ = writeln!(
+                md,
+                "- **{}** on `{}` at {}: {}",
+                ev.source, ev.target, ev.at, ev.summary
+            );
+            if let Some(err) = &ev.error {
+                let _ = writeln!(md, "  - error: {err}");
+            }
+        }
+
+        let _ = writeln!(md, "\n## Actions and outcomes\n");
+        if self.actions.is_empty() {
+            let _ = writeln!(md, "No remediation was planned.");
+        } else {
+            let _ = writeln!(md, "| Step | Action | Targets | Plan | Status | Detail | Verification |\n| --- | --- | --- | --- | --- | --- | --- |");
+            for a in &self.actions {
+                let _ = writeln!(
+                    md,
+                    "| {} | `{}` | {} | {} | {} | {} | {} |",
+                    a.step,
+                    a.action,
+                    a.targets.join(", "),
+                    escape(&a.plan),
+                    a.status,
+                    escape(&a.detail),
+                    a.verification
+                        .as_deref()
+                        .map(escape)
+                        .unwrap_or_else(|| "—".into())
+                );
+            }
+        }
+        let pages = self.incident.escalations();
+        if !pages.is_empty() {
+            let _ = writeln!(md, "\nPaged: {}.", pages.join(" → "));
+        }
+
+        let _ = writeln!(md, "\n## Checkpoints, savepoints and Nessie hashes\n");
+        if self.artifacts.is_empty() {
+            let _ = writeln!(md, "None recorded.");
+        }
+        for a in &self.artifacts {
+            let _ = writeln!(md, "- {a}");
+        }
+
+        let _ = writeln!(md, "\n## Post-recovery checklist\n");
+        for c in &self.checklist {
+            let _ = writeln!(md, "- [ ] {c}");
+        }
+
+        let _ = writeln!(md, "\n## Root cause analysis\n\n_Root cause:_ \n\n_Why it was not prevented:_ \n\n_Prevention (alerts, automation, runbook updates):_ \n");
+        if !self.review_items.is_empty() {
+            let _ = writeln!(md, "Questions from the playbook:\n");
+            for q in &self.review_items {
+                let _ = writeln!(md, "- {q}");
+            }
+        }
+        let _ = writeln!(md, "\n## Lessons learned\n\n- \n");
+        md
+    }
+}
+
+fn set(actions: &mut Vec<ActionLine>, step: usize, action: &str, status: &str, detail: String) {
+    if let Some(a) = actions
+        .iter_mut()
+        .rev()
+        .find(|a| a.step == step && a.action == action)
+    {
+        a.status = status.to_string();
+        a.detail = detail;
+    } else {
+        actions.push(ActionLine {
+            step,
+            action: action.to_string(),
+            plan: String::new(),
+            targets: Vec::new(),
+            status: status.to_string(),
+            detail,
+            verification: None,
+        });
+    }
+}
+
+fn collect_artifacts(v: &serde_json::Value, out: &mut Vec<String>) {
+    if let Some(map) = v.as_object() {
+        for (k, val) in map {
+            let kl = k.to_ascii_lowercase();
+            if [
+                "checkpoint",
+                "savepoint",
+                "hash",
+                "location",
+                "external_path",
+            ]
+            .iter()
+            .any(|w| kl.contains(w))
+            {
+                let s = match val {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                out.push(format!("{k}: {s}"));
+            } else if val.is_object() {
+                collect_artifacts(val, out);
+            }
+        }
+    }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "—"
+    } else {
+        s
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn mermaid_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::Opened { record } => format!("opened: {}", record.finding.symptom),
+        Event::Phase { phase } => format!("phase {}", phase.name()),
+        Event::Finished { action, ok, .. } => {
+            format!("{action} {}", if *ok { "applied" } else { "failed" })
+        }
+        Event::Refused { action, .. } => format!("{action} refused"),
+        Event::Escalated { notification, .. } => format!("paged {}", notification.role),
+        Event::Closed { .. } => "closed".into(),
+        _ => return None,
+    })
+}
+
+/// One line describing an event, for timelines.
+pub fn describe(e: &Event) -> String {
+    match e {
+        Event::Opened { record } => format!("Incident opened: {}", record.finding.summary),
+        Event::Refired { .. } => "Symptom fired again (deduplicated)".into(),
+        Event::Phase { phase } => format!("Phase: {}", phase.name()),
+        Event::Evidence { evidence } => {
+            format!("Evidence from {}: {}", evidence.source, evidence.summary)
+        }
+        Event::Planned {
+            step,
+            plan,
+            dry_run,
+        } => format!(
+            "Step {step} planned{}: {} on {} ({}reversible)",
+            if *dry_run { " (dry-run)" } else { "" },
+            plan.description,
+            plan.targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if plan.reversible { "" } else { "NOT " }
+        ),
+        Event::Approval { step, decision } => format!("Step {step} approval: {decision:?}"),
+        Event::Refused {
+            step,
+            action,
+            reason,
+        } => format!("Step {step} {action} refused: {reason}"),
+        Event::Skipped {
+            step,
+            action,
+            reason,
+        } => format!("Step {step} {action} skipped: {reason}"),
+        Event::Started {
+            step,
+            action,
+            attempt,
+        } => format!("Step {step} {action} started (attempt {attempt})"),
+        Event::Finished {
+            step,
+            action,
+            ok,
+            outcome,
+            error,
+        } => {
+            if *ok {
+                format!(
+                    "Step {step} {action} done: {}",
+                    outcome.as_ref().map(|o| o.summary.as_str()).unwrap_or("")
+                )
+            } else {
+                format!(
+                    "Step {step} {action} FAILED: {}",
+                    error.as_deref().unwrap_or("")
+                )
+            }
+        }
+        Event::Verified { step, verification } => {
+            format!("Step {step} verification: {verification:?}")
+        }
+        Event::Interrupted { step, action } => {
+            format!("Step {step} {action} was interrupted (never finished)")
+        }
+        Event::Recovery { check, verdict } => {
+            format!("Recovery check {check}: {}", verdict.label())
+        }
+        Event::Escalated {
+            notification,
+            error,
+        } => format!(
+            "Paged {} via {} (attempt {}, ack due {}): {}{}",
+            notification.role,
+            notification.channel,
+            notification.attempt,
+            notification.ack_due,
+            notification.message,
+            error
+                .as_deref()
+                .map(|e| format!(" — delivery failed: {e}"))
+                .unwrap_or_default()
+        ),
+        Event::Acknowledged { by } => format!("Acknowledged by {by}"),
+        Event::CommitLinked { reference, hash } => {
+            format!("Nessie commit linked: {reference}@{hash}")
+        }
+        Event::Note { text } => text.clone(),
+        Event::Closed { resolution } => format!("Closed: {resolution:?}"),
+    }
+}

@@ -1,0 +1,373 @@
+//! Symptoms: judgements over observations and their recent history.
+//!
+//! A [`Symptom`] turns the history of one detect binding into a [`Verdict`]: ok, pending (the condition
+//! holds but not yet for long enough), firing (with a [`Finding`] and its evidence) or unknown (with why).
+//! **A symptom never fires, and never says ok, on data it does not have**: a failed probe, an absent
+//! metric, or an incomplete observation make the verdict unknown.
+//!
+//! The library: [`metric`] thresholds with for-duration and hysteresis, increase and rate over a window,
+//! [`all_of`] / [`any_of`] composition, typed predicates over facts ([`fact_rule`]), and pushed alerts and
+//! manual reports ([`alert_firing`], [`manual_report`]).
+//!
+//! ```
+//! use rb_core::symptom::metric;
+//! use rb_core::time::mins;
+//! // seed §4 "Kafka backlog": lag above 5,000 for 2 minutes; clears only below 1,000
+//! let backlog = metric("records_lag_max").max().above(5_000.0).for_at_least(mins(2)).clears_below(1_000.0);
+//! # let _ = backlog;
+//! ```
+
+mod compose;
+mod fact;
+mod threshold;
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorKind;
+use crate::observation::{Labels, Observation};
+use crate::time::{human, Timestamp};
+
+pub use compose::{all_of, any_of, AllOf, AnyOf};
+pub use fact::{alert_firing, fact_rule, manual_report, AlertFiring, FactRule, ManualReportFiled};
+pub use threshold::{metric, Aggregation, Comparison, MetricQuery, Threshold};
+
+/// The metric a finding violated, for the ITSM record: name, labels, value and threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViolatedMetric {
+    /// Metric name.
+    pub name: String,
+    /// Labels of the selector.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// How the value was computed (`max`, `increase over 10m`).
+    pub aggregation: String,
+    /// The observed value.
+    pub value: f64,
+    /// `>` / `<` / `>=` / `<=`.
+    pub comparison: String,
+    /// The threshold crossed.
+    pub threshold: f64,
+}
+
+/// What a firing symptom found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The symptom's name.
+    pub symptom: String,
+    /// One line for a human.
+    pub summary: String,
+    /// Since when the condition has held.
+    pub since: Timestamp,
+    /// The violated metric, for threshold symptoms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub violated: Option<ViolatedMetric>,
+    /// Further evidence lines (the DN node, the schema error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
+}
+
+/// The judgement of a symptom at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Healthy, on data that was seen.
+    Ok,
+    /// The condition holds since `since` but not yet for the required duration.
+    Pending {
+        /// Since when the condition holds.
+        since: Timestamp,
+        /// How long it must hold to fire.
+        needed: Duration,
+    },
+    /// The symptom fires.
+    Firing(Finding),
+    /// Not enough data to judge.
+    Unknown {
+        /// Why.
+        why: String,
+    },
+    /// Never evaluated.
+    #[default]
+    Unevaluated,
+}
+
+impl Verdict {
+    /// Whether the verdict is firing.
+    pub fn is_firing(&self) -> bool {
+        matches!(self, Verdict::Firing(_))
+    }
+
+    /// Whether the verdict is a plain ok (not pending, not unknown).
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Verdict::Ok)
+    }
+
+    /// Whether the verdict is unknown (or never evaluated).
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Verdict::Unknown { .. } | Verdict::Unevaluated)
+    }
+
+    /// Short label: `ok`, `pending`, `firing`, `unknown`, `unevaluated`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Pending { .. } => "pending",
+            Verdict::Firing(_) => "firing",
+            Verdict::Unknown { .. } => "unknown",
+            Verdict::Unevaluated => "unevaluated",
+        }
+    }
+
+    /// An unknown verdict.
+    pub fn unknown(why: impl Into<String>) -> Self {
+        Verdict::Unknown { why: why.into() }
+    }
+}
+
+/// A probe failure as kept in history (the error itself is not `Clone`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The class of failure.
+    pub kind: ErrorKind,
+    /// The error's message.
+    pub message: String,
+}
+
+/// One entry of a binding's history: an observation or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// When the observation was attempted.
+    pub at: Timestamp,
+    /// What came of it.
+    pub result: Result<Observation, Failure>,
+}
+
+/// The recent history of one detect binding, newest last, bounded in age and length.
+#[derive(Debug, Clone)]
+pub struct History {
+    records: VecDeque<Record>,
+    max_age: Duration,
+    max_len: usize,
+}
+
+impl History {
+    /// An empty history keeping records up to `max_age` old, at most `max_len` of them.
+    pub fn new(max_age: Duration, max_len: usize) -> Self {
+        Self {
+            records: VecDeque::new(),
+            max_age,
+            max_len: max_len.max(2),
+        }
+    }
+
+    /// Append a record and drop what is too old (always keeping the newest two).
+    pub fn push(&mut self, record: Record) {
+        let now = record.at;
+        self.records.push_back(record);
+        while self.records.len() > self.max_len {
+            self.records.pop_front();
+        }
+        while self.records.len() > 2
+            && self
+                .records
+                .front()
+                .map(|r| now.since(r.at) > self.max_age)
+                .unwrap_or(false)
+        {
+            self.records.pop_front();
+        }
+    }
+
+    /// Records, oldest first.
+    pub fn records(&self) -> impl DoubleEndedIterator<Item = &Record> + ExactSizeIterator {
+        self.records.iter()
+    }
+
+    /// The newest record.
+    pub fn latest(&self) -> Option<&Record> {
+        self.records.back()
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Grow the kept age to at least `age` (a symptom needing a long window asks for it).
+    pub fn ensure_max_age(&mut self, age: Duration) {
+        self.max_age = self.max_age.max(age);
+    }
+}
+
+/// The state the engine keeps for one symptom (and, for composites, its children).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SymptomState {
+    /// The verdict of the previous evaluation (drives hysteresis).
+    pub previous: Verdict,
+    /// States of child symptoms.
+    pub children: Vec<SymptomState>,
+}
+
+/// What a symptom evaluates.
+#[derive(Debug)]
+pub struct EvalContext<'a> {
+    /// The binding's history, newest last.
+    pub history: &'a History,
+    /// Now.
+    pub now: Timestamp,
+    /// This symptom's state; [`evaluate`] stores the new verdict in it.
+    pub state: &'a mut SymptomState,
+}
+
+/// A judgement over the history of observations. Implementations are pure functions of their
+/// [`EvalContext`]: the engine keeps the state, so one symptom value can serve many bindings.
+pub trait Symptom: Send + Sync + Debug {
+    /// A name for reports (`records_lag_max > 5000 for 2m`).
+    fn name(&self) -> String;
+
+    /// Judge the history. Do not store the verdict yourself: [`evaluate`] does.
+    fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict;
+
+    /// How much history this symptom needs (for-durations, windows); the engine keeps at least that.
+    fn lookback(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl<S: Symptom + ?Sized> Symptom for Box<S> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
+        (**self).evaluate(ctx)
+    }
+    fn lookback(&self) -> Duration {
+        (**self).lookback()
+    }
+}
+
+impl<S: Symptom + ?Sized> Symptom for std::sync::Arc<S> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
+        (**self).evaluate(ctx)
+    }
+    fn lookback(&self) -> Duration {
+        (**self).lookback()
+    }
+}
+
+/// Evaluate `symptom` and remember the verdict in `state` (what the engine calls).
+pub fn evaluate(
+    symptom: &dyn Symptom,
+    history: &History,
+    now: Timestamp,
+    state: &mut SymptomState,
+) -> Verdict {
+    let verdict = {
+        let mut ctx = EvalContext {
+            history,
+            now,
+            state: &mut *state,
+        };
+        symptom.evaluate(&mut ctx)
+    };
+    state.previous = verdict.clone();
+    verdict
+}
+
+/// Whether a condition holds on one record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Holds {
+    Yes,
+    No,
+    Unknown(String),
+}
+
+/// The outcome of walking back a streak.
+#[derive(Debug)]
+pub(crate) enum Streak {
+    /// The newest record cannot be judged.
+    Unknown(String),
+    /// The condition does not hold on the newest record.
+    Broken,
+    /// The condition holds since this record's time (the oldest of the unbroken run).
+    Since(Timestamp),
+}
+
+/// Walk back from the newest record while `cond` holds. An unknown record in the middle ends the run
+/// (the condition cannot be said to have held through it).
+pub(crate) fn streak(history: &History, mut cond: impl FnMut(usize, &Record) -> Holds) -> Streak {
+    let n = history.len();
+    let mut since = None;
+    for (i, rec) in history.records().enumerate().rev() {
+        match cond(i, rec) {
+            Holds::Yes => since = Some(rec.at),
+            Holds::No => break,
+            Holds::Unknown(why) => {
+                if i + 1 == n {
+                    return Streak::Unknown(why);
+                }
+                break;
+            }
+        }
+    }
+    match since {
+        Some(t) => Streak::Since(t),
+        None => Streak::Broken,
+    }
+}
+
+/// Turn a streak into a verdict with a for-duration.
+pub(crate) fn streak_verdict(
+    s: Streak,
+    now: Timestamp,
+    for_at_least: Duration,
+    finding: impl FnOnce(Timestamp) -> Finding,
+) -> Verdict {
+    match s {
+        Streak::Unknown(why) => Verdict::Unknown { why },
+        Streak::Broken => Verdict::Ok,
+        Streak::Since(since) => {
+            if now.since(since) >= for_at_least {
+                Verdict::Firing(finding(since))
+            } else {
+                Verdict::Pending {
+                    since,
+                    needed: for_at_least,
+                }
+            }
+        }
+    }
+}
+
+/// The observation of a record, or why it cannot be used.
+pub(crate) fn usable(rec: &Record) -> Result<&Observation, String> {
+    match &rec.result {
+        Err(f) => Err(format!("probe failed ({}): {}", f.kind, f.message)),
+        Ok(o) if !o.complete => Err(format!("incomplete observation: {}", o.gaps.join("; "))),
+        Ok(o) => Ok(o),
+    }
+}
+
+/// `for 2m` or nothing.
+pub(crate) fn for_suffix(d: Duration) -> String {
+    if d.is_zero() {
+        String::new()
+    } else {
+        format!(" for {}", human(d))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,442 @@
+//! Metric thresholds: instant values, increases and rates, with for-duration and hysteresis.
+
+use std::time::Duration;
+
+use super::{
+    for_suffix, streak, streak_verdict, usable, EvalContext, Finding, Holds, Record, Symptom,
+    Verdict, ViolatedMetric,
+};
+use crate::observation::{Labels, Observation};
+use crate::time::human;
+
+/// How the samples a selector matches become one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregation {
+    /// The largest value (the default: "any series over the threshold").
+    Max,
+    /// The smallest value.
+    Min,
+    /// The sum.
+    Sum,
+    /// The mean.
+    Avg,
+    /// How many series matched.
+    Count,
+}
+
+impl Aggregation {
+    fn apply(self, values: &[f64]) -> Option<f64> {
+        if values.is_empty() {
+            return None;
+        }
+        Some(match self {
+            Aggregation::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Aggregation::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
+            Aggregation::Sum => values.iter().sum(),
+            Aggregation::Avg => values.iter().sum::<f64>() / values.len() as f64,
+            Aggregation::Count => values.len() as f64,
+        })
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Aggregation::Max => "max",
+            Aggregation::Min => "min",
+            Aggregation::Sum => "sum",
+            Aggregation::Avg => "avg",
+            Aggregation::Count => "count",
+        }
+    }
+}
+
+/// A comparison against a threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Comparison {
+    /// `value > t`
+    Above(f64),
+    /// `value < t`
+    Below(f64),
+    /// `value >= t`
+    AtLeast(f64),
+    /// `value <= t`
+    AtMost(f64),
+}
+
+impl Comparison {
+    /// Whether `v` satisfies the comparison.
+    pub fn holds(self, v: f64) -> bool {
+        match self {
+            Comparison::Above(t) => v > t,
+            Comparison::Below(t) => v < t,
+            Comparison::AtLeast(t) => v >= t,
+            Comparison::AtMost(t) => v <= t,
+        }
+    }
+
+    /// The opposite comparison (the default clear condition).
+    pub fn negate(self) -> Comparison {
+        match self {
+            Comparison::Above(t) => Comparison::AtMost(t),
+            Comparison::Below(t) => Comparison::AtLeast(t),
+            Comparison::AtLeast(t) => Comparison::Below(t),
+            Comparison::AtMost(t) => Comparison::Above(t),
+        }
+    }
+
+    /// The operator.
+    pub fn op(self) -> &'static str {
+        match self {
+            Comparison::Above(_) => ">",
+            Comparison::Below(_) => "<",
+            Comparison::AtLeast(_) => ">=",
+            Comparison::AtMost(_) => "<=",
+        }
+    }
+
+    /// The threshold.
+    pub fn threshold(self) -> f64 {
+        match self {
+            Comparison::Above(t)
+            | Comparison::Below(t)
+            | Comparison::AtLeast(t)
+            | Comparison::AtMost(t) => t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Instant,
+    Increase(Duration),
+    Rate(Duration),
+}
+
+/// Selects samples of one metric and reduces them to a value. Start with [`metric`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricQuery {
+    name: String,
+    matchers: Labels,
+    agg: Aggregation,
+    mode: Mode,
+}
+
+/// Select samples of metric `name` (then narrow with labels, pick an aggregation, compare).
+pub fn metric(name: impl Into<String>) -> MetricQuery {
+    MetricQuery {
+        name: name.into(),
+        matchers: Labels::new(),
+        agg: Aggregation::Max,
+        mode: Mode::Instant,
+    }
+}
+
+impl MetricQuery {
+    /// Only samples with this label value.
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.matchers.insert(key.into(), value.into());
+        self
+    }
+    /// Reduce with max (the default).
+    pub fn max(mut self) -> Self {
+        self.agg = Aggregation::Max;
+        self
+    }
+    /// Reduce with min.
+    pub fn min(mut self) -> Self {
+        self.agg = Aggregation::Min;
+        self
+    }
+    /// Reduce with sum.
+    pub fn sum(mut self) -> Self {
+        self.agg = Aggregation::Sum;
+        self
+    }
+    /// Reduce with the mean.
+    pub fn avg(mut self) -> Self {
+        self.agg = Aggregation::Avg;
+        self
+    }
+    /// Count matching series.
+    pub fn count(mut self) -> Self {
+        self.agg = Aggregation::Count;
+        self
+    }
+    /// Use the increase of the (counter) value over `window`, counting resets as Prometheus does.
+    pub fn increase_over(mut self, window: Duration) -> Self {
+        self.mode = Mode::Increase(window);
+        self
+    }
+    /// Use the per-second rate of increase over `window`.
+    pub fn rate_over(mut self, window: Duration) -> Self {
+        self.mode = Mode::Rate(window);
+        self
+    }
+
+    /// Fire when the value is above `t`.
+    pub fn above(self, t: f64) -> Threshold {
+        Threshold::new(self, Comparison::Above(t))
+    }
+    /// Fire when the value is below `t`.
+    pub fn below(self, t: f64) -> Threshold {
+        Threshold::new(self, Comparison::Below(t))
+    }
+    /// Fire when the value is at least `t`.
+    pub fn at_least(self, t: f64) -> Threshold {
+        Threshold::new(self, Comparison::AtLeast(t))
+    }
+    /// Fire when the value is at most `t`.
+    pub fn at_most(self, t: f64) -> Threshold {
+        Threshold::new(self, Comparison::AtMost(t))
+    }
+
+    fn describe(&self) -> String {
+        let sel = if self.matchers.is_empty() {
+            self.name.clone()
+        } else {
+            let m: Vec<String> = self
+                .matchers
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            format!("{}{{{}}}", self.name, m.join(","))
+        };
+        match self.mode {
+            Mode::Instant => format!("{}({sel})", self.agg.label()),
+            Mode::Increase(w) => format!("{}(increase({sel}[{}]))", self.agg.label(), human(w)),
+            Mode::Rate(w) => format!("{}(rate({sel}[{}]))", self.agg.label(), human(w)),
+        }
+    }
+
+    fn instant(&self, obs: &Observation) -> Result<f64, String> {
+        let values: Vec<f64> = obs
+            .samples_named(&self.name)
+            .filter(|s| {
+                self.matchers
+                    .iter()
+                    .all(|(k, v)| s.labels.get(k) == Some(v))
+            })
+            .map(|s| s.value)
+            .collect();
+        if values.iter().any(|v| v.is_nan()) {
+            return Err(format!("{} has a NaN sample", self.name));
+        }
+        self.agg
+            .apply(&values)
+            .ok_or_else(|| format!("metric {} absent from {}", self.describe(), obs.probe))
+    }
+
+    /// The value at record `i` of `history`.
+    fn value_at(&self, recs: &[&Record], i: usize) -> Result<f64, String> {
+        let rec = recs.get(i).ok_or_else(|| "no such record".to_string())?;
+        let obs = usable(rec)?;
+        match self.mode {
+            Mode::Instant => self.instant(obs),
+            Mode::Increase(w) | Mode::Rate(w) => {
+                // per-series increase over the window ending at record i, then aggregated
+                let start = rec.at.as_millis().saturating_sub(w.as_millis() as u64);
+                let window: Vec<&Observation> = recs[..=i]
+                    .iter()
+                    .filter(|r| r.at.as_millis() >= start)
+                    .filter_map(|r| usable(r).ok())
+                    .collect();
+                if window.len() < 2 {
+                    return Err(format!(
+                        "not enough data for {} (need two observations within {})",
+                        self.describe(),
+                        human(w)
+                    ));
+                }
+                let span = window[window.len() - 1].at.since(window[0].at);
+                let mut series: std::collections::BTreeMap<&Labels, Vec<f64>> = Default::default();
+                for o in &window {
+                    for s in o.samples_named(&self.name) {
+                        if self
+                            .matchers
+                            .iter()
+                            .all(|(k, v)| s.labels.get(k) == Some(v))
+                        {
+                            series.entry(&s.labels).or_default().push(s.value);
+                        }
+                    }
+                }
+                let incs: Vec<f64> = series
+                    .values()
+                    .filter(|v| v.len() >= 2)
+                    .map(|v| {
+                        v.windows(2)
+                            .map(|p| if p[1] >= p[0] { p[1] - p[0] } else { p[1] })
+                            .sum::<f64>()
+                    })
+                    .collect();
+                let inc = self
+                    .agg
+                    .apply(&incs)
+                    .ok_or_else(|| format!("metric {} absent from the window", self.describe()))?;
+                match self.mode {
+                    Mode::Rate(_) if span.as_secs_f64() > 0.0 => Ok(inc / span.as_secs_f64()),
+                    Mode::Rate(_) => Err("window spans no time".to_string()),
+                    _ => Ok(inc),
+                }
+            }
+        }
+    }
+
+    fn window(&self) -> Duration {
+        match self.mode {
+            Mode::Instant => Duration::ZERO,
+            Mode::Increase(w) | Mode::Rate(w) => w,
+        }
+    }
+}
+
+/// A threshold on a metric, with an optional for-duration and hysteresis. Build it with [`metric`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    query: MetricQuery,
+    fire: Comparison,
+    clear: Option<Comparison>,
+    for_at_least: Duration,
+    clear_for: Duration,
+    name: Option<String>,
+}
+
+impl Threshold {
+    fn new(query: MetricQuery, fire: Comparison) -> Self {
+        Self {
+            query,
+            fire,
+            clear: None,
+            for_at_least: Duration::ZERO,
+            clear_for: Duration::ZERO,
+            name: None,
+        }
+    }
+
+    /// Fire only once the condition has held continuously for `d`.
+    pub fn for_at_least(mut self, d: Duration) -> Self {
+        self.for_at_least = d;
+        self
+    }
+
+    /// Hysteresis: once firing, clear only when the value is below `t` (instead of merely not above the
+    /// fire threshold).
+    pub fn clears_below(mut self, t: f64) -> Self {
+        self.clear = Some(Comparison::Below(t));
+        self
+    }
+
+    /// Hysteresis: once firing, clear only when the value is above `t`.
+    pub fn clears_above(mut self, t: f64) -> Self {
+        self.clear = Some(Comparison::Above(t));
+        self
+    }
+
+    /// Once firing, clear only after the clear condition has held for `d`.
+    pub fn clears_after(mut self, d: Duration) -> Self {
+        self.clear_for = d;
+        self
+    }
+
+    /// A custom name for reports.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    fn finding(&self, since: crate::time::Timestamp, value: f64) -> Finding {
+        Finding {
+            symptom: self.name(),
+            summary: format!(
+                "{} = {} {} {}{}",
+                self.query.describe(),
+                fmt_num(value),
+                self.fire.op(),
+                fmt_num(self.fire.threshold()),
+                for_suffix(self.for_at_least)
+            ),
+            since,
+            violated: Some(ViolatedMetric {
+                name: self.query.name.clone(),
+                labels: self.query.matchers.clone(),
+                aggregation: match self.query.mode {
+                    Mode::Instant => self.query.agg.label().to_string(),
+                    Mode::Increase(w) => {
+                        format!("{} of increase over {}", self.query.agg.label(), human(w))
+                    }
+                    Mode::Rate(w) => {
+                        format!("{} of rate over {}", self.query.agg.label(), human(w))
+                    }
+                },
+                value,
+                comparison: self.fire.op().to_string(),
+                threshold: self.fire.threshold(),
+            }),
+            evidence: Vec::new(),
+        }
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+impl Symptom for Threshold {
+    fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            format!(
+                "{} {} {}{}",
+                self.query.describe(),
+                self.fire.op(),
+                fmt_num(self.fire.threshold()),
+                for_suffix(self.for_at_least)
+            )
+        })
+    }
+
+    fn lookback(&self) -> Duration {
+        self.for_at_least.max(self.clear_for) + self.query.window()
+    }
+
+    fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
+        let h = ctx.history;
+        let recs: Vec<&Record> = h.records().collect();
+        let Some(last) = recs.len().checked_sub(1) else {
+            return Verdict::unknown("no observation yet");
+        };
+        let latest = match self.query.value_at(&recs, last) {
+            Ok(v) => v,
+            Err(why) => return Verdict::Unknown { why },
+        };
+        if let Verdict::Firing(prev) = &ctx.state.previous {
+            let clear = self.clear.unwrap_or_else(|| self.fire.negate());
+            let s = streak(h, |i, _| match self.query.value_at(&recs, i) {
+                Ok(v) if clear.holds(v) => Holds::Yes,
+                Ok(_) => Holds::No,
+                Err(why) => Holds::Unknown(why),
+            });
+            return match streak_verdict(s, ctx.now, self.clear_for, |_| prev.clone()) {
+                // the clear condition held long enough: ok
+                Verdict::Firing(_) => Verdict::Ok,
+                // not cleared (or not long enough): still firing, with the current value
+                Verdict::Ok | Verdict::Pending { .. } => {
+                    let mut f = self.finding(prev.since, latest);
+                    f.evidence = prev.evidence.clone();
+                    Verdict::Firing(f)
+                }
+                other => other,
+            };
+        }
+        let s = streak(h, |i, _| match self.query.value_at(&recs, i) {
+            Ok(v) if self.fire.holds(v) => Holds::Yes,
+            Ok(_) => Holds::No,
+            Err(why) => Holds::Unknown(why),
+        });
+        streak_verdict(s, ctx.now, self.for_at_least, |since| {
+            self.finding(since, latest)
+        })
+    }
+}
