@@ -7,6 +7,7 @@
 //! `peers/run.sh`, which starts the servers, runs `cargo test -p rb-peers -- --ignored`, and stops them.
 
 pub mod env;
+pub mod record;
 pub mod shape;
 
 pub mod cassandra;
