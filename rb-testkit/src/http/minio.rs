@@ -254,8 +254,9 @@ fn request_id(st: &mut MinioState) -> String {
 /// Headers every MinIO response carries.
 fn common_headers(st: &mut MinioState, h: &mut HeaderMap) {
     let rid = request_id(st);
-    let pairs: [(&str, String); 6] = [
+    let pairs: [(&str, String); 7] = [
         ("server", "MinIO".to_string()),
+        ("x-amz-bucket-region", "us-east-1".to_string()),
         ("accept-ranges", "bytes".to_string()),
         ("vary", "Origin".to_string()),
         ("x-amz-request-id", rid),

@@ -1,0 +1,575 @@
+//! The fake Trino coordinator, exercised through reqwest as rb's probes and actions use it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rb_testkit::http::trino::{FakeTrino, QuerySpec, QueryState, TrinoErrorCode};
+use rb_testkit::http::{FakeHttp, Fault};
+use serde_json::Value;
+
+const INFO_REF: &str = include_str!("../fixtures/trino/info_derived.json");
+const QUERY_LIST_REF: &str = include_str!("../fixtures/trino/query_list_item_derived.json");
+
+/// Each leaf path (`a.b[].c`) with its JSON type; array elements merged under `[]`.
+fn shape(v: &Value) -> BTreeMap<String, &'static str> {
+    fn walk(v: &Value, path: String, out: &mut BTreeMap<String, &'static str>) {
+        let t = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        out.insert(
+            if path.is_empty() {
+                "$".to_string()
+            } else {
+                path.clone()
+            },
+            t,
+        );
+        match v {
+            Value::Object(m) => {
+                for (k, c) in m {
+                    walk(
+                        c,
+                        if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        },
+                        out,
+                    )
+                }
+            }
+            Value::Array(a) => {
+                for c in a {
+                    walk(c, format!("{path}[]"), out)
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(v, String::new(), &mut out);
+    out
+}
+
+fn assert_same_shape(reference: &Value, fake: &Value) {
+    let (r, f) = (shape(reference), shape(fake));
+    let mut diffs = Vec::new();
+    for (k, t) in &r {
+        match f.get(k) {
+            None => diffs.push(format!("only in reference: {k} ({t})")),
+            Some(ft) if ft != t => {
+                diffs.push(format!("type differs at {k}: reference {t}, fake {ft}"))
+            }
+            _ => {}
+        }
+    }
+    for (k, t) in &f {
+        if !r.contains_key(k) {
+            diffs.push(format!("only in fake: {k} ({t})"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "shape differs from the reference:\n{}\nfake: {fake:#}",
+        diffs.join("\n")
+    );
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn info_is_public_and_shaped_like_trino() {
+    let trino = FakeTrino::start().await.unwrap();
+    let resp = client()
+        .get(format!("{}/v1/info", trino.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_same_shape(&serde_json::from_str(INFO_REF).unwrap(), &body);
+    assert_eq!(body["starting"], false);
+    assert_eq!(body["coordinator"], true);
+    assert_eq!(body["nodeVersion"]["version"], "446");
+
+    trino.set_starting(true);
+    let body: Value = client()
+        .get(format!("{}/v1/info", trino.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["starting"], true);
+
+    let state: Value = client()
+        .get(format!("{}/v1/info/state", trino.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state, "ACTIVE");
+    trino.set_shutting_down(true);
+    let state: Value = client()
+        .get(format!("{}/v1/info/state", trino.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state, "SHUTTING_DOWN");
+}
+
+#[tokio::test]
+async fn query_list_needs_a_user_and_matches_the_reference_shape() {
+    let trino = FakeTrino::start().await.unwrap();
+    let running = trino.add_query(
+        QuerySpec::new("alice", "SELECT * FROM tpch.sf100.lineitem")
+            .cpu(Duration::from_secs(40))
+            .memory_bytes(12 * 1024 * 1024)
+            .peak_memory_bytes(20 * 1024 * 1024)
+            .age(Duration::from_millis(12_310)),
+    );
+    let queued = trino.add_simple("bob", "SELECT 1", QueryState::Queued, Duration::ZERO, 0);
+    assert_eq!(trino.queued_count(), 1);
+    assert_eq!(trino.running_count(), 1);
+
+    // No user: Trino's insecure authenticator answers 401 with a Basic challenge and a text body.
+    let resp = client()
+        .get(format!("{}/v1/query", trino.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Basic realm=\"Trino\"");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "Basic authentication or X-Trino-Original-User or X-Trino-User must be sent"
+    );
+
+    let resp = client()
+        .get(format!("{}/v1/query", trino.base_url()))
+        .header("X-Trino-User", "ops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let list: Value = resp.json().await.unwrap();
+    let items = list.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    // The RUNNING query has the reference item's exact shape (no endTime, null errorType/errorCode).
+    let item = items
+        .iter()
+        .find(|q| q["queryId"] == running.as_str())
+        .unwrap();
+    let reference: Value = serde_json::from_str(QUERY_LIST_REF).unwrap();
+    assert_same_shape(&reference[0], item);
+    assert_eq!(item["state"], "RUNNING");
+    assert_eq!(item["session"]["user"], "alice");
+    assert_eq!(item["query"], "SELECT * FROM tpch.sf100.lineitem");
+    assert_eq!(item["queryStats"]["totalCpuTime"], "40.00s");
+    assert_eq!(item["queryStats"]["userMemoryReservation"], "12MB");
+    assert_eq!(item["queryStats"]["peakUserMemoryReservation"], "20MB");
+    assert_eq!(
+        item["queryStats"]["elapsedTime"]
+            .as_str()
+            .unwrap()
+            .ends_with('s'),
+        true
+    );
+    assert!(item["self"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/v1/query/{running}")));
+    // queryId format: yyyyMMdd_HHmmss_NNNNN_xxxxx
+    let parts: Vec<&str> = running.split('_').collect();
+    assert_eq!(parts.len(), 4, "{running}");
+    assert_eq!(
+        (
+            parts[0].len(),
+            parts[1].len(),
+            parts[2].len(),
+            parts[3].len()
+        ),
+        (8, 6, 5, 5)
+    );
+
+    // state filter is case-insensitive
+    let list: Value = client()
+        .get(format!("{}/v1/query?state=queued", trino.base_url()))
+        .header("X-Trino-User", "ops")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["queryId"], queued.as_str());
+    assert_eq!(list[0]["state"], "QUEUED");
+    assert_eq!(list[0]["scheduled"], false);
+
+    // An unknown state is not validated by Trino: a server error, not a clean 400.
+    let resp = client()
+        .get(format!("{}/v1/query?state=PAUSED", trino.base_url()))
+        .header("X-Trino-User", "ops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+
+    // queryState lists unfinished queries only
+    trino.set_state(&running, QueryState::Finished);
+    let states: Value = client()
+        .get(format!("{}/v1/queryState", trino.base_url()))
+        .header("X-Trino-User", "ops")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(states.as_array().unwrap().len(), 1);
+    assert_eq!(states[0]["queryState"], "QUEUED");
+    assert_eq!(states[0]["user"], "bob");
+}
+
+#[tokio::test]
+async fn kill_requires_a_user_and_ends_the_query_administratively_killed() {
+    let trino = FakeTrino::start().await.unwrap();
+    let id = trino.add_simple(
+        "etl",
+        "INSERT INTO t SELECT * FROM big",
+        QueryState::Queued,
+        Duration::ZERO,
+        0,
+    );
+    let url = format!("{}/v1/query/{id}/killed", trino.base_url());
+
+    let resp = client().put(&url).body("backlog").send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        trino.query(&id).unwrap().state,
+        QueryState::Queued,
+        "a refused kill changes nothing"
+    );
+
+    let resp = client()
+        .put(&url)
+        .header("X-Trino-User", "oncall")
+        .body("Trino backlog: rb")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert!(resp.text().await.unwrap().is_empty());
+    let q = trino.query(&id).unwrap();
+    assert_eq!(q.state, QueryState::Failed);
+    assert_eq!(
+        q.error_code,
+        Some(TrinoErrorCode::administratively_killed())
+    );
+    assert_eq!(
+        q.failure_message.as_deref(),
+        Some("Query killed. Message: Trino backlog: rb")
+    );
+    assert_eq!(trino.queued_count(), 0);
+
+    // The query as the API shows it now.
+    let body: Value = client()
+        .get(format!("{}/v1/query/{id}", trino.base_url()))
+        .header("X-Trino-User", "oncall")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["state"], "FAILED");
+    assert_eq!(body["errorType"], "USER_ERROR");
+    assert_eq!(body["errorCode"]["name"], "ADMINISTRATIVELY_KILLED");
+    assert_eq!(body["errorCode"]["code"], 38);
+    assert_eq!(body["errorCode"]["type"], "USER_ERROR");
+    assert_eq!(
+        body["failureInfo"]["message"],
+        "Query killed. Message: Trino backlog: rb"
+    );
+    assert!(body["queryStats"]["endTime"].is_string());
+
+    // Already finished: 409. Unknown: 410.
+    let resp = client()
+        .put(&url)
+        .header("X-Trino-User", "oncall")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let resp = client()
+        .put(format!(
+            "{}/v1/query/20240101_000000_00099_zzzzz/killed",
+            trino.base_url()
+        ))
+        .header("X-Trino-User", "oncall")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 410);
+    let resp = client()
+        .get(format!(
+            "{}/v1/query/20240101_000000_00099_zzzzz",
+            trino.base_url()
+        ))
+        .header("X-Trino-User", "oncall")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 410);
+
+    // The record proves the exact call: method, path, header, body.
+    let kills = trino.requests().matching("PUT", "/v1/query/*/killed");
+    assert_eq!(kills.len(), 4);
+    let accepted = &kills[1];
+    assert_eq!(accepted.path, format!("/v1/query/{id}/killed"));
+    assert_eq!(accepted.header("X-Trino-User"), Some("oncall"));
+    assert_eq!(accepted.text(), "Trino backlog: rb");
+    assert_eq!(kills[0].header("X-Trino-User"), None);
+}
+
+#[tokio::test]
+async fn kill_without_message_and_preempt() {
+    let trino = FakeTrino::start().await.unwrap();
+    let a = trino.add_query(QuerySpec::new("etl", "SELECT 1"));
+    let b = trino.add_query(QuerySpec::new("etl", "SELECT 2"));
+    let resp = client()
+        .put(format!("{}/v1/query/{a}/killed", trino.base_url()))
+        .header("X-Trino-User", "etl")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(
+        trino.query(&a).unwrap().failure_message.as_deref(),
+        Some("Query killed. No message provided.")
+    );
+    let resp = client()
+        .put(format!("{}/v1/query/{b}/preempted", trino.base_url()))
+        .header("X-Trino-User", "etl")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(
+        trino.query(&b).unwrap().error_code,
+        Some(TrinoErrorCode::administratively_preempted())
+    );
+}
+
+#[tokio::test]
+async fn cancel_is_idempotent_204_and_user_canceled() {
+    let trino = FakeTrino::start().await.unwrap();
+    let id = trino.add_query(QuerySpec::new("alice", "SELECT 1"));
+    for _ in 0..2 {
+        let resp = client()
+            .delete(format!("{}/v1/query/{id}", trino.base_url()))
+            .header("X-Trino-User", "alice")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    }
+    let q = trino.query(&id).unwrap();
+    assert_eq!(q.state, QueryState::Failed);
+    assert_eq!(q.error_code, Some(TrinoErrorCode::user_canceled()));
+    let resp = client()
+        .delete(format!("{}/v1/query/unknown", trino.base_url()))
+        .header("X-Trino-User", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = client()
+        .delete(format!("{}/v1/query/{id}", trino.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn basic_auth_user_without_password_and_owner_access_control() {
+    let trino = FakeTrino::start().await.unwrap();
+    let id = trino.add_query(QuerySpec::new("alice", "SELECT 1"));
+    trino.add_query(QuerySpec::new("bob", "SELECT 2"));
+
+    // Basic auth with a user and no password is accepted over HTTP; with a password it is not.
+    let list: Value = client()
+        .get(format!("{}/v1/query", trino.base_url()))
+        .basic_auth("alice", None::<&str>)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let resp = client()
+        .get(format!("{}/v1/query", trino.base_url()))
+        .basic_auth("alice", Some("secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "Password not allowed for insecure authentication"
+    );
+
+    trino.restrict_to_owners(&["admin"]);
+    let list: Value = client()
+        .get(format!("{}/v1/query", trino.base_url()))
+        .header("X-Trino-User", "alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "alice sees only her own query"
+    );
+    let resp = client()
+        .put(format!("{}/v1/query/{id}/killed", trino.base_url()))
+        .header("X-Trino-User", "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().is_empty());
+    assert_eq!(trino.query(&id).unwrap().state, QueryState::Running);
+    let resp = client()
+        .put(format!("{}/v1/query/{id}/killed", trino.base_url()))
+        .header("X-Trino-User", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+}
+
+#[tokio::test]
+async fn ui_stats_needs_a_web_ui_session_and_v1_cluster_does_not_exist() {
+    let trino = FakeTrino::start().await.unwrap();
+    let resp = client()
+        .get(format!("{}/ui/api/stats", trino.base_url()))
+        .header("X-Trino-User", "ops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["www-authenticate"], "Trino-Form-Login");
+    let resp = client()
+        .get(format!("{}/v1/cluster", trino.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+/// Every fault kind gives the client the error it would get from a misbehaving server.
+async fn assert_fault_kinds(fake: &FakeHttp, path: &str, headers: &[(&str, &str)]) {
+    let url = format!("{}{path}", fake.base_url());
+    let get = |timeout_ms: u64| {
+        let mut rb = reqwest::Client::builder()
+            .timeout(Duration::from_millis(timeout_ms))
+            .build()
+            .unwrap()
+            .get(&url);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        rb
+    };
+    let faults = fake.faults();
+
+    faults.inject("GET", path, Fault::Status(503)).times(1);
+    assert_eq!(get(2000).send().await.unwrap().status(), 503);
+
+    faults
+        .inject(
+            "GET",
+            path,
+            Fault::StatusBody(500, "{\"error\":\"boom\"}".to_string()),
+        )
+        .times(1);
+    let r = get(2000).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.text().await.unwrap(), "{\"error\":\"boom\"}");
+
+    faults.inject("GET", path, Fault::MalformedBody).times(1);
+    let err = get(2000)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap_err();
+    assert!(err.is_decode(), "{err:?}");
+
+    faults.inject("GET", path, Fault::TruncatedBody).times(1);
+    let r = get(2000).send().await;
+    let failed = match r {
+        Err(_) => true,
+        Ok(resp) => resp.bytes().await.is_err(),
+    };
+    assert!(failed, "a truncated body must fail the read");
+
+    faults.inject("GET", path, Fault::Reset).times(1);
+    let r = get(2000).send().await;
+    let failed = match r {
+        Err(_) => true,
+        Ok(resp) => resp.bytes().await.is_err(),
+    };
+    assert!(failed, "a reset must fail the exchange");
+
+    faults
+        .inject("GET", path, Fault::Latency(Duration::from_millis(400)))
+        .times(1);
+    let err = get(100).send().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+
+    faults.inject("GET", path, Fault::Hang).times(1);
+    let err = get(150).send().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+
+    // After the limited faults, the normal answer is back.
+    assert_eq!(get(2000).send().await.unwrap().status(), 200);
+
+    fake.refuse_connections();
+    let err = get(500).send().await.unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    fake.restore().await.unwrap();
+    assert_eq!(get(2000).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn faults_reach_the_client() {
+    let trino = FakeTrino::start().await.unwrap();
+    trino.add_query(QuerySpec::new("alice", "SELECT 1"));
+    assert_fault_kinds(&trino, "/v1/query", &[("X-Trino-User", "ops")]).await;
+    assert_fault_kinds(&trino, "/v1/info", &[]).await;
+}
