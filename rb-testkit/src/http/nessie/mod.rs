@@ -53,6 +53,9 @@ use super::FakeHttp;
 use api::{lock, Shared};
 use repo::{parse_key, Check, Key, Repo};
 
+/// The author recorded on commits made by the scripted helpers.
+pub const SCRIPTED_AUTHOR: &str = "rb-testkit <testkit@rb.invalid>";
+
 /// A fake Nessie server: the REST API and the management (health) port, sharing one repository.
 #[derive(Debug)]
 pub struct FakeNessie {
@@ -148,6 +151,7 @@ impl FakeNessie {
         let (spec, ops) = repo.scripted_ops(branch, &keys, 0)?;
         let meta = repo::Meta {
             message: message.to_string(),
+            authors: vec![SCRIPTED_AUTHOR.to_string()],
             ..repo::Meta::default()
         };
         let (head, _) = repo.commit_ops(&spec, meta, ops)?;
@@ -168,6 +172,7 @@ impl FakeNessie {
         let mut repo = lock(&self.state);
         let msg = |side: &str| repo::Meta {
             message: format!("conflicting change to {key} on {side}"),
+            authors: vec![SCRIPTED_AUTHOR.to_string()],
             ..repo::Meta::default()
         };
         let (spec, ops) = repo.scripted_ops(source, std::slice::from_ref(&k), 1)?;
