@@ -480,6 +480,7 @@ impl Engine {
             self.tick().await?;
             let next = self.next_wakeup().await;
             tokio::select! {
+                biased; // deterministic: shutdown wins a tie with the next tick
                 _ = &mut shutdown => return Ok(()),
                 _ = tokio::time::sleep_until(next) => {}
                 _ = self.inner.wake.notified() => {}
@@ -989,6 +990,10 @@ impl Inner {
             let span = tracing::info_span!("rb.phase", phase = "diagnose", incident = %o.id, playbook = %p.id);
             probes += self.diagnose(o, p).instrument(span).await?;
             o.stage = Stage::Mitigate;
+        }
+        if o.stage == Stage::Mitigate && verdict == Verdict::Unevaluated {
+            // resumed after a restart: wait for a fresh observation before acting
+            return Ok(probes);
         }
         if o.stage == Stage::Mitigate {
             let span = tracing::info_span!("rb.phase", phase = "mitigate", incident = %o.id, playbook = %p.id);
@@ -1507,7 +1512,12 @@ impl Inner {
         )
         .await;
         let mut labels = Vec::with_capacity(results.len() + 1);
-        let mut all_ok = manual || verdict.is_ok();
+        // A manual report has no metric to clear: only its recovery checks (if any) or a human close it.
+        let mut all_ok = if manual {
+            !p.recovery.is_empty()
+        } else {
+            verdict.is_ok()
+        };
         labels.push(if manual { "manual" } else { verdict.label() });
         for ((check, res), c) in p.recovery.iter().zip(results).zip(o.checks.iter_mut()) {
             probes += 1;

@@ -1,0 +1,342 @@
+//! The five phases on a virtual clock: for-duration, hysteresis, dedupe, escalation against SLAs.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use rb_core::escalation::EscalationReason;
+use rb_core::journal::Event;
+use rb_core::policy::AutoApprove;
+use rb_core::prelude::*;
+use rb_core::Phase;
+
+async fn engine(rb: Runbook, pager: &Pager) -> Engine {
+    Engine::builder(rb)
+        .clock(clock())
+        .notifier(Arc::new(pager.clone()))
+        .approver(Arc::new(AutoApprove))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn for_duration_fires_exactly_after_two_minutes() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![])),
+        &Pager::default(),
+    )
+    .await;
+    // observations at 0s, 30s, 60s, 90s: pending
+    run(&e, secs(90), secs(30)).await;
+    assert!(e.open_incidents().await.is_empty());
+    let st = e.status().await;
+    assert!(
+        matches!(st[0].verdict, Verdict::Pending { .. }),
+        "{:?}",
+        st[0].verdict
+    );
+    // 120s: the condition has held for 2 minutes
+    tokio::time::sleep(secs(30)).await;
+    let r = e.tick().await.unwrap();
+    assert_eq!(r.opened.len(), 1, "{r:?}");
+    let inc = e.incident(&r.opened[0]).await.unwrap();
+    assert_eq!(inc.record.finding.since, Timestamp(1_795_590_000_000));
+    assert_eq!(inc.record.opened_at, Timestamp(1_795_590_000_000 + 120_000));
+    let v = inc.record.violated.unwrap();
+    assert_eq!(
+        (v.name.as_str(), v.value, v.threshold, v.comparison.as_str()),
+        ("records_lag_max", 12_000.0, 5_000.0, ">")
+    );
+    assert_eq!(inc.record.service, "orders-pipeline");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dip_restarts_the_for_duration() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![])),
+        &Pager::default(),
+    )
+    .await;
+    run(&e, secs(60), secs(30)).await;
+    g.set(100.0);
+    tokio::time::sleep(secs(30)).await;
+    e.tick().await.unwrap();
+    g.set(12_000.0);
+    run(&e, secs(110), secs(30)).await; // 90s..210s: held since 120s → not yet 2m at 210s
+    assert!(e.open_incidents().await.is_empty());
+    tokio::time::sleep(secs(30)).await;
+    assert_eq!(e.tick().await.unwrap().opened.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hysteresis_keeps_the_incident_until_below_clear_threshold_for_the_stability_window() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("kafka.noop", Risk::Safe, vec![kafka()]);
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])),
+        &Pager::default(),
+    )
+    .await;
+    run(&e, mins(2), secs(30)).await;
+    let id = e.open_incidents().await.pop().expect("incident open");
+    // between the clear (1,000) and fire (5,000) thresholds: still firing
+    g.set(3_000.0);
+    run(&e, mins(20), secs(30)).await;
+    assert_eq!(
+        e.open_incidents().await,
+        vec![id.clone()],
+        "3,000 is not below the clear threshold"
+    );
+    g.set(500.0);
+    run(&e, mins(4), secs(30)).await;
+    assert_eq!(
+        e.open_incidents().await.len(),
+        1,
+        "needs 5 minutes of stability"
+    );
+    run(&e, mins(2), secs(30)).await;
+    assert!(e.open_incidents().await.is_empty());
+    let inc = e.incident(&id).await.unwrap();
+    assert_eq!(inc.phases, Phase::ALL.to_vec());
+    assert_eq!(inc.resolution, Some(rb_core::Resolution::Recovered));
+    assert_eq!(rem.applied(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_open_incident_per_fingerprint_and_a_new_one_after_close() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("kafka.noop", Risk::Safe, vec![kafka()]);
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.arc()]).stable_for(mins(1))),
+        &Pager::default(),
+    )
+    .await;
+    run(&e, mins(30), secs(30)).await;
+    assert_eq!(
+        e.incidents().await.unwrap().len(),
+        1,
+        "firing for 30 minutes opens one incident"
+    );
+    assert_eq!(rem.applied(), 1, "at most once per incident step");
+    g.set(0.0);
+    run(&e, mins(3), secs(30)).await;
+    assert!(e.open_incidents().await.is_empty());
+    g.set(12_000.0);
+    run(&e, mins(3), secs(30)).await;
+    assert_eq!(e.incidents().await.unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refiring_while_open_is_journaled_not_duplicated() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    // mitigation fails → stays open and recovering; lag dips and comes back
+    let pb = Playbook::new("p", "P")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .stable_for(mins(10));
+    let e = engine(Runbook::new("t").playbook(pb), &Pager::default()).await;
+    e.tick().await.unwrap();
+    let id = e.open_incidents().await.pop().unwrap();
+    g.set(0.0);
+    run(&e, mins(1), secs(30)).await;
+    g.set(9_000.0);
+    run(&e, mins(1), secs(30)).await;
+    assert_eq!(e.incidents().await.unwrap().len(), 1);
+    let inc = e.incident(&id).await.unwrap();
+    assert_eq!(
+        inc.timeline
+            .iter()
+            .filter(|e| matches!(e.event, Event::Refired { .. }))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_action_pages_the_playbook_role_and_re_escalates_when_the_sla_passes() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Safe, vec![kafka()]);
+    rem.behave(Behaviour::FailPermanent);
+    let pager = Pager::default();
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.arc()]).recovery_deadline(mins(120))),
+        &pager,
+    )
+    .await;
+    run(&e, mins(2), secs(30)).await;
+    assert_eq!(pager.roles(), vec!["Kafka SME"]);
+    let first = pager.all()[0].clone();
+    assert_eq!(first.reason, EscalationReason::ActionFailed);
+    assert_eq!(first.channel, "slack:#kafka");
+    assert_eq!(
+        first.ack_due,
+        Timestamp(1_795_590_000_000 + 120_000 + 30 * 60_000)
+    );
+    // Kafka SME's SLA is 30 minutes: nothing more before it passes
+    run(&e, mins(29), secs(30)).await;
+    assert_eq!(pager.roles().len(), 1);
+    run(&e, mins(1) + secs(30), secs(30)).await;
+    assert_eq!(pager.roles(), vec!["Kafka SME", "Data Platform On-call"]);
+    assert_eq!(pager.all()[1].reason, EscalationReason::SlaMissed);
+    assert_eq!(pager.all()[1].attempt, 2);
+    // the Data Platform On-call acknowledges within its 15 minutes: no more pages
+    let id = e.open_incidents().await.pop().unwrap();
+    e.acknowledge(&id, "alice").await.unwrap();
+    run(&e, mins(60), secs(30)).await;
+    assert_eq!(pager.roles().len(), 2, "{:?}", pager.roles());
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_that_never_comes_escalates_once_at_the_deadline() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("kafka.noop", Risk::Safe, vec![kafka()]);
+    let pager = Pager::default();
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.arc()]).recovery_deadline(mins(10))),
+        &pager,
+    )
+    .await;
+    run(&e, mins(11), secs(30)).await;
+    assert!(pager.roles().is_empty());
+    run(&e, mins(2), secs(30)).await;
+    assert_eq!(pager.all().len(), 1);
+    assert_eq!(pager.all()[0].reason, EscalationReason::RecoveryTimedOut);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_playbook_without_mitigation_pages_a_human() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let pager = Pager::default();
+    let e = engine(Runbook::new("t").playbook(backlog(&g, vec![])), &pager).await;
+    run(&e, mins(2), secs(30)).await;
+    assert_eq!(pager.all()[0].reason, EscalationReason::NeedsHuman);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_probe_is_unknown_never_healthy() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    g.fail();
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![])),
+        &Pager::default(),
+    )
+    .await;
+    run(&e, mins(10), secs(30)).await;
+    let st = e.status().await;
+    match &st[0].verdict {
+        Verdict::Unknown { why } => assert!(
+            why.contains("connection refused") && why.contains("kafka-main"),
+            "{why}"
+        ),
+        other => panic!("expected unknown, got {other:?}"),
+    }
+    assert!(e.metrics_text().contains(
+        "rb_probe_runs_total{probe=\"test.gauge\",target=\"kafka-main\",result=\"error\"} 21"
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn alerts_and_manual_reports_enter_through_the_same_path() {
+    let flink = Target::new("flink", "flink-main");
+    let pager = Pager::default();
+    let pb = Playbook::new("flink-restarting", "Flink job restarts repeatedly")
+        .detect_alert("FlinkJobRestarting", flink.clone());
+    let manual = Playbook::new("user-report", "A user reports a fault")
+        .detect_manual(Target::new("service", "dashboard"));
+    let e = engine(Runbook::new("t").playbook(pb).playbook(manual), &pager).await;
+    let body = include_bytes!("golden/webhook_firing.json");
+    assert_eq!(e.ingest_alertmanager_webhook(body).unwrap(), 1);
+    e.ingest(Signal::manual(
+        "user-report",
+        "ITSM-42",
+        "support",
+        "dashboard shows stale data",
+    ));
+    e.ingest(Signal::manual(
+        "no-such-playbook",
+        "ITSM-43",
+        "support",
+        "?",
+    ));
+    let r = e.tick().await.unwrap();
+    assert_eq!(r.opened.len(), 2);
+    assert_eq!(r.unrouted_signals, 1);
+    let inc = e.incident(&r.opened[0]).await.unwrap();
+    assert_eq!(inc.record.playbook, "flink-restarting");
+    assert!(
+        inc.record.finding.summary.contains("restart"),
+        "{}",
+        inc.record.finding.summary
+    );
+    // the resolved alert clears the symptom; stability window then closes it
+    let resolved = String::from_utf8_lossy(body).replace("\"firing\"", "\"resolved\"");
+    e.ingest_alertmanager_webhook(resolved.as_bytes()).unwrap();
+    run(&e, mins(6), secs(30)).await;
+    let open = e.open_incidents().await;
+    assert_eq!(
+        open.len(),
+        1,
+        "the manual report stays open for a human: {open:?}"
+    );
+    e.close(&open[0], "bob").await.unwrap();
+    assert!(e.open_incidents().await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn engine_metrics_are_prometheus_text() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("kafka.noop", Risk::Safe, vec![kafka()]);
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])),
+        &Pager::default(),
+    )
+    .await;
+    run(&e, mins(2), secs(30)).await;
+    let text = e.metrics_text();
+    for needle in [
+        "# TYPE rb_probe_duration_seconds histogram",
+        "rb_probe_duration_seconds_count{probe=\"test.gauge\",target=\"kafka-main\"} 5",
+        "rb_verdicts_total{playbook=\"kafka-backlog\",verdict=\"firing\"} 1",
+        "rb_verdicts_total{playbook=\"kafka-backlog\",verdict=\"pending\"} 4",
+        "rb_incidents_opened_total{playbook=\"kafka-backlog\"} 1",
+        "rb_remediations_total{action=\"kafka.noop\",outcome=\"applied\"} 1",
+        "rb_open_incidents 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_run_loop_sleeps_on_tokio_time() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let e = engine(
+        Runbook::new("t").playbook(backlog(&g, vec![])),
+        &Pager::default(),
+    )
+    .await;
+    e.run_for(mins(60)).await.unwrap();
+    // one observation per 30 s over an hour: at 0 s, 30 s, … 59 m 30 s
+    assert_eq!(g.calls.load(std::sync::atomic::Ordering::SeqCst), 120);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_runbooks_are_refused_with_a_reason() {
+    let g = Gauge::new(kafka(), "records_lag_max", 1.0);
+    let dup = Runbook::new("t")
+        .playbook(backlog(&g, vec![]))
+        .playbook(backlog(&g, vec![]));
+    let err = Engine::builder(dup).build().await.unwrap_err();
+    assert!(err.to_string().contains("used twice"), "{err}");
+    let role = Runbook::new("t").playbook(backlog(&g, vec![]).escalate_to("Nobody"));
+    let err = Engine::builder(role).build().await.unwrap_err();
+    assert!(err.to_string().contains("Nobody"), "{err}");
+    let none = Runbook::new("t").playbook(Playbook::new("x", "X"));
+    assert!(Engine::builder(none).build().await.is_err());
+}
