@@ -370,3 +370,713 @@ async fn every_captured_call_has_the_same_status_and_shape() {
         failures.join("\n")
     );
 }
+
+// ---------------------------------------------------------------- behaviours
+
+async fn started() -> (FakeFlink, reqwest::Client, String, String) {
+    let fake = FakeFlink::start().await.unwrap();
+    let job = fake.add_job(JobSpec::counter("runbook-counter")).unwrap();
+    let base = fake.base_url();
+    (fake, client(), base, job)
+}
+
+#[tokio::test(start_paused = true)]
+async fn job_detail_is_cached_while_status_is_live_after_a_taskmanager_loss() {
+    let (fake, c, base, job) = started().await;
+    sleep(Duration::from_secs(5)).await;
+    let (_, d) = get(&c, &format!("{base}/jobs/{job}")).await;
+    assert_eq!(d["state"], "RUNNING");
+
+    let tm = fake.lose_taskmanager().unwrap();
+    let (_, s) = get(&c, &format!("{base}/jobs/{job}/status")).await;
+    assert_eq!(s["status"], "RESTARTING");
+    let (_, d) = get(&c, &format!("{base}/jobs/{job}")).await;
+    assert_eq!(
+        d["state"], "RUNNING",
+        "the detail view is still the cached one"
+    );
+    let (_, o) = get(&c, &format!("{base}/overview")).await;
+    assert_eq!(o["taskmanagers"], 0);
+    assert_eq!(o["slots-total"], 0);
+
+    // after the restart delay there is no slot: the adaptive scheduler waits in CREATED
+    sleep(Duration::from_millis(3100)).await;
+    let (_, s) = get(&c, &format!("{base}/jobs/{job}/status")).await;
+    assert_eq!(s["status"], "CREATED");
+    let (_, d) = get(&c, &format!("{base}/jobs/{job}")).await;
+    assert_eq!(
+        d["state"], "CREATED",
+        "the cache refreshed after refresh-interval"
+    );
+    let (_, e) = get(&c, &format!("{base}/jobs/{job}/exceptions")).await;
+    let entry = &e["exceptionHistory"]["entries"][0];
+    assert_eq!(
+        entry["exceptionName"],
+        "org.apache.flink.runtime.jobmaster.JobMasterException"
+    );
+    let trace = entry["stacktrace"].as_str().unwrap();
+    assert!(
+        trace.contains(&format!("TaskManager with id {tm} is no longer reachable")),
+        "{trace}"
+    );
+    assert!(entry.get("taskName").is_none() && entry.get("root-exception").is_none());
+
+    fake.add_taskmanager();
+    sleep(Duration::from_millis(1100)).await;
+    let (_, s) = get(&c, &format!("{base}/jobs/{job}/status")).await;
+    assert_eq!(s["status"], "RUNNING");
+    assert_eq!(fake.num_restarts(&job).unwrap(), 1);
+    sleep(Duration::from_secs(10)).await;
+    let (_, m) = get(&c, &format!("{base}/jobs/{job}/metrics?get=numRestarts")).await;
+    assert_eq!(m, json!([{"id": "numRestarts", "value": "1"}]));
+    let (_, cp) = get(&c, &format!("{base}/jobs/{job}/checkpoints")).await;
+    assert_eq!(
+        cp["latest"]["restored"]["is_savepoint"], false,
+        "restarted from the latest checkpoint: {cp}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_are_empty_at_first_then_strings_and_aggregates_are_numbers() {
+    let (_fake, c, base, job) = started().await;
+    let (s, m) = get(
+        &c,
+        &format!("{base}/jobs/{job}/metrics?get=numRestarts,uptime"),
+    )
+    .await;
+    assert_eq!((s, m), (200, json!([])));
+    sleep(Duration::from_secs(10)).await;
+    let (_, m) = get(
+        &c,
+        &format!("{base}/jobs/{job}/metrics?get=numRestarts,uptime,lastCheckpointExternalPath"),
+    )
+    .await;
+    let list = m.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{m}");
+    for item in list {
+        assert!(item["value"].is_string(), "{item}");
+    }
+    assert_eq!(list[0]["value"], "0");
+    let uptime: u64 = list[1]["value"].as_str().unwrap().parse().unwrap();
+    assert!((9_000..=10_000).contains(&uptime), "{uptime}");
+    assert!(list[2]["value"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("{job}/chk-")));
+    let (_, a) = get(
+        &c,
+        &format!("{base}/jobs/metrics?get=numRestarts,uptime&agg=max,sum"),
+    )
+    .await;
+    assert_eq!(a[0]["id"], "numRestarts");
+    assert!(a[0]["max"].is_f64() && a[1]["sum"].is_f64(), "{a}");
+    let (_, all) = get(&c, &format!("{base}/jobs/{job}/metrics")).await;
+    assert_eq!(all.as_array().unwrap().len(), 26);
+    // values lag: the fetcher runs every 10 s
+    let (_, m1) = get(&c, &format!("{base}/jobs/{job}/metrics?get=uptime")).await;
+    sleep(Duration::from_secs(4)).await;
+    let (_, m2) = get(&c, &format!("{base}/jobs/{job}/metrics?get=uptime")).await;
+    assert_eq!(m1, m2);
+    let (_, unknown) = get(
+        &c,
+        &format!("{base}/jobs/00000000000000000000000000000001/metrics?get=uptime"),
+    )
+    .await;
+    assert_eq!(unknown, json!([]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn checkpoints_advance_with_time_unless_failing() {
+    let (fake, c, base, job) = started().await;
+    sleep(Duration::from_millis(10_500)).await;
+    assert_eq!(fake.latest_checkpoint_id(&job).unwrap(), Some(5));
+    fake.fail_checkpoints(&job, true).unwrap();
+    sleep(Duration::from_secs(4)).await;
+    let (_, cp) = get(&c, &format!("{base}/jobs/{job}/checkpoints")).await;
+    assert_eq!(cp["counts"]["completed"], 5);
+    assert_eq!(cp["counts"]["failed"], 2);
+    assert_eq!(
+        cp["latest"]["failed"]["failure_message"],
+        "Trigger checkpoint failure."
+    );
+    assert_eq!(cp["history"][0]["status"], "FAILED");
+    let hist = cp["history"].as_array().unwrap();
+    let discarded: Vec<bool> = hist
+        .iter()
+        .filter(|h| h["status"] == "COMPLETED")
+        .map(|h| h["discarded"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        discarded,
+        vec![false, false, false, true, true],
+        "3 retained"
+    );
+    let (s, d) = get(&c, &format!("{base}/jobs/{job}/checkpoints/details/5")).await;
+    assert_eq!(s, 200);
+    assert_eq!(d["tasks"].as_object().unwrap().len(), 2);
+    let (s, _) = get(&c, &format!("{base}/jobs/{job}/checkpoints/details/999")).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test(start_paused = true)]
+async fn savepoint_is_in_progress_then_completed_with_a_location() {
+    let (fake, c, base, job) = started().await;
+    sleep(Duration::from_secs(5)).await;
+    let body =
+        json!({"cancel-job": false, "target-directory": "file:///tmp/sp", "formatType": "NATIVE"});
+    let (s, t) = send(
+        &c,
+        "POST",
+        &format!("{base}/jobs/{job}/savepoints"),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let trigger = t["request-id"].as_str().unwrap().to_string();
+    assert!(is_id(&trigger));
+    let (_, st) = get(&c, &format!("{base}/jobs/{job}/savepoints/{trigger}")).await;
+    assert_eq!(
+        st,
+        json!({"status": {"id": "IN_PROGRESS"}, "operation": null})
+    );
+    sleep(Duration::from_secs(1)).await;
+    let (_, st) = get(&c, &format!("{base}/jobs/{job}/savepoints/{trigger}")).await;
+    assert_eq!(st["status"]["id"], "COMPLETED");
+    let location = st["operation"]["location"].as_str().unwrap();
+    assert!(
+        location.starts_with(&format!("file:/tmp/sp/savepoint-{}-", &job[..6])),
+        "{location}"
+    );
+    sleep(Duration::from_secs(3)).await;
+    let (_, cp) = get(&c, &format!("{base}/jobs/{job}/checkpoints")).await;
+    assert_eq!(cp["latest"]["savepoint"]["external_path"], location);
+    assert_eq!(cp["latest"]["savepoint"]["savepointFormat"], "NATIVE");
+    assert_eq!(cp["latest"]["savepoint"]["checkpoint_type"], "SAVEPOINT");
+    assert_eq!(fake.job_status(&job).unwrap(), "RUNNING");
+
+    let rec = fake.requests().matching("POST", "/jobs/*/savepoints");
+    assert_eq!(rec.len(), 1);
+    assert_eq!(rec[0].json().unwrap(), body);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_savepoint_is_completed_with_a_failure_cause_and_bad_requests_are_rejected() {
+    let (fake, c, base, job) = started().await;
+    fake.fail_savepoints_under("file:///proc");
+    sleep(Duration::from_secs(3)).await;
+    let body = json!({"cancel-job": false, "target-directory": "file:///proc/nope", "triggerId": "33333333333333333333333333333333"});
+    let (s, t) = send(
+        &c,
+        "POST",
+        &format!("{base}/jobs/{job}/savepoints"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(
+        (s, t),
+        (
+            202,
+            json!({"request-id": "33333333333333333333333333333333"})
+        )
+    );
+    sleep(Duration::from_secs(1)).await;
+    let (_, st) = get(
+        &c,
+        &format!("{base}/jobs/{job}/savepoints/33333333333333333333333333333333"),
+    )
+    .await;
+    assert_eq!(st["status"]["id"], "COMPLETED");
+    assert!(st["operation"].get("location").is_none());
+    let cause = &st["operation"]["failure-cause"];
+    assert_eq!(cause["class"], "java.util.concurrent.CompletionException");
+    assert!(cause["stack-trace"]
+        .as_str()
+        .unwrap()
+        .contains("IO-problem detected"));
+    assert!(cause["serialized-throwable"].is_string());
+
+    let (s, e) = get(
+        &c,
+        &format!("{base}/jobs/{job}/savepoints/00000000000000000000000000000000"),
+    )
+    .await;
+    assert_eq!(s, 404);
+    assert!(e["errors"][0].as_str().unwrap().contains(
+        "There is no savepoint operation with triggerId=00000000000000000000000000000000"
+    ));
+    let (s, e) = send(
+        &c,
+        "POST",
+        &format!("{base}/jobs/{job}/savepoints"),
+        Some(json!({"formatType": "BOGUS"})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(e["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("Request did not match expected format SavepointTriggerRequestBody"));
+    let (s, _) = send(
+        &c,
+        "POST",
+        &format!("{base}/jobs/{job}/savepoints"),
+        Some(json!({"cancelJob": true})),
+    )
+    .await;
+    assert_eq!(s, 400, "unknown fields are rejected");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_with_savepoint_ends_the_job_finished() {
+    let (fake, c, base, job) = started().await;
+    sleep(Duration::from_secs(6)).await;
+    let body = json!({"drain": false, "targetDirectory": "file:///tmp/sp/stop"});
+    let (s, t) = send(&c, "POST", &format!("{base}/jobs/{job}/stop"), Some(body)).await;
+    assert_eq!(s, 202);
+    let trigger = t["request-id"].as_str().unwrap().to_string();
+    sleep(Duration::from_secs(1)).await;
+    let (_, st) = get(&c, &format!("{base}/jobs/{job}/savepoints/{trigger}")).await;
+    assert!(st["operation"]["location"]
+        .as_str()
+        .unwrap()
+        .starts_with("file:/tmp/sp/stop/savepoint-"));
+    let (_, s) = get(&c, &format!("{base}/jobs/{job}/status")).await;
+    assert_eq!(s["status"], "FINISHED");
+    let (_, r) = get(&c, &format!("{base}/jobs/{job}/execution-result")).await;
+    assert_eq!(r["status"]["id"], "COMPLETED");
+    assert_eq!(r["job-execution-result"]["application-status"], "SUCCEEDED");
+    let (_, o) = get(&c, &format!("{base}/overview")).await;
+    assert_eq!(
+        (
+            o["jobs-running"].clone(),
+            o["jobs-finished"].clone(),
+            o["slots-available"].clone()
+        ),
+        (json!(0), json!(1), json!(4))
+    );
+    let (s, e) = send(&c, "PATCH", &format!("{base}/jobs/{job}?mode=cancel"), None).await;
+    assert_eq!(s, 409);
+    assert!(e["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("already reached another terminal state (FINISHED)"));
+    let (s, _) = get(&c, &format!("{base}/jobs/{job}/resource-requirements")).await;
+    assert_eq!(s, 500);
+    // a savepoint of a finished job is accepted, then fails
+    let (s, t) = send(
+        &c,
+        "POST",
+        &format!("{base}/jobs/{job}/savepoints"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    sleep(Duration::from_secs(1)).await;
+    let (_, st) = get(
+        &c,
+        &format!(
+            "{base}/jobs/{job}/savepoints/{}",
+            t["request-id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert!(st["operation"]["failure-cause"]["stack-trace"]
+        .as_str()
+        .unwrap()
+        .contains("FlinkJobNotFoundException"));
+    assert_eq!(fake.job_status(&job).unwrap(), "FINISHED");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_is_accepted_and_ends_canceled() {
+    let (fake, c, base, job) = started().await;
+    let (s, b) = send(&c, "PATCH", &format!("{base}/jobs/{job}?mode=cancel"), None).await;
+    assert_eq!((s, b), (202, json!({})));
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.job_status(&job).unwrap(), "CANCELED");
+    let (_, r) = get(&c, &format!("{base}/jobs/{job}/execution-result")).await;
+    assert_eq!(r["job-execution-result"]["application-status"], "CANCELED");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rescale_put_changes_parallelism_and_counts_a_restart() {
+    let (fake, c, base, job) = started().await;
+    sleep(Duration::from_secs(5)).await;
+    let vs = fake.vertices(&job).unwrap();
+    let body = json!({
+        vs[0].0.clone(): {"parallelism": {"lowerBound": 1, "upperBound": 2}},
+        vs[1].0.clone(): {"parallelism": {"lowerBound": 1, "upperBound": 3}}
+    });
+    let (s, b) = send(
+        &c,
+        "PUT",
+        &format!("{base}/jobs/{job}/resource-requirements"),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!((s, b), (200, json!({})));
+    let (_, rr) = get(&c, &format!("{base}/jobs/{job}/resource-requirements")).await;
+    assert_eq!(rr, body, "requirements are updated at once");
+    assert_eq!(
+        fake.vertices(&job).unwrap()[1].2,
+        1,
+        "the rescale takes a few seconds"
+    );
+    sleep(Duration::from_secs(5)).await;
+    let p: Vec<u32> = fake.vertices(&job).unwrap().iter().map(|v| v.2).collect();
+    assert_eq!(p, vec![2, 3]);
+    assert_eq!(fake.num_restarts(&job).unwrap(), 1);
+    assert_eq!(fake.job_status(&job).unwrap(), "RUNNING");
+    let (_, h) = get(&c, &format!("{base}/jobs/{job}/rescales/history")).await;
+    assert_eq!(h[0]["triggerCause"], "UPDATE_REQUIREMENT");
+    assert_eq!(h[1]["triggerCause"], "INITIAL_SCHEDULE");
+    let (_, d) = get(
+        &c,
+        &format!(
+            "{base}/jobs/{job}/rescales/details/{}",
+            h[0]["rescaleUuid"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(d["vertices"][vs[1].0.as_str()]["postRescaleParallelism"], 3);
+    let (_, o) = get(&c, &format!("{base}/overview")).await;
+    assert_eq!(
+        o["slots-available"], 1,
+        "slot sharing: 3 slots for max parallelism 3"
+    );
+    sleep(Duration::from_secs(10)).await;
+    let (_, m) = get(
+        &c,
+        &format!("{base}/jobs/{job}/metrics?get=numRestarts,numRescales"),
+    )
+    .await;
+    assert_eq!(
+        m,
+        json!([{"id": "numRestarts", "value": "1"}, {"id": "numRescales", "value": "1"}])
+    );
+    let (_, cp) = get(&c, &format!("{base}/jobs/{job}/checkpoints")).await;
+    assert_eq!(cp["counts"]["restored"], 1);
+    assert_eq!(cp["latest"]["completed"]["num_subtasks"], 5);
+
+    let bad = json!({vs[0].0.clone(): {"parallelism": {"lowerBound": 1, "upperBound": 0}}, vs[1].0.clone(): {"parallelism": {"lowerBound": 1, "upperBound": 1}}});
+    let (s, _) = send(
+        &c,
+        "PUT",
+        &format!("{base}/jobs/{job}/resource-requirements"),
+        Some(bad),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let puts = fake
+        .requests()
+        .matching("PUT", "/jobs/*/resource-requirements");
+    assert_eq!(puts.len(), 2);
+    assert_eq!(puts[0].json().unwrap(), body);
+    assert_eq!(puts[0].path, format!("/jobs/{job}/resource-requirements"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jar_upload_then_run_from_a_savepoint_restores_a_new_job() {
+    let (fake, c, base, job) = started().await;
+    sleep(Duration::from_secs(5)).await;
+    let (_, t) = send(
+        &c,
+        "POST",
+        &format!("{base}/jobs/{job}/stop"),
+        Some(json!({"drain": false})),
+    )
+    .await;
+    sleep(Duration::from_secs(1)).await;
+    let (_, st) = get(
+        &c,
+        &format!(
+            "{base}/jobs/{job}/savepoints/{}",
+            t["request-id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    let location = st["operation"]["location"].as_str().unwrap().to_string();
+    assert!(
+        location.starts_with("file:/tmp/rb-fake-flink/savepoints/savepoint-"),
+        "{location}"
+    );
+
+    let (s, up) = upload_jar(&c, &base).await;
+    assert_eq!(s, 200);
+    assert_eq!(up["status"], "success");
+    let jar = up["filename"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(jar.ends_with("_runbook-counter.jar"));
+    let (_, jars) = get(&c, &format!("{base}/jars")).await;
+    assert_eq!(jars["files"][0]["id"], jar.as_str());
+    assert_eq!(jars["files"][0]["entry"][0]["name"], "rb.CounterJob");
+
+    let body = json!({"savepointPath": location, "allowNonRestoredState": false, "programArgsList": ["orders-restored"], "parallelism": 2});
+    let (s, run) = send(&c, "POST", &format!("{base}/jars/{jar}/run"), Some(body)).await;
+    assert_eq!(s, 200, "{run}");
+    let new = run["jobid"].as_str().unwrap().to_string();
+    assert!(is_id(&new) && new != job);
+    let (_, d) = get(&c, &format!("{base}/jobs/{new}")).await;
+    assert_eq!(d["name"], "orders-restored");
+    assert_eq!(d["vertices"][0]["parallelism"], 2);
+    assert_eq!(
+        d["vertices"][0]["id"],
+        fake.vertices(&job).unwrap()[0].0.as_str(),
+        "same program, same vertex ids"
+    );
+    let (_, cp) = get(&c, &format!("{base}/jobs/{new}/checkpoints")).await;
+    let restored = &cp["latest"]["restored"];
+    assert_eq!(restored["is_savepoint"], true);
+    assert_eq!(restored["external_path"], location.as_str());
+    assert_eq!(cp["counts"]["restored"], 1);
+    sleep(Duration::from_millis(2500)).await;
+    let first_new = fake.latest_checkpoint_id(&new).unwrap().unwrap();
+    assert_eq!(
+        first_new,
+        restored["id"].as_u64().unwrap() + 1,
+        "checkpoint ids continue"
+    );
+
+    let body = json!({"savepointPath": "file:///nowhere/savepoint-x"});
+    let (s, e) = send(&c, "POST", &format!("{base}/jars/{jar}/run"), Some(body)).await;
+    assert_eq!(s, 500);
+    assert!(e["errors"][1]
+        .as_str()
+        .unwrap()
+        .contains("Cannot find checkpoint or savepoint"));
+    let (s, _) = send(
+        &c,
+        "POST",
+        &format!("{base}/jars/nope.jar/run"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test(start_paused = true)]
+async fn crash_loop_keeps_restarting_with_new_exceptions_until_healed() {
+    let (fake, c, base, job) = started().await;
+    sleep(Duration::from_secs(5)).await;
+    let text = "org.apache.paimon.schema.SchemaChangeException: Cannot apply schema change: column 'amount' type changed from INT to STRING";
+    fake.crash_loop(&job, text).unwrap();
+    let before = fake.latest_checkpoint_id(&job).unwrap();
+    sleep(Duration::from_secs(10)).await;
+    let r1 = fake.num_restarts(&job).unwrap();
+    sleep(Duration::from_secs(10)).await;
+    let r2 = fake.num_restarts(&job).unwrap();
+    assert!(r1 >= 3 && r2 > r1, "{r1} {r2}");
+    assert_eq!(
+        fake.latest_checkpoint_id(&job).unwrap(),
+        before,
+        "no checkpoint completes while crashing"
+    );
+    let (_, e) = get(&c, &format!("{base}/jobs/{job}/exceptions?maxExceptions=2")).await;
+    let entries = e["exceptionHistory"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(e["exceptionHistory"]["truncated"], true);
+    assert_eq!(
+        entries[0]["exceptionName"],
+        "org.apache.paimon.schema.SchemaChangeException"
+    );
+    assert!(entries[0]["stacktrace"].as_str().unwrap().starts_with(text));
+    assert!(entries[0]["timestamp"].as_i64().unwrap() > entries[1]["timestamp"].as_i64().unwrap());
+    assert!(
+        entries[0]["failureLabels"].is_object() && entries[0]["concurrentExceptions"].is_array()
+    );
+
+    fake.heal(&job).unwrap();
+    sleep(Duration::from_secs(10)).await;
+    let r3 = fake.num_restarts(&job).unwrap();
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(fake.num_restarts(&job).unwrap(), r3);
+    assert_eq!(fake.job_status(&job).unwrap(), "RUNNING");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_for_good_with_a_failure_cause() {
+    let (fake, c, base, job) = started().await;
+    sleep(Duration::from_secs(2)).await;
+    fake.fail_job(
+        &job,
+        "java.lang.IllegalStateException: runbook fault injection",
+    )
+    .unwrap();
+    let (_, s) = get(&c, &format!("{base}/jobs/{job}/status")).await;
+    assert_eq!(s["status"], "FAILED");
+    let (_, r) = get(&c, &format!("{base}/jobs/{job}/execution-result")).await;
+    let res = &r["job-execution-result"];
+    assert_eq!(res["application-status"], "FAILED");
+    assert!(res["failure-cause"]["stack-trace"]
+        .as_str()
+        .unwrap()
+        .contains("runbook fault injection"));
+    let (s, _) = send(&c, "PATCH", &format!("{base}/jobs/{job}?mode=cancel"), None).await;
+    assert_eq!(s, 409);
+    assert!(fake.crash_loop(&job, "x: y").is_err());
+
+    // a job without restarts fails on its first crash
+    let once = fake
+        .add_job(JobSpec::counter("no-restarts").restart_attempts(0))
+        .unwrap();
+    fake.crash_loop(&once, "java.lang.RuntimeException: boom")
+        .unwrap();
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.job_status(&once).unwrap(), "FAILED");
+    let (_, cfg) = get(&c, &format!("{base}/jobs/{once}/config")).await;
+    assert_eq!(
+        cfg["execution-config"]["restart-strategy"],
+        "Restart deactivated."
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_look_like_flinks() {
+    let (_fake, c, base, job) = started().await;
+    let (s, e) = get(&c, &format!("{base}/jobs/00000000000000000000000000000000")).await;
+    assert_eq!(s, 404);
+    assert!(e["errors"][0].as_str().unwrap().starts_with("org.apache.flink.runtime.rest.NotFoundException: Job 00000000000000000000000000000000 not found"));
+    let (s, e) = get(&c, &format!("{base}/jobs/not-a-job-id")).await;
+    assert_eq!(s, 400);
+    assert!(e["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("Cannot resolve path parameter (jobid) from value \"not-a-job-id\""));
+    let (s, e) = get(&c, &format!("{base}/nope")).await;
+    assert_eq!(
+        (s, e),
+        (
+            404,
+            json!({"errors": ["Unable to load requested file /nope."]})
+        )
+    );
+    let (s, e) = send(
+        &c,
+        "PATCH",
+        &format!("{base}/jobs/{job}/rescaling?parallelism=2"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 503);
+    assert!(e["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("Rescaling is temporarily disabled. See FLINK-12312."));
+    let (s, e) = send(
+        &c,
+        "POST",
+        &format!("{base}/jobs/{job}/rescale"),
+        Some(json!({"parallelism": 2})),
+    )
+    .await;
+    assert_eq!(
+        (s, e),
+        (
+            404,
+            json!({"errors": [format!("Not found: /jobs/{job}/rescale")]})
+        )
+    );
+    let (s, _) = get(&c, &format!("{base}/jobs/{job}/taskmanagers")).await;
+    assert_eq!(s, 404);
+    let (s, _) = get(
+        &c,
+        &format!("{base}/jobs/{job}/vertices/00000000000000000000000000000000"),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = get(&c, &format!("{base}/jobs/{job}/exceptions?maxExceptions=x")).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test(start_paused = true)]
+async fn injected_faults_reach_the_client() {
+    let (fake, c, base, job) = started().await;
+    let url = format!("{base}/jobs/{job}/status");
+
+    fake.faults()
+        .inject("GET", "/jobs/*/status", Fault::Status(503))
+        .times(1);
+    assert_eq!(c.get(&url).send().await.unwrap().status().as_u16(), 503);
+    assert_eq!(
+        c.get(&url).send().await.unwrap().status().as_u16(),
+        200,
+        "times(1) is over"
+    );
+
+    fake.faults()
+        .inject(
+            "GET",
+            "/jobs/*/status",
+            Fault::StatusBody(500, r#"{"errors":["Internal server error."]}"#.into()),
+        )
+        .times(1);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"errors": ["Internal server error."]})
+    );
+
+    fake.faults()
+        .inject("GET", "/jobs/*/status", Fault::MalformedBody)
+        .times(1);
+    let r = c.get(&url).send().await.unwrap();
+    assert!(r.json::<Value>().await.unwrap_err().is_decode());
+
+    // a cut body or a reset connection: the client gets an error, never a value
+    async fn fails(c: &reqwest::Client, url: &str) -> bool {
+        match c.get(url).send().await {
+            Err(_) => true,
+            Ok(r) => r.bytes().await.is_err(),
+        }
+    }
+    fake.faults()
+        .inject("GET", "/jobs/*", Fault::TruncatedBody)
+        .times(1);
+    assert!(
+        fails(&c, &format!("{base}/jobs/{job}")).await,
+        "a truncated body is an error"
+    );
+    fake.faults()
+        .inject("GET", "/jobs/*/status", Fault::Reset)
+        .times(1);
+    assert!(fails(&c, &url).await, "a reset is an error");
+
+    fake.faults()
+        .inject("GET", "/jobs/*/status", Fault::Hang)
+        .times(1);
+    let started = Instant::now();
+    let err = c
+        .get(&url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    assert!(started.elapsed() >= Duration::from_secs(5));
+
+    fake.faults()
+        .inject(
+            "GET",
+            "/jobs/*/status",
+            Fault::Latency(Duration::from_secs(2)),
+        )
+        .times(1);
+    let started = Instant::now();
+    let (s, _) = get(&c, &url).await;
+    assert_eq!(s, 200);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+
+    // (a fresh client: FakeHttp stops accepting, connections already open stay served)
+    fake.refuse_connections();
+    assert!(client().get(&url).send().await.unwrap_err().is_connect());
+    fake.restore().await.unwrap();
+    assert_eq!(get(&c, &url).await.0, 200);
+    assert_eq!(fake.requests().matching("GET", "/jobs/*/status").len(), 8);
+    assert_eq!(fake.requests().matching("GET", "/jobs/*").len(), 1);
+}
