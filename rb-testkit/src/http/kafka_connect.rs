@@ -819,7 +819,8 @@ async fn list(AxState(s): AxState<Shared>, RawQuery(raw): RawQuery) -> Result<Re
         .map(|(_, v)| v.as_str())
         .collect();
     let (st, inf) = (expand.contains(&"status"), expand.contains(&"info"));
-    if !st && !inf {
+    // Any `expand` (even an unknown one, which is ignored) switches to the map form.
+    if expand.is_empty() {
         let names: Vec<&String> = w.connectors.keys().collect();
         return Ok(ok(json!(names)));
     }
