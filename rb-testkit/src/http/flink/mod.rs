@@ -23,8 +23,9 @@
 //! Nothing runs in the background: state is computed from elapsed tokio time when a request (or a
 //! handle method) looks at it, so a test on a paused clock is deterministic.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use rb_testkit::http::flink::{FakeFlink, JobSpec};
 //!

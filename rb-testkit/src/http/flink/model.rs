@@ -1549,10 +1549,10 @@ pub(crate) fn job_metrics(j: &Job, t: Instant, clock: &Clock) -> JobMetricSnap {
             0.0
         };
         let busy = if running {
-            (rate / 1000.0 * 1000.0)
-                .min(1000.0 - bp * 1000.0)
-                .max(0.0)
-                .min(50.0)
+            // a light job: about half a millisecond of work per record, capped at 5 %
+            (rate * 0.5)
+                .clamp(0.0, 50.0)
+                .min((1000.0 - bp * 1000.0).max(0.0))
         } else {
             0.0
         };

@@ -504,7 +504,7 @@ fn aggregated(j: &Job, v: &Vertex, now: tokio::time::Instant, now_ms: i64) -> Va
     json!({"metrics": metrics, "status-duration": sd})
 }
 
-fn tm_for_subtask<'a>(j: &'a Job, s: u32) -> &'a str {
+fn tm_for_subtask(j: &Job, s: u32) -> &str {
     let mut acc = 0u32;
     for (tm, n) in &j.alloc {
         acc += n;
@@ -861,7 +861,7 @@ pub(crate) fn execution_result(j: &Job) -> Value {
         }
         JobStatus::Canceled => Some(failure_cause(
             "org.apache.flink.runtime.client.JobCancellationException",
-            &format!("org.apache.flink.runtime.client.JobCancellationException: Job was cancelled.\n\tat org.apache.flink.runtime.jobmaster.JobResult.toJobExecutionResult(JobResult.java:146)\n"),
+            "org.apache.flink.runtime.client.JobCancellationException: Job was cancelled.\n\tat org.apache.flink.runtime.jobmaster.JobResult.toJobExecutionResult(JobResult.java:146)\n",
         )),
         _ => None,
     };

@@ -448,13 +448,13 @@ fn strict_body(
     body: &Bytes,
     allowed: &[&str],
     kind: &str,
-) -> Result<serde_json::Map<String, Value>, Response> {
+) -> Result<serde_json::Map<String, Value>, Box<Response>> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(serde_json::Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) if m.keys().all(|k| allowed.contains(&k.as_str())) => Ok(m),
-        _ => Err(bad_body(kind)),
+        _ => Err(Box::new(bad_body(kind))),
     }
 }
 
@@ -462,11 +462,11 @@ fn opt_bool(
     m: &serde_json::Map<String, Value>,
     k: &str,
     kind: &str,
-) -> Result<Option<bool>, Response> {
+) -> Result<Option<bool>, Box<Response>> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(bad_body(kind)),
+        Some(_) => Err(Box::new(bad_body(kind))),
     }
 }
 
@@ -474,27 +474,33 @@ fn opt_str(
     m: &serde_json::Map<String, Value>,
     k: &str,
     kind: &str,
-) -> Result<Option<String>, Response> {
+) -> Result<Option<String>, Box<Response>> {
     match m.get(k) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(bad_body(kind)),
+        Some(_) => Err(Box::new(bad_body(kind))),
     }
 }
 
-fn format_type(m: &serde_json::Map<String, Value>, kind: &str) -> Result<&'static str, Response> {
+fn format_type(
+    m: &serde_json::Map<String, Value>,
+    kind: &str,
+) -> Result<&'static str, Box<Response>> {
     match opt_str(m, "formatType", kind)?.as_deref() {
         None | Some("CANONICAL") => Ok("CANONICAL"),
         Some("NATIVE") => Ok("NATIVE"),
-        Some(_) => Err(bad_body(kind)),
+        Some(_) => Err(Box::new(bad_body(kind))),
     }
 }
 
-fn trigger_id(m: &serde_json::Map<String, Value>, kind: &str) -> Result<Option<String>, Response> {
+fn trigger_id(
+    m: &serde_json::Map<String, Value>,
+    kind: &str,
+) -> Result<Option<String>, Box<Response>> {
     match opt_str(m, "triggerId", kind)? {
         None => Ok(None),
         Some(t) if is_hex32(&t) => Ok(Some(t.to_ascii_lowercase())),
-        Some(_) => Err(bad_body(kind)),
+        Some(_) => Err(Box::new(bad_body(kind))),
     }
 }
 
@@ -539,18 +545,18 @@ fn job_request(
                 KIND,
             ) {
                 Ok(m) => m,
-                Err(e) => return e,
+                Err(e) => return *e,
             };
             let parsed = (|| {
                 let cancel = opt_bool(&m, "cancel-job", KIND)?.unwrap_or(false);
                 let dir = opt_str(&m, "target-directory", KIND)?;
                 let fmt = format_type(&m, KIND)?;
                 let trig = trigger_id(&m, KIND)?;
-                Ok::<_, Response>((cancel, dir, fmt, trig))
+                Ok::<_, Box<Response>>((cancel, dir, fmt, trig))
             })();
             let (cancel, dir, fmt, trig) = match parsed {
                 Ok(p) => p,
-                Err(e) => return e,
+                Err(e) => return *e,
             };
             let t = c.trigger_op(
                 id,
@@ -570,18 +576,18 @@ fn job_request(
                 KIND,
             ) {
                 Ok(m) => m,
-                Err(e) => return e,
+                Err(e) => return *e,
             };
             let parsed = (|| {
                 let _drain = opt_bool(&m, "drain", KIND)?.unwrap_or(false);
                 let dir = opt_str(&m, "targetDirectory", KIND)?;
                 let fmt = format_type(&m, KIND)?;
                 let trig = trigger_id(&m, KIND)?;
-                Ok::<_, Response>((dir, fmt, trig))
+                Ok::<_, Box<Response>>((dir, fmt, trig))
             })();
             let (dir, fmt, trig) = match parsed {
                 Ok(p) => p,
-                Err(e) => return e,
+                Err(e) => return *e,
             };
             let t = c.trigger_op(id, trig, OpKind::Stop, dir, fmt, now);
             return respond(StatusCode::ACCEPTED, json!({ "request-id": t }));
@@ -796,7 +802,7 @@ fn run_jar(c: &mut Cluster, jar: &str, body: &Bytes, now: Instant) -> Response {
     ];
     let m = match strict_body(body, &allowed, KIND) {
         Ok(m) => m,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let args: Vec<String> = match m.get("programArgsList") {
         None | Some(Value::Null) => match m.get("programArgs") {
@@ -826,11 +832,11 @@ fn run_jar(c: &mut Cluster, jar: &str, body: &Bytes, now: Instant) -> Response {
     };
     let allow_non_restored = match opt_bool(&m, "allowNonRestoredState", KIND) {
         Ok(b) => b.unwrap_or(false),
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let savepoint = match opt_str(&m, "savepointPath", KIND) {
         Ok(s) => s,
-        Err(e) => return e,
+        Err(e) => return *e,
     };
     let mut spec = c.program.clone();
     if let Some(p) = parallelism {
