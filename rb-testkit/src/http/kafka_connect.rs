@@ -16,8 +16,8 @@
 //! Errors are the real `{"error_code": <status>, "message": …}` body: 404 for unknown connectors
 //! and tasks, 409 while a rebalance is in progress ([`FakeKafkaConnect::start_rebalance`]).
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use rb_testkit::http::kafka_connect::{ConnectorType, FakeKafkaConnect, State};
 //!
 //! let connect = FakeKafkaConnect::start().await?;
@@ -29,7 +29,8 @@
 //! let resp = reqwest::Client::new().post(url).send().await?;
 //! assert_eq!(resp.status(), 202); // body: task 1 "RESTARTING"
 //! assert_eq!(connect.task_state("orders-cdc", 1), Some(State::Running));
-//! # Ok(()) }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
 //! ```
 
 use std::collections::BTreeMap;

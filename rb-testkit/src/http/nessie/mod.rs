@@ -20,8 +20,8 @@
 //! Not implemented (answered with a 400 naming the endpoint): `history/transplant`, `diff`,
 //! `recent-changes`, CEL `filter` parameters.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use rb_testkit::http::nessie::FakeNessie;
 //!
 //! let nessie = FakeNessie::start().await?;
@@ -37,7 +37,8 @@
 //!     .await?;
 //! assert_ne!(nessie.head("main"), Some(main));
 //! nessie.set_health_down(); // /q/health now answers 503 {"status":"DOWN",…}
-//! # Ok(()) }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
 //! ```
 
 mod api;
