@@ -2,21 +2,26 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{ConnectOptions, Connection, Row};
+use tokio::sync::Mutex;
 
 use super::{Entry, Event, Journal};
 use crate::error::{ErrorKind, JournalError};
 use crate::time::Timestamp;
 
 /// A journal in a SQLite file (WAL, synchronous=FULL: an append that returned is on disk).
+///
+/// It holds one connection behind an async mutex rather than a pool: a pool's acquire timeout is a tokio
+/// timer, and on a paused test clock that timer would fire while the SQLite worker thread is busy.
 #[derive(Debug, Clone)]
 pub struct SqliteJournal {
-    pool: SqlitePool,
+    conn: Arc<Mutex<Option<SqliteConnection>>>,
     name: String,
 }
 
@@ -36,11 +41,7 @@ impl SqliteJournal {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .map_err(|e| err(&name, "open", e))?;
+        let mut conn = opts.connect().await.map_err(|e| err(&name, "open", e))?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS rb_journal (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,19 +51,28 @@ impl SqliteJournal {
                 body TEXT NOT NULL
             )",
         )
-        .execute(&pool)
+        .execute(&mut conn)
         .await
         .map_err(|e| err(&name, "create table", e))?;
         sqlx::query("CREATE INDEX IF NOT EXISTS rb_journal_incident ON rb_journal (incident, seq)")
-            .execute(&pool)
+            .execute(&mut conn)
             .await
             .map_err(|e| err(&name, "create index", e))?;
-        Ok(Self { pool, name })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(Some(conn))),
+            name,
+        })
     }
 
-    /// Close the pool (flushes; further calls fail).
+    /// Close the connection (flushes; further calls fail with a storage error).
     pub async fn close(&self) {
-        self.pool.close().await;
+        if let Some(conn) = self.conn.lock().await.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    fn closed(&self) -> JournalError {
+        JournalError::new(&self.name, ErrorKind::Storage, "the journal is closed")
     }
 
     fn kind(event: &Event) -> &'static str {
@@ -71,6 +81,32 @@ impl SqliteJournal {
             Event::Closed { .. } => "closed",
             _ => "event",
         }
+    }
+
+    async fn fetch(
+        &self,
+        sql: &str,
+        bind: Option<&str>,
+        what: &str,
+    ) -> Result<Vec<SqliteRow>, JournalError> {
+        let mut guard = self.conn.lock().await;
+        let conn = guard.as_mut().ok_or_else(|| self.closed())?;
+        let mut q = sqlx::query(sql);
+        if let Some(b) = bind {
+            q = q.bind(b.to_string());
+        }
+        q.fetch_all(conn)
+            .await
+            .map_err(|e| err(&self.name, what, e))
+    }
+
+    fn incident_ids(&self, rows: Vec<SqliteRow>) -> Result<Vec<String>, JournalError> {
+        rows.into_iter()
+            .map(|r| {
+                r.try_get::<String, _>("incident")
+                    .map_err(|e| err(&self.name, "read incident", e))
+            })
+            .collect()
     }
 }
 
@@ -85,26 +121,28 @@ impl Journal for SqliteJournal {
         let body = serde_json::to_string(event).map_err(|e| {
             JournalError::new(&self.name, ErrorKind::Invalid, format!("encode event: {e}"))
         })?;
+        let mut guard = self.conn.lock().await;
+        let conn = guard.as_mut().ok_or_else(|| self.closed())?;
         let res =
             sqlx::query("INSERT INTO rb_journal (incident, at_ms, kind, body) VALUES (?, ?, ?, ?)")
                 .bind(incident)
                 .bind(at.as_millis() as i64)
                 .bind(Self::kind(event))
                 .bind(body)
-                .execute(&self.pool)
+                .execute(conn)
                 .await
                 .map_err(|e| err(&self.name, "append", e))?;
         Ok(res.last_insert_rowid() as u64)
     }
 
     async fn entries(&self, incident: &str) -> Result<Vec<Entry>, JournalError> {
-        let rows = sqlx::query(
-            "SELECT seq, incident, at_ms, body FROM rb_journal WHERE incident = ? ORDER BY seq",
-        )
-        .bind(incident)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| err(&self.name, "read", e))?;
+        let rows = self
+            .fetch(
+                "SELECT seq, at_ms, body FROM rb_journal WHERE incident = ? ORDER BY seq",
+                Some(incident),
+                "read",
+            )
+            .await?;
         rows.into_iter()
             .map(|r| {
                 let body: String = r
@@ -134,32 +172,25 @@ impl Journal for SqliteJournal {
     }
 
     async fn open_incidents(&self) -> Result<Vec<String>, JournalError> {
-        let rows = sqlx::query(
-            "SELECT incident FROM rb_journal WHERE kind = 'opened'
-             AND incident NOT IN (SELECT incident FROM rb_journal WHERE kind = 'closed') ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| err(&self.name, "read open incidents", e))?;
-        rows.into_iter()
-            .map(|r| {
-                r.try_get::<String, _>("incident")
-                    .map_err(|e| err(&self.name, "read incident", e))
-            })
-            .collect()
+        let rows = self
+            .fetch(
+                "SELECT incident FROM rb_journal WHERE kind = 'opened'
+                 AND incident NOT IN (SELECT incident FROM rb_journal WHERE kind = 'closed') ORDER BY seq",
+                None,
+                "read open incidents",
+            )
+            .await?;
+        self.incident_ids(rows)
     }
 
     async fn incidents(&self) -> Result<Vec<String>, JournalError> {
-        let rows =
-            sqlx::query("SELECT incident FROM rb_journal WHERE kind = 'opened' ORDER BY seq")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| err(&self.name, "read incidents", e))?;
-        rows.into_iter()
-            .map(|r| {
-                r.try_get::<String, _>("incident")
-                    .map_err(|e| err(&self.name, "read incident", e))
-            })
-            .collect()
+        let rows = self
+            .fetch(
+                "SELECT incident FROM rb_journal WHERE kind = 'opened' ORDER BY seq",
+                None,
+                "read incidents",
+            )
+            .await?;
+        self.incident_ids(rows)
     }
 }
