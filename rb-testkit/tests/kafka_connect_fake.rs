@@ -171,10 +171,12 @@ async fn root_and_health() {
     let rest = Rest::new(&connect);
     let (s, root) = rest.get("/").await;
     assert_eq!(s, 200);
-    assert_eq!(root["version"], "3.9.0");
+    assert_eq!(root["version"], "4.1.1");
     assert_shape("GET /", &fixture("root_serverinfo.json"), &root, &[]);
     connect.set_version("4.1.1");
     assert_eq!(rest.get("/").await.1["version"], "4.1.1");
+    connect.set_version("3.9.0");
+    assert_eq!(rest.get("/").await.1["version"], "3.9.0");
     let (s, health) = rest.get("/health").await;
     assert_eq!(s, 200);
     assert_eq!(health, fixture("health_200.json"));
@@ -202,7 +204,8 @@ async fn list_and_expand() {
         "GET /connectors?expand=status",
         &fixture("list_expand_status.json"),
         &expanded,
-        &["jdbc-sink"],
+        // the derived reference predates the 4.1 plugin `version`
+        &["jdbc-sink", "version"],
     );
     assert_eq!(expanded["jdbc-sink"]["status"]["type"], "sink");
     assert_eq!(
@@ -275,7 +278,7 @@ async fn connector_info_config_tasks_and_status() {
         "GET /connectors/{n}/status",
         &fixture("status_docs_example.json"),
         &status,
-        &["type", "trace"],
+        &["type", "trace", "version"],
     );
     assert_eq!(status["connector"]["state"], "RUNNING");
     assert_eq!(
@@ -537,17 +540,21 @@ async fn restart_include_tasks_only_failed_is_202_and_restarts_only_failed_tasks
         "restart 202",
         &fixture("restart_includeTasks_onlyFailed_202.json"),
         &body,
-        &[],
+        &["trace", "version"],
     );
     assert_eq!(
         body["connector"]["state"], "RUNNING",
         "the connector was not failed: not restarted"
     );
     assert_eq!(states(&body), ["RUNNING", "RESTARTING", "RUNNING"]);
-    assert!(body["tasks"][1].get("trace").is_none());
+    assert_eq!(
+        body["tasks"][1]["trace"], TRACE,
+        "RESTARTING keeps the last trace"
+    );
 
     let (_, status) = rest.get("/connectors/file-source/status").await;
     assert_eq!(states(&status), ["RUNNING", "RUNNING", "RUNNING"]);
+    assert!(status["tasks"][1].get("trace").is_none());
     assert_eq!(connect.task_restart_count("file-source", 1), Some(1));
     assert_eq!(connect.task_restart_count("file-source", 0), Some(0));
     assert_eq!(connect.connector_restart_count("file-source"), Some(0));
@@ -912,4 +919,165 @@ async fn the_request_record_shows_what_the_client_sent() {
     assert_eq!(puts[0].header("Content-Type"), Some("application/json"));
     assert_eq!(connect.http().requests().mutating().len(), 2);
     assert_eq!(connect.http().requests().len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the real worker's recorded answers (fixtures/real/kafka-connect, Kafka 4.1.1)
+// ---------------------------------------------------------------------------------------------
+
+fn real(name: &str) -> Value {
+    let path = format!(
+        "{}/fixtures/real/kafka-connect/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Recorded status code per fixture name (`_index.tsv`: name, method, path, status).
+fn real_index() -> BTreeMap<String, u16> {
+    let path = format!(
+        "{}/fixtures/real/kafka-connect/_index.tsv",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            Some((cols.first()?.to_string(), cols.get(3)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Replays the recorded session against the fake: same calls, same status codes, same error
+/// bodies, same shapes (no field missing, none added).
+#[tokio::test]
+async fn the_fake_answers_like_the_recorded_real_worker() {
+    let index = real_index();
+    let connect = FakeKafkaConnect::start().await.unwrap();
+    let rest = Rest::new(&connect);
+    let name = "rb-file-source";
+    let trace = "org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception from producer send callback\n\tat x\nCaused by: org.apache.kafka.common.errors.InvalidTopicException: Invalid topics: [rb invalid topic!]\n";
+
+    #[track_caller]
+    fn check(index: &BTreeMap<String, u16>, fixture: &str, status: u16, text: &str, body: &Value) {
+        assert_eq!(Some(&status), index.get(fixture), "{fixture}: status");
+        let reference = real(fixture);
+        if reference.is_null() {
+            assert_eq!(text, "", "{fixture}: empty body");
+        } else {
+            assert_shape(fixture, &reference, body, &[]);
+        }
+    }
+
+    let (s, t, b) = rest.call(Method::GET, "/", None).await;
+    check(&index, "root_200", s, &t, &b);
+    assert_eq!(b["version"], real("root_200")["version"]);
+    let (s, t, b) = rest.call(Method::GET, "/health", None).await;
+    check(&index, "health_200", s, &t, &b);
+    assert_eq!(b, real("health_200"));
+
+    connect
+        .add_connector(name, ConnectorType::Source, 1)
+        .unwrap();
+    connect.fail_task(name, 0, trace).unwrap();
+    let (s, t, b) = rest
+        .call(Method::GET, "/connectors/rb-file-source/status", None)
+        .await;
+    check(&index, "status_task_failed_200", s, &t, &b);
+    let (s, t, b) = rest
+        .call(Method::GET, "/connectors?expand=status", None)
+        .await;
+    check(&index, "list_expand_status_failed_200", s, &t, &b);
+    let (s, t, b) = rest.call(Method::GET, "/connectors", None).await;
+    check(&index, "list_200", s, &t, &b);
+    assert_eq!(b, real("list_200"));
+
+    let (s, t, b) = rest
+        .call(Method::POST, "/connectors/rb-file-source/restart", None)
+        .await;
+    check(&index, "restart_plain_204", s, &t, &b);
+    assert_eq!(connect.task_state(name, 0), Some(State::Failed));
+    let (s, t, b) = rest
+        .call(
+            Method::POST,
+            "/connectors/rb-file-source/restart?includeTasks=true&onlyFailed=true",
+            None,
+        )
+        .await;
+    check(&index, "restart_include_tasks_only_failed_202", s, &t, &b);
+    assert_eq!(states(&b), ["RESTARTING"]);
+
+    for (fixture, method, path) in [
+        (
+            "status_unknown_404",
+            Method::GET,
+            "/connectors/rb-no-such-connector/status",
+        ),
+        (
+            "restart_unknown_404",
+            Method::POST,
+            "/connectors/rb-no-such-connector/restart?includeTasks=true&onlyFailed=true",
+        ),
+        (
+            "pause_unknown_404",
+            Method::PUT,
+            "/connectors/rb-no-such-connector/pause",
+        ),
+    ] {
+        let (s, t, b) = rest.call(method, path, None).await;
+        check(&index, fixture, s, &t, &b);
+        assert_eq!(b, real(fixture), "{fixture}");
+    }
+
+    let (s, t, b) = rest
+        .call(Method::GET, "/connectors/rb-file-source", None)
+        .await;
+    check(&index, "connector_info_200", s, &t, &b);
+    let recorded_config = real("connector_info_200")["config"].clone();
+    let (s, t, b) = rest
+        .call(
+            Method::POST,
+            "/connectors",
+            Some(json!({"name": name, "config": recorded_config.clone()})),
+        )
+        .await;
+    check(&index, "create_existing_409", s, &t, &b);
+    assert_eq!(b, real("create_existing_409"));
+    let (s, t, b) = rest
+        .call(
+            Method::PUT,
+            "/connectors/rb-file-source/config",
+            Some(recorded_config),
+        )
+        .await;
+    check(&index, "put_config_200", s, &t, &b);
+
+    let (s, t, b) = rest
+        .call(Method::GET, "/connectors/rb-file-source/status", None)
+        .await;
+    check(&index, "status_running_200", s, &t, &b);
+    let (s, t, b) = rest
+        .call(Method::PUT, "/connectors/rb-file-source/pause", None)
+        .await;
+    check(&index, "pause_202", s, &t, &b);
+    let (s, t, b) = rest
+        .call(Method::GET, "/connectors/rb-file-source/status", None)
+        .await;
+    check(&index, "status_paused_200", s, &t, &b);
+    assert_eq!(states(&b), ["PAUSED"]);
+    let (s, t, b) = rest
+        .call(Method::PUT, "/connectors/rb-file-source/resume", None)
+        .await;
+    check(&index, "resume_202", s, &t, &b);
+    let (s, t, b) = rest
+        .call(Method::GET, "/connectors?expand=status", None)
+        .await;
+    check(&index, "list_expand_status_running_200", s, &t, &b);
+    let (s, t, b) = rest
+        .call(Method::DELETE, "/connectors/rb-file-source", None)
+        .await;
+    check(&index, "delete_204", s, &t, &b);
 }

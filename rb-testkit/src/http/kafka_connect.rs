@@ -180,9 +180,13 @@ impl Instance {
     }
 
     /// Restart: show `during` until `at`, then `to` (with `trace` when failing again).
+    /// A `RESTARTING` instance keeps its last trace until it settles (as the real worker reports it);
+    /// the legacy restarts clear it.
     fn restart(&mut self, during: State, at: Instant, to: State, trace: Option<String>) {
         self.state = during;
-        self.trace = None;
+        if during != State::Restarting {
+            self.trace = None;
+        }
         self.pending = Some(Pending { at, to, trace });
     }
 
@@ -192,9 +196,12 @@ impl Instance {
         self.trace = Some(trace.to_string());
     }
 
-    fn json(&self, workers: &[String]) -> Map<String, Value> {
+    fn json(&self, workers: &[String], version: Option<&str>) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("state".into(), json!(self.state.wire()));
+        if let Some(v) = version {
+            m.insert("version".into(), json!(v));
+        }
         m.insert("worker_id".into(), json!(worker_id(workers, self.worker)));
         if let Some(t) = self.trace.as_ref().filter(|t| !t.is_empty()) {
             m.insert("trace".into(), json!(t));
@@ -283,20 +290,20 @@ impl Connector {
         }
     }
 
-    fn status(&self, workers: &[String]) -> Value {
+    fn status(&self, workers: &[String], version: Option<&str>) -> Value {
         let tasks: Vec<Value> = self
             .tasks
             .iter()
             .map(|t| {
                 let mut m = Map::new();
                 m.insert("id".into(), json!(t.id));
-                m.extend(t.inst.json(workers));
+                m.extend(t.inst.json(workers, version));
                 Value::Object(m)
             })
             .collect();
         json!({
             "name": self.name,
-            "connector": Value::Object(self.inst.json(workers)),
+            "connector": Value::Object(self.inst.json(workers, version)),
             "tasks": tasks,
             "type": self.kind.wire(),
         })
@@ -378,6 +385,17 @@ impl Worker {
         for c in self.connectors.values_mut() {
             c.settle(now);
         }
+    }
+
+    /// The plugin `version` shown in status objects: Kafka ≥ 4.1 reports it (for the built-in
+    /// connectors it equals the worker version); older workers do not send the field.
+    fn plugin_version(&self) -> Option<&str> {
+        let mut parts = self
+            .version
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        (major > 4 || (major == 4 && minor >= 1)).then_some(self.version.as_str())
     }
 
     fn check_rebalance(&self) -> Result<()> {
@@ -517,15 +535,15 @@ pub struct FakeKafkaConnect {
 }
 
 impl FakeKafkaConnect {
-    /// Start an empty worker (version `3.9.0`, one worker).
+    /// Start an empty worker (version `4.1.1`, one worker).
     pub async fn start() -> std::io::Result<Self> {
         let state: Shared = Arc::new(Mutex::new(Worker {
             connectors: BTreeMap::new(),
             workers: Vec::new(),
             rebalancing: false,
             restart_delay: Duration::ZERO,
-            version: "3.9.0".into(),
-            commit: "a60e31147e6b01ee".into(),
+            version: "4.1.1".into(),
+            commit: "be816b82d25370ce".into(),
             cluster_id: "bTr5UQcNSLOIDezJ4bkyvw".into(),
             next_index: 0,
             port: 0,
@@ -658,7 +676,7 @@ impl FakeKafkaConnect {
             .collect();
     }
 
-    /// The version reported by `GET /`.
+    /// The version reported by `GET /` (and, from 4.1 on, as the plugin `version` in status objects).
     pub fn set_version(&self, version: &str) {
         lock(&self.state).version = version.to_string();
     }
@@ -832,7 +850,7 @@ async fn list(AxState(s): AxState<Shared>, RawQuery(raw): RawQuery) -> Result<Re
             m.insert("info".into(), c.info());
         }
         if st {
-            m.insert("status".into(), c.status(&w.workers));
+            m.insert("status".into(), c.status(&w.workers, w.plugin_version()));
         }
         out.insert(name.clone(), Value::Object(m));
     }
@@ -940,7 +958,7 @@ async fn status(AxState(s): AxState<Shared>, Path(name): Path<String>) -> Result
     let c = w.connectors.get(&name).ok_or_else(|| {
         ConnectFakeError::new(404, format!("No status found for connector {name}"))
     })?;
-    Ok(ok(c.status(&w.workers)))
+    Ok(ok(c.status(&w.workers, w.plugin_version())))
 }
 
 async fn tasks(AxState(s): AxState<Shared>, Path(name): Path<String>) -> Result<Response> {
@@ -965,7 +983,7 @@ async fn task_status(
         })?;
     let mut m = Map::new();
     m.insert("id".into(), json!(t.id));
-    m.extend(t.inst.json(&w.workers));
+    m.extend(t.inst.json(&w.workers, w.plugin_version()));
     Ok(ok(Value::Object(m)))
 }
 
@@ -981,6 +999,7 @@ async fn restart(
     w.settle();
     let at = Instant::now() + w.restart_delay;
     let workers = w.workers.clone();
+    let version = w.plugin_version().map(str::to_string);
     let c = w.get_mut(&name, || format!("Unknown connector: {name}"))?;
     if !include_tasks && !only_failed {
         // Legacy restart: the Connector object only; tasks are left as they are.
@@ -1002,7 +1021,10 @@ async fn restart(
             c.restart_task(i, State::Restarting, at);
         }
     }
-    Ok(json_response(StatusCode::ACCEPTED, c.status(&workers)))
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        c.status(&workers, version.as_deref()),
+    ))
 }
 
 async fn restart_task(
