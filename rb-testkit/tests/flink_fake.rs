@@ -1080,3 +1080,49 @@ async fn injected_faults_reach_the_client() {
     assert_eq!(fake.requests().matching("GET", "/jobs/*/status").len(), 8);
     assert_eq!(fake.requests().matching("GET", "/jobs/*").len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_long_quiet_day_is_replayed_quickly() {
+    let (fake, c, base, job) = started().await;
+    let wall = std::time::Instant::now();
+    sleep(Duration::from_secs(24 * 3600)).await;
+    assert_eq!(fake.latest_checkpoint_id(&job).unwrap(), Some(43_200));
+    let (_, m) = get(&c, &format!("{base}/jobs/{job}/metrics?get=uptime")).await;
+    let uptime: u64 = m[0]["value"].as_str().unwrap().parse().unwrap();
+    assert!(uptime > 24 * 3600 * 1000 - 10_000, "{uptime}");
+    let (_, cp) = get(&c, &format!("{base}/jobs/{job}/checkpoints")).await;
+    assert_eq!(cp["history"].as_array().unwrap().len(), 10);
+    assert!(
+        wall.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        wall.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn backpressure_follows_the_scripted_ratio() {
+    let (fake, c, base, job) = started().await;
+    let sink = fake.vertices(&job).unwrap()[1].0.clone();
+    let (_, b) = get(
+        &c,
+        &format!("{base}/jobs/{job}/vertices/{sink}/backpressure"),
+    )
+    .await;
+    assert_eq!(b, json!({"status": "deprecated"}), "no task metrics yet");
+    fake.set_backpressure(&job, &sink, 0.8).unwrap();
+    sleep(Duration::from_secs(10)).await;
+    let (_, b) = get(
+        &c,
+        &format!("{base}/jobs/{job}/vertices/{sink}/backpressure"),
+    )
+    .await;
+    assert_eq!(b["backpressureLevel"], "high");
+    let (_, m) = get(&c, &format!("{base}/jobs/{job}/vertices/{sink}/metrics?get=0.backPressuredTimeMsPerSecond,0.isBackPressured")).await;
+    assert_eq!(
+        m,
+        json!([{"id": "0.backPressuredTimeMsPerSecond", "value": "800"}, {"id": "0.isBackPressured", "value": "true"}])
+    );
+    assert!(fake
+        .set_backpressure(&job, "ffffffffffffffffffffffffffffffff", 0.1)
+        .is_err());
+}

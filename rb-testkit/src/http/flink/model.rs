@@ -936,8 +936,9 @@ impl Cluster {
         }
     }
 
-    fn next_due(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = Some(self.next_fetch);
+    /// The next timed transition other than a metric fetch.
+    fn next_event(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -957,13 +958,28 @@ impl Cluster {
 
     /// Replay every timed transition due up to `now`, in time order.
     pub(crate) fn advance(&mut self, now: Instant) {
-        // bounded: a loop per event; events are spaced by the configured intervals
+        // bounded: one turn per event; events are spaced by the configured intervals
         for _ in 0..5_000_000u32 {
-            let Some(t) = self.next_due() else { return };
-            if t > now {
-                return;
+            let event = self.next_event().filter(|t| *t <= now);
+            if self.next_fetch <= now && event.is_none_or(|e| self.next_fetch <= e) {
+                // metric fetches with nothing happening in between would all be overwritten:
+                // take only the last one before the next event (or now)
+                let limit = event.unwrap_or(now);
+                let every = self
+                    .cfg
+                    .metrics_fetch_interval
+                    .max(Duration::from_millis(1));
+                let skipped = (limit.saturating_duration_since(self.next_fetch).as_nanos()
+                    / every.as_nanos()) as u32;
+                let at = self.next_fetch + every * skipped;
+                self.fetch_metrics(at);
+                self.next_fetch = at + every;
+                continue;
             }
-            self.fire(t);
+            match event {
+                Some(t) => self.fire(t),
+                None => return,
+            }
         }
     }
 
@@ -1448,6 +1464,14 @@ pub(crate) fn job_metrics(j: &Job, t: Instant, clock: &Clock) -> JobMetricSnap {
     let last = cp.latest_completed.as_ref();
     let last_any = cp.records.iter().rev().find(|r| !r.failed);
     let num = |v: u64| v.to_string();
+    // uptime and downtime of a job that ended are -1 (no longer running)
+    let gone_or = |v: u64| {
+        if j.status.is_terminal() {
+            "-1".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     let mut job = vec![
         (
             "lastCheckpointSize".to_string(),
@@ -1510,7 +1534,7 @@ pub(crate) fn job_metrics(j: &Job, t: Instant, clock: &Clock) -> JobMetricSnap {
                 .unwrap_or_else(|| "-1".to_string()),
         ),
         ("runningTime".to_string(), num(uptime)),
-        ("uptime".to_string(), num(uptime)),
+        ("uptime".to_string(), gone_or(uptime)),
         (
             "initializingTime".to_string(),
             num(in_state(JobStatus::Initializing)),
@@ -1518,7 +1542,7 @@ pub(crate) fn job_metrics(j: &Job, t: Instant, clock: &Clock) -> JobMetricSnap {
         ("allSubTasksRunningOrFinishedTime".to_string(), num(uptime)),
         (
             "downtime".to_string(),
-            num(
+            gone_or(
                 if matches!(j.status, JobStatus::Restarting | JobStatus::Failing) {
                     ms_since(t, j.status_since)
                 } else {

@@ -615,10 +615,11 @@ fn bp_level(ratio: f64) -> &'static str {
     }
 }
 
-pub(crate) fn backpressure(j: &Job, v: &Vertex, now_ms: i64) -> Value {
-    let running = j.status == JobStatus::Running;
-    if !running {
-        return json!({"status": "deprecated", "backpressureLevel": "ok", "backpressure-level": "ok"});
+/// `/backpressure`: computed from the fetched task metrics; `{"status":"deprecated"}` when the
+/// metric store has none for the vertex (just started, or not running).
+pub(crate) fn backpressure(j: &Job, v: &Vertex, now_ms: i64, has_metrics: bool) -> Value {
+    if !has_metrics || j.status != JobStatus::Running {
+        return json!({"status": "deprecated"});
     }
     let r = v.backpressure.clamp(0.0, 1.0);
     let level = bp_level(r);

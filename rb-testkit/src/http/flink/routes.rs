@@ -595,7 +595,12 @@ fn job_request(
         _ => {}
     }
     let Ok(i) = c.job_idx(id) else {
-        return job_not_found(id);
+        return match (method.clone(), rest) {
+            // these ask the dispatcher, which does not know the job
+            (_, ["resource-requirements"]) => job_gone_500(id),
+            (Method::PATCH, []) => rest_error(StatusCode::NOT_FOUND, "Job could not be found."),
+            _ => job_not_found(id),
+        };
     };
     match (method.clone(), rest) {
         (Method::GET, ["status"]) => return ok(r::job_status(&c.jobs[i])),
@@ -706,7 +711,7 @@ fn job_request(
                         .collect();
                     metric_aggregates(&comps, pairs)
                 }
-                ["backpressure"] => ok(r::backpressure(&j, v, now_ms)),
+                ["backpressure"] => ok(r::backpressure(&j, v, now_ms, !subtask_metrics.is_empty())),
                 ["watermarks"] => {
                     if subtask_metrics.is_empty() {
                         ok(json!([]))
