@@ -46,7 +46,9 @@ fn shape(v: &Value) -> BTreeMap<String, BTreeSet<&'static str>> {
             path.to_string()
         };
         out.entry(key).or_default().insert(json_type(v));
-        let is_map = MAP_FIELDS.iter().any(|f| path == *f || path.ends_with(&format!(".{f}")));
+        let is_map = MAP_FIELDS
+            .iter()
+            .any(|f| path == *f || path.ends_with(&format!(".{f}")));
         match v {
             Value::Object(m) => {
                 for (k, c) in m {
@@ -876,6 +878,10 @@ async fn merge_from_backup_succeeds_with_a_merge_commit() {
         json!([main, fix])
     );
     assert_eq!(nessie.head("main^2"), Some(fix.clone()));
+    assert_eq!(
+        log["logEntries"][0]["commitMeta"]["message"],
+        format!("Merged backup at {fix} into main at {main}")
+    );
 
     // merging again: nothing to do
     let (s, body) = merge(
@@ -1264,4 +1270,37 @@ async fn scripted_helpers_report_errors_as_values() {
     assert_eq!(nessie.head("nope"), None);
     assert!(nessie.log("nope").is_empty());
     assert_eq!(nessie.references().len(), 2);
+}
+
+#[tokio::test]
+async fn server_side_commit_meta_fields_are_refused() {
+    let nessie = FakeNessie::start().await.unwrap();
+    let c = Client2::new(&nessie);
+    let path = format!("/trees/main@{NO_ANCESTOR_HASH}/history/commit");
+    for (field, value, message) in [
+        (
+            "committer",
+            json!("me"),
+            "Cannot set the committer on the client side. It is set by the server.",
+        ),
+        (
+            "commitTime",
+            json!("2024-01-01T00:00:00Z"),
+            "Cannot set the commit time on the client side. It is set by the server.",
+        ),
+        (
+            "hash",
+            json!(NO_ANCESTOR_HASH),
+            "Cannot set the commit hash on the client side. It is set by the server.",
+        ),
+    ] {
+        let mut meta = json!({"message": "m"});
+        meta[field] = value;
+        let r = c
+            .post(&path, json!({"commitMeta": meta, "operations": []}))
+            .await;
+        assert_error(&r, 400, "BAD_REQUEST");
+        assert_eq!(r.1["message"], message);
+    }
+    assert_eq!(nessie.head("main").as_deref(), Some(NO_ANCESTOR_HASH));
 }

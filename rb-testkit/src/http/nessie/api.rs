@@ -12,8 +12,8 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::repo::{
-    iso, key_json, key_str, object, parse_key, parse_merge, parse_ops, Meta, NessieFakeError,
-    RefKind, RefSpec, Repo, NO_ANCESTOR_HASH,
+    iso, key_json, key_str, object, parse_key, parse_merge, parse_ops, validate_client_meta, Meta,
+    NessieFakeError, RefKind, RefSpec, Repo, NO_ANCESTOR_HASH,
 };
 use crate::http::server::json_response;
 
@@ -349,6 +349,7 @@ fn route_tree(
         ("GET", "history") => history(s, &spec, q),
         ("POST", "history/commit") => {
             let body = parse_body(body)?;
+            validate_client_meta(body.get("commitMeta"))?;
             let meta = Meta::from_request(body.get("commitMeta"));
             let ops = parse_ops(&body)?;
             let (head, added) = lock(s).commit_ops(&spec, meta, ops)?;
@@ -362,6 +363,7 @@ fn route_tree(
         }
         ("POST", "history/merge") => {
             let body = parse_body(body)?;
+            validate_client_meta(body.get("commitMeta"))?;
             let outcome = lock(s).merge(&spec, parse_merge(&body))?;
             Ok(ok(outcome.to_json()))
         }

@@ -1143,7 +1143,7 @@ impl Repo {
         }
         let mut meta = req.meta;
         if meta.message.trim().is_empty() {
-            meta.message = format!("Merged {from_name} at {from} into {target} at {head}");
+            meta.message = format!("Merged {from_name} at {from} into {target} at {expected}");
         }
         let t = self.next_time();
         meta.commit_time = t;
@@ -1334,6 +1334,28 @@ fn namespace_conflicts(contents: &BTreeMap<Key, Value>, ops: &[Value]) -> Vec<Co
         }
     }
     out
+}
+
+/// The server sets these commit-meta fields; a client that sends them gets a 400.
+pub(crate) fn validate_client_meta(meta: Option<&Value>) -> Result<()> {
+    let Some(meta) = meta else { return Ok(()) };
+    let set = |f: &str| meta.get(f).is_some_and(|v| !v.is_null());
+    let msg = if set("committer") {
+        "Cannot set the committer on the client side. It is set by the server."
+    } else if set("commitTime") {
+        "Cannot set the commit time on the client side. It is set by the server."
+    } else if set("hash") {
+        "Cannot set the commit hash on the client side. It is set by the server."
+    } else if meta
+        .get("parentCommitHashes")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        "Cannot set the parent commit hashes on the client side. It is set by the server."
+    } else {
+        return Ok(());
+    };
+    Err(NessieFakeError::bad_request(msg))
 }
 
 /// Parse the `operations` of a commit request body.
