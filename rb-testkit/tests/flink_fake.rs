@@ -696,6 +696,26 @@ async fn cancel_is_accepted_and_ends_canceled() {
     assert_eq!(fake.job_status(&job).unwrap(), "CANCELED");
     let (_, r) = get(&c, &format!("{base}/jobs/{job}/execution-result")).await;
     assert_eq!(r["job-execution-result"]["application-status"], "CANCELED");
+    let (s, e) = send(
+        &c,
+        "PATCH",
+        &format!("{base}/jobs/00000000000000000000000000000000?mode=cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    assert!(e["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("Job could not be found."));
+    let (s, _) = send(&c, "PATCH", &format!("{base}/jobs/{job}?mode=stop"), None).await;
+    assert_eq!(s, 308, "mode=stop was removed");
+    let (s, _) = get(
+        &c,
+        &format!("{base}/jobs/00000000000000000000000000000000/execution-result"),
+    )
+    .await;
+    assert_eq!(s, 404);
 }
 
 #[tokio::test(start_paused = true)]
@@ -759,7 +779,7 @@ async fn rescale_put_changes_parallelism_and_counts_a_restart() {
     assert_eq!(cp["latest"]["completed"]["num_subtasks"], 5);
 
     let bad = json!({vs[0].0.clone(): {"parallelism": {"lowerBound": 1, "upperBound": 0}}, vs[1].0.clone(): {"parallelism": {"lowerBound": 1, "upperBound": 1}}});
-    let (s, _) = send(
+    let (s, e) = send(
         &c,
         "PUT",
         &format!("{base}/jobs/{job}/resource-requirements"),
@@ -767,10 +787,47 @@ async fn rescale_put_changes_parallelism_and_counts_a_restart() {
     )
     .await;
     assert_eq!(s, 400);
+    assert!(
+        e["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("must be greater than zero"),
+        "{e}"
+    );
+    let partial = json!({vs[0].0.clone(): {"parallelism": {"lowerBound": 1, "upperBound": 1}}});
+    let (s, e) = send(
+        &c,
+        "PUT",
+        &format!("{base}/jobs/{job}/resource-requirements"),
+        Some(partial),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let msg = e["errors"][0].as_str().unwrap();
+    assert!(
+        msg.contains(&format!(
+            "The request is incomplete, missing job vertex [{}]",
+            vs[1].0
+        )),
+        "{msg}"
+    );
+    let (s, _) = send(
+        &c,
+        "PUT",
+        &format!("{base}/jobs/{job}/resource-requirements"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        fake.vertices(&job).unwrap()[1].2,
+        3,
+        "rejected requests change nothing"
+    );
     let puts = fake
         .requests()
         .matching("PUT", "/jobs/*/resource-requirements");
-    assert_eq!(puts.len(), 2);
+    assert_eq!(puts.len(), 4);
     assert_eq!(puts[0].json().unwrap(), body);
     assert_eq!(puts[0].path, format!("/jobs/{job}/resource-requirements"));
 }

@@ -599,6 +599,10 @@ fn job_request(
             // these ask the dispatcher, which does not know the job
             (_, ["resource-requirements"]) => job_gone_500(id),
             (Method::PATCH, []) => rest_error(StatusCode::NOT_FOUND, "Job could not be found."),
+            (_, ["execution-result"]) => rest_error(
+                StatusCode::NOT_FOUND,
+                &format!("Could not find Flink job ({id})"),
+            ),
             _ => job_not_found(id),
         };
     };
@@ -615,6 +619,12 @@ fn job_request(
         (Method::PATCH, []) => {
             match param(pairs, "mode") {
                 None | Some("cancel") => {}
+                Some("stop") => {
+                    return rest_error(
+                        StatusCode::PERMANENT_REDIRECT,
+                        "The termination mode \"stop\" has been removed. For an ungraceful shutdown, please use \"cancel\" instead. For a graceful shutdown, please use \"jobs/:jobId/stop\" instead.",
+                    )
+                }
                 Some(other) => return bad_query_param("mode", other),
             }
             let st = c.jobs[i].status;
@@ -738,9 +748,22 @@ fn put_requirements(c: &mut Cluster, i: usize, body: &Bytes, now: Instant) -> Re
     if c.jobs[i].status.is_terminal() {
         return job_gone_500(&id);
     }
-    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) else {
-        return bad_body(KIND);
+    let m = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(m)) => m,
+            _ => return bad_body(KIND),
+        }
     };
+    if m.is_empty() {
+        return rest_error(
+            StatusCode::BAD_REQUEST,
+            "Request body does not specify resource requirements.",
+        );
+    }
+    // the same checks, in the same words, as Flink's JobResourceRequirements validation
+    let mut errors = Vec::new();
     let mut req = Vec::new();
     for (vid, spec) in &m {
         let lo = spec
@@ -752,27 +775,44 @@ fn put_requirements(c: &mut Cluster, i: usize, body: &Bytes, now: Instant) -> Re
         let (Some(lo), Some(hi)) = (lo, hi) else {
             return bad_body(KIND);
         };
+        if !is_hex32(vid) {
+            return bad_body(KIND);
+        }
         let Some(v) = c.jobs[i].vertices.iter().find(|v| v.id == *vid) else {
-            return rest_error(
-                StatusCode::BAD_REQUEST,
-                &format!("The request is invalid: vertex {vid} does not belong to job {id}."),
-            );
+            errors.push(format!("Job vertex [{vid}] was not found in the JobGraph."));
+            continue;
         };
         let max = i64::from(v.max_parallelism);
+        let lo = if lo == -1 { 1 } else { lo };
         let hi = if hi == -1 { max } else { hi };
-        if lo < 1 || hi < lo || hi > max {
-            return rest_error(
-                StatusCode::BAD_REQUEST,
-                &format!("The request is invalid: parallelism of vertex {vid} must satisfy 1 <= lowerBound ({lo}) <= upperBound ({hi}) <= maxParallelism ({max})."),
-            );
+        if lo < 1 || hi < 1 {
+            errors.push(format!(
+                "Both, the requested lower bound [{lo}] and upper bound [{hi}] for job vertex [{vid}] must be greater than zero."
+            ));
+            continue;
+        }
+        if lo > hi {
+            errors.push(format!(
+                "The requested lower bound [{lo}] for job vertex [{vid}] is higher than the upper bound [{hi}]."
+            ));
+        }
+        if max < hi {
+            errors.push(format!(
+                "The newly requested parallelism {hi} for the job vertex {vid} exceeds its maximum parallelism {max}."
+            ));
         }
         req.push((vid.clone(), lo as u32, hi as u32));
     }
-    if req.len() != c.jobs[i].vertices.len() {
-        return rest_error(
-            StatusCode::BAD_REQUEST,
-            &format!("The request is incomplete: it must name every vertex of job {id}."),
-        );
+    for v in &c.jobs[i].vertices {
+        if !m.contains_key(&v.id) {
+            errors.push(format!(
+                "The request is incomplete, missing job vertex [{}] resource requirements.",
+                v.id
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return rest_error(StatusCode::BAD_REQUEST, &errors.join("\n"));
     }
     c.set_requirements(i, &req, now);
     ok(json!({}))
