@@ -1304,3 +1304,80 @@ async fn server_side_commit_meta_fields_are_refused() {
     }
     assert_eq!(nessie.head("main").as_deref(), Some(NO_ANCESTOR_HASH));
 }
+
+#[tokio::test]
+async fn transplant_cherry_picks_commits() {
+    let nessie = FakeNessie::start().await.unwrap();
+    nessie.commit("main", &["db.orders"]).unwrap();
+    nessie.create_branch("backup", "main").unwrap();
+    let fix1 = nessie
+        .commit_with_message("backup", &["db.orders"], "fix orders")
+        .unwrap();
+    let fix2 = nessie
+        .commit_with_message("backup", &["db.items"], "add items")
+        .unwrap();
+    nessie.commit("main", &["db.other"]).unwrap();
+    let main = nessie.head("main").unwrap();
+    let c = Client2::new(&nessie);
+    let mut req = fixture("transplant_request.json");
+    req["fromRefName"] = json!("backup");
+    req["hashesToTransplant"] = json!([fix1, fix2]);
+    req["keyMergeModes"] = json!([]);
+    req["returnConflictAsResult"] = json!(false);
+
+    let mut dry = req.clone();
+    dry["dryRun"] = json!(true);
+    let (s, body) = c
+        .post(&format!("/trees/main@{main}/history/transplant"), dry)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body:#}");
+    assert_eq!(body["wasApplied"], false);
+    assert_eq!(nessie.head("main"), Some(main.clone()));
+
+    let (s, body) = c
+        .post(
+            &format!("/trees/main@{main}/history/transplant"),
+            req.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body:#}");
+    assert_eq!(body["wasApplied"], true);
+    assert!(body["commonAncestor"].is_null());
+    let mut reference = fixture("merge_response_success.json");
+    reference["commonAncestor"] = Value::Null;
+    assert_shape("transplant", &reference, &body, &[]);
+    let (_, log) = c.get("/trees/main/history?max-records=2").await;
+    let messages: Vec<&str> = log["logEntries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["commitMeta"]["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, ["add items", "fix orders"]);
+    assert_eq!(
+        nessie.content("main", "db.orders"),
+        nessie.content("backup", "db.orders")
+    );
+    assert!(nessie.content("main", "db.other").is_some());
+
+    // the same commits again: db.orders on main no longer matches what fix1 started from
+    let head = nessie.head("main").unwrap();
+    nessie.commit("main", &["db.orders"]).unwrap();
+    let head2 = nessie.head("main").unwrap();
+    assert_ne!(head, head2);
+    let r = c
+        .post(&format!("/trees/main@{head2}/history/transplant"), req)
+        .await;
+    assert_error(&r, 409, "REFERENCE_CONFLICT");
+    assert_eq!(
+        r.1["errorDetails"]["conflicts"][0]["conflictType"],
+        "VALUE_DIFFERS"
+    );
+    let r = c
+        .post(
+            &format!("/trees/main@{head2}/history/transplant"),
+            json!({"fromRefName": "backup", "hashesToTransplant": []}),
+        )
+        .await;
+    assert_error(&r, 400, "BAD_REQUEST");
+}

@@ -423,11 +423,23 @@ fn route_tree(
                 json!({ "hasMore": false, "token": null, "entries": entries, "effectiveReference": r.reference_json() }),
             ))
         }
-        (_, "history/transplant") | (_, "recent-changes") => {
-            Err(NessieFakeError::bad_request(format!(
-            "{method} /api/v2/trees/{{ref}}/{tail} is not implemented by the fake Nessie server"
-        )))
+        ("POST", "history/transplant") => {
+            let body = parse_body(body)?;
+            let hashes: Vec<String> = body
+                .get("hashesToTransplant")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|h| h.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let outcome = lock(s).transplant(&spec, parse_merge(&body), &hashes)?;
+            Ok(ok(outcome.to_json()))
         }
+        (_, "recent-changes") => Err(NessieFakeError::bad_request(format!(
+            "{method} /api/v2/trees/{{ref}}/{tail} is not implemented by the fake Nessie server"
+        ))),
         (_, t) if t.starts_with("diff") => Err(NessieFakeError::bad_request(
             "GET /api/v2/trees/{from}/diff/{to} is not implemented by the fake Nessie server",
         )),

@@ -3,8 +3,8 @@
 //! [`FakeNessie`] runs two [`FakeHttp`] servers, like a real Nessie ≥ 0.82:
 //!
 //! - the **API port** (`/api/v2/...`, 19120 in production): `config`, `trees` (list, get, create,
-//!   assign, delete), `trees/{ref}/history`, `history/commit`, `history/merge`, `contents`,
-//!   `contents/{key}` and `entries`;
+//!   assign, delete), `trees/{ref}/history`, `history/commit`, `history/merge`,
+//!   `history/transplant`, `contents`, `contents/{key}` and `entries`;
 //! - the **management port** (`/q/health`, `/q/health/live`, `/q/health/ready`,
 //!   `/q/health/started`, 9000 in production) in SmallRye Health shape
 //!   (`{"status":"UP","checks":[…]}`, 503 when DOWN).
@@ -17,8 +17,8 @@
 //! the merge base. Errors are the real `NessieError` body; like the real server, `errorDetails`
 //! (the conflict list) is only sent to clients that send the header `Nessie-Client-Spec: 2`.
 //!
-//! Not implemented (answered with a 400 naming the endpoint): `history/transplant`, `diff`,
-//! `recent-changes`, CEL `filter` parameters.
+//! Not implemented (answered with a 400 naming the endpoint): `diff`, `recent-changes`, CEL
+//! `filter` parameters; the v1 API is not served.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -443,7 +443,8 @@ pub(crate) struct MergeOutcome {
     pub was_applied: bool,
     pub was_successful: bool,
     pub resultant_target_hash: String,
-    pub common_ancestor: String,
+    /// The merge base; `None` for a transplant.
+    pub common_ancestor: Option<String>,
     pub target_branch: String,
     pub effective_target_hash: String,
     pub expected_hash: String,
@@ -1062,7 +1063,7 @@ impl Repo {
             was_applied: false,
             was_successful: true,
             resultant_target_hash: head.clone(),
-            common_ancestor: base.clone(),
+            common_ancestor: Some(base.clone()),
             target_branch: target.clone(),
             effective_target_hash: head.clone(),
             expected_hash: expected.clone(),
@@ -1166,6 +1167,148 @@ impl Repo {
         self.refs.insert(target, (RefKind::Branch, hash.clone()));
         outcome.was_applied = true;
         outcome.resultant_target_hash = hash;
+        Ok(outcome)
+    }
+
+    /// Transplant (cherry-pick) `hashes` of `req.from_ref_name`, in order, onto `spec`
+    /// (branch@expected): one new commit per transplanted commit, with its commit message, authors
+    /// and properties. A key conflicts when the target's value differs from the value the
+    /// transplanted commit started from.
+    pub(crate) fn transplant(
+        &mut self,
+        spec: &RefSpec,
+        req: MergeRequest,
+        hashes: &[String],
+    ) -> Result<MergeOutcome> {
+        let (target, expected, head) = self.branch_for_write(spec)?;
+        if req.from_ref_name.is_empty() {
+            return Err(NessieFakeError::bad_request("fromRefName must not be null"));
+        }
+        if hashes.is_empty() {
+            return Err(NessieFakeError::bad_request(
+                "hashesToTransplant: size must be between 1 and 2147483647",
+            ));
+        }
+        let (from_name, _, from_head) = self.named(&req.from_ref_name)?;
+        let mut full = Vec::new();
+        for h in hashes {
+            let f = self.full_hash(h)?;
+            self.ensure_on_branch(&from_name, &from_head, &f)?;
+            full.push(f);
+        }
+        let mut contents = self.commit(&head)?.contents.clone();
+        let mut details: BTreeMap<Key, (String, Option<Conflict>)> = BTreeMap::new();
+        let mut conflicts = Vec::new();
+        let mut planned = Vec::new();
+        for h in &full {
+            let c = self.commit(h)?;
+            let parent = c
+                .parents
+                .first()
+                .cloned()
+                .unwrap_or_else(|| NO_ANCESTOR_HASH.to_string());
+            let parent_contents = self.commit(&parent)?.contents.clone();
+            let meta = c.meta.clone();
+            let mut ops = Vec::new();
+            for (key, value) in self.changed_keys(&parent, h)? {
+                let mode = req
+                    .key_modes
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| req.default_mode.clone());
+                if mode == "DROP" {
+                    details.insert(key, (mode, None));
+                    continue;
+                }
+                let before = parent_contents.get(&key);
+                let current = contents.get(&key);
+                if mode != "FORCE" && current != before && current != value.as_ref() {
+                    let k = key_str(&key);
+                    let conflict = match (before, current) {
+                        (None, _) => {
+                            Conflict::new("KEY_EXISTS", Some(&key), format!("key '{k}' already exists"))
+                        }
+                        (Some(_), None) => Conflict::new(
+                            "KEY_DOES_NOT_EXIST",
+                            Some(&key),
+                            format!("key '{k}' does not exist"),
+                        ),
+                        _ => Conflict::new(
+                            "VALUE_DIFFERS",
+                            Some(&key),
+                            format!("values of existing and expected content for key '{k}' are different"),
+                        ),
+                    };
+                    conflicts.push(conflict.clone());
+                    details.insert(key, (mode, Some(conflict)));
+                    continue;
+                }
+                match &value {
+                    Some(v) => {
+                        ops.push(json!({ "type": "PUT", "key": key_json(&key), "content": v }));
+                        contents.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        ops.push(json!({ "type": "DELETE", "key": key_json(&key) }));
+                        contents.remove(&key);
+                    }
+                }
+                details.entry(key).or_insert((mode, None));
+            }
+            planned.push((meta, ops, contents.clone()));
+        }
+        let mut outcome = MergeOutcome {
+            was_applied: false,
+            was_successful: true,
+            resultant_target_hash: head.clone(),
+            common_ancestor: None,
+            target_branch: target.clone(),
+            effective_target_hash: head.clone(),
+            expected_hash: expected,
+            details: details.into_iter().map(|(k, (m, c))| (k, m, c)).collect(),
+        };
+        if !conflicts.is_empty() {
+            if req.return_conflict_as_result {
+                outcome.was_successful = false;
+                return Ok(outcome);
+            }
+            let keys: Vec<String> = conflicts
+                .iter()
+                .filter_map(|c| c.key.as_ref().map(|k| format!("'{}'", key_str(k))))
+                .collect();
+            return Err(NessieFakeError::conflict(
+                format!(
+                    "The following keys have been changed in conflict: {}",
+                    keys.join(", ")
+                ),
+                conflicts,
+            ));
+        }
+        if req.dry_run {
+            return Ok(outcome);
+        }
+        let mut cur = head;
+        for (mut meta, ops, contents) in planned {
+            let t = self.next_time();
+            meta.commit_time = t;
+            meta.committer = self.committer.clone();
+            let parents = vec![cur];
+            let hash = self.new_hash(&parents, &meta, &ops);
+            self.commits.insert(
+                hash.clone(),
+                Commit {
+                    hash: hash.clone(),
+                    parents,
+                    meta,
+                    operations: ops,
+                    contents,
+                },
+            );
+            cur = hash;
+        }
+        self.refs.insert(target, (RefKind::Branch, cur.clone()));
+        outcome.was_applied = true;
+        outcome.resultant_target_hash = cur;
         Ok(outcome)
     }
 
