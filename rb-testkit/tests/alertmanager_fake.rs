@@ -1,6 +1,9 @@
 //! The Alertmanager webhook sender against a tiny receiver: payloads compared with the real
 //! capture and the 0.34 payload, firing then resolved with one fingerprint, receiver failures.
 
+// Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
@@ -115,9 +118,9 @@ async fn firing_then_resolved_with_one_fingerprint() {
     let am = AlertmanagerSender::new(&url).receiver("runbook-sdk");
     let alert = minio_alert();
 
-    let d = am.fire(&[alert.clone()]).await.unwrap();
+    let d = am.fire(std::slice::from_ref(&alert)).await.unwrap();
     assert_eq!(d.status, 200);
-    let resolved = am.resolve(&[alert.clone()]).await.unwrap();
+    let resolved = am.resolve(std::slice::from_ref(&alert)).await.unwrap();
     assert_eq!(resolved.status, 200);
 
     let got = recv.got.lock().unwrap().clone();
@@ -195,12 +198,12 @@ async fn groups_reasons_and_truncation() {
         .label("cluster", "c1")
         .label("group", "billing")
         .annotation("summary", "lag");
-    am.fire(&[a.clone()]).await.unwrap();
+    am.fire(std::slice::from_ref(&a)).await.unwrap();
     am.fire(&[a.clone(), b.clone()]).await.unwrap();
     am.send(&[a.clone(), b.clone().ends_at(OffsetDateTime::now_utc())])
         .await
         .unwrap();
-    am.fire(&[a.clone()]).await.unwrap();
+    am.fire(std::slice::from_ref(&a)).await.unwrap();
     let got = recv.got.lock().unwrap().clone();
     let reasons: Vec<&str> = got
         .iter()

@@ -1,6 +1,9 @@
 //! The fake Loki through reqwest: `query_range` against the documented example, LogQL selectors and
 //! line filters, time bounds, limits, direction, errors and faults.
 
+// Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

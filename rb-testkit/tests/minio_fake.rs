@@ -1,6 +1,9 @@
 //! The fake MinIO node through reqwest: health probes against the documented transcripts and the
 //! v2 cluster metrics against the reference exposition.
 
+// Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

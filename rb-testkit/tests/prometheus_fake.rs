@@ -1,5 +1,8 @@
 //! The fake Prometheus, exercised through reqwest: answers compared with the project's own examples.
 
+// Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

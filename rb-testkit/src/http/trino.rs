@@ -697,7 +697,7 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 /// The user Trino's insecure authenticator derives, or the 401 it answers.
-fn authenticate(headers: &HeaderMap) -> Result<String, Response> {
+fn authenticate(headers: &HeaderMap) -> Result<String, &'static str> {
     for name in ["x-trino-original-user", "x-trino-user", "x-presto-user"] {
         if let Some(user) = headers.get(name).and_then(|v| v.to_str().ok()) {
             if !user.is_empty() {
@@ -720,9 +720,7 @@ fn authenticate(headers: &HeaderMap) -> Result<String, Response> {
                     None => (text.clone(), String::new()),
                 };
                 if !password.is_empty() {
-                    return Err(unauthorized(
-                        "Password not allowed for insecure authentication",
-                    ));
+                    return Err("Password not allowed for insecure authentication");
                 }
                 if !user.is_empty() {
                     return Ok(user);
@@ -730,9 +728,7 @@ fn authenticate(headers: &HeaderMap) -> Result<String, Response> {
             }
         }
     }
-    Err(unauthorized(
-        "Basic authentication or X-Trino-Original-User or X-Trino-User must be sent",
-    ))
+    Err("Basic authentication or X-Trino-Original-User or X-Trino-User must be sent")
 }
 
 fn unauthorized(msg: &str) -> Response {
@@ -810,7 +806,7 @@ async fn list_queries(
 ) -> Response {
     let user = match authenticate(&headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(m) => return unauthorized(m),
     };
     let filter = match params.iter().find(|(k, _)| k == "state") {
         Some((_, v)) => match QueryState::parse(v) {
@@ -850,7 +846,7 @@ async fn get_query(
 ) -> Response {
     let user = match authenticate(&headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(m) => return unauthorized(m),
     };
     let base = base_url(&headers);
     let st = lock(&s);
@@ -885,7 +881,7 @@ async fn cancel_query(
 ) -> Response {
     let user = match authenticate(&headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(m) => return unauthorized(m),
     };
     let mut st = lock(&s);
     let now = st.clock.now_ms();
@@ -951,7 +947,7 @@ fn kill_like(
 ) -> Response {
     let user = match authenticate(&headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(m) => return unauthorized(m),
     };
     let mut st = lock(&s);
     let now = st.clock.now_ms();
@@ -985,7 +981,7 @@ async fn query_state_list(
 ) -> Response {
     let user = match authenticate(&headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(m) => return unauthorized(m),
     };
     let only_user = params
         .iter()
