@@ -77,7 +77,19 @@ impl Recorder {
         }
         let dir = fixture_dir(&self.system);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let idx = dir.join("_index.tsv");
         let mut index = String::from("name\tmethod\tpath\tstatus\n");
+        // Rows another recorder of the same system wrote (and whose file is still there) stay.
+        if let Ok(old) = std::fs::read_to_string(&idx) {
+            for line in old.lines().skip(1) {
+                let name = line.split('\t').next().unwrap_or("");
+                let mine = self.entries.iter().any(|e| e.name == name);
+                if !name.is_empty() && !mine && dir.join(format!("{name}.json")).exists() {
+                    index.push_str(line);
+                    index.push('\n');
+                }
+            }
+        }
         for e in &self.entries {
             let file = dir.join(format!("{}.json", e.name));
             let text = serde_json::to_string_pretty(&e.body).context("serialising a fixture")?;
@@ -85,7 +97,6 @@ impl Recorder {
                 .with_context(|| format!("writing {}", file.display()))?;
             let _ = writeln!(index, "{}\t{}\t{}\t{}", e.name, e.method, e.path, e.status);
         }
-        let idx = dir.join("_index.tsv");
         std::fs::write(&idx, index).with_context(|| format!("writing {}", idx.display()))?;
         Ok(Some(dir))
     }
