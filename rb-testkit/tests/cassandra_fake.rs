@@ -219,7 +219,7 @@ async fn cdrs_discovers_the_ring_with_dc_rack_tokens_and_host_ids() {
         let cluster: String = row.get_r_by_name("cluster_name").unwrap();
         assert_eq!(cluster, "Test Cluster");
         let release: String = row.get_r_by_name("release_version").unwrap();
-        assert_eq!(release, "5.0.2");
+        assert_eq!(release, "5.0.9");
 
         // system.peers_v2 from node 0: the two others, with native address/port
         let t0 = raw(ring.addr(0).unwrap()).await.unwrap();
@@ -465,6 +465,44 @@ async fn gossip_info_heartbeats_rise_for_live_nodes_and_freeze_for_dead_ones() {
 
         ring.set_status(1, NodeStatus::Leaving).unwrap();
         assert!(read().await[&ip1].1.starts_with("LEAVING,"));
+
+        // a graceful stop is announced through gossip; a restart starts a new generation
+        let generation = |rows: &[Row], ip: IpAddr| -> i32 {
+            rows.iter()
+                .find(|r| {
+                    let a: IpAddr = r.get_r_by_name("address").unwrap();
+                    a == ip
+                })
+                .map(|r| r.get_r_by_name("generation").unwrap())
+                .unwrap()
+        };
+        let gossip_rows = |e: Envelope| rows(&e);
+        let g0 = generation(
+            &gossip_rows(
+                raw_query(
+                    &t,
+                    "SELECT * FROM system_views.gossip_info",
+                    QueryParamsBuilder::new(),
+                )
+                .await
+                .unwrap(),
+            ),
+            ip1,
+        );
+        ring.stop(1).unwrap();
+        assert_eq!(read().await[&ip1].1, "shutdown,true");
+        ring.revive(1).unwrap();
+        let after = gossip_rows(
+            raw_query(
+                &t,
+                "SELECT * FROM system_views.gossip_info",
+                QueryParamsBuilder::new(),
+            )
+            .await
+            .unwrap(),
+        );
+        assert!(generation(&after, ip1) > g0);
+        assert!(read().await[&ip1].1.starts_with("LEAVING,"));
     })
     .await
     .unwrap();
@@ -573,29 +611,67 @@ async fn cql_errors_use_prepare_and_paging() {
         assert_eq!(parsed["class"], "org.apache.cassandra.locator.NetworkTopologyStrategy");
         assert_eq!(parsed["datacenter1"], "3");
 
-        // PREPARE / EXECUTE with a bound inet
+        // PREPARE / EXECUTE through the driver (routed to any node)
         let prepared = s
-            .prepare("SELECT host_id FROM system.peers_v2 WHERE peer = ?")
+            .prepare("SELECT host_id FROM system.local WHERE key = ?")
             .await
             .unwrap();
-        let target = ring.node(3).unwrap();
         let out = s
             .exec_with_values(
                 &prepared,
-                QueryValues::SimpleValues(vec![Value::new(target.native_addr.ip())]),
+                QueryValues::SimpleValues(vec![Value::new("local")]),
             )
             .await
             .unwrap();
+        let id: Uuid = rows(&out)[0].get_r_by_name("host_id").unwrap();
+        assert!(ring.nodes().iter().any(|n| n.host_id == id));
+
+        // PREPARE / EXECUTE on one node with a bound inet; unknown ids are Unprepared
+        let t0 = raw(ring.addr(0).unwrap()).await.unwrap();
+        let prep = t0
+            .write_envelope(
+                &Envelope::new_req_prepare(
+                    "SELECT host_id FROM system.peers_v2 WHERE peer = ?".into(),
+                    None,
+                    Flags::empty(),
+                    Version::V4,
+                ),
+                false,
+            )
+            .await
+            .unwrap();
+        let prepared = match prep.response_body().unwrap() {
+            ResponseBody::Result(r) => r.into_prepared().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(prepared.metadata.col_specs[0].name, "peer");
+        assert_eq!(prepared.metadata.col_specs[0].col_type.id, ColType::Inet);
+        assert_eq!(prepared.metadata.pk_indexes, vec![0]);
+        let target = ring.node(3).unwrap();
+        let params = QueryParamsBuilder::new()
+            .with_values(QueryValues::SimpleValues(vec![Value::new(
+                target.native_addr.ip(),
+            )]))
+            .build();
+        let exec = |id| {
+            Envelope::new_req_execute(id, None, &params, Flags::empty(), Version::V4)
+        };
+        let out = t0.write_envelope(&exec(&prepared.id), false).await.unwrap();
         let found = rows(&out);
-        assert!(found.len() <= 1);
-        if let Some(r) = found.first() {
-            // executed on a node other than node 3
-            let id: Uuid = r.get_r_by_name("host_id").unwrap();
-            assert_eq!(id, target.host_id);
-        }
+        assert_eq!(found.len(), 1);
+        let id: Uuid = found[0].get_r_by_name("host_id").unwrap();
+        assert_eq!(id, target.host_id);
+        assert!(ring
+            .requests(0)
+            .unwrap()
+            .iter()
+            .any(|r| r.kind == RequestKind::Execute
+                && r.query.as_deref() == Some("SELECT host_id FROM system.peers_v2 WHERE peer = ?")));
+        let unknown = cdrs_tokio::types::CBytesShort::new(vec![1, 2, 3]);
+        let (ty, _) = server_error(t0.write_envelope(&exec(&unknown), false).await);
+        assert!(matches!(ty, ErrorType::Unprepared(_)), "{ty:?}");
 
         // paging over peers (3 rows from node 0, 1 per page)
-        let t0 = raw(ring.addr(0).unwrap()).await.unwrap();
         let mut state = None;
         let mut seen = 0;
         for _ in 0..5 {
@@ -988,6 +1064,161 @@ async fn nodetool_status_multi_dc_layout_is_exact() {
             id(3)
         );
         assert_eq!(ring.nodetool_status(), expected);
+    })
+    .await
+    .unwrap();
+}
+
+// ------------------------------------------------- against the real Cassandra 5.0 captures
+
+fn real_fixture(name: &str) -> String {
+    let path = format!(
+        "{}/fixtures/real/cassandra/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn cql_type(t: &cdrs_tokio::frame::message_result::ColTypeOption) -> String {
+    match (&t.id, &t.value) {
+        (ColType::Varchar, _) => "text".into(),
+        (ColType::Int, _) => "int".into(),
+        (ColType::Bigint, _) => "bigint".into(),
+        (ColType::Boolean, _) => "boolean".into(),
+        (ColType::Uuid, _) => "uuid".into(),
+        (ColType::Inet, _) => "inet".into(),
+        (ColType::Blob, _) => "blob".into(),
+        (ColType::Set, Some(ColTypeOptionValue::CSet(inner))) => {
+            format!("set<{}>", cql_type(inner))
+        }
+        (ColType::Map, Some(ColTypeOptionValue::CMap(k, v))) => {
+            format!("map<{}, {}>", cql_type(k), cql_type(v))
+        }
+        other => panic!("unexpected type {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_tables_have_the_columns_of_a_real_cassandra_5_ring() {
+    timeout(T, async {
+        let real: serde_json::Value =
+            serde_json::from_str(&real_fixture("system_tables_columns.json")).unwrap();
+        let ring = FakeRing::start(3).await.unwrap();
+        let t = raw(ring.addr(0).unwrap()).await.unwrap();
+        let tables = real["tables"].as_object().unwrap();
+        assert!(tables.len() >= 4);
+        for (table, columns) in tables {
+            let expected: Vec<(String, String)> = columns
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap().to_string(),
+                        c["cql_type"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            let e = raw_query(
+                &t,
+                &format!("SELECT * FROM {table} LIMIT 1"),
+                QueryParamsBuilder::new(),
+            )
+            .await
+            .unwrap();
+            let body = e.response_body().unwrap();
+            let got: Vec<(String, String)> = body
+                .as_rows_metadata()
+                .unwrap()
+                .col_specs
+                .iter()
+                .map(|c| (c.name.clone(), cql_type(&c.col_type)))
+                .collect();
+            assert_eq!(got, expected, "{table}");
+            assert_eq!(body.into_rows().unwrap().len(), 1, "{table} LIMIT 1");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Rebuild the ring a real `nodetool status` capture shows (addresses, host IDs, loads, token
+/// order, up/down) and compare the rendering with the capture. Only the ownership figures differ
+/// (they come from the real random token allocation), so they are masked on both sides.
+async fn compare_with_real_capture(name: &str) {
+    let real = real_fixture(name);
+    let (blocks, _) = parse_status(&real);
+    assert_eq!(blocks.len(), 1);
+    let rows = &blocks[0].rows;
+    let n = rows.len();
+    let per_node = rows[0].tokens.unwrap();
+    let slots = n * per_node;
+    let span = u64::MAX / slots as u64;
+    // row k of the capture (ordered by first token) gets slots k, k + n, k + 2n, …
+    let mut specs: Vec<(usize, NodeSpec)> = Vec::new();
+    for (k, row) in rows.iter().enumerate() {
+        let IpAddr::V4(ip) = row.address else {
+            panic!()
+        };
+        let index = usize::from(ip.octets()[3]) - 1;
+        let tokens: Vec<i64> = (0..per_node)
+            .map(|j| (i64::MIN as i128 + (span as i128) * ((j * n + k) as i128)) as i64)
+            .collect();
+        let (value, unit) = row.load.as_deref().unwrap().split_once(' ').unwrap();
+        let scale = match unit {
+            "KiB" => 1024.0,
+            "MiB" => 1024.0 * 1024.0,
+            "GiB" => 1024.0 * 1024.0 * 1024.0,
+            other => panic!("{other}"),
+        };
+        let bytes = (value.parse::<f64>().unwrap() * scale).round() as u64;
+        specs.push((
+            index,
+            NodeSpec::new()
+                .host_id(row.host_id.unwrap())
+                .rack(row.rack.clone())
+                .tokens(tokens)
+                .load_bytes(Some(bytes)),
+        ));
+    }
+    specs.sort_by_key(|(i, _)| *i);
+    let mut builder = FakeRing::builder().nodes(n);
+    for (_, spec) in specs {
+        builder = builder.node(spec);
+    }
+    let ring = builder.start().await.unwrap();
+    for row in rows {
+        if row.code.starts_with('D') {
+            let IpAddr::V4(ip) = row.address else {
+                panic!()
+            };
+            ring.kill(usize::from(ip.octets()[3]) - 1).unwrap();
+        }
+    }
+    let mask = |text: &str| -> String {
+        text.lines()
+            .map(|l| {
+                l.split(' ')
+                    .map(|w| if w.ends_with('%') { "XX.X%" } else { w })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(mask(&ring.nodetool_status()), mask(&real), "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodetool_status_matches_real_cassandra_5_captures() {
+    timeout(T, async {
+        for name in [
+            "nodetool_status_all_up.txt",
+            "nodetool_status_one_down.txt",
+            "nodetool_status_one_killed.txt",
+        ] {
+            compare_with_real_capture(name).await;
+        }
     })
     .await
     .unwrap();

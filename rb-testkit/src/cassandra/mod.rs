@@ -227,7 +227,7 @@ impl Default for FakeRingBuilder {
             specs: Vec::new(),
             count: 3,
             cluster_name: "Test Cluster".into(),
-            release_version: "5.0.2".into(),
+            release_version: "5.0.9".into(),
             tokens_per_node: 16,
             keyspaces: Vec::new(),
             peers_v2_invalid: false,
@@ -257,7 +257,7 @@ impl FakeRingBuilder {
         self
     }
 
-    /// `release_version` of every node (default `5.0.2`).
+    /// `release_version` of every node (default `5.0.9`).
     pub fn release_version(mut self, v: impl Into<String>) -> Self {
         self.release_version = v.into();
         self
@@ -520,16 +520,33 @@ impl FakeRing {
         Ok(f(&mut inner, Instant::now()))
     }
 
-    /// Crash node `i`: it stops listening (connections are refused), its open connections close,
-    /// its gossip heartbeat freezes, and every live node pushes `STATUS_CHANGE DOWN` to the
-    /// connections that registered for it. A no-op on a node already down.
+    /// Crash node `i` (SIGKILL): it stops listening (connections are refused), its open
+    /// connections close, its gossip heartbeat freezes (its gossip status stays what it was), and
+    /// every live node pushes `STATUS_CHANGE DOWN` to the connections that registered for it.
+    /// A no-op on a node already down.
     pub fn kill(&self, i: usize) -> Result<(), CassandraFakeError> {
+        self.go_down(i, false)
+    }
+
+    /// Stop node `i` gracefully (SIGTERM / `nodetool stopdaemon`): like [`FakeRing::kill`], but
+    /// the node first announces its shutdown through gossip (`status_with_port` becomes
+    /// `shutdown,true`). `nodetool status` shows it `DN` either way.
+    pub fn stop(&self, i: usize) -> Result<(), CassandraFakeError> {
+        self.go_down(i, true)
+    }
+
+    fn go_down(&self, i: usize, graceful: bool) -> Result<(), CassandraFakeError> {
         self.with_member(i, |inner, now| {
             let Some(rec) = inner.ring.nodes.get_mut(i) else {
                 return;
             };
             if !rec.info.up {
                 return;
+            }
+            if graceful {
+                rec.announced_shutdown = true;
+                rec.bump("status_with_port", now);
+                rec.bump("status", now);
             }
             rec.info.up = false;
             rec.go_down(now);
@@ -564,6 +581,8 @@ impl FakeRing {
             if let Some(rec) = inner.ring.nodes.get_mut(i) {
                 rec.info.up = true;
                 rec.go_up(now, epoch_secs());
+                rec.bump("status_with_port", now);
+                rec.bump("status", now);
             }
             server::push_event(
                 inner,
@@ -595,7 +614,7 @@ impl FakeRing {
                 .members()
                 .next()
                 .map(|n| n.info.release_version.clone())
-                .unwrap_or_else(|| "5.0.2".into());
+                .unwrap_or_else(|| "5.0.9".into());
             let info =
                 NodeInfo {
                     index,

@@ -153,11 +153,14 @@ pub(crate) struct NodeRecord {
     pub(crate) beat_origin: Option<Instant>,
     /// Heartbeat frozen at the moment the node went down.
     pub(crate) frozen_heartbeat: i32,
+    /// Whether the node announced a graceful shutdown (gossip status `shutdown,true`).
+    pub(crate) announced_shutdown: bool,
     /// Version of each gossip application state (lower-case name → version).
     pub(crate) state_versions: BTreeMap<&'static str, i32>,
 }
 
-/// Gossip application states in their enum order (each has a `<name>_version` column).
+/// Gossip application states of Cassandra 5.0 in their enum order (each has a text column, except
+/// `tokens`, and a `<name>_version` int column in `system_views.gossip_info`).
 pub(crate) const GOSSIP_STATES: &[&str] = &[
     "status",
     "load",
@@ -178,6 +181,12 @@ pub(crate) const GOSSIP_STATES: &[&str] = &[
     "native_address_and_port",
     "status_with_port",
     "sstable_versions",
+    "disk_usage",
+    "index_status",
+    "x1",
+    "x2",
+    "x3",
+    "x4",
     "x5",
     "x6",
     "x7",
@@ -221,6 +230,7 @@ impl NodeRecord {
             heartbeat_base: order.len() as i32 + 1,
             beat_origin: Some(now),
             frozen_heartbeat: 0,
+            announced_shutdown: false,
             state_versions,
         }
     }
@@ -264,6 +274,7 @@ impl NodeRecord {
         self.generation = generation.max(self.generation + 1);
         self.heartbeat_base = self.state_versions.values().copied().max().unwrap_or(0) + 1;
         self.beat_origin = Some(now);
+        self.announced_shutdown = false;
     }
 
     pub(crate) fn ip(&self) -> IpAddr {
@@ -272,6 +283,9 @@ impl NodeRecord {
 
     /// The STATUS gossip value (`NORMAL,<token>` …).
     pub(crate) fn gossip_status(&self) -> String {
+        if self.announced_shutdown {
+            return "shutdown,true".into();
+        }
         let token = self
             .info
             .tokens
@@ -421,7 +435,7 @@ mod tests {
             rack: "r1".into(),
             tokens: vec![1],
             schema_version: Uuid::nil(),
-            release_version: "5.0.2".into(),
+            release_version: "5.0.9".into(),
             load_bytes: None,
             status: NodeStatus::Normal,
             up: true,

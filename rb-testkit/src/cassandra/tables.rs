@@ -352,7 +352,7 @@ fn gossip_values(p: &super::state::NodeRecord, now: Instant) -> Vec<(String, Cql
         ("internal_ip".into(), CqlValue::text(ip.to_string())),
         ("rpc_address".into(), CqlValue::text(ip.to_string())),
         ("severity".into(), CqlValue::text("0.0")),
-        ("net_version".into(), CqlValue::text("13")),
+        ("net_version".into(), CqlValue::text("12")),
         ("host_id".into(), CqlValue::text(i.host_id.to_string())),
         ("rpc_ready".into(), CqlValue::text("true")),
         (
