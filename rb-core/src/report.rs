@@ -139,7 +139,7 @@ impl Review {
                 }
                 Event::Evidence { evidence } => {
                     if let Some(o) = &evidence.observation {
-                        for k in ["flink.checkpoint", "nessie.commit"] {
+                        for k in ["flink.checkpoint", "flink.savepoint"] {
                             if let Some(v) = o.facts.get_json(k) {
                                 collect_artifacts(v, &mut artifacts);
                             }
@@ -401,7 +401,11 @@ pub fn describe(e: &Event) -> String {
                 .join(", "),
             if plan.reversible { "" } else { "NOT " }
         ),
-        Event::Approval { step, decision } => format!("Step {step} approval: {decision:?}"),
+        Event::Approval { step, decision } => match decision {
+            Decision::Granted { by } => format!("Step {step} approved by {by}"),
+            Decision::Denied { by, reason } => format!("Step {step} denied by {by}: {reason}"),
+            Decision::TimedOut => format!("Step {step} approval timed out"),
+        },
         Event::Refused {
             step,
             action,
@@ -436,9 +440,11 @@ pub fn describe(e: &Event) -> String {
                 )
             }
         }
-        Event::Verified { step, verification } => {
-            format!("Step {step} verification: {verification:?}")
-        }
+        Event::Verified { step, verification } => match verification {
+            Verification::Succeeded { evidence } => format!("Step {step} verified: {evidence}"),
+            Verification::Failed { evidence } => format!("Step {step} verification FAILED: {evidence}"),
+            Verification::Inconclusive { why } => format!("Step {step} verification inconclusive: {why}"),
+        },
         Event::Interrupted { step, action } => {
             format!("Step {step} {action} was interrupted (never finished)")
         }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The five phases on a virtual clock: for-duration, hysteresis, dedupe, escalation against SLAs.
 
 mod common;

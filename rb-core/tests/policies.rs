@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The safety envelope, one policy at a time, through the engine.
 
 mod common;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The SQLite journal survives restarts: an engine restarted on the same file resumes its open incidents
 //! without repeating any step recorded as started or done.
 

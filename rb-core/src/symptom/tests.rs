@@ -1,1 +1,327 @@
+use super::*;
+use crate::observation::facts::{Alert, ManualReport};
+use crate::observation::{labels, FactType, Observation};
+use crate::time::{mins, secs, Timestamp};
 
+const T0: u64 = 1_000_000;
+
+fn obs(at: u64, v: Option<f64>) -> Record {
+    let o = Observation::new("p", "t", Timestamp(at));
+    Record {
+        at: Timestamp(at),
+        result: Ok(match v {
+            Some(v) => o.sample("lag", labels(&[("p", "0")]), v),
+            None => o,
+        }),
+    }
+}
+
+fn fail(at: u64) -> Record {
+    Record {
+        at: Timestamp(at),
+        result: Err(Failure {
+            kind: ErrorKind::Timeout,
+            message: "no answer".into(),
+        }),
+    }
+}
+
+struct Run<S: Symptom> {
+    s: S,
+    h: History,
+    st: SymptomState,
+}
+
+impl<S: Symptom> Run<S> {
+    fn new(s: S) -> Self {
+        Self {
+            s,
+            h: History::new(mins(60), 1000),
+            st: SymptomState::default(),
+        }
+    }
+    fn push(&mut self, r: Record) -> Verdict {
+        let at = r.at;
+        self.h.push(r);
+        evaluate(&self.s, &self.h, at, &mut self.st)
+    }
+    fn val(&mut self, secs_after: u64, v: f64) -> Verdict {
+        self.push(obs(T0 + secs_after * 1000, Some(v)))
+    }
+}
+
+#[test]
+fn threshold_for_duration() {
+    let mut r = Run::new(metric("lag").above(5_000.0).for_at_least(mins(2)));
+    assert!(matches!(r.val(0, 6_000.0), Verdict::Pending { .. }));
+    assert!(matches!(r.val(60, 6_000.0), Verdict::Pending { .. }));
+    match r.val(120, 7_000.0) {
+        Verdict::Firing(f) => {
+            assert_eq!(f.since, Timestamp(T0));
+            let v = f.violated.unwrap();
+            assert_eq!((v.value, v.threshold), (7_000.0, 5_000.0));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.val(180, 10.0), Verdict::Ok);
+}
+
+#[test]
+fn hysteresis_separate_fire_and_clear() {
+    let mut r = Run::new(metric("lag").above(5_000.0).clears_below(1_000.0));
+    assert!(r.val(0, 6_000.0).is_firing());
+    assert!(
+        r.val(30, 3_000.0).is_firing(),
+        "between thresholds: still firing"
+    );
+    assert_eq!(r.val(60, 900.0), Verdict::Ok);
+    assert_eq!(
+        r.val(90, 3_000.0),
+        Verdict::Ok,
+        "between thresholds: still ok"
+    );
+    assert!(r.val(120, 5_001.0).is_firing());
+}
+
+#[test]
+fn clears_after_a_duration() {
+    let mut r = Run::new(
+        metric("lag")
+            .above(5_000.0)
+            .clears_below(1_000.0)
+            .clears_after(mins(1)),
+    );
+    assert!(r.val(0, 6_000.0).is_firing());
+    assert!(r.val(30, 10.0).is_firing());
+    assert!(r.val(60, 10.0).is_firing());
+    assert_eq!(r.val(90, 10.0), Verdict::Ok);
+}
+
+#[test]
+fn unknown_on_failure_absence_incompleteness_and_nan() {
+    let mut r = Run::new(metric("lag").above(5_000.0));
+    assert!(r.push(fail(T0)).is_unknown());
+    assert!(r.push(obs(T0 + 1000, None)).is_unknown(), "absent metric");
+    let mut inc =
+        Observation::new("p", "t", Timestamp(T0 + 2000)).sample("lag", Default::default(), 9_000.0);
+    inc.mark_incomplete("broker 2 did not answer");
+    match r.push(Record {
+        at: Timestamp(T0 + 2000),
+        result: Ok(inc),
+    }) {
+        Verdict::Unknown { why } => assert!(why.contains("broker 2")),
+        other => panic!("incomplete data must not fire: {other:?}"),
+    }
+    assert!(r.val(3, f64::NAN).is_unknown());
+    // while firing, a failed probe does not clear: it is unknown
+    let mut r = Run::new(metric("lag").above(5_000.0));
+    assert!(r.val(0, 9_000.0).is_firing());
+    assert!(r.push(fail(T0 + 30_000)).is_unknown());
+}
+
+#[test]
+fn a_gap_breaks_the_for_duration() {
+    let mut r = Run::new(metric("lag").above(5_000.0).for_at_least(mins(2)));
+    r.val(0, 9_000.0);
+    r.val(60, 9_000.0);
+    r.push(fail(T0 + 90_000));
+    assert!(
+        matches!(r.val(120, 9_000.0), Verdict::Pending { since, .. } if since == Timestamp(T0 + 120_000))
+    );
+}
+
+#[test]
+fn increase_and_rate_over_a_window_count_resets() {
+    let mut r = Run::new(metric("numRestarts").increase_over(mins(10)).above(3.0));
+    let mut at = 0;
+    let mut push = |r: &mut Run<Threshold>, v: f64| {
+        let o = Observation::new("p", "t", Timestamp(T0 + at * 1000)).sample(
+            "numRestarts",
+            Default::default(),
+            v,
+        );
+        at += 60;
+        r.push(Record {
+            at: o.at,
+            result: Ok(o),
+        })
+    };
+    assert!(
+        push(&mut r, 10.0).is_unknown(),
+        "one point is not enough for an increase"
+    );
+    assert_eq!(push(&mut r, 11.0), Verdict::Ok);
+    assert_eq!(push(&mut r, 12.0), Verdict::Ok);
+    // counter reset (job resubmitted): 12 -> 1 counts as +1
+    assert_eq!(push(&mut r, 1.0), Verdict::Ok);
+    match push(&mut r, 2.0) {
+        Verdict::Firing(f) => assert_eq!(f.violated.unwrap().value, 4.0),
+        other => panic!("{other:?}"),
+    }
+    let mut rate = Run::new(metric("lag").rate_over(mins(1)).above(10.0));
+    rate.val(0, 0.0);
+    match rate.val(60, 1_200.0) {
+        Verdict::Firing(f) => assert_eq!(f.violated.unwrap().value, 20.0),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn label_selection_and_aggregations() {
+    let o = Observation::new("p", "t", Timestamp(T0))
+        .sample("lag", labels(&[("group", "a"), ("p", "0")]), 100.0)
+        .sample("lag", labels(&[("group", "a"), ("p", "1")]), 300.0)
+        .sample("lag", labels(&[("group", "b"), ("p", "0")]), 10_000.0);
+    let rec = || Record {
+        at: Timestamp(T0),
+        result: Ok(o.clone()),
+    };
+    let check = |s: Threshold, expect_firing: bool| {
+        let mut r = Run::new(s);
+        assert_eq!(r.push(rec()).is_firing(), expect_firing);
+    };
+    check(
+        metric("lag").with_label("group", "a").max().above(299.0),
+        true,
+    );
+    check(
+        metric("lag").with_label("group", "a").sum().above(399.0),
+        true,
+    );
+    check(
+        metric("lag").with_label("group", "a").sum().above(400.0),
+        false,
+    );
+    check(
+        metric("lag").with_label("group", "a").avg().at_least(200.0),
+        true,
+    );
+    check(
+        metric("lag").with_label("group", "a").min().below(101.0),
+        true,
+    );
+    check(metric("lag").count().at_least(3.0), true);
+    let mut r = Run::new(metric("lag").with_label("group", "c").above(0.0));
+    assert!(r.push(rec()).is_unknown(), "no series match the selector");
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Ring {
+    down: Vec<String>,
+}
+impl FactType for Ring {
+    const KIND: &'static str = "test.ring";
+}
+
+fn ring(at: u64, down: &[&str]) -> Record {
+    let o = Observation::new("ring", "cass", Timestamp(at)).fact(&Ring {
+        down: down.iter().map(|s| s.to_string()).collect(),
+    });
+    Record {
+        at: Timestamp(at),
+        result: Ok(o),
+    }
+}
+
+#[test]
+fn fact_rules_are_typed_and_unknown_without_the_fact() {
+    let rule = fact_rule::<Ring>("a node is DN", |r| {
+        (!r.down.is_empty()).then(|| format!("DN: {}", r.down.join(",")))
+    });
+    let mut r = Run::new(rule.for_at_least(mins(1)));
+    assert_eq!(r.push(ring(T0, &[])), Verdict::Ok);
+    assert!(matches!(
+        r.push(ring(T0 + 30_000, &["10.0.0.2"])),
+        Verdict::Pending { .. }
+    ));
+    match r.push(ring(T0 + 90_000, &["10.0.0.2"])) {
+        Verdict::Firing(f) => assert_eq!(f.evidence, vec!["DN: 10.0.0.2"]),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        r.push(obs(T0 + 120_000, Some(1.0))).is_unknown(),
+        "fact absent"
+    );
+    let bad = Observation::new("ring", "cass", Timestamp(T0)).fact(&ManualReport {
+        ticket: "x".into(),
+        reporter: "y".into(),
+        summary: "z".into(),
+    });
+    let mut facts = bad.facts.clone();
+    facts.insert_json("test.ring", serde_json::json!({"down": 5}));
+    let o = Observation { facts, ..bad };
+    assert!(
+        r.push(Record {
+            at: Timestamp(T0 + 150_000),
+            result: Ok(o)
+        })
+        .is_unknown(),
+        "malformed fact"
+    );
+}
+
+#[test]
+fn all_and_any_composition() {
+    let hi = || -> Box<dyn Symptom> { Box::new(metric("lag").above(5_000.0)) };
+    let lo = || -> Box<dyn Symptom> { Box::new(metric("lag").above(50_000.0)) };
+    let missing = || -> Box<dyn Symptom> { Box::new(metric("nope").above(0.0)) };
+    let v = |s: Box<dyn Symptom>| Run::new(s).val(0, 9_000.0);
+    assert!(v(Box::new(all_of(vec![hi(), hi()]))).is_firing());
+    assert_eq!(v(Box::new(all_of(vec![hi(), lo()]))), Verdict::Ok);
+    assert!(v(Box::new(all_of(vec![hi(), missing()]))).is_unknown());
+    assert!(v(Box::new(any_of(vec![lo(), hi()]))).is_firing());
+    assert!(
+        v(Box::new(any_of(vec![missing(), hi()]))).is_firing(),
+        "a firing child with data fires"
+    );
+    assert!(
+        v(Box::new(any_of(vec![missing(), lo()]))).is_unknown(),
+        "unknown is not ok"
+    );
+    assert_eq!(v(Box::new(any_of(vec![lo(), lo()]))), Verdict::Ok);
+    assert!(v(Box::new(any_of(vec![]))).is_unknown());
+    // hysteresis state is kept per child
+    let mut r = Run::new(any_of(vec![Box::new(
+        metric("lag").above(5_000.0).clears_below(1_000.0),
+    )]));
+    assert!(r.val(0, 9_000.0).is_firing());
+    assert!(r.val(30, 3_000.0).is_firing());
+    assert_eq!(r.val(60, 500.0), Verdict::Ok);
+}
+
+#[test]
+fn alerts_fire_until_resolved() {
+    let alert = |status: &str| Alert {
+        name: "FlinkJobRestarting".into(),
+        status: status.into(),
+        fingerprint: "f".into(),
+        labels: Default::default(),
+        annotations: [("summary".to_string(), "job restarting".to_string())].into(),
+        starts_at: String::new(),
+    };
+    let mut r = Run::new(alert_firing("FlinkJobRestarting"));
+    assert!(r.push(obs(T0, Some(1.0))).is_unknown());
+    let rec = |at, s| Record {
+        at: Timestamp(at),
+        result: Ok(Observation::new("am", "t", Timestamp(at)).fact(&alert(s))),
+    };
+    match r.push(rec(T0 + 1, "firing")) {
+        Verdict::Firing(f) => assert_eq!(f.summary, "job restarting"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.push(rec(T0 + 2, "resolved")), Verdict::Ok);
+}
+
+#[test]
+fn history_is_bounded() {
+    let mut h = History::new(secs(60), 5);
+    for i in 0..100 {
+        h.push(obs(T0 + i * 10_000, Some(1.0)));
+    }
+    assert_eq!(h.len(), 5);
+    let mut h = History::new(secs(60), 1000);
+    for i in 0..100 {
+        h.push(obs(T0 + i * 10_000, Some(1.0)));
+    }
+    assert_eq!(h.len(), 7, "records within 60 s of the newest");
+}

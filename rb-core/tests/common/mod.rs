@@ -1,5 +1,5 @@
 //! Test doubles for rb-core's own tests (rb-testkit has the published ones).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
