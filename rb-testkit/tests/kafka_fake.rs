@@ -2,6 +2,8 @@
 //! lag probe does (one OffsetFetch for committed offsets, one batched ListOffsets per leader for
 //! log-end offsets), under timelines and faults.
 #![cfg(feature = "kafka")]
+// Helpers outside `#[test]` functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 

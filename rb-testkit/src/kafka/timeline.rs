@@ -221,8 +221,10 @@ mod tests {
         assert_eq!(a, seeded_lags(42, 100, 10..=20).unwrap());
         assert_ne!(a, seeded_lags(43, 100, 10..=20).unwrap());
         assert!(a.iter().all(|l| (10..=20).contains(l)));
+        #[allow(clippy::reversed_empty_ranges)]
+        let empty = 5..=4;
         assert_eq!(
-            seeded_lags(1, 3, 5..=4),
+            seeded_lags(1, 3, empty),
             Err(FakeKafkaError::InvalidLagRange { min: 5, max: 4 })
         );
         assert!(seeded_lags(1, 3, -1..=4).is_err());
