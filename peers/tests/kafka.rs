@@ -2,6 +2,7 @@
 //! `kafka-consumer-groups --describe` and `kafka-topics --describe`; a FileStream source whose task
 //! really FAILS, restarted both ways, fixed, with `GET /connectors?expand=status` as ground truth;
 //! the worker's answers recorded as fixtures (`RB_PEERS_RECORD=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,5 +1,6 @@
 //! MariaDB, for real: held idle and in-transaction sessions seen by `SHOW FULL PROCESSLIST`,
 //! `INNODB_TRX` and `Threads_connected`, and connection saturation at `max_connections`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
 use rb_peers::mariadb::MariaDb;
 use rb_peers::record::{fixture_dir, recording};

@@ -2,6 +2,7 @@
 //! main, the merge refused with a conflict (and its dry run), a clean merge, refs and history as
 //! ground truth, error answers for `name@hash`; the answers recorded as fixtures
 //! (`RB_PEERS_RECORD=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

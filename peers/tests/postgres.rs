@@ -1,5 +1,6 @@
 //! PostgreSQL, for real: held idle and idle-in-transaction sessions seen in `pg_stat_activity`
 //! (through sqlx and through `psql`), and connection saturation at `max_connections`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
 use rb_peers::postgres::Postgres;
 use rb_peers::record::{fixture_dir, recording};
