@@ -302,7 +302,23 @@ fn route_tree(
     q: &[(String, String)],
     body: &Bytes,
 ) -> Result<Response, NessieFakeError> {
-    let spec = RefSpec::parse(reference)?;
+    let spec = RefSpec::parse(reference).map_err(|mut e| {
+        // The real server names the JAX-RS method whose `ref` parameter failed validation.
+        let op = match (method.as_str(), tail) {
+            ("GET", "") => "getReferenceByName",
+            ("PUT", "") => "assignReference",
+            ("DELETE", "") => "deleteReference",
+            ("GET", "history") => "getCommitLog",
+            ("POST", "history/commit") => "commitMultipleOperations",
+            ("POST", "history/merge") => "mergeRefIntoBranch",
+            ("POST", "history/transplant") => "transplantCommitsIntoBranch",
+            ("GET", "entries") => "getEntries",
+            ("GET", "contents") => "getSeveralContents",
+            _ => "getContent",
+        };
+        e.message = format!("{op}.params.ref: {}", e.message);
+        e
+    })?;
     let wanted = match param(q, "type") {
         None => None,
         Some(t) => Some(RefKind::parse(t).ok_or_else(|| {
@@ -472,11 +488,18 @@ fn history(
             next = Some(c.hash.clone());
             break;
         }
+        // A v2 log entry always carries `parentCommitHash`; `operations` is null unless
+        // `fetch=ALL` (as the real server sends it).
         let mut e = object(json!({ "commitMeta": c.meta_json() }));
-        if all {
-            e.insert("parentCommitHash".into(), json!(c.parents.first()));
-            e.insert("operations".into(), json!(c.operations));
-        }
+        e.insert("parentCommitHash".into(), json!(c.parents.first()));
+        e.insert(
+            "operations".into(),
+            if all {
+                json!(c.operations)
+            } else {
+                Value::Null
+            },
+        );
         entries.push(Value::Object(e));
         if limit.is_some_and(|l| c.hash.starts_with(l)) {
             break;

@@ -17,6 +17,21 @@
 //! the merge base. Errors are the real `NessieError` body; like the real server, `errorDetails`
 //! (the conflict list) is only sent to clients that send the header `Nessie-Client-Spec: 2`.
 //!
+//! Behaviour taken from a real Nessie 0.99 (recorded answers in `fixtures/real/nessie/`):
+//!
+//! - merge and transplant read their flags as **`isDryRun`** and **`isReturnConflictAsResult`**;
+//!   the spellings `dryRun` / `returnConflictAsResult` are silently ignored — a "dry run" sent as
+//!   `dryRun: true` is applied for real, by the fake as by the server;
+//! - a conflicting merge answers 409 even with `isDryRun`; with `isReturnConflictAsResult` it
+//!   answers 200 with `wasSuccessful: false`, the conflicts in `details[].conflict` and a null
+//!   `resultantTargetHash` (null as well for a successful dry run);
+//! - a commit PUT that updates an existing key without its content id is a 400 ("New value to
+//!   update existing key 'k' has no content ID"); a commit on a stale `name@hash` is accepted
+//!   unless a touched key changed since (409, e.g. "Key 'k' already exists.");
+//! - log entries always carry `parentCommitHash` and `operations` (null unless `fetch=ALL`);
+//!   commits without authors get the committer (`""` unauthenticated) as author;
+//! - the management port reports three readiness checks and no liveness check.
+//!
 //! Not implemented (answered with a 400 naming the endpoint): `diff`, `recent-changes`, CEL
 //! `filter` parameters; the v1 API is not served.
 //!
@@ -36,7 +51,7 @@
 //!     .send()
 //!     .await?;
 //! assert_ne!(nessie.head("main"), Some(main));
-//! nessie.set_health_down(); // /q/health now answers 503 {"status":"DOWN",…}
+//! nessie.set_health_down(); // /q/health and /q/health/ready now answer 503 {"status":"DOWN",…}
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
@@ -231,7 +246,10 @@ impl FakeNessie {
         lock(&self.state).committer = committer.to_string();
     }
 
-    /// Every health check DOWN: `/q/health`, `/live`, `/ready` and `/started` answer 503.
+    /// Every health check DOWN: `/q/health` and `/q/health/ready` answer 503
+    /// `{"status":"DOWN",…}`. `/q/health/live` stays UP, as on a real Nessie whose store is
+    /// unreachable (it has no liveness check); a dead process is
+    /// [`FakeHttp::refuse_connections`] on both servers.
     pub fn set_health_down(&self) {
         for c in &mut lock(&self.state).checks {
             c.up = false;
@@ -242,15 +260,6 @@ impl FakeNessie {
     pub fn set_health_up(&self) {
         for c in &mut lock(&self.state).checks {
             c.up = true;
-        }
-    }
-
-    /// Readiness checks DOWN only: `/q/health/ready` (and `/q/health`) answer 503, liveness stays UP.
-    pub fn set_readiness_down(&self) {
-        for c in &mut lock(&self.state).checks {
-            if c.readiness && !c.liveness {
-                c.up = false;
-            }
         }
     }
 

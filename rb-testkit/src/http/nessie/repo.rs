@@ -234,12 +234,11 @@ pub(crate) struct RefSpec {
     pub rel: Vec<Rel>,
 }
 
-const REF_NAME_PATH_MESSAGE: &str = "Reference name must start with a letter, followed by letters, digits, one of the ./_- \
-characters, not end with a slash or dot, not contain '..', optionally followed by @ and a commit hash, which must \
-consist of the hex representation of 4-32 bytes, optionally followed by a numeric timestamp (milliseconds since \
-epoch), optionally followed relative pointers: '~' + a number representing the n-th predecessor of a commit, '^' + \
-a number representing the n-th parent within a commit or '*' + a number representing the created timestamp in \
-milliseconds since epoch of a commit";
+/// What Nessie 0.99 answers for a `{ref}` path element it cannot parse (after the
+/// `<operation>.params.ref: ` prefix the API layer adds).
+pub(crate) const REF_NAME_MESSAGE: &str =
+    "Reference name must start with a letter, followed by letters, \
+digits, one of the ./_- characters, not end with a slash or dot, not contain '..'";
 
 pub(crate) fn valid_ref_name(name: &str) -> bool {
     if name == "-" {
@@ -266,8 +265,7 @@ fn valid_hash(h: &str) -> bool {
 impl RefSpec {
     /// Parse the `{ref}` path element (already percent-decoded).
     pub(crate) fn parse(s: &str) -> Result<RefSpec> {
-        let bad =
-            || NessieFakeError::bad_request(format!("{REF_NAME_PATH_MESSAGE} - but was: {s}"));
+        let bad = || NessieFakeError::bad_request(REF_NAME_MESSAGE);
         let (name_part, after) = match s.find('@') {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (&s[..s.find(['~', '^', '*']).unwrap_or(s.len())], None),
@@ -442,7 +440,8 @@ pub(crate) struct Check {
 pub(crate) struct MergeOutcome {
     pub was_applied: bool,
     pub was_successful: bool,
-    pub resultant_target_hash: String,
+    /// `None` when nothing was written (dry run, conflict as result).
+    pub resultant_target_hash: Option<String>,
     /// The merge base; `None` for a transplant.
     pub common_ancestor: Option<String>,
     pub target_branch: String,
@@ -555,20 +554,20 @@ impl Repo {
             created_ms: created,
             last_ms: created,
             seq: 0,
-            checks: vec![
-                Check {
-                    name: "Nessie version store".into(),
-                    up: true,
-                    liveness: true,
-                    readiness: true,
-                },
-                Check {
-                    name: "Warehouses Object Stores".into(),
-                    up: true,
-                    liveness: false,
-                    readiness: true,
-                },
-            ],
+            // The checks a real Nessie 0.99 reports (all readiness checks; no liveness check).
+            checks: [
+                "MongoDB connection health check",
+                "Database connections health check",
+                "Warehouses Object Stores",
+            ]
+            .iter()
+            .map(|name| Check {
+                name: (*name).to_string(),
+                up: true,
+                liveness: false,
+                readiness: true,
+            })
+            .collect(),
             committer: String::new(),
         }
     }
@@ -916,62 +915,72 @@ impl Repo {
                 "commitMeta.message: must not be blank",
             ));
         }
-        let since_expected = self.changed_keys(&expected, &head)?;
+        // Operations are validated against the state at the expected hash (a PUT that updates a
+        // key without its content ID is a 400), and checked for conflicts against HEAD: a key
+        // touched since the expected hash conflicts (409).
+        let at_expected = self.commit(&expected)?.contents.clone();
         let mut contents = self.commit(&head)?.contents.clone();
         let mut conflicts = Vec::new();
         let mut added = Vec::new();
         let mut wire_ops = Vec::new();
         for op in ops {
-            match op {
-                Op::Put { key, mut content } => {
-                    if since_expected.contains_key(&key) {
-                        conflicts.push(Conflict::new(
-                            "VALUE_DIFFERS",
-                            Some(&key),
-                            format!("values of existing and expected content for key '{}' are different", key_str(&key)),
-                        ));
-                        continue;
-                    }
+            let (key, put) = match op {
+                Op::Put { key, content } => (key, Some(content)),
+                Op::Delete { key } => (key, None),
+                Op::Unchanged => continue,
+            };
+            let k = key_str(&key);
+            let before = at_expected.get(&key);
+            let now = contents.get(&key);
+            let conflict = |t: &str, m: String| Conflict::new(t, Some(&key), m);
+            match put {
+                Some(mut content) => {
                     let given_id = content
                         .get("id")
                         .and_then(Value::as_str)
                         .map(str::to_string);
-                    match (contents.get(&key), given_id) {
+                    match (before, &given_id) {
+                        (Some(_), None) => {
+                            return Err(NessieFakeError::bad_request(format!(
+                                "New value to update existing key '{k}' has no content ID"
+                            )));
+                        }
+                        (None, None) if now.is_some() => {
+                            conflicts
+                                .push(conflict("KEY_EXISTS", format!("key '{k}' already exists")));
+                            continue;
+                        }
                         (None, None) => {
                             let id = uuid::Uuid::new_v4().to_string();
                             content["id"] = json!(id);
                             added.push((key.clone(), id));
                         }
                         (None, Some(_)) => {
-                            conflicts.push(Conflict::new(
+                            conflicts.push(conflict(
                                 "KEY_DOES_NOT_EXIST",
-                                Some(&key),
-                                format!("key '{}' does not exist", key_str(&key)),
-                            ));
-                            continue;
-                        }
-                        (Some(_), None) => {
-                            conflicts.push(Conflict::new(
-                                "KEY_EXISTS",
-                                Some(&key),
-                                format!("key '{}' already exists", key_str(&key)),
+                                format!("key '{k}' does not exist"),
                             ));
                             continue;
                         }
                         (Some(old), Some(id)) => {
                             if old.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-                                conflicts.push(Conflict::new(
+                                conflicts.push(conflict(
                                     "CONTENT_ID_DIFFERS",
-                                    Some(&key),
-                                    format!("content IDs of existing and expected content for key '{}' are different", key_str(&key)),
+                                    format!("content IDs of existing and expected content for key '{k}' are different"),
+                                ));
+                                continue;
+                            }
+                            if now != Some(old) {
+                                conflicts.push(conflict(
+                                    "VALUE_DIFFERS",
+                                    format!("values of existing and expected content for key '{k}' are different"),
                                 ));
                                 continue;
                             }
                             if old.get("type") != content.get("type") {
-                                conflicts.push(Conflict::new(
+                                conflicts.push(conflict(
                                     "PAYLOAD_DIFFERS",
-                                    Some(&key),
-                                    format!("payload of existing and expected content for key '{}' are different", key_str(&key)),
+                                    format!("payload of existing and expected content for key '{k}' are different"),
                                 ));
                                 continue;
                             }
@@ -981,39 +990,36 @@ impl Repo {
                         .push(json!({ "type": "PUT", "key": key_json(&key), "content": content }));
                     contents.insert(key, content);
                 }
-                Op::Delete { key } => {
-                    if since_expected.contains_key(&key) {
-                        conflicts.push(Conflict::new(
-                            "VALUE_DIFFERS",
-                            Some(&key),
-                            format!("values of existing and expected content for key '{}' are different", key_str(&key)),
-                        ));
-                        continue;
-                    }
-                    if contents.remove(&key).is_none() {
-                        conflicts.push(Conflict::new(
+                None => {
+                    if now.is_none() {
+                        conflicts.push(conflict(
                             "KEY_DOES_NOT_EXIST",
-                            Some(&key),
-                            format!("key '{}' does not exist", key_str(&key)),
+                            format!("key '{k}' does not exist"),
                         ));
                         continue;
                     }
+                    if now != before {
+                        conflicts.push(conflict(
+                            "VALUE_DIFFERS",
+                            format!("values of existing and expected content for key '{k}' are different"),
+                        ));
+                        continue;
+                    }
+                    contents.remove(&key);
                     wire_ops.push(json!({ "type": "DELETE", "key": key_json(&key) }));
                 }
-                Op::Unchanged => {}
             }
         }
         conflicts.extend(namespace_conflicts(&contents, &wire_ops));
         if !conflicts.is_empty() {
-            let msg = format!(
-                "There are conflicts that prevent committing the provided operations: {}.",
-                conflicts
-                    .iter()
-                    .map(|c| c.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return Err(NessieFakeError::conflict(msg, conflicts));
+            return Err(NessieFakeError::conflict(
+                commit_conflict_message(&conflicts),
+                conflicts,
+            ));
+        }
+        if meta.authors.is_empty() {
+            // The real server records the committer as the author when the client names none.
+            meta.authors = vec![self.committer.clone()];
         }
         let t = self.next_time();
         meta.commit_time = t;
@@ -1062,7 +1068,7 @@ impl Repo {
         let mut outcome = MergeOutcome {
             was_applied: false,
             was_successful: true,
-            resultant_target_hash: head.clone(),
+            resultant_target_hash: Some(head.clone()),
             common_ancestor: Some(base.clone()),
             target_branch: target.clone(),
             effective_target_hash: head.clone(),
@@ -1127,6 +1133,7 @@ impl Repo {
         if !conflicts.is_empty() {
             if req.return_conflict_as_result {
                 outcome.was_successful = false;
+                outcome.resultant_target_hash = None;
                 return Ok(outcome);
             }
             let msg = format!(
@@ -1140,9 +1147,13 @@ impl Repo {
             return Err(NessieFakeError::conflict(msg, conflicts));
         }
         if req.dry_run {
+            outcome.resultant_target_hash = None;
             return Ok(outcome);
         }
         let mut meta = req.meta;
+        if meta.authors.is_empty() {
+            meta.authors = vec![self.committer.clone()];
+        }
         if meta.message.trim().is_empty() {
             meta.message = format!("Merged {from_name} at {from} into {target} at {expected}");
         }
@@ -1166,7 +1177,7 @@ impl Repo {
         );
         self.refs.insert(target, (RefKind::Branch, hash.clone()));
         outcome.was_applied = true;
-        outcome.resultant_target_hash = hash;
+        outcome.resultant_target_hash = Some(hash);
         Ok(outcome)
     }
 
@@ -1260,7 +1271,7 @@ impl Repo {
         let mut outcome = MergeOutcome {
             was_applied: false,
             was_successful: true,
-            resultant_target_hash: head.clone(),
+            resultant_target_hash: Some(head.clone()),
             common_ancestor: None,
             target_branch: target.clone(),
             effective_target_hash: head.clone(),
@@ -1270,6 +1281,7 @@ impl Repo {
         if !conflicts.is_empty() {
             if req.return_conflict_as_result {
                 outcome.was_successful = false;
+                outcome.resultant_target_hash = None;
                 return Ok(outcome);
             }
             let keys: Vec<String> = conflicts
@@ -1285,6 +1297,7 @@ impl Repo {
             ));
         }
         if req.dry_run {
+            outcome.resultant_target_hash = None;
             return Ok(outcome);
         }
         let mut cur = head;
@@ -1308,7 +1321,7 @@ impl Repo {
         }
         self.refs.insert(target, (RefKind::Branch, cur.clone()));
         outcome.was_applied = true;
-        outcome.resultant_target_hash = cur;
+        outcome.resultant_target_hash = Some(cur);
         Ok(outcome)
     }
 
@@ -1423,6 +1436,28 @@ impl Repo {
             },
             ops,
         ))
+    }
+}
+
+/// The message of a 409 for a commit: the single conflict's message as a sentence
+/// (`Key 'a.b' already exists.`), or all of them.
+fn commit_conflict_message(conflicts: &[Conflict]) -> String {
+    let sentence = |m: &str| {
+        let mut c = m.chars();
+        match c.next() {
+            Some(f) => format!("{}{}.", f.to_uppercase(), c.as_str()),
+            None => String::new(),
+        }
+    };
+    match conflicts {
+        [one] => sentence(&one.message),
+        many => format!(
+            "There are multiple conflicts that prevent committing the provided operations: {}",
+            many.iter()
+                .map(|c| sentence(&c.message))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
     }
 }
 
@@ -1572,8 +1607,10 @@ pub(crate) fn parse_merge(body: &Value) -> MergeRequest {
         meta,
         default_mode,
         key_modes,
-        dry_run: b("dryRun"),
-        return_conflict_as_result: b("returnConflictAsResult"),
+        // Nessie 0.99 reads these flags as `isDryRun` / `isReturnConflictAsResult` and silently
+        // ignores `dryRun` / `returnConflictAsResult` (recorded against the real server).
+        dry_run: b("isDryRun"),
+        return_conflict_as_result: b("isReturnConflictAsResult"),
     }
 }
 
