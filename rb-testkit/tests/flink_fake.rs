@@ -1,6 +1,9 @@
 //! The Flink fake against real Flink 2.3.0 captures (fixtures/flink), and its behaviours through
 //! reqwest. Run: `cargo test -p rb-testkit --test flink_fake`.
 
+// Helpers outside #[test] functions unwrap and panic like the tests: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -1129,8 +1132,10 @@ async fn injected_faults_reach_the_client() {
     assert_eq!(s, 200);
     assert!(started.elapsed() >= Duration::from_secs(2));
 
-    // (a fresh client: FakeHttp stops accepting, connections already open stay served)
+    // the server goes away: the open (pooled) connection fails, new ones are refused
     fake.refuse_connections();
+    assert!(c.get(&url).send().await.is_err(), "the pooled connection died");
+    assert!(c.get(&url).send().await.unwrap_err().is_connect());
     assert!(client().get(&url).send().await.unwrap_err().is_connect());
     fake.restore().await.unwrap();
     assert_eq!(get(&c, &url).await.0, 200);

@@ -1,7 +1,10 @@
 //! The server every HTTP fake runs on.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use axum::body::{Body, Bytes};
@@ -10,7 +13,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::fault::{Fault, Faults};
@@ -34,6 +38,8 @@ pub struct FakeHttp {
     faults: Faults,
     router: Router,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Bumped by `refuse_connections`: connections accepted before fail on their next read/write.
+    gate: Arc<AtomicU64>,
 }
 
 impl FakeHttp {
@@ -50,8 +56,9 @@ impl FakeHttp {
         let router = router.layer(middleware::from_fn_with_state(shared, record_and_fault));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let task = spawn_serve(listener, router.clone());
-        Ok(Self { addr, log, faults, router, task: Mutex::new(Some(task)) })
+        let gate = Arc::new(AtomicU64::new(0));
+        let task = spawn_serve(listener, router.clone(), gate.clone());
+        Ok(Self { addr, log, faults, router, task: Mutex::new(Some(task)), gate })
     }
 
     /// The address the fake listens on.
@@ -74,8 +81,10 @@ impl FakeHttp {
         &self.faults
     }
 
-    /// Stop listening: new connections are refused until [`FakeHttp::restore`]. State is kept.
+    /// Stop listening: new connections are refused until [`FakeHttp::restore`], and connections
+    /// already open fail on their next request (as when the process dies). State is kept.
     pub fn refuse_connections(&self) {
+        self.gate.fetch_add(1, Ordering::SeqCst);
         if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
@@ -94,7 +103,7 @@ impl FakeHttp {
         for _ in 0..50 {
             match TcpListener::bind(self.addr).await {
                 Ok(listener) => {
-                    let task = spawn_serve(listener, self.router.clone());
+                    let task = spawn_serve(listener, self.router.clone(), self.gate.clone());
                     *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
                     return Ok(());
                 }
@@ -117,12 +126,74 @@ impl Drop for FakeHttp {
     }
 }
 
-fn spawn_serve(listener: TcpListener, router: Router) -> JoinHandle<()> {
+fn spawn_serve(listener: TcpListener, router: Router, gate: Arc<AtomicU64>) -> JoinHandle<()> {
+    let listener = GatedListener { inner: listener, gate };
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::debug!(error = %e, "fake http server ended");
         }
     })
+}
+
+/// A listener whose connections die when the gate moves (see [`FakeHttp::refuse_connections`]).
+struct GatedListener {
+    inner: TcpListener,
+    gate: Arc<AtomicU64>,
+}
+
+impl axum::serve::Listener for GatedListener {
+    type Io = GatedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+        let generation = self.gate.load(Ordering::SeqCst);
+        (GatedStream { inner: io, gate: self.gate.clone(), generation }, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A server-side connection that fails once its listener has been told to refuse connections.
+struct GatedStream {
+    inner: TcpStream,
+    gate: Arc<AtomicU64>,
+    generation: u64,
+}
+
+impl GatedStream {
+    fn closed(&self) -> Option<std::io::Error> {
+        (self.gate.load(Ordering::SeqCst) != self.generation)
+            .then(|| std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake server went away"))
+    }
+}
+
+impl AsyncRead for GatedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if let Some(e) = self.closed() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GatedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        if let Some(e) = self.closed() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 async fn record_and_fault(State(shared): State<Shared>, req: Request, next: Next) -> Response {
