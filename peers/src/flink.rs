@@ -1,1 +1,349 @@
-//! flink: filled by the real-peer tier work.
+//! A real Apache Flink 2.3 session cluster started by `peers/scripts/flink.sh` (JobManager with the
+//! adaptive scheduler, one TaskManager, our keyed-state job running).
+//!
+//! [`FlinkCluster`] brings about the runbook's Flink situations for real — the TaskManager JVM killed
+//! and started again, a savepoint, a rescale through `PUT /jobs/<id>/resource-requirements` — and reads
+//! the ground truth from Flink's own REST API (`/jobs/<id>/status` for live state, `numRestarts` from
+//! `/jobs/<id>/metrics`, because `/jobs/<id>` is cached for a few seconds and has no restart count).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use tokio::process::Command;
+
+use crate::env::PeerEnv;
+
+/// One REST answer: the HTTP status and the body (JSON, or a JSON string holding a non-JSON body).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// HTTP status code.
+    pub status: u16,
+    /// The body.
+    pub body: Value,
+}
+
+/// A status seen while watching a job, with when it was first seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSeen {
+    /// Time since the watch began.
+    pub after: Duration,
+    /// The job status (`RUNNING`, `RESTARTING`, `CREATED`, …).
+    pub status: String,
+}
+
+/// How a savepoint ended, from `GET /jobs/<id>/savepoints/<trigger>`.
+#[derive(Debug, Clone)]
+pub struct SavepointOutcome {
+    /// `operation.location` when it succeeded.
+    pub location: Option<String>,
+    /// `operation.failure-cause` when it failed (a failed savepoint is also `COMPLETED`).
+    pub failure: Option<Value>,
+    /// The final answer as Flink gave it.
+    pub raw: Value,
+}
+
+/// The cluster and job the start script recorded.
+#[derive(Debug, Clone)]
+pub struct FlinkCluster {
+    url: String,
+    job_id: String,
+    script: PathBuf,
+    savepoint_dir: String,
+    http: reqwest::Client,
+}
+
+impl FlinkCluster {
+    /// Read `FLINK_URL`, `FLINK_JOB_ID`, `FLINK_SCRIPT`, `FLINK_SAVEPOINT_DIR` from the env file.
+    pub fn from_env(env: &PeerEnv) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .context("building the HTTP client")?;
+        let job_id = env.get("FLINK_JOB_ID")?.to_string();
+        if job_id.len() != 32 || !job_id.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("FLINK_JOB_ID is not a Flink job id: {job_id:?}");
+        }
+        Ok(Self {
+            url: env.get("FLINK_URL")?.trim_end_matches('/').to_string(),
+            job_id,
+            script: PathBuf::from(env.get("FLINK_SCRIPT")?),
+            savepoint_dir: env.get("FLINK_SAVEPOINT_DIR")?.to_string(),
+            http,
+        })
+    }
+
+    /// The REST base URL (`http://127.0.0.1:18081`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The id of our long-running job.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The directory savepoints go to by default.
+    pub fn savepoint_dir(&self) -> &str {
+        &self.savepoint_dir
+    }
+
+    /// Call the REST API: `method` (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`) on `path` (starting with `/`).
+    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Answer> {
+        let m = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| anyhow!("bad HTTP method {method:?}"))?;
+        let url = format!("{}{path}", self.url);
+        let mut req = self.http.request(m, &url);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .with_context(|| format!("reading the body of {method} {url}"))?;
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(Answer { status, body })
+    }
+
+    /// `GET path`, requiring a 2xx answer.
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        let a = self.call("GET", path, None).await?;
+        if !(200..300).contains(&a.status) {
+            bail!("GET {path}: HTTP {} {}", a.status, a.body);
+        }
+        Ok(a.body)
+    }
+
+    /// Live job status from `/jobs/<id>/status`.
+    pub async fn job_status(&self) -> Result<String> {
+        let path = format!("/jobs/{}/status", self.job_id);
+        let v = self.get(&path).await?;
+        v.get("status")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("GET {path}: no status in {v}"))
+    }
+
+    /// `numRestarts` from `/jobs/<id>/metrics?get=numRestarts`; `None` while the metric is not yet
+    /// reported (Flink answers `[]` for a while after a (re)start). The value arrives as a string.
+    pub async fn num_restarts(&self) -> Result<Option<u64>> {
+        let path = format!("/jobs/{}/metrics?get=numRestarts", self.job_id);
+        let v = self.get(&path).await?;
+        let items = v
+            .as_array()
+            .ok_or_else(|| anyhow!("GET {path}: not an array: {v}"))?;
+        for m in items {
+            if m.get("id").and_then(Value::as_str) == Some("numRestarts") {
+                let raw = m
+                    .get("value")
+                    .ok_or_else(|| anyhow!("GET {path}: numRestarts has no value: {m}"))?;
+                let n = match raw {
+                    Value::String(s) => s
+                        .parse::<u64>()
+                        .with_context(|| format!("numRestarts value {s:?}"))?,
+                    Value::Number(n) => {
+                        n.as_u64().ok_or_else(|| anyhow!("numRestarts value {n}"))?
+                    }
+                    other => bail!("GET {path}: numRestarts value {other}"),
+                };
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Wait until `numRestarts` is reported and satisfies `pred`; returns it.
+    pub async fn wait_num_restarts(
+        &self,
+        pred: impl Fn(u64) -> bool,
+        timeout: Duration,
+    ) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.num_restarts().await?;
+            if let Some(n) = last {
+                if pred(n) {
+                    return Ok(n);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("numRestarts did not reach the expected value within {timeout:?} (last {last:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Poll `/jobs/<id>/status` every 200 ms until it says `wanted`; returns every distinct status seen
+    /// in order (the first entry is the status at the start).
+    pub async fn wait_status(&self, wanted: &str, timeout: Duration) -> Result<Vec<StatusSeen>> {
+        let t0 = Instant::now();
+        let mut seen: Vec<StatusSeen> = Vec::new();
+        loop {
+            let s = self.job_status().await?;
+            if seen.last().map(|l| l.status.as_str()) != Some(s.as_str()) {
+                seen.push(StatusSeen {
+                    after: t0.elapsed(),
+                    status: s.clone(),
+                });
+            }
+            if s == wanted {
+                return Ok(seen);
+            }
+            if t0.elapsed() >= timeout {
+                bail!(
+                    "job {} not {wanted} within {timeout:?}; seen {seen:?}",
+                    self.job_id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn script(&self, arg: &str) -> Result<()> {
+        let out = Command::new("bash")
+            .arg(&self.script)
+            .arg(arg)
+            .output()
+            .await
+            .with_context(|| format!("running {} {arg}", self.script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} {arg} failed ({}): {}",
+                self.script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGKILL the TaskManager JVM (the real process the script started).
+    pub async fn kill_taskmanager(&self) -> Result<()> {
+        self.script("tm-kill").await
+    }
+
+    /// Start a TaskManager again; returns once it has registered with the JobManager.
+    pub async fn start_taskmanager(&self) -> Result<()> {
+        self.script("tm-start").await
+    }
+
+    /// `POST /jobs/<id>/savepoints` (no cancel) into `target` or the cluster's savepoint dir; returns
+    /// the trigger id and the raw answer.
+    pub async fn trigger_savepoint(&self, target: Option<&str>) -> Result<(String, Answer)> {
+        let path = format!("/jobs/{}/savepoints", self.job_id);
+        let dir = target.unwrap_or(&self.savepoint_dir);
+        let body = json!({"cancel-job": false, "target-directory": dir});
+        let a = self.call("POST", &path, Some(&body)).await?;
+        if a.status != 202 {
+            bail!("POST {path}: HTTP {} {}", a.status, a.body);
+        }
+        let id = a
+            .body
+            .get("request-id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("POST {path}: no request-id in {}", a.body))?
+            .to_string();
+        Ok((id, a))
+    }
+
+    /// Poll `GET /jobs/<id>/savepoints/<trigger>` until `status.id` is `COMPLETED`.
+    pub async fn wait_savepoint(
+        &self,
+        trigger: &str,
+        timeout: Duration,
+    ) -> Result<SavepointOutcome> {
+        let path = format!("/jobs/{}/savepoints/{trigger}", self.job_id);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.get(&path).await?;
+            let state = v
+                .pointer("/status/id")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if state == "COMPLETED" {
+                let op = v.get("operation").cloned().unwrap_or(Value::Null);
+                return Ok(SavepointOutcome {
+                    location: op
+                        .get("location")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    failure: op.get("failure-cause").cloned(),
+                    raw: v,
+                });
+            }
+            if state != "IN_PROGRESS" {
+                bail!("GET {path}: unexpected status {v}");
+            }
+            if Instant::now() >= deadline {
+                bail!("savepoint {trigger} still IN_PROGRESS after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The job's vertex ids with their current parallelism (from `/jobs/<id>`, cached ~3 s by Flink).
+    pub async fn vertices(&self) -> Result<Vec<(String, u64)>> {
+        let path = format!("/jobs/{}", self.job_id);
+        let v = self.get(&path).await?;
+        let vs = v
+            .get("vertices")
+            .and_then(Value::as_array)
+            .ok_or_else(|| anyhow!("GET {path}: no vertices"))?;
+        vs.iter()
+            .map(|x| {
+                let id = x
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| anyhow!("vertex without id: {x}"))?;
+                let p = x
+                    .get("parallelism")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| anyhow!("vertex without parallelism: {x}"))?;
+                Ok((id.to_string(), p))
+            })
+            .collect()
+    }
+
+    /// Ask the adaptive scheduler to run every vertex with parallelism between 1 and `upper`
+    /// (`PUT /jobs/<id>/resource-requirements`); returns Flink's answer.
+    pub async fn set_parallelism(&self, upper: u32) -> Result<Answer> {
+        if upper == 0 {
+            bail!("parallelism must be at least 1");
+        }
+        let mut req = serde_json::Map::new();
+        for (id, _) in self.vertices().await? {
+            req.insert(
+                id,
+                json!({"parallelism": {"lowerBound": 1, "upperBound": upper}}),
+            );
+        }
+        let path = format!("/jobs/{}/resource-requirements", self.job_id);
+        self.call("PUT", &path, Some(&Value::Object(req))).await
+    }
+
+    /// Wait until every vertex runs with `parallelism` and the job is RUNNING.
+    pub async fn wait_parallelism(&self, parallelism: u64, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let vs = self.vertices().await?;
+            if vs.iter().all(|(_, p)| *p == parallelism) && self.job_status().await? == "RUNNING" {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("vertices not at parallelism {parallelism} within {timeout:?}: {vs:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}

@@ -3,6 +3,9 @@
 //!
 //! `RB_PEERS_RECORD=1` also writes the answers into `rb-testkit/fixtures/real/cassandra/`.
 
+// Test helpers outside #[test] functions: a failed precondition should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
