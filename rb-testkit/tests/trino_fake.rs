@@ -125,7 +125,20 @@ async fn info_is_public_and_shaped_like_trino() {
         .await
         .unwrap();
     assert_eq!(state, "ACTIVE");
-    trino.set_shutting_down(true);
+    let c = client();
+    let put = |body: &'static str| {
+        c.put(format!("{}/v1/info/state", trino.base_url()))
+            .header("X-Trino-User", "admin")
+            .header("Content-Type", "application/json")
+            .body(body)
+    };
+    let r = put("\"ACTIVE\"").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "Invalid state transition to ACTIVE"
+    );
+    assert_eq!(put("\"SHUTTING_DOWN\"").send().await.unwrap().status(), 200);
     let state: Value = client()
         .get(format!("{}/v1/info/state", trino.base_url()))
         .send()

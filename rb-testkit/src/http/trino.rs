@@ -6,7 +6,8 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /v1/info` (no auth) | `{"nodeVersion":{"version"},"environment","coordinator","starting","uptime"}` |
-//! | `GET /v1/info/state` (no auth) | `"ACTIVE"` |
+//! | `GET /v1/info/state` (no auth) | `"ACTIVE"` or `"SHUTTING_DOWN"` |
+//! | `PUT /v1/info/state` body `"SHUTTING_DOWN"` | 200 (graceful shutdown starts); any other state: 400 text `Invalid state transition to <S>` |
 //! | `GET /v1/query[?state=QUEUED]` | `[BasicQueryInfo]` the caller may view (`state` case-insensitive; an unknown state is a 500, as in Trino) |
 //! | `GET /v1/query/{id}` | the query (`BasicQueryInfo` fields plus `failureInfo`), **410** unknown id |
 //! | `DELETE /v1/query/{id}` | **204** always (idempotent); a live query ends FAILED / `USER_CANCELED` |
@@ -536,7 +537,7 @@ fn finish_failed(q: &mut QueryRec, now: i64, code: TrinoErrorCode, message: Stri
 fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/info", get(info))
-        .route("/v1/info/state", get(info_state))
+        .route("/v1/info/state", get(info_state).put(put_info_state))
         .route("/v1/query", get(list_queries))
         .route("/v1/query/{id}", get(get_query).delete(cancel_query))
         .route("/v1/query/{id}/killed", put(kill_query))
@@ -797,6 +798,31 @@ async fn info_state(State(s): State<Shared>) -> Response {
         "ACTIVE"
     };
     json_response(StatusCode::OK, json!(state))
+}
+
+async fn put_info_state(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(m) = authenticate(&headers) {
+        return unauthorized(m);
+    }
+    let wanted: Option<String> = serde_json::from_slice(&body).ok();
+    match wanted.as_deref() {
+        Some("SHUTTING_DOWN") => {
+            lock(&s).shutting_down = true;
+            StatusCode::OK.into_response()
+        }
+        Some(other) => (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain")],
+            format!("Invalid state transition to {other}"),
+        )
+            .into_response(),
+        None => (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "Request body must be a JSON string: \"SHUTTING_DOWN\"".to_string(),
+        )
+            .into_response(),
+    }
 }
 
 async fn list_queries(
