@@ -54,8 +54,9 @@ type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 /// The handle is `Send + Sync + Clone` (clones share the cluster, which stops when the last clone is
 /// dropped: the thread closes its clients, destroys the mock cluster and is joined).
 ///
-/// Every method is a short blocking call (microseconds for control operations, milliseconds for
-/// seeding offsets). Calling them from async code is fine on a multi-thread runtime and on a
+/// Every method is a short blocking call (under a millisecond for control operations, which the
+/// fake spaces 0.4 ms apart to dodge a lost-wake-up stall of librdkafka's mock thread; milliseconds
+/// for seeding offsets). Calling them from async code is fine on a multi-thread runtime and on a
 /// `current_thread` runtime with paused time alike; with paused time they are even deterministic,
 /// because the runtime cannot auto-advance the clock while a call blocks it.
 ///
@@ -396,7 +397,9 @@ impl FakeKafka {
     /// log end included, as Kafka allows), then reads it back with OffsetFetch to confirm.
     ///
     /// Works for groups without active members (like resetting offsets on a real cluster): a group a
-    /// running consumer has joined rejects commits from outside its generation.
+    /// running consumer has joined rejects commits from outside its generation. On an error the
+    /// model keeps the previous committed offsets (except for [`FakeKafkaError::CommitMismatch`],
+    /// where it takes what the cluster reported).
     pub fn commit(&self, group: &str, topic: &str, partition: i32, offset: i64) -> Result<()> {
         self.commit_many(group, topic, &[(partition, offset)])
     }
