@@ -138,6 +138,119 @@ fn shape_diff_catches_names_and_types() {
     .is_empty());
 }
 
+// ---------------------------------------------------------------- values that must match too
+
+/// Keys whose values carry the state a client acts on: outside arrays they must equal the
+/// capture's (after id substitution).
+const SAME_VALUE: &[&str] = &[
+    "state",
+    "status",
+    "status.id",
+    "application-status",
+    "className",
+    "checkpoint_type",
+    "is_savepoint",
+    "savepointFormat",
+    "triggerCause",
+    "terminalState",
+    "exceptionName",
+    "flink-version",
+    "refresh-interval",
+    "jobType",
+    "job-type",
+    "schedulerType",
+    "isStoppable",
+    "restart-strategy",
+    "job-parallelism",
+    "truncated",
+    "taskmanagers",
+    "slots-total",
+    "slots-available",
+    "jobs-running",
+    "jobs-finished",
+    "jobs-cancelled",
+    "jobs-failed",
+    "mode",
+    "interval",
+    "counts.restored",
+    "counts.failed",
+    "counts.in_progress",
+    "rescalesCounts.completed",
+    "lowerBound",
+    "upperBound",
+];
+
+/// First line of every error text / stack trace, and the [`SAME_VALUE`] fields, must match.
+fn value_diff(real: &Value, fake: &Value, ids: &[(String, String)]) -> Vec<String> {
+    fn first_line(s: &str) -> &str {
+        s.lines().next().unwrap_or("")
+    }
+    fn walk(
+        r: &Value,
+        f: &Value,
+        path: &str,
+        in_array: bool,
+        ids: &[(String, String)],
+        out: &mut Vec<String>,
+    ) {
+        match (r, f) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, rv) in a {
+                    let Some(fv) = b.get(k) else { continue };
+                    let p = format!("{path}.{k}");
+                    let traced = matches!(k.as_str(), "stack-trace" | "stacktrace");
+                    if let (true, Some(rs), Some(fs)) = (traced, rv.as_str(), fv.as_str()) {
+                        let want = subst(first_line(rs), ids);
+                        if want != first_line(fs) {
+                            out.push(format!(
+                                "{p}: first line {:?}, real {:?}",
+                                first_line(fs),
+                                want
+                            ));
+                        }
+                        continue;
+                    }
+                    if k == "errors" {
+                        if let (Some(ra), Some(fa)) = (rv.as_array(), fv.as_array()) {
+                            if ra.len() != fa.len() {
+                                out.push(format!("{p}: {} errors, real {}", fa.len(), ra.len()));
+                            }
+                            for (x, y) in ra.iter().zip(fa) {
+                                let want = subst(first_line(x.as_str().unwrap_or("")), ids);
+                                let got = first_line(y.as_str().unwrap_or(""));
+                                if want != got {
+                                    out.push(format!("{p}: {got:?}, real {want:?}"));
+                                }
+                            }
+                            continue;
+                        }
+                    }
+                    let checked = SAME_VALUE.iter().any(|key| p.ends_with(&format!(".{key}")));
+                    if checked && !in_array && !rv.is_object() && !rv.is_array() {
+                        let want = match rv {
+                            Value::String(s) => Value::String(subst(s, ids)),
+                            other => other.clone(),
+                        };
+                        if &want != fv {
+                            out.push(format!("{p}: {fv}, real {want}"));
+                        }
+                    }
+                    walk(rv, fv, &p, in_array, ids, out);
+                }
+            }
+            (Value::Array(a), Value::Array(b)) => {
+                for (x, y) in a.iter().zip(b) {
+                    walk(x, y, &format!("{path}[]"), true, ids, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(real, fake, "$", false, ids, &mut out);
+    out
+}
+
 // ---------------------------------------------------------------- the capture walk
 
 struct Row {
@@ -347,6 +460,9 @@ async fn every_captured_call_has_the_same_status_and_shape() {
             continue;
         }
         for d in shape_diff(&real, &got) {
+            failures.push(format!("{} {}: {d}", row.name, row.path));
+        }
+        for d in value_diff(&real, &got, &ids) {
             failures.push(format!("{} {}: {d}", row.name, row.path));
         }
         if row.method != "GET" {
@@ -1134,7 +1250,10 @@ async fn injected_faults_reach_the_client() {
 
     // the server goes away: the open (pooled) connection fails, new ones are refused
     fake.refuse_connections();
-    assert!(c.get(&url).send().await.is_err(), "the pooled connection died");
+    assert!(
+        c.get(&url).send().await.is_err(),
+        "the pooled connection died"
+    );
     assert!(c.get(&url).send().await.unwrap_err().is_connect());
     assert!(client().get(&url).send().await.unwrap_err().is_connect());
     fake.restore().await.unwrap();
@@ -1187,4 +1306,31 @@ async fn backpressure_follows_the_scripted_ratio() {
     assert!(fake
         .set_backpressure(&job, "ffffffffffffffffffffffffffffffff", 0.1)
         .is_err());
+}
+
+#[test]
+fn value_diff_catches_states_and_error_texts() {
+    let ids = vec![(
+        "820589c381fd8920f39255783eb12308".to_string(),
+        "ffffffffffffffffffffffffffffffff".to_string(),
+    )];
+    let real = json!({"state": "RUNNING", "errors": ["x.Y: Job 820589c381fd8920f39255783eb12308 not found\n\tat a"], "history": [{"state": "A"}]});
+    let same = json!({"state": "RUNNING", "errors": ["x.Y: Job ffffffffffffffffffffffffffffffff not found\n\tat b"], "history": [{"state": "B"}]});
+    assert!(
+        value_diff(&real, &same, &ids).is_empty(),
+        "{:?}",
+        value_diff(&real, &same, &ids)
+    );
+    let other = json!({"state": "FAILED", "errors": ["x.Y: Job 820589c381fd8920f39255783eb12308 not found"], "history": []});
+    assert_eq!(value_diff(&real, &other, &ids).len(), 2);
+    let trace = json!({"failure-cause": {"stack-trace": "java.lang.X: boom\n\tat y"}});
+    assert_eq!(
+        value_diff(
+            &trace,
+            &json!({"failure-cause": {"stack-trace": "java.lang.X: bang"}}),
+            &ids
+        )
+        .len(),
+        1
+    );
 }
