@@ -1306,6 +1306,25 @@ async fn backpressure_follows_the_scripted_ratio() {
     assert!(fake
         .set_backpressure(&job, "ffffffffffffffffffffffffffffffff", 0.1)
         .is_err());
+    let source = fake.vertices(&job).unwrap()[0].0.clone();
+    fake.set_pending_records(&job, &source, 12_000).unwrap();
+    sleep(Duration::from_secs(10)).await;
+    let (_, m) = get(
+        &c,
+        &format!(
+            "{base}/jobs/{job}/vertices/{source}/metrics?get=0.Source__datagen.pendingRecords"
+        ),
+    )
+    .await;
+    assert_eq!(
+        m,
+        json!([{"id": "0.Source__datagen.pendingRecords", "value": "12000"}])
+    );
+    let (_, a) = get(&c, &format!("{base}/jobs/{job}/vertices/{source}/subtasks/metrics?get=Source__datagen.pendingRecords&agg=sum")).await;
+    assert_eq!(
+        a,
+        json!([{"id": "Source__datagen.pendingRecords", "sum": 12000.0}])
+    );
 }
 
 #[test]

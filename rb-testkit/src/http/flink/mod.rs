@@ -493,6 +493,17 @@ impl FakeFlink {
         self.with_vertex(job, vertex_id, |v| v.backpressure = ratio.clamp(0.0, 1.0))
     }
 
+    /// Set the backlog of a source vertex: its `<subtask>.<source>.pendingRecords` metrics (as
+    /// Flink's Kafka source reports them) sum to `records`.
+    pub fn set_pending_records(
+        &self,
+        job: &str,
+        vertex_id: &str,
+        records: u64,
+    ) -> Result<(), FakeFlinkError> {
+        self.with_vertex(job, vertex_id, |v| v.pending_records = records)
+    }
+
     fn with_vertex(
         &self,
         job: &str,

@@ -167,6 +167,8 @@ pub(crate) struct Vertex {
     pub parallelism: u32,
     pub records_per_second: f64,
     pub backpressure: f64,
+    /// Records waiting in the source (Kafka backlog), over all subtasks.
+    pub pending_records: u64,
     pub start_ms: i64,
     pub end_ms: Option<i64>,
 }
@@ -209,6 +211,7 @@ pub(crate) fn spec_vertices(spec: &JobSpec, ms: i64) -> Vec<Vertex> {
             parallelism: v.parallelism,
             records_per_second: v.records_per_second,
             backpressure: 0.0,
+            pending_records: 0,
             start_ms: ms,
             end_ms: None,
         })
@@ -969,11 +972,15 @@ impl Cluster {
                     .cfg
                     .metrics_fetch_interval
                     .max(Duration::from_millis(1));
-                let skipped = (limit.saturating_duration_since(self.next_fetch).as_nanos()
-                    / every.as_nanos()) as u32;
-                let at = self.next_fetch + every * skipped;
+                let skipped =
+                    limit.saturating_duration_since(self.next_fetch).as_nanos() / every.as_nanos();
+                let at = u32::try_from(skipped)
+                    .ok()
+                    .and_then(|n| every.checked_mul(n))
+                    .and_then(|d| self.next_fetch.checked_add(d))
+                    .unwrap_or(limit);
                 self.fetch_metrics(at);
-                self.next_fetch = at + every;
+                self.next_fetch = at.checked_add(every).unwrap_or(at);
                 continue;
             }
             match event {
@@ -1656,6 +1663,14 @@ pub(crate) fn job_metrics(j: &Job, t: Instant, clock: &Clock) -> JobMetricSnap {
                         _ => "0".to_string(),
                     };
                     m.push((format!("{s}.{op}.{name}"), val));
+                }
+            }
+            if v.is_source() {
+                // the source operator (first of the chain) reports its backlog, split over subtasks
+                if let Some(op) = v.operators().first() {
+                    let share = v.pending_records / u64::from(p)
+                        + u64::from(u64::from(s) < v.pending_records % u64::from(p));
+                    m.push((format!("{s}.{op}.pendingRecords"), share.to_string()));
                 }
             }
             subtasks.push(m);
