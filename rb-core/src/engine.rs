@@ -22,7 +22,7 @@ use crate::error::{Error, ErrorKind, ProbeError};
 use crate::escalation::{EscalationReason, LogNotifier, Notification, Notifier};
 use crate::incident::{step_state, Incident, IncidentRecord, Phase, Resolution, StepState};
 use crate::journal::{Event, Journal, MemoryJournal};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ProbeResult, ProbeSeries, VerdictSeries};
 use crate::observation::facts::NessieCommit;
 use crate::observation::{Evidence, Observation};
 use crate::playbook::{Playbook, Runbook, Source};
@@ -138,6 +138,7 @@ impl EngineBuilder {
             .journal
             .unwrap_or_else(|| Arc::new(MemoryJournal::new()));
         let mut rng = StdRng::seed_from_u64(self.seed);
+        let metrics = Metrics::default();
         let now = Instant::now();
         let mut bindings = Vec::new();
         for (pi, p) in self.runbook.playbooks.iter().enumerate() {
@@ -161,6 +162,13 @@ impl EngineBuilder {
                     state: SymptomState::default(),
                     verdict: Verdict::Unevaluated,
                     next_due,
+                    probe_series: match &d.source {
+                        Source::Probe { probe, .. } => {
+                            Some(metrics.probe_series(probe.id(), &probe.target().name))
+                        }
+                        _ => None,
+                    },
+                    verdicts: metrics.verdict_series(&p.id),
                 });
             }
         }
@@ -174,7 +182,7 @@ impl EngineBuilder {
             policy: self.policy,
             kill: self.kill,
             clock,
-            metrics: Metrics::default(),
+            metrics,
             state: tokio::sync::Mutex::new(State {
                 bindings,
                 open: BTreeMap::new(),
@@ -241,6 +249,8 @@ struct Binding {
     state: SymptomState,
     verdict: Verdict,
     next_due: Option<Instant>,
+    probe_series: Option<Arc<ProbeSeries>>,
+    verdicts: Arc<VerdictSeries>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -527,15 +537,21 @@ impl Engine {
         if !due.is_empty() {
             let runs = due.iter().filter_map(|&i| {
                 let b = &st.bindings[i];
-                match &inner.runbook.playbooks[b.playbook].detectors[b.detector].source {
-                    Source::Probe { probe, schedule } => {
-                        Some((i, probe.clone(), schedule.deadline))
+                match (
+                    &inner.runbook.playbooks[b.playbook].detectors[b.detector].source,
+                    &b.probe_series,
+                ) {
+                    (Source::Probe { probe, schedule }, Some(series)) => {
+                        Some((i, probe.clone(), schedule.deadline, series.clone()))
                     }
                     _ => None,
                 }
             });
-            let results = join_all(runs.map(|(i, probe, deadline)| async move {
-                (i, inner.observe(probe.as_ref(), deadline).await)
+            let results = join_all(runs.map(|(i, probe, deadline, series)| async move {
+                (
+                    i,
+                    inner.observe_with(probe.as_ref(), deadline, &series).await,
+                )
             }))
             .await;
             report.probes_run += results.len();
@@ -605,13 +621,7 @@ impl Engine {
             let d = &p.detectors[b.detector];
             let was_firing = b.verdict.is_firing();
             b.verdict = evaluate(d.symptom.as_ref(), &b.history, at, &mut b.state);
-            inner.metrics.inc(
-                "rb_verdicts_total",
-                vec![
-                    ("playbook", p.id.clone()),
-                    ("verdict", b.verdict.label().to_string()),
-                ],
-            );
+            b.verdicts.record(b.verdict.label());
             let Verdict::Firing(finding) = &b.verdict else {
                 continue;
             };
@@ -926,43 +936,54 @@ impl Inner {
         probe: &dyn Probe,
         deadline: Duration,
     ) -> Result<Observation, ProbeError> {
+        let series = self.metrics.probe_series(probe.id(), &probe.target().name);
+        self.observe_with(probe, deadline, &series).await
+    }
+
+    async fn observe_with(
+        &self,
+        probe: &dyn Probe,
+        deadline: Duration,
+        series: &ProbeSeries,
+    ) -> Result<Observation, ProbeError> {
         let _permit = self.probe_sem.acquire().await;
+        let at = Instant::now() + deadline;
         let ctx = ProbeContext {
-            deadline: Instant::now() + deadline,
+            deadline: at,
             clock: self.clock,
         };
         let started = Instant::now();
         let span =
             tracing::debug_span!("rb.probe", probe = %probe.id(), target = %probe.target().name);
-        let res = match tokio::time::timeout(deadline, probe.observe(&ctx))
-            .instrument(span)
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ProbeError::timeout(
-                probe.id(),
-                &probe.target().name,
-                "(probe deadline)",
-                deadline,
-            )),
-        };
-        let result = match &res {
-            Ok(_) => "ok",
-            Err(e) if e.kind() == ErrorKind::Timeout => "timeout",
-            Err(_) => "error",
-        };
-        let labels = vec![
-            ("probe", probe.id().to_string()),
-            ("target", probe.target().name.clone()),
-        ];
-        self.metrics
-            .observe_probe(labels.clone(), started.elapsed());
-        let mut l = labels;
-        l.push(("result", result.to_string()));
-        self.metrics.inc("rb_probe_runs_total", l);
-        if let Err(e) = &res {
-            tracing::debug!(error = %e, "probe failed");
+        let res = async {
+            let fut = probe.observe(&ctx);
+            futures::pin_mut!(fut);
+            // An answer that is ready at once needs no deadline timer (the common case for cached or
+            // in-process probes); anything else runs under the deadline.
+            if let std::task::Poll::Ready(r) = futures::poll!(&mut fut) {
+                return r;
+            }
+            match tokio::time::timeout_at(at, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(ProbeError::timeout(
+                    probe.id(),
+                    &probe.target().name,
+                    "(probe deadline)",
+                    deadline,
+                )),
+            }
         }
+        .instrument(span)
+        .await;
+        let result = match &res {
+            Ok(_) => ProbeResult::Ok,
+            Err(e) if e.kind() == ErrorKind::Timeout => ProbeResult::Timeout,
+            Err(e) => {
+                tracing::debug!(error = %e, "probe failed");
+                ProbeResult::Error
+            }
+        };
+        series.record(result, started.elapsed());
         res
     }
 

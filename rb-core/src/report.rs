@@ -442,8 +442,12 @@ pub fn describe(e: &Event) -> String {
         }
         Event::Verified { step, verification } => match verification {
             Verification::Succeeded { evidence } => format!("Step {step} verified: {evidence}"),
-            Verification::Failed { evidence } => format!("Step {step} verification FAILED: {evidence}"),
-            Verification::Inconclusive { why } => format!("Step {step} verification inconclusive: {why}"),
+            Verification::Failed { evidence } => {
+                format!("Step {step} verification FAILED: {evidence}")
+            }
+            Verification::Inconclusive { why } => {
+                format!("Step {step} verification inconclusive: {why}")
+            }
         },
         Event::Interrupted { step, action } => {
             format!("Step {step} {action} was interrupted (never finished)")

@@ -187,6 +187,19 @@ impl History {
         self.records.iter()
     }
 
+    /// Record `i` (0 = oldest).
+    pub fn get(&self, i: usize) -> Option<&Record> {
+        self.records.get(i)
+    }
+
+    /// Records in an index range, oldest first.
+    pub fn range<R: std::ops::RangeBounds<usize>>(
+        &self,
+        r: R,
+    ) -> impl DoubleEndedIterator<Item = &Record> {
+        self.records.range(r)
+    }
+
     /// The newest record.
     pub fn latest(&self) -> Option<&Record> {
         self.records.back()

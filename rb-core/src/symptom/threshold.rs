@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{
-    for_suffix, streak, streak_verdict, usable, EvalContext, Finding, Holds, Record, Symptom,
+    for_suffix, streak, streak_verdict, usable, EvalContext, Finding, History, Holds, Symptom,
     Verdict, ViolatedMetric,
 };
 use crate::observation::{Labels, Observation};
@@ -208,34 +208,52 @@ impl MetricQuery {
     }
 
     fn instant(&self, obs: &Observation) -> Result<f64, String> {
-        let values: Vec<f64> = obs
-            .samples_named(&self.name)
-            .filter(|s| {
-                self.matchers
+        // one pass, no allocation: this runs for every binding on every tick
+        let (mut n, mut sum, mut min, mut max) = (0usize, 0.0f64, f64::INFINITY, f64::NEG_INFINITY);
+        for s in obs.samples.iter() {
+            if s.name != self.name
+                || !self
+                    .matchers
                     .iter()
                     .all(|(k, v)| s.labels.get(k) == Some(v))
-            })
-            .map(|s| s.value)
-            .collect();
-        if values.iter().any(|v| v.is_nan()) {
-            return Err(format!("{} has a NaN sample", self.name));
+            {
+                continue;
+            }
+            if s.value.is_nan() {
+                return Err(format!("{} has a NaN sample", self.name));
+            }
+            n += 1;
+            sum += s.value;
+            min = min.min(s.value);
+            max = max.max(s.value);
         }
-        self.agg
-            .apply(&values)
-            .ok_or_else(|| format!("metric {} absent from {}", self.describe(), obs.probe))
+        if n == 0 {
+            return Err(format!(
+                "metric {} absent from {}",
+                self.describe(),
+                obs.probe
+            ));
+        }
+        Ok(match self.agg {
+            Aggregation::Max => max,
+            Aggregation::Min => min,
+            Aggregation::Sum => sum,
+            Aggregation::Avg => sum / n as f64,
+            Aggregation::Count => n as f64,
+        })
     }
 
     /// The value at record `i` of `history`.
-    fn value_at(&self, recs: &[&Record], i: usize) -> Result<f64, String> {
-        let rec = recs.get(i).ok_or_else(|| "no such record".to_string())?;
+    fn value_at(&self, h: &History, i: usize) -> Result<f64, String> {
+        let rec = h.get(i).ok_or_else(|| "no such record".to_string())?;
         let obs = usable(rec)?;
         match self.mode {
             Mode::Instant => self.instant(obs),
             Mode::Increase(w) | Mode::Rate(w) => {
                 // per-series increase over the window ending at record i, then aggregated
                 let start = rec.at.as_millis().saturating_sub(w.as_millis() as u64);
-                let window: Vec<&Observation> = recs[..=i]
-                    .iter()
+                let window: Vec<&Observation> = h
+                    .range(..=i)
                     .filter(|r| r.at.as_millis() >= start)
                     .filter_map(|r| usable(r).ok())
                     .collect();
@@ -403,17 +421,16 @@ impl Symptom for Threshold {
 
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
         let h = ctx.history;
-        let recs: Vec<&Record> = h.records().collect();
-        let Some(last) = recs.len().checked_sub(1) else {
+        let Some(last) = h.len().checked_sub(1) else {
             return Verdict::unknown("no observation yet");
         };
-        let latest = match self.query.value_at(&recs, last) {
+        let latest = match self.query.value_at(h, last) {
             Ok(v) => v,
             Err(why) => return Verdict::Unknown { why },
         };
         if let Verdict::Firing(prev) = &ctx.state.previous {
             let clear = self.clear.unwrap_or_else(|| self.fire.negate());
-            let s = streak(h, |i, _| match self.query.value_at(&recs, i) {
+            let s = streak(h, |i, _| match self.query.value_at(h, i) {
                 Ok(v) if clear.holds(v) => Holds::Yes,
                 Ok(_) => Holds::No,
                 Err(why) => Holds::Unknown(why),
@@ -430,7 +447,7 @@ impl Symptom for Threshold {
                 other => other,
             };
         }
-        let s = streak(h, |i, _| match self.query.value_at(&recs, i) {
+        let s = streak(h, |i, _| match self.query.value_at(h, i) {
             Ok(v) if self.fire.holds(v) => Holds::Yes,
             Ok(_) => Holds::No,
             Err(why) => Holds::Unknown(why),

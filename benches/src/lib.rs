@@ -1,0 +1,1 @@
+//! Criterion benchmarks of rb live in this package's `[[bench]]` targets; see `benches/README.md`.
