@@ -60,6 +60,10 @@ async fn session(contact: SocketAddr) -> TcpSession {
 
 /// One cdrs transport to one node, after STARTUP (no driver-level routing).
 async fn raw(addr: SocketAddr) -> Result<TransportTcp, CdrsError> {
+    raw_with(addr, Compression::None).await
+}
+
+async fn raw_with(addr: SocketAddr, compression: Compression) -> Result<TransportTcp, CdrsError> {
     let (tx, _rx) = tokio::sync::watch::channel(None);
     let holder = Arc::new(KeyspaceHolder::new(tx));
     let transport = TransportTcp::new(
@@ -67,9 +71,9 @@ async fn raw(addr: SocketAddr) -> Result<TransportTcp, CdrsError> {
         holder.clone(),
         None,
         None,
-        Compression::None,
-        ProtocolFrameEncodingFactory.create_encoder(Version::V4, Compression::None),
-        ProtocolFrameEncodingFactory.create_decoder(Version::V4, Compression::None),
+        compression,
+        ProtocolFrameEncodingFactory.create_encoder(Version::V4, compression),
+        ProtocolFrameEncodingFactory.create_decoder(Version::V4, compression),
         16,
         true,
     )
@@ -78,7 +82,7 @@ async fn raw(addr: SocketAddr) -> Result<TransportTcp, CdrsError> {
         &transport,
         &NoneAuthenticatorProvider,
         holder.as_ref(),
-        Compression::None,
+        compression,
         Version::V4,
     )
     .await?;
@@ -159,6 +163,7 @@ async fn cdrs_discovers_the_ring_with_dc_rack_tokens_and_host_ids() {
             .await
             .unwrap();
         let start_time = started.elapsed();
+        eprintln!("3-node fake ring started in {start_time:?}");
         assert!(
             start_time < Duration::from_millis(500),
             "start took {start_time:?}"
@@ -1219,6 +1224,78 @@ async fn nodetool_status_matches_real_cassandra_5_captures() {
         ] {
             compare_with_real_capture(name).await;
         }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_connections_work() {
+    timeout(T, async {
+        let ring = FakeRing::start(2).await.unwrap();
+        for c in [Compression::Lz4, Compression::Snappy] {
+            let t = raw_with(ring.addr(1).unwrap(), c).await.unwrap();
+            let e = raw_query(
+                &t,
+                "SELECT * FROM system.peers_v2",
+                QueryParamsBuilder::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(rows(&e).len(), 1, "{c:?}");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// What cdrs-tokio 9.0.2 really does when its control node dies: it reconnects the control
+/// connection to a live node and re-reads `system.local` / `system.peers_v2` there, but its
+/// metadata refresh compares each node's `broadcast_address` (`ip:7000`) with its
+/// `broadcast_rpc_address` (`ip:<native port>`), finds them "changed" and marks every node
+/// `Unknown`, which its load balancers skip ("No nodes available in query plan!"). Real
+/// Cassandra 4+/5 has the same columns, so a real ring does the same. A probe must therefore not
+/// read a session error as "cluster down": it should open a fresh session on a live contact
+/// point, which works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_its_control_node_dies_the_driver_refreshes_from_a_live_node() {
+    timeout(Duration::from_secs(30), async {
+        let ring = FakeRing::start(3).await.unwrap();
+        let s = session(ring.addr(0).unwrap()).await;
+        assert!(s.query("SELECT host_id FROM system.local").await.is_ok());
+        ring.clear_requests();
+        ring.kill(0).unwrap();
+        wait_for("a control-connection refresh from a live node", || {
+            let on = |i| ring.queries(i).unwrap();
+            on(1)
+                .iter()
+                .chain(on(2).iter())
+                .any(|q| q == "SELECT * FROM system.peers_v2")
+        })
+        .await;
+        wait_for("the driver's nodes leaving the Up state", || {
+            s.cluster_metadata()
+                .nodes()
+                .values()
+                .all(|n| n.state() != NodeState::Up)
+        })
+        .await;
+        assert_eq!(s.cluster_metadata().nodes().len(), 3);
+        assert!(matches!(
+            s.query("SELECT host_id FROM system.local").await,
+            Err(CdrsError::General(m)) if m.contains("No nodes available")
+        ));
+
+        // a fresh session on a live node sees the ring, the dead node included (its peers row
+        // stays), and queries work
+        let fresh = session(ring.addr(1).unwrap()).await;
+        assert_eq!(fresh.cluster_metadata().nodes().len(), 3);
+        let local = fresh
+            .query("SELECT host_id FROM system.local")
+            .await
+            .unwrap();
+        let id: Uuid = rows(&local)[0].get_r_by_name("host_id").unwrap();
+        assert!(ring.nodes()[1..].iter().any(|n| n.host_id == id));
     })
     .await
     .unwrap();
