@@ -805,6 +805,18 @@ async fn contents_by_key_and_multiple_and_entries() {
     assert_eq!(list[0]["key"], json!({"elements": ["db", "a"]}));
     assert_eq!(list[0]["content"]["type"], "ICEBERG_TABLE");
     assert_eq!(body["effectiveReference"]["name"], "main");
+    let (s, posted) = c
+        .post(
+            "/trees/main/contents",
+            json!({"requestedKeys": [{"elements": ["db", "b"]}, {"elements": ["db", "zz"]}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(posted["contents"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        posted["contents"][0]["key"],
+        json!({"elements": ["db", "b"]})
+    );
     let r = c.get("/trees/main/contents/db.missing").await;
     assert_error(&r, 404, "CONTENT_NOT_FOUND");
     assert_error(

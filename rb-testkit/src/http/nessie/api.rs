@@ -12,8 +12,8 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::repo::{
-    iso, key_json, key_str, object, parse_key, parse_merge, parse_ops, validate_client_meta, Meta,
-    NessieFakeError, RefKind, RefSpec, Repo, NO_ANCESTOR_HASH,
+    iso, key_from_json, key_json, key_str, object, parse_key, parse_merge, parse_ops,
+    validate_client_meta, Key, Meta, NessieFakeError, RefKind, RefSpec, Repo, NO_ANCESTOR_HASH,
 };
 use crate::http::server::json_response;
 
@@ -383,18 +383,33 @@ fn route_tree(
             let outcome = lock(s).merge(&spec, parse_merge(&body))?;
             Ok(ok(outcome.to_json()))
         }
-        ("GET", "contents") => {
+        ("GET", "contents") | ("POST", "contents") => {
+            // GET names the keys as `key=a.b` parameters, POST (what the Java client sends) as
+            // `{"requestedKeys": [ContentKey]}`.
+            let keys: Vec<Key> = if method == Method::POST {
+                let body = parse_body(body)?;
+                body.get("requestedKeys")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(key_from_json).collect::<Result<_, _>>())
+                    .transpose()?
+                    .unwrap_or_default()
+            } else {
+                q.iter()
+                    .filter(|(k, _)| k == "key")
+                    .map(|(_, v)| parse_key(v))
+                    .collect::<Result<_, _>>()?
+            };
             let repo = lock(s);
             let r = repo.resolve(&spec)?;
             let contents = &repo.commit(&r.hash)?.contents;
-            let mut entries = Vec::new();
-            for (k, v) in q.iter().filter(|(k, _)| k == "key") {
-                let _ = k;
-                let key = parse_key(v)?;
-                if let Some(c) = contents.get(&key) {
-                    entries.push(json!({ "key": key_json(&key), "content": c }));
-                }
-            }
+            let entries: Vec<Value> = keys
+                .iter()
+                .filter_map(|key| {
+                    contents
+                        .get(key)
+                        .map(|c| json!({ "key": key_json(key), "content": c }))
+                })
+                .collect();
             Ok(ok(
                 json!({ "contents": entries, "effectiveReference": r.reference_json() }),
             ))

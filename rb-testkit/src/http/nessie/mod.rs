@@ -4,7 +4,8 @@
 //!
 //! - the **API port** (`/api/v2/...`, 19120 in production): `config`, `trees` (list, get, create,
 //!   assign, delete), `trees/{ref}/history`, `history/commit`, `history/merge`,
-//!   `history/transplant`, `contents`, `contents/{key}` and `entries`;
+//!   `history/transplant`, `contents` (GET `?key=`, POST `requestedKeys`), `contents/{key}` and
+//!   `entries`;
 //! - the **management port** (`/q/health`, `/q/health/live`, `/q/health/ready`,
 //!   `/q/health/started`, 9000 in production) in SmallRye Health shape
 //!   (`{"status":"UP","checks":[…]}`, 503 when DOWN).
