@@ -42,12 +42,16 @@ CLEANED=0
 
 phase() { PHASES+=("$(printf '%-28s %8ss' "$1" "$2")"); }
 
-# Every pid recorded by start_daemon (peers/scripts/common.sh) under $RUN/pids, as "name:pid".
+# Pids recorded by start_daemon (peers/scripts/common.sh) under $RUN/pids for the servers this run
+# started (daemon names start with the server's name: kafka, kafka-connect, …), as "name:pid".
 recorded_pids() {
-  local f
+  local f name s
   for f in "$RUN"/pids/*.pid; do
     [ -f "$f" ] || continue
-    printf '%s:%s\n' "$(basename "$f" .pid)" "$(cat "$f")"
+    name=$(basename "$f" .pid)
+    for s in "${STARTED[@]}"; do
+      case "$name" in "$s"*) printf '%s:%s\n' "$name" "$(cat "$f")"; break ;; esac
+    done
   done
 }
 
