@@ -20,17 +20,22 @@
 //! (`inet`, `uuid`, `set<text>`, `map<text, text>`, `int`, …) and paging is honoured.
 //!
 //! # Example
-//! ```no_run
-//! # async fn demo() -> Result<(), rb_testkit::cassandra::CassandraFakeError> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), rb_testkit::cassandra::CassandraFakeError> {
 //! use rb_testkit::cassandra::{FakeRing, NodeStatus};
 //!
 //! let ring = FakeRing::start(3).await?;
-//! let contact = ring.addr(0)?; // 127.0.0.1:<port>; point the driver here
-//! ring.kill(2)?; // node 3 refuses connections; the others push STATUS_CHANGE DOWN
+//! let contact = ring.addr(0)?; // 127.0.0.1:<port>: the driver's contact point
+//! assert_eq!(ring.addr(2)?.ip().to_string(), "127.0.0.3");
+//! assert_eq!(ring.addr(2)?.port(), contact.port());
+//!
+//! ring.kill(2)?; // refuses connections; the live nodes push STATUS_CHANGE DOWN
 //! ring.set_status(1, NodeStatus::Leaving)?;
-//! let text = ring.nodetool_status(); // "UN", "UL", "DN" rows, like the real tool
-//! assert!(text.contains("DN  127.0.0.3"));
-//! # let _ = contact;
+//! let status = ring.nodetool_status();
+//! assert!(status.contains("UN  127.0.0.1"));
+//! assert!(status.contains("UL  127.0.0.2"));
+//! assert!(status.contains("DN  127.0.0.3"));
 //! # Ok(()) }
 //! ```
 
