@@ -19,6 +19,34 @@
 //! (Syntax, Invalid, Unprepared, Protocol). Rows carry the column types Cassandra uses
 //! (`inet`, `uuid`, `set<text>`, `map<text, text>`, `int`, …) and paging is honoured.
 //!
+//! # Ring state and control
+//! Each node has a host ID, DC, rack, Murmur3 tokens (16 per node by default, spread evenly),
+//! a schema version, a release version (`5.0.9` by default), a load, a ring state
+//! ([`NodeStatus`]: `N`/`J`/`L`/`M`) and up/down. [`FakeRing`] changes them at run time:
+//! [`kill`](FakeRing::kill) / [`stop`](FakeRing::stop) / [`revive`](FakeRing::revive) (with
+//! `STATUS_CHANGE` events), [`add_node`](FakeRing::add_node) /
+//! [`remove_node`](FakeRing::remove_node) (with `TOPOLOGY_CHANGE` events),
+//! [`set_status`](FakeRing::set_status), [`set_schema_version`](FakeRing::set_schema_version)
+//! (schema disagreement), [`set_load`](FakeRing::set_load),
+//! [`set_peers_v2_invalid`](FakeRing::set_peers_v2_invalid). As in Cassandra, a joining node is
+//! not in its peers' `system.peers*` tables, dead nodes keep their peers rows, and
+//! `system_views.gossip_info` shows a heartbeat that rises by one per second of tokio time while
+//! the node is up and freezes when it dies (so a paused tokio clock drives it).
+//! [`nodetool_status`](FakeRing::nodetool_status) renders the same state in the exact layout of
+//! Cassandra 5.0's `nodetool status` (checked against real captures).
+//!
+//! Faults per node: [`set_latency`](FakeRing::set_latency) and [`set_fault`](FakeRing::set_fault)
+//! with a [`Fault`] (accept but never answer, answer the handshake but not queries, a malformed
+//! frame, a truncated frame). Every request is recorded: [`requests`](FakeRing::requests),
+//! [`queries`](FakeRing::queries).
+//!
+//! # Driver behaviour worth knowing (cdrs-tokio 9.0.2, same against a real ring)
+//! When the node holding the driver's control connection dies, cdrs-tokio reconnects the control
+//! connection to a live node and refreshes its metadata from there, but that refresh marks every
+//! node `Unknown` (it compares `broadcast_address`, the storage address, with the native
+//! address), so the session then fails with "No nodes available in query plan!". A probe must
+//! not read that as "the cluster is down": a fresh session on a live contact point works.
+//!
 //! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

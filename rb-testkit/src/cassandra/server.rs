@@ -37,6 +37,8 @@ use super::{CassandraFakeError, Fault, ReceivedRequest, RequestKind};
 /// 16 MiB).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 const HEADER_LEN: usize = 9;
+/// Requests kept per node in the record (the oldest are dropped first).
+const MAX_RECORDED: usize = 10_000;
 
 /// State shared by the ring handle and every node task.
 #[derive(Debug)]
@@ -407,6 +409,9 @@ fn handle_envelope(
         let Some(rt) = inner.nodes.get_mut(node) else {
             return false;
         };
+        if rt.requests.len() >= MAX_RECORDED {
+            rt.requests.remove(0);
+        }
         rt.requests.push(ReceivedRequest {
             kind,
             query: action.1.clone(),
