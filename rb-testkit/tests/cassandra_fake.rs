@@ -1300,3 +1300,61 @@ async fn after_its_control_node_dies_the_driver_refreshes_from_a_live_node() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodetool_status_token_column_and_network_topology_ownership() {
+    timeout(T, async {
+        // One token in one DC: the tool prints a `Token` column instead of `Tokens`.
+        let single = FakeRing::builder()
+            .nodes(1)
+            .tokens_per_node(1)
+            .start()
+            .await
+            .unwrap();
+        let (blocks, _) = parse_status(&single.nodetool_status());
+        assert_eq!(
+            blocks[0].header,
+            [
+                "--",
+                "Address",
+                "Load",
+                "Owns(effective)",
+                "HostID",
+                "Token",
+                "Rack"
+            ]
+        );
+        let token = single.node(0).unwrap().tokens[0].to_string();
+        assert!(single.nodetool_status().contains(&token));
+        assert_eq!(blocks[0].rows[0].owns, Some(100.0));
+
+        // NetworkTopologyStrategy: every DC holds its own replicas, rack-aware.
+        let mut b = FakeRing::builder().keyspace(
+            "lakehouse",
+            Replication::NetworkTopology(vec![("dc1".into(), 3), ("dc2".into(), 2)]),
+        );
+        for i in 0..6 {
+            let dc = if i < 3 { "dc1" } else { "dc2" };
+            b = b.node(NodeSpec::new().datacenter(dc).rack(format!("r{}", i % 2)));
+        }
+        let ring = b.start().await.unwrap();
+        let (blocks, note) = parse_status(&ring.nodetool_status());
+        assert_eq!(note, None);
+        assert_eq!(blocks.len(), 2);
+        let sum = |b: &StatusBlock| -> f64 { b.rows.iter().filter_map(|r| r.owns).sum() };
+        assert!((sum(&blocks[0]) - 300.0).abs() < 0.5);
+        assert!(blocks[0].rows.iter().all(|r| r.owns == Some(100.0)));
+        assert!((sum(&blocks[1]) - 200.0).abs() < 0.5);
+        // dc2 has racks r1, r0, r1: with RF 2 every range gets one replica per rack, so the only
+        // r0 node (127.0.0.5) holds all of dc2's data.
+        let lonely = blocks[1]
+            .rows
+            .iter()
+            .find(|r| r.address == ring.addr(4).unwrap().ip())
+            .unwrap();
+        assert_eq!(lonely.rack, "r0");
+        assert_eq!(lonely.owns, Some(100.0), "{}", ring.nodetool_status());
+    })
+    .await
+    .unwrap();
+}
