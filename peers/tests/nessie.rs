@@ -384,7 +384,14 @@ async fn merge_conflict_clean_merge_history_and_errors_are_real_and_recorded() {
 async fn merge_body_field_dry_run_is_ignored_and_merges_for_real() {
     let nessie = Nessie::from_env(&PeerEnv::load().unwrap()).unwrap();
     let s = suffix();
+    // main gets a commit first: on a fresh server main sits at the "no ancestor" hash, and a merge
+    // into it answers 404 "No common ancestor".
     let main = nessie.branch("main").await.unwrap();
+    let seed = format!("rbseed{s}");
+    let main = nessie
+        .commit(&main, "seed", &[put_namespace(&[seed.as_str()])])
+        .await
+        .unwrap();
     let b = nessie
         .create_branch(&format!("rb-dry-{s}"), &main)
         .await
