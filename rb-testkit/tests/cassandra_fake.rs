@@ -33,7 +33,9 @@ use cdrs_tokio::transport::{CdrsTransport, TransportTcp};
 use cdrs_tokio::types::rows::Row;
 use cdrs_tokio::types::value::Value;
 use cdrs_tokio::types::IntoRustByName;
-use rb_testkit::cassandra::{FakeRing, Fault, NodeSpec, NodeStatus, Replication, RequestKind};
+use rb_testkit::cassandra::{
+    CassandraFakeError, FakeRing, Fault, NodeSpec, NodeStatus, Replication, RequestKind,
+};
 use tokio::time::timeout;
 use uuid::Uuid;
 
@@ -336,7 +338,7 @@ async fn a_killed_node_goes_down_in_the_driver_and_comes_back_up() {
             .is_err());
         assert!(!ring.node(2).unwrap().up);
 
-        ring.revive(2).unwrap();
+        ring.revive(2).await.unwrap();
         let e = next_event(&mut events, |e| matches!(e, ServerEvent::StatusChange(_))).await;
         match e {
             ServerEvent::StatusChange(sc) => {
@@ -496,7 +498,7 @@ async fn gossip_info_heartbeats_rise_for_live_nodes_and_freeze_for_dead_ones() {
         );
         ring.stop(1).unwrap();
         assert_eq!(read().await[&ip1].1, "shutdown,true");
-        ring.revive(1).unwrap();
+        ring.revive(1).await.unwrap();
         let after = gossip_rows(
             raw_query(
                 &t,
@@ -1357,4 +1359,54 @@ async fn nodetool_status_token_column_and_network_topology_ownership() {
     })
     .await
     .unwrap();
+}
+
+#[test]
+fn kill_then_revive_at_once_and_typed_errors() {
+    // Outside a tokio runtime: a typed error, not a panic.
+    assert!(matches!(
+        futures::executor::block_on(FakeRing::start(1)),
+        Err(CassandraFakeError::NoRuntime)
+    ));
+    // A current-thread runtime only drops an aborted listener task when it runs again: revive
+    // must still get the port back right after a kill.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        timeout(T, async {
+            let ring = FakeRing::start(2).await.unwrap();
+            for _ in 0..3 {
+                ring.kill(1).unwrap();
+                ring.revive(1).await.unwrap();
+            }
+            let t = raw(ring.addr(1).unwrap()).await.unwrap();
+            assert!(
+                raw_query(&t, "SELECT * FROM system.local", QueryParamsBuilder::new())
+                    .await
+                    .is_ok()
+            );
+            assert!(matches!(
+                ring.node(7),
+                Err(CassandraFakeError::UnknownNode(7))
+            ));
+            assert!(matches!(
+                ring.revive(7).await,
+                Err(CassandraFakeError::UnknownNode(7))
+            ));
+            ring.remove_node(0).unwrap();
+            assert!(matches!(
+                ring.kill(0),
+                Err(CassandraFakeError::NodeRemoved(0))
+            ));
+            assert!(FakeRing::builder()
+                .base_address("10.0.0.1".parse().unwrap())
+                .start()
+                .await
+                .is_err());
+        })
+        .await
+        .unwrap();
+    });
 }

@@ -597,17 +597,23 @@ impl FakeRing {
     }
 
     /// Restart node `i`: it listens again (same address and port), gets a new gossip generation,
-    /// and the live nodes push `STATUS_CHANGE UP`. A no-op on a node already up.
-    pub fn revive(&self, i: usize) -> Result<(), CassandraFakeError> {
-        let addr = {
-            let inner = self.shared.lock();
-            match inner.ring.nodes.get(i) {
+    /// and the live nodes push `STATUS_CHANGE UP`. A no-op on a node already up. Async because
+    /// it waits (a few milliseconds at most) for the stopped listener to be gone.
+    pub async fn revive(&self, i: usize) -> Result<(), CassandraFakeError> {
+        let (addr, stopped) = {
+            let mut inner = self.shared.lock();
+            let addr = match inner.ring.nodes.get(i) {
                 None => return Err(CassandraFakeError::UnknownNode(i)),
                 Some(n) if n.info.removed => return Err(CassandraFakeError::NodeRemoved(i)),
                 Some(n) if n.info.up && server::is_listening(&inner, i) => return Ok(()),
                 Some(n) => n.info.native_addr,
-            }
+            };
+            (addr, server::take_stopped_task(&mut inner, i))
         };
+        if let Some(task) = stopped {
+            // Aborted: completes as soon as the runtime drops it (and its listener).
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         let listener = server::bind(addr)?;
         server::serve(&self.shared, i, listener)?;
         self.with_member(i, |inner, now| {

@@ -59,6 +59,8 @@ pub(crate) struct NodeRuntime {
     /// Dropping it stops the listener and closes every connection of the node.
     shutdown: Option<watch::Sender<()>>,
     accept_task: Option<JoinHandle<()>>,
+    /// The aborted accept task of a stopped node: awaiting it guarantees its listener is closed.
+    stopped_task: Option<JoinHandle<()>>,
     conns: HashMap<u64, ConnHandle>,
     pub(crate) fault: Option<Fault>,
     pub(crate) latency: Duration,
@@ -101,6 +103,8 @@ impl Shared {
 
 /// Bind a node's listener (SO_REUSEADDR, so a revived node gets its port back at once).
 pub(crate) fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, CassandraFakeError> {
+    // Registering the listener needs a runtime's reactor.
+    tokio::runtime::Handle::try_current().map_err(|_| CassandraFakeError::NoRuntime)?;
     let bind_err = |source| CassandraFakeError::Bind { addr, source };
     let socket = TcpSocket::new_v4().map_err(bind_err)?;
     socket.set_reuseaddr(true).map_err(bind_err)?;
@@ -134,9 +138,18 @@ pub(crate) fn stop(inner: &mut Inner, index: usize) {
         rt.shutdown = None;
         if let Some(task) = rt.accept_task.take() {
             task.abort();
+            rt.stopped_task = Some(task);
         }
         rt.conns.clear();
     }
+}
+
+/// The aborted accept task of stopped node `index`, if any (await it before re-binding).
+pub(crate) fn take_stopped_task(inner: &mut Inner, index: usize) -> Option<JoinHandle<()>> {
+    inner
+        .nodes
+        .get_mut(index)
+        .and_then(|rt| rt.stopped_task.take())
 }
 
 /// Whether node `index` currently listens.
