@@ -31,7 +31,8 @@
 //! [`set_peers_v2_invalid`](FakeRing::set_peers_v2_invalid). As in Cassandra, a joining node is
 //! not in its peers' `system.peers*` tables, dead nodes keep their peers rows, and
 //! `system_views.gossip_info` shows a heartbeat that rises by one per second of tokio time while
-//! the node is up and freezes when it dies (so a paused tokio clock drives it).
+//! the node is up and freezes when it dies (so a paused tokio clock drives it). Events are
+//! pushed at once (a real ring needs its failure detector's few seconds to convict a killed node).
 //! [`nodetool_status`](FakeRing::nodetool_status) renders the same state in the exact layout of
 //! Cassandra 5.0's `nodetool status` (checked against real captures).
 //!
