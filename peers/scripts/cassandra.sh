@@ -95,6 +95,11 @@ write_node_conf() {
   cp -f "$HERE/logback.xml" "$dir/conf/logback.xml"
 }
 
+# bootstrapped N: node N has joined the ring before (its system keyspace exists), so it restarts
+# without bootstrapping and can start alongside other such nodes.
+bootstrapped() { compgen -G "$(node_dir "$1")/data/system/local-*" >/dev/null; }
+
+# start_node N [nowait]: launch node N unless it runs; wait until it answers CQL unless told not to.
 start_node() {
   local n=$1 dir ip jmx flags
   dir=$(node_dir "$n"); ip=$(node_ip "$n"); jmx=$(node_jmx "$n")
@@ -107,7 +112,7 @@ start_node() {
   log "starting cassandra node$n on $ip (jmx 127.0.0.1:$jmx, heap $HEAP)"
   start_daemon "cassandra-node$n" "$dir/logs/console.log" \
     java -Xms"$HEAP" -Xmx"$HEAP" -Xss256k -XX:+UseG1GC -XX:ParallelGCThreads=2 -XX:ConcGCThreads=1 \
-      -XX:CICompilerCount=2 -XX:MaxDirectMemorySize=256M -XX:+ExitOnOutOfMemoryError \
+      -XX:TieredStopAtLevel=1 -XX:CICompilerCount=1 -XX:MaxDirectMemorySize=256M -XX:+ExitOnOutOfMemoryError \
       "${flags[@]}" \
       -javaagent:"$LIB/jamm-0.4.0.jar" \
       -Djava.net.preferIPv4Stack=true \
@@ -124,6 +129,7 @@ start_node() {
       -Dcassandra.triggers_dir="$dir/triggers" \
       -cp "$dir/conf:$LIB/*" \
       org.apache.cassandra.service.CassandraDaemon
+  [ "${2:-}" = nowait ] && return 0
   wait_cql "$n" "$ip" 300 || die "cassandra node$n did not come up; see $dir/logs"
 }
 
@@ -157,7 +163,16 @@ cmd_start() {
   t0=$(date +%s)
   fetch
   write_nodetool
-  for n in "${NODES[@]}"; do start_node "$n"; done
+  start_node 1
+  # Nodes that joined before restart together; a new node bootstraps alone, one at a time.
+  local again=()
+  for n in "${NODES[@]:1}"; do
+    if ! daemon_alive "cassandra-node$n" && bootstrapped "$n"; then start_node "$n" nowait; again+=("$n"); fi
+  done
+  for n in "${again[@]}"; do
+    wait_cql "$n" "$(node_ip "$n")" 300 || die "cassandra node$n did not come up; see $(node_dir "$n")/logs"
+  done
+  for n in "${NODES[@]:1}"; do start_node "$n"; done
   wait_for "all ${#NODES[@]} nodes UN in nodetool status" 120 all_up \
     || { "$NODETOOL" -h 127.0.0.1 -p "$(node_jmx 1)" status >&2 || true; die "the ring is not all UN"; }
   write_env
