@@ -523,9 +523,17 @@ pub const INVALID_TOPIC: &str = "rb invalid topic!";
 impl KafkaConnect {
     /// The handle from the env file written by `kafka.sh`.
     pub fn from_env(env: &PeerEnv) -> Result<Self> {
+        Self::new(
+            env.get("CONNECT_URL")?,
+            Path::new(env.get("KAFKA_CONNECT_FILES")?),
+        )
+    }
+
+    /// A handle on any Connect REST endpoint (e.g. a fake, for differential tests).
+    pub fn new(url: &str, files_dir: &Path) -> Result<Self> {
         Ok(Self {
-            url: env.get("CONNECT_URL")?.trim_end_matches('/').to_string(),
-            files_dir: PathBuf::from(env.get("KAFKA_CONNECT_FILES")?),
+            url: url.trim_end_matches('/').to_string(),
+            files_dir: files_dir.to_path_buf(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(100))
                 .build()

@@ -87,12 +87,14 @@ pub fn put_iceberg_table(key: &[&str], metadata_location: &str, snapshot_id: i64
 impl Nessie {
     /// The handle from the env file written by `nessie.sh`.
     pub fn from_env(env: &PeerEnv) -> Result<Self> {
+        Self::new(env.get("NESSIE_URL")?, env.get("NESSIE_MGMT_URL")?)
+    }
+
+    /// A handle on any Nessie v2 endpoint (`…/api/v2`) and management port (e.g. a fake).
+    pub fn new(url: &str, mgmt_url: &str) -> Result<Self> {
         Ok(Self {
-            url: env.get("NESSIE_URL")?.trim_end_matches('/').to_string(),
-            mgmt_url: env
-                .get("NESSIE_MGMT_URL")?
-                .trim_end_matches('/')
-                .to_string(),
+            url: url.trim_end_matches('/').to_string(),
+            mgmt_url: mgmt_url.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
