@@ -392,10 +392,11 @@ impl FakeFlink {
         Ok(i)
     }
 
-    /// Put a job in a crash loop: shortly after each (re)start it fails with `exception` (first line
-    /// `"<class>: <message>"`, e.g. `"org.apache.paimon.schema.SchemaChangeException: …"`), restarts
-    /// after the restart delay, and so on (`numRestarts` grows, one exception entry per failure)
-    /// until [`FakeFlink::heal`] or the restart attempts run out (then FAILED).
+    /// Put a job in a crash loop: it fails now (if running) and again shortly after each restart
+    /// with `exception` (first line `"<class>: <message>"`, e.g.
+    /// `"org.apache.paimon.schema.SchemaChangeException: …"`), restarts after the restart delay,
+    /// and so on (`numRestarts` grows, one exception entry per failure) until [`FakeFlink::heal`]
+    /// or the restart attempts run out (then FAILED).
     pub fn crash_loop(&self, job: &str, exception: &str) -> Result<(), FakeFlinkError> {
         self.with(|c, now| {
             let i = Self::live_job(c, job, "crash loop")?;
