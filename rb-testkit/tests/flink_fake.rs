@@ -817,6 +817,10 @@ async fn cancel_is_accepted_and_ends_canceled() {
     assert_eq!(fake.job_status(&job).unwrap(), "CANCELED");
     let (_, r) = get(&c, &format!("{base}/jobs/{job}/execution-result")).await;
     assert_eq!(r["job-execution-result"]["application-status"], "CANCELED");
+    assert!(
+        r["job-execution-result"].get("failure-cause").is_none(),
+        "only FAILED jobs carry a failure"
+    );
     let (s, e) = send(
         &c,
         "PATCH",

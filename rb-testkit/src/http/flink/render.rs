@@ -854,18 +854,24 @@ pub(crate) fn execution_result(j: &Job) -> Value {
         "id": j.id, "name": j.name, "application-status": app, "accumulator-results": {},
         "net-runtime": end - j.start_ms, "application-id": j.id, "start-time": j.start_ms, "end-time": end
     });
-    let cause = match j.status {
-        JobStatus::Failed => {
-            let text = j.failure.clone().unwrap_or_else(|| "org.apache.flink.util.FlinkException: Job failed.".into());
-            let stack = format!("org.apache.flink.runtime.JobException: Recovery is suppressed by FixedDelayRestartBackoffTimeStrategy(maxNumberRestartAttempts={}, backoffTimeMS={})\n\tat org.apache.flink.runtime.executiongraph.failover.ExecutionFailureHandler.handleFailure(ExecutionFailureHandler.java:219)\nCaused by: {text}", j.restart_attempts, j.restart_delay.as_millis());
-            Some(failure_cause("org.apache.flink.runtime.JobException", &stack))
-        }
-        JobStatus::Canceled => Some(failure_cause(
-            "org.apache.flink.runtime.client.JobCancellationException",
-            "org.apache.flink.runtime.client.JobCancellationException: Job was cancelled.\n\tat org.apache.flink.runtime.jobmaster.JobResult.toJobExecutionResult(JobResult.java:146)\n",
-        )),
-        _ => None,
-    };
+    // only a FAILED job carries its failure (a cancelled one has none)
+    let cause = (j.status == JobStatus::Failed).then(|| {
+        let text = j
+            .failure
+            .clone()
+            .unwrap_or_else(|| "org.apache.flink.util.FlinkException: Job failed.".into());
+        let strategy = if j.restart_attempts == 0 {
+            "NoRestartBackoffTimeStrategy".to_string()
+        } else {
+            format!(
+                "FixedDelayRestartBackoffTimeStrategy(maxNumberRestartAttempts={}, backoffTimeMS={})",
+                j.restart_attempts,
+                j.restart_delay.as_millis()
+            )
+        };
+        let stack = format!("org.apache.flink.runtime.JobException: Recovery is suppressed by {strategy}\n\tat org.apache.flink.runtime.executiongraph.failover.ExecutionFailureHandler.handleFailure(ExecutionFailureHandler.java:219)\nCaused by: {text}");
+        failure_cause("org.apache.flink.runtime.JobException", &stack)
+    });
     if let (Some(c), Some(o)) = (cause, res.as_object_mut()) {
         o.insert("failure-cause".into(), c);
     }
