@@ -1123,6 +1123,19 @@ async fn errors_look_like_flinks() {
     let (s, e) = get(&c, &format!("{base}/jobs/00000000000000000000000000000000")).await;
     assert_eq!(s, 404);
     assert!(e["errors"][0].as_str().unwrap().starts_with("org.apache.flink.runtime.rest.NotFoundException: Job 00000000000000000000000000000000 not found"));
+    let (s, e) = get(
+        &c,
+        &format!("{base}/jobs/00000000000000000000000000000000/status"),
+    )
+    .await;
+    assert_eq!(
+        s, 500,
+        "the dispatcher's FlinkJobNotFoundException is not mapped by the status handler"
+    );
+    assert_eq!(e["errors"][0], "Internal server error.");
+    assert!(e["errors"][1].as_str().unwrap().contains(
+        "FlinkJobNotFoundException: Could not find Flink job (00000000000000000000000000000000)"
+    ));
     let (s, e) = get(&c, &format!("{base}/jobs/not-a-job-id")).await;
     assert_eq!(s, 400);
     assert!(e["errors"][0]

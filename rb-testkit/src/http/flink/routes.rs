@@ -596,8 +596,9 @@ fn job_request(
     }
     let Ok(i) = c.job_idx(id) else {
         return match (method.clone(), rest) {
-            // these ask the dispatcher, which does not know the job
-            (_, ["resource-requirements"]) => job_gone_500(id),
+            // these ask the dispatcher, which does not know the job (an unhandled
+            // FlinkJobNotFoundException: 500 with the server-side trace)
+            (_, ["resource-requirements"]) | (Method::GET, ["status"]) => job_gone_500(id),
             (Method::PATCH, []) => rest_error(StatusCode::NOT_FOUND, "Job could not be found."),
             (_, ["execution-result"]) => rest_error(
                 StatusCode::NOT_FOUND,
