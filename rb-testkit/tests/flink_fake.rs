@@ -1178,11 +1178,23 @@ async fn errors_look_like_flinks() {
     );
     let (s, _) = get(&c, &format!("{base}/jobs/{job}/taskmanagers")).await;
     assert_eq!(s, 404);
-    let (s, _) = get(
+    let (s, e) = get(
         &c,
         &format!("{base}/jobs/{job}/vertices/00000000000000000000000000000000"),
     )
     .await;
+    assert_eq!(s, 404);
+    assert!(e["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("No vertex with ID '00000000000000000000000000000000' exists."));
+    let (s, m) = get(&c, &format!("{base}/jobs/00000000000000000000000000000001/vertices/00000000000000000000000000000000/metrics?get=0.numRecordsIn")).await;
+    assert_eq!(
+        (s, m),
+        (200, json!([])),
+        "metric views of unknown components are empty"
+    );
+    let (s, _) = get(&c, &format!("{base}/jobs/00000000000000000000000000000001/vertices/00000000000000000000000000000000")).await;
     assert_eq!(s, 404);
     let (s, _) = get(&c, &format!("{base}/jobs/{job}/exceptions?maxExceptions=x")).await;
     assert_eq!(s, 400);

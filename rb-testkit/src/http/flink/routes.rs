@@ -600,6 +600,12 @@ fn job_request(
             // FlinkJobNotFoundException: 500 with the server-side trace)
             (_, ["resource-requirements"]) | (Method::GET, ["status"]) => job_gone_500(id),
             (Method::PATCH, []) => rest_error(StatusCode::NOT_FOUND, "Job could not be found."),
+            // the metric-store views do not need the job
+            (Method::GET, ["vertices", vid, tail @ ..])
+                if is_hex32(vid) && !matches!(tail, [] | ["taskmanagers"] | ["subtasktimes"]) =>
+            {
+                unknown_vertex(tail, vid)
+            }
             (_, ["execution-result"]) => rest_error(
                 StatusCode::NOT_FOUND,
                 &format!("Could not find Flink job ({id})"),
@@ -694,10 +700,7 @@ fn job_request(
             }
             let vid = vid.to_ascii_lowercase();
             let Some(v) = j.vertices.iter().find(|v| v.id == vid) else {
-                return errors(
-                    StatusCode::NOT_FOUND,
-                    format!("org.apache.flink.runtime.rest.NotFoundException: JobVertex {vid} not found\n\tat org.apache.flink.runtime.rest.handler.job.AbstractJobVertexHandler.handleRequest(AbstractJobVertexHandler.java:82)\n"),
-                );
+                return unknown_vertex(tail, &vid);
             };
             let subtask_metrics: Vec<Vec<(String, String)>> =
                 c.metrics.get(id).and_then(|m| m.vertices.get(&vid)).cloned().unwrap_or_default();
@@ -736,6 +739,19 @@ fn job_request(
             }
         }
         _ => no_route(method, "", None),
+    }
+}
+
+/// A vertex the job does not have (or a job that does not exist): the metric-store views are
+/// empty, the execution-graph views answer 404.
+fn unknown_vertex(tail: &[&str], vid: &str) -> Response {
+    match tail {
+        ["metrics"] | ["subtasks", "metrics"] | ["watermarks"] => ok(json!([])),
+        ["backpressure"] => ok(json!({"status": "deprecated"})),
+        _ => rest_error(
+            StatusCode::NOT_FOUND,
+            &format!("No vertex with ID '{vid}' exists."),
+        ),
     }
 }
 
