@@ -18,6 +18,9 @@ pub struct Nessie {
     pub url: String,
     /// `http://127.0.0.1:19000`
     pub mgmt_url: String,
+    /// Send `Nessie-Client-Spec: 2` (as Nessie's own Java client does): error answers then carry
+    /// `errorDetails` (e.g. the conflict list of a refused merge).
+    pub client_spec_2: bool,
     http: reqwest::Client,
 }
 
@@ -95,6 +98,7 @@ impl Nessie {
         Ok(Self {
             url: url.trim_end_matches('/').to_string(),
             mgmt_url: mgmt_url.trim_end_matches('/').to_string(),
+            client_spec_2: false,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -110,6 +114,9 @@ impl Nessie {
         body: Option<&Value>,
     ) -> Result<Answer> {
         let mut req = self.http.request(method, format!("{}{}", self.url, path));
+        if self.client_spec_2 {
+            req = req.header("Nessie-Client-Spec", "2");
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
