@@ -335,19 +335,9 @@ impl CassandraRing {
     pub async fn connect(&self, contact: &[usize]) -> Result<CqlSession> {
         let mut points = Vec::new();
         for n in contact {
-            points.push(self.nodes[self.index(*n)?].to_string().into());
+            points.push(self.nodes[self.index(*n)?]);
         }
-        let config = NodeTcpConfigBuilder::new()
-            .with_contact_points(points)
-            .build()
-            .await
-            .map_err(|e| anyhow!("cdrs config: {e}"))?;
-        let session = TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), config)
-            .build()
-            .await
-            .map_err(|e| anyhow!("cdrs connect to {contact:?}: {e}"))?;
-        let events = session.create_event_receiver();
-        Ok(CqlSession { session, events })
+        CqlSession::connect(&points).await
     }
 }
 
@@ -361,6 +351,28 @@ type CdrsSession = Session<
 pub struct CqlSession {
     session: CdrsSession,
     events: broadcast::Receiver<ServerEvent>,
+}
+
+impl CqlSession {
+    /// Connect a cdrs-tokio session (protocol v4, round robin) to these contact points: a real ring
+    /// or a fake one.
+    pub async fn connect(contact: &[SocketAddr]) -> Result<Self> {
+        if contact.is_empty() {
+            bail!("no contact points");
+        }
+        let points = contact.iter().map(|a| a.to_string().into()).collect();
+        let config = NodeTcpConfigBuilder::new()
+            .with_contact_points(points)
+            .build()
+            .await
+            .map_err(|e| anyhow!("cdrs config: {e}"))?;
+        let session = TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), config)
+            .build()
+            .await
+            .map_err(|e| anyhow!("cdrs connect to {contact:?}: {e}"))?;
+        let events = session.create_event_receiver();
+        Ok(CqlSession { session, events })
+    }
 }
 
 impl std::fmt::Debug for CqlSession {

@@ -51,6 +51,7 @@ pub struct FlinkCluster {
     job_id: String,
     script: PathBuf,
     savepoint_dir: String,
+    jar: PathBuf,
     http: reqwest::Client,
 }
 
@@ -71,8 +72,73 @@ impl FlinkCluster {
             job_id,
             script: PathBuf::from(env.get("FLINK_SCRIPT")?),
             savepoint_dir: env.get("FLINK_SAVEPOINT_DIR")?.to_string(),
+            jar: PathBuf::from(env.get("FLINK_JAR")?),
             http,
         })
+    }
+
+    /// The same cluster, looking at another job.
+    pub fn with_job(&self, job_id: &str) -> Self {
+        Self {
+            job_id: job_id.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Submit another run of our job jar through REST (`POST /jars/upload`, `POST /jars/<jar>/run`)
+    /// with `args`; returns a handle on the new job. The uploaded jar is deleted afterwards.
+    pub async fn submit_job(&self, args: &[&str]) -> Result<Self> {
+        let bytes = tokio::fs::read(&self.jar)
+            .await
+            .with_context(|| format!("reading {}", self.jar.display()))?;
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name("rb-peers-counter.jar")
+            .mime_str("application/x-java-archive")
+            .context("jar part")?;
+        let form = reqwest::multipart::Form::new().part("jarfile", part);
+        let url = format!("{}/jars/upload", self.url);
+        let resp = self
+            .http
+            .post(&url)
+            .multipart(form)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = resp.status().as_u16();
+        let up: Value = resp
+            .json()
+            .await
+            .with_context(|| format!("POST {url}: body"))?;
+        let filename = up
+            .get("filename")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("POST {url}: HTTP {status}, no filename in {up}"))?;
+        let jar_id = filename.rsplit('/').next().unwrap_or(filename).to_string();
+        let body = json!({"programArgsList": args});
+        let run = self
+            .call("POST", &format!("/jars/{jar_id}/run"), Some(&body))
+            .await?;
+        let deleted = self.call("DELETE", &format!("/jars/{jar_id}"), None).await;
+        if run.status != 200 {
+            bail!("POST /jars/{jar_id}/run: HTTP {} {}", run.status, run.body);
+        }
+        deleted?;
+        let job = run
+            .body
+            .get("jobid")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("POST /jars/{jar_id}/run: no jobid in {}", run.body))?;
+        Ok(self.with_job(job))
+    }
+
+    /// Cancel this handle's job (`PATCH /jobs/<id>?mode=cancel`) and wait until it is CANCELED.
+    pub async fn cancel(&self, timeout: Duration) -> Result<()> {
+        let path = format!("/jobs/{}?mode=cancel", self.job_id);
+        let a = self.call("PATCH", &path, None).await?;
+        if a.status != 202 {
+            bail!("PATCH {path}: HTTP {} {}", a.status, a.body);
+        }
+        self.wait_status("CANCELED", timeout).await.map(|_| ())
     }
 
     /// The REST base URL (`http://127.0.0.1:18081`).
