@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use rb_testkit::http::flink::{FakeFlink, JobSpec};
+use rb_testkit::http::flink::{FakeFlink, FlinkConfig, JobSpec};
 use rb_testkit::http::Fault;
 use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
@@ -1382,5 +1382,70 @@ fn value_diff_catches_states_and_error_texts() {
         )
         .len(),
         1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_scheduler_shrinks_after_a_loss_and_grows_on_new_slots() {
+    let mut cfg = FlinkConfig::default();
+    cfg.taskmanagers = 2;
+    let fake = FakeFlink::start_with(cfg).await.unwrap();
+    let c = client();
+    let base = fake.base_url();
+    let job = fake
+        .add_job(
+            JobSpec::new("wide")
+                .vertex("Source: kafka", 6)
+                .vertex("sink: paimon", 6),
+        )
+        .unwrap();
+    let (_, o) = get(&c, &format!("{base}/overview")).await;
+    assert_eq!(
+        (o["slots-total"].clone(), o["slots-available"].clone()),
+        (json!(8), json!(2))
+    );
+    sleep(Duration::from_secs(5)).await;
+
+    fake.lose_taskmanager().unwrap();
+    sleep(Duration::from_millis(3100)).await;
+    assert_eq!(
+        fake.job_status(&job).unwrap(),
+        "RUNNING",
+        "restarted on the remaining slots"
+    );
+    let p: Vec<u32> = fake.vertices(&job).unwrap().iter().map(|v| v.2).collect();
+    assert_eq!(p, vec![4, 4]);
+    let (_, h) = get(&c, &format!("{base}/jobs/{job}/rescales/history")).await;
+    assert_eq!(h[0]["triggerCause"], "RECOVERABLE_FAILOVER");
+
+    fake.add_taskmanager();
+    sleep(Duration::from_secs(5)).await;
+    let p: Vec<u32> = fake.vertices(&job).unwrap().iter().map(|v| v.2).collect();
+    assert_eq!(p, vec![6, 6], "scaled back up onto the new slots");
+    assert_eq!(fake.num_restarts(&job).unwrap(), 2);
+    let (_, h) = get(&c, &format!("{base}/jobs/{job}/rescales/history")).await;
+    let causes: Vec<&str> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["triggerCause"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        causes,
+        vec![
+            "NEW_RESOURCE_AVAILABLE",
+            "RECOVERABLE_FAILOVER",
+            "INITIAL_SCHEDULE"
+        ]
+    );
+    sleep(Duration::from_secs(10)).await;
+    let (_, m) = get(
+        &c,
+        &format!("{base}/jobs/{job}/metrics?get=numRescales,numRestarts"),
+    )
+    .await;
+    assert_eq!(
+        m,
+        json!([{"id": "numRescales", "value": "2"}, {"id": "numRestarts", "value": "2"}])
     );
 }

@@ -348,7 +348,8 @@ impl FakeFlink {
     }
 
     /// Register a new TaskManager (with the configured slots); jobs waiting for slots run after
-    /// `resource_stabilization`. Returns its id.
+    /// `resource_stabilization`, and running jobs below their desired parallelism scale up after
+    /// `rescale_duration` (a restart, history cause `NEW_RESOURCE_AVAILABLE`). Returns its id.
     pub fn add_taskmanager(&self) -> String {
         self.with(|c, now| c.add_tm(now))
     }

@@ -340,13 +340,14 @@ pub(crate) struct RescaleRecord {
 #[derive(Debug, Clone)]
 pub(crate) enum Transition {
     /// End of RESTARTING / a waiting period: run if slots allow, else wait in CREATED.
-    Schedule { rescale: Option<(i64, String)> },
+    Schedule,
     /// A crash-looping job fails now.
     Crash,
-    /// The adaptive scheduler starts applying new resource requirements.
+    /// The adaptive scheduler starts changing the parallelism (new requirements or new slots).
     Rescale {
         requested_ms: i64,
         requirements_uuid: String,
+        cause: &'static str,
     },
     /// CANCELLING is over.
     Cancelled,
@@ -385,6 +386,9 @@ pub(crate) struct Job {
     pub submitted: Instant,
     /// The next run restores from the latest checkpoint (after a failover or a rescale).
     pub needs_restore: bool,
+    /// What the next successful schedule records in the rescale history: (start ms, requirements
+    /// uuid, trigger cause).
+    pub rescale_ctx: Option<(i64, String, &'static str)>,
 }
 
 impl Job {
@@ -615,6 +619,28 @@ impl Cluster {
             slots: self.cfg.slots_per_taskmanager,
         });
         self.wake_waiting(t, self.cfg.resource_stabilization);
+        // running jobs below their desired parallelism scale up onto the new slots
+        let delay = self
+            .cfg
+            .rescale_duration
+            .saturating_sub(RESCALE_RESTART_GAP);
+        let ms = self.clock.ms(t);
+        for j in &mut self.jobs {
+            let below = j
+                .vertices
+                .iter()
+                .any(|v| v.parallelism < v.upper.min(v.max_parallelism));
+            if j.status == JobStatus::Running && j.pending.is_none() && below {
+                j.pending = Some((
+                    t + delay,
+                    Transition::Rescale {
+                        requested_ms: ms,
+                        requirements_uuid: random_id(),
+                        cause: "NEW_RESOURCE_AVAILABLE",
+                    },
+                ));
+            }
+        }
         id
     }
 
@@ -622,7 +648,7 @@ impl Cluster {
     fn wake_waiting(&mut self, t: Instant, delay: Duration) {
         for j in &mut self.jobs {
             if j.status == JobStatus::Created && j.pending.is_none() {
-                j.pending = Some((t + delay, Transition::Schedule { rescale: None }));
+                j.pending = Some((t + delay, Transition::Schedule));
             }
         }
     }
@@ -661,8 +687,9 @@ impl Cluster {
         }
         j.num_restarts += 1;
         j.needs_restore = true;
+        j.rescale_ctx = Some((clock.ms(t), random_id(), "RECOVERABLE_FAILOVER"));
         j.set_status(JobStatus::Restarting, t, &clock);
-        j.pending = Some((t + j.restart_delay, Transition::Schedule { rescale: None }));
+        j.pending = Some((t + j.restart_delay, Transition::Schedule));
         self.wake_waiting(t, self.cfg.resource_stabilization);
     }
 
@@ -748,24 +775,19 @@ impl Cluster {
             last_restore_ms,
             submitted: t,
             needs_restore: false,
+            rescale_ctx: Some((ms, random_id(), "INITIAL_SCHEDULE")),
         };
         self.jobs.push(job);
         let i = self.jobs.len() - 1;
         let clock = self.clock;
         self.jobs[i].set_status(JobStatus::Initializing, t, &clock);
         self.jobs[i].set_status(JobStatus::Created, t, &clock);
-        self.schedule(i, t, Some((ms, random_id())), "INITIAL_SCHEDULE");
+        self.schedule(i, t);
         id
     }
 
     /// Try to run job `i` now: takes min(desired, free) slots; waits in CREATED when none are free.
-    fn schedule(
-        &mut self,
-        i: usize,
-        t: Instant,
-        rescale: Option<(i64, String)>,
-        cause: &'static str,
-    ) {
+    fn schedule(&mut self, i: usize, t: Instant) {
         let clock = self.clock;
         self.jobs[i].alloc.clear();
         let free = self.slots_free();
@@ -829,7 +851,7 @@ impl Cluster {
                 j.last_restore_ms = Some(ms);
             }
         }
-        if let Some((start_ms, req_uuid)) = rescale {
+        if let Some((start_ms, req_uuid, cause)) = j.rescale_ctx.take() {
             let post_slots = j.slots_needed();
             let vertices = j
                 .vertices
@@ -876,7 +898,13 @@ impl Cluster {
             while j.rescales.len() > 20 {
                 j.rescales.pop_back();
             }
-            if cause != "INITIAL_SCHEDULE" {
+            // a rescale counts when the parallelism actually changed
+            let changed = j
+                .vertices
+                .iter()
+                .zip(pre.iter())
+                .any(|(v, p)| v.parallelism != *p);
+            if cause != "INITIAL_SCHEDULE" && changed {
                 j.num_rescales += 1;
             }
         }
@@ -934,6 +962,7 @@ impl Cluster {
                 Transition::Rescale {
                     requested_ms: ms,
                     requirements_uuid: random_id(),
+                    cause: "UPDATE_REQUIREMENT",
                 },
             ));
         }
@@ -1029,14 +1058,7 @@ impl Cluster {
     fn transition(&mut self, i: usize, tr: Transition, t: Instant) {
         let clock = self.clock;
         match tr {
-            Transition::Schedule { rescale } => {
-                let cause = if rescale.is_some() {
-                    "UPDATE_REQUIREMENT"
-                } else {
-                    "RECOVERABLE_FAILOVER"
-                };
-                self.schedule(i, t, rescale, cause);
-            }
+            Transition::Schedule => self.schedule(i, t),
             Transition::Crash => {
                 if let Some(text) = self.jobs[i].crash.clone() {
                     self.fail_over(i, &text, t);
@@ -1045,18 +1067,15 @@ impl Cluster {
             Transition::Rescale {
                 requested_ms,
                 requirements_uuid,
+                cause,
             } => {
                 let j = &mut self.jobs[i];
                 j.num_restarts += 1;
                 j.needs_restore = true;
+                j.rescale_ctx = Some((requested_ms, requirements_uuid, cause));
                 j.alloc.clear();
                 j.set_status(JobStatus::Restarting, t, &clock);
-                j.pending = Some((
-                    t + RESCALE_RESTART_GAP,
-                    Transition::Schedule {
-                        rescale: Some((requested_ms, requirements_uuid)),
-                    },
-                ));
+                j.pending = Some((t + RESCALE_RESTART_GAP, Transition::Schedule));
             }
             Transition::Cancelled => {
                 self.jobs[i].set_status(JobStatus::Canceled, t, &clock);
