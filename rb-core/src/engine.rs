@@ -151,7 +151,7 @@ impl EngineBuilder {
                     ),
                     _ => (None, secs(60)),
                 };
-                let max_age = lookback + interval * 2 + p.stability_window;
+                let max_age = lookback + interval * 2; // only what the symptom needs
                 let max_len =
                     ((max_age.as_millis() / interval.as_millis().max(1)) as usize + 4).min(100_000);
                 bindings.push(Binding {
