@@ -67,6 +67,51 @@ async fn consumer_group_lag_matches_kafka_consumer_groups_describe() {
         "{desc:?}"
     );
 
+    // The CLI's own text, for the fast tier's parsers and fakes.
+    let mut rec = Recorder::new("kafka");
+    let bs = kafka.bootstrap.clone();
+    for (name, class, args) in [
+        (
+            "consumer_groups_describe_no_members",
+            "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            vec![
+                "--bootstrap-server",
+                bs.as_str(),
+                "--describe",
+                "--group",
+                group.as_str(),
+            ],
+        ),
+        (
+            "topics_describe",
+            "org.apache.kafka.tools.TopicCommand",
+            vec![
+                "--bootstrap-server",
+                bs.as_str(),
+                "--describe",
+                "--topic",
+                topic.as_str(),
+            ],
+        ),
+    ] {
+        let stdout = kafka.cli(class, &args).await.unwrap();
+        let body = json!({
+            "class": class,
+            "args": ["--bootstrap-server", "{bootstrap}", args[2], args[3], "{name}"],
+            "kafka_version": kafka.version,
+            "situation": "topic with 3 partitions, 10 messages each; group committed 2, 5, 10 without joining",
+            "stdout": stdout,
+        });
+        rec.add(
+            name,
+            "CLI",
+            &format!("{class} {} {} {{name}}", args[2], args[3]),
+            0,
+            &body,
+        );
+    }
+    rec.finish().unwrap();
+
     // Moving the commit changes the lag the CLI reports.
     kafka
         .commit_offsets(&group, &topic, &[10, 10, 10])
