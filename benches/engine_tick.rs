@@ -1,3 +1,4 @@
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! One engine tick over N instant probes, each with a threshold symptom evaluated on its history.
 //!
 //! Run: `cargo bench -p rb-benches --bench engine_tick`. Results and the per-probe overhead are recorded
@@ -23,25 +24,49 @@ impl Probe for Instant0 {
         &self.target
     }
     async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError> {
-        Ok(Observation::new("bench.instant", &self.target.name, ctx.now()).sample("lag", Default::default(), 10.0))
+        Ok(
+            Observation::new("bench.instant", &self.target.name, ctx.now()).sample(
+                "lag",
+                Default::default(),
+                10.0,
+            ),
+        )
     }
 }
 
 fn runbook(n: usize) -> Runbook {
     let mut pb = Playbook::new("bench", "bench");
     for i in 0..n {
-        let probe = Arc::new(Instant0 { target: Target::new("kafka", format!("k{i}")) });
-        pb = pb.detect(probe, Schedule::every(secs(1)), metric("lag").above(5_000.0).for_at_least(secs(5)));
+        let probe = Arc::new(Instant0 {
+            target: Target::new("kafka", format!("k{i}")),
+        });
+        pb = pb.detect(
+            probe,
+            Schedule::every(secs(1)),
+            metric("lag").above(5_000.0).for_at_least(secs(5)),
+        );
     }
     Runbook::new("bench").playbook(pb)
 }
 
 fn bench_tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine_tick");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
     for n in [1_000usize, 10_000] {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().expect("runtime");
-        let engine = rt.block_on(async { Engine::builder(runbook(n)).max_concurrent_probes(n).build().await.expect("engine") });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        let engine = rt.block_on(async {
+            Engine::builder(runbook(n))
+                .max_concurrent_probes(n)
+                .build()
+                .await
+                .expect("engine")
+        });
         // warm the histories
         rt.block_on(async {
             for _ in 0..6 {

@@ -498,9 +498,24 @@ impl Engine {
         }
     }
 
-    /// Run ticks for `d` of (tokio) time.
+    /// Run ticks for `d` of (tokio) time: ticks at every due time before `now + d`, then returns.
+    ///
+    /// Unlike [`Engine::run`] with a sleep as its shutdown, no timer of its own is pending while a tick
+    /// runs, so on a paused clock nothing but the engine's own sleeps moves time.
     pub async fn run_for(&self, d: Duration) -> Result<(), Error> {
-        self.run(tokio::time::sleep(d)).await
+        let end = Instant::now() + d;
+        loop {
+            self.tick().await?;
+            let next = self.next_wakeup().await.min(end);
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            if Instant::now() >= end {
+                return Ok(());
+            }
+        }
     }
 
     async fn next_wakeup(&self) -> Instant {

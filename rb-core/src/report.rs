@@ -475,6 +475,10 @@ pub fn describe(e: &Event) -> String {
             format!("Nessie commit linked: {reference}@{hash}")
         }
         Event::Note { text } => text.clone(),
-        Event::Closed { resolution } => format!("Closed: {resolution:?}"),
+        Event::Closed { resolution } => match resolution {
+            Resolution::Recovered => "Closed: recovered".to_string(),
+            Resolution::ClosedByHuman { by } => format!("Closed by {by}"),
+            Resolution::Escalated => "Closed: handed to humans".to_string(),
+        },
     }
 }

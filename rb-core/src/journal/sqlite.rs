@@ -17,8 +17,9 @@ use crate::time::Timestamp;
 
 /// A journal in a SQLite file (WAL, synchronous=FULL: an append that returned is on disk).
 ///
-/// It holds one connection behind an async mutex rather than a pool: a pool's acquire timeout is a tokio
-/// timer, and on a paused test clock that timer would fire while the SQLite worker thread is busy.
+/// It holds one connection behind an async mutex rather than a pool (a pool's acquire timeout is a tokio
+/// timer), and runs every statement inside `spawn_blocking`: on a paused test clock tokio does not
+/// auto-advance time while a blocking task runs, so a journal write never makes virtual time jump.
 #[derive(Debug, Clone)]
 pub struct SqliteJournal {
     conn: Arc<Mutex<Option<SqliteConnection>>>,
@@ -83,21 +84,47 @@ impl SqliteJournal {
         }
     }
 
+    /// Run `f` on the connection in a blocking task (see the type's docs for why).
+    async fn with_conn<T, F>(&self, what: &'static str, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error> + Send + 'static,
+    {
+        let mut guard = self.conn.lock().await;
+        let mut conn = guard.take().ok_or_else(|| self.closed())?;
+        let (conn, res) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut conn);
+            (conn, r)
+        })
+        .await
+        .map_err(|e| {
+            JournalError::new(
+                &self.name,
+                ErrorKind::Storage,
+                format!("{what}: journal worker failed: {e}"),
+            )
+        })?;
+        *guard = Some(conn);
+        res.map_err(|e| err(&self.name, what, e))
+    }
+
     async fn fetch(
         &self,
-        sql: &str,
+        sql: &'static str,
         bind: Option<&str>,
-        what: &str,
+        what: &'static str,
     ) -> Result<Vec<SqliteRow>, JournalError> {
-        let mut guard = self.conn.lock().await;
-        let conn = guard.as_mut().ok_or_else(|| self.closed())?;
-        let mut q = sqlx::query(sql);
-        if let Some(b) = bind {
-            q = q.bind(b.to_string());
-        }
-        q.fetch_all(conn)
-            .await
-            .map_err(|e| err(&self.name, what, e))
+        let bind = bind.map(str::to_string);
+        self.with_conn(what, move |conn| {
+            futures::executor::block_on(async move {
+                let mut q = sqlx::query(sql);
+                if let Some(b) = bind {
+                    q = q.bind(b);
+                }
+                q.fetch_all(conn).await
+            })
+        })
+        .await
     }
 
     fn incident_ids(&self, rows: Vec<SqliteRow>) -> Result<Vec<String>, JournalError> {
@@ -121,17 +148,22 @@ impl Journal for SqliteJournal {
         let body = serde_json::to_string(event).map_err(|e| {
             JournalError::new(&self.name, ErrorKind::Invalid, format!("encode event: {e}"))
         })?;
-        let mut guard = self.conn.lock().await;
-        let conn = guard.as_mut().ok_or_else(|| self.closed())?;
-        let res =
-            sqlx::query("INSERT INTO rb_journal (incident, at_ms, kind, body) VALUES (?, ?, ?, ?)")
-                .bind(incident)
-                .bind(at.as_millis() as i64)
-                .bind(Self::kind(event))
-                .bind(body)
-                .execute(conn)
-                .await
-                .map_err(|e| err(&self.name, "append", e))?;
+        let incident = incident.to_string();
+        let kind = Self::kind(event);
+        let res = self
+            .with_conn("append", move |conn| {
+                futures::executor::block_on(
+                    sqlx::query(
+                        "INSERT INTO rb_journal (incident, at_ms, kind, body) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(incident)
+                    .bind(at.as_millis() as i64)
+                    .bind(kind)
+                    .bind(body)
+                    .execute(conn),
+                )
+            })
+            .await?;
         Ok(res.last_insert_rowid() as u64)
     }
 
