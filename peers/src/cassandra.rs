@@ -735,6 +735,36 @@ mod tests {
     }
 
     #[test]
+    fn tolerates_banners_footers_empty_blocks_and_odd_names() {
+        let text = "OpenJDK 64-Bit Server VM warning: a JVM banner\n\
+Note: Ownership information does not include topology; for complete information, specify a keyspace\n\
+Datacenter: empty-dc\n===================\nStatus=Up/Down\n|/ State=Normal/Leaving/Joining/Moving\n\
+--  Address  Load  Tokens  Owns  Host ID  Rack\n\
+Datacenter: UNKNOWN_DC\n=====\n\
+--  Address       Load       Tokens       Owns    Host ID       Rack\n\
+DL  10.9.8.7      ?          256          ?       null          UNKNOWN_RACK\n\
+Datacenter: eu.west\n=====\n\
+--  Address  Load  Tokens  Owns  Host ID  Rack\n\
+UM  10.9.8.8  123456789  8  12.5%  6f9a0c1e-0000-4000-8000-000000000001  1b.NORTH\n\
+UN  10.9.8.9  1.5 TB  8  87.5  6f9a0c1e-0000-4000-8000-000000000002  1b.NORTH\n\
+\nNote: Non-system keyspaces don't have the same replication settings, effective ownership information is meaningless\n";
+        let rows = parse_nodetool_status(text).unwrap();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(
+            (rows[0].datacenter.as_str(), rows[0].status, rows[0].state),
+            ("UNKNOWN_DC", 'D', 'L')
+        );
+        assert_eq!(rows[0].rack, "UNKNOWN_RACK");
+        assert_eq!(rows[0].host_id, None);
+        assert_eq!(rows[1].load, "123456789");
+        assert_eq!(rows[1].tokens, Some(8));
+        assert_eq!(rows[1].datacenter, "eu.west");
+        assert_eq!(rows[2].load, "1.5 TB");
+        assert_eq!(rows[2].owns.as_deref(), Some("87.5"));
+        assert_eq!(rows[2].rack, "1b.NORTH");
+    }
+
+    #[test]
     fn bad_row_is_an_error_naming_the_line() {
         let err = parse_nodetool_status("UN 127.0.0.1 x\n").unwrap_err();
         assert!(format!("{err:#}").contains("line 1"), "{err:#}");
