@@ -1,1 +1,8 @@
-//! Runnable examples of rb live in this package's `[[example]]` targets (`cargo run -p rb-examples --example lakehouse`).
+//! Runnable examples of rb live in this package's `[[example]]` targets:
+//! `cargo run -p rb-examples --example lakehouse`.
+//!
+//! The repository README is compiled and run here as a doc test, so its examples cannot rot.
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
