@@ -1,6 +1,44 @@
-//! rb-testkit: fake clusters that speak the real protocols, a virtual clock, a scenario harness and
-//! mocks of rb-core's traits.
+//! # rb-testkit
+//!
+//! Test rb playbooks — and your own remediation logic — before they touch production: fake clusters that
+//! the real client libraries cannot tell from the real servers (for the calls rb makes), a virtual clock,
+//! a scenario harness with readable failures, recording doubles and mockall mocks of rb-core's traits.
+//!
+//! ## Testing a playbook, in five lines
+//!
+//! ```
+//! # use rb_core::prelude::*; use rb_testkit::{doubles::*, scenario::Scenario};
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let lag = GaugeProbe::new(Target::new("kafka", "kafka-main"), "records_lag_max", 12_000.0);
+//! let rescale = RecordingRemediation::new("flink.rescale", Risk::Disruptive, vec![Target::new("flink", "flink-main")]);
+//! let runbook = Runbook::new("lake").playbook(Playbook::new("kafka-backlog", "Kafka backlog")
+//!     .detect(lag.arc(), Schedule::every(secs(30)), metric("records_lag_max").above(5_000.0).for_at_least(mins(2)))
+//!     .mitigate(rescale.arc()));
+//! let run = Scenario::new(runbook).start().await.unwrap();
+//! run.run_for(mins(3)).await.incident("kafka-backlog").await.expect_applied("flink.rescale");
+//! assert_eq!(rescale.applied(), 1);
+//! # }
+//! ```
+//!
+//! ## Cargo features
+//!
+//! | feature | default | pulls in | gives |
+//! | --- | --- | --- | --- |
+//! | `http` | yes | axum, reqwest, regex, sha2 | [`http`]: fakes of Flink, Nessie, Kafka Connect, Trino, Prometheus, MinIO, Loki; an Alertmanager webhook sender; fault injection and request records |
+//! | `kafka` | yes | rdkafka (builds librdkafka with cc + make) | [`kafka`]: a fake Kafka on librdkafka's mock cluster with exact, seeded consumer-group lag |
+//! | `cassandra` | yes | cassandra-protocol | [`cassandra`]: a fake N-node ring speaking CQL native protocol v4, and its `nodetool status` |
+//! | `mocks` | yes | mockall | [`mocks`]: mocks of `Probe`, `Remediation`, `Approver`, `Notifier`, `Journal` |
+//!
+//! Always there: [`scenario`] (the harness), [`clock`] (the virtual clock) and [`doubles`] (recording
+//! probe, remediation and notifier).
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod clock;
+pub mod doubles;
+pub mod scenario;
+
+#[cfg(feature = "mocks")]
+pub mod mocks;
 
 #[cfg(feature = "http")]
 pub mod http;

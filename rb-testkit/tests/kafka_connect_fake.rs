@@ -958,7 +958,20 @@ async fn the_fake_answers_like_the_recorded_real_worker() {
     let index = real_index();
     let connect = FakeKafkaConnect::start().await.unwrap();
     let rest = Rest::new(&connect);
-    let name = "rb-file-source";
+    // the recorder names its connector uniquely per run (a worker remembers file positions)
+    // and the recorded worker also held a connector left from an earlier run: mirror both
+    let failed_status = real("status_task_failed_200");
+    let name = failed_status["name"]
+        .as_str()
+        .expect("the recorded failing connector");
+    for other in real("list_200").as_array().expect("list_200 is an array") {
+        let other = other.as_str().expect("connector names are strings");
+        if other != name {
+            connect
+                .add_connector(other, ConnectorType::Source, 1)
+                .unwrap();
+        }
+    }
     let trace = "org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception from producer send callback\n\tat x\nCaused by: org.apache.kafka.common.errors.InvalidTopicException: Invalid topics: [rb invalid topic!]\n";
 
     #[track_caller]
@@ -984,7 +997,7 @@ async fn the_fake_answers_like_the_recorded_real_worker() {
         .unwrap();
     connect.fail_task(name, 0, trace).unwrap();
     let (s, t, b) = rest
-        .call(Method::GET, "/connectors/rb-file-source/status", None)
+        .call(Method::GET, &format!("/connectors/{name}/status"), None)
         .await;
     check(&index, "status_task_failed_200", s, &t, &b);
     let (s, t, b) = rest
@@ -996,14 +1009,14 @@ async fn the_fake_answers_like_the_recorded_real_worker() {
     assert_eq!(b, real("list_200"));
 
     let (s, t, b) = rest
-        .call(Method::POST, "/connectors/rb-file-source/restart", None)
+        .call(Method::POST, &format!("/connectors/{name}/restart"), None)
         .await;
     check(&index, "restart_plain_204", s, &t, &b);
     assert_eq!(connect.task_state(name, 0), Some(State::Failed));
     let (s, t, b) = rest
         .call(
             Method::POST,
-            "/connectors/rb-file-source/restart?includeTasks=true&onlyFailed=true",
+            &format!("/connectors/{name}/restart?includeTasks=true&onlyFailed=true"),
             None,
         )
         .await;
@@ -1033,7 +1046,7 @@ async fn the_fake_answers_like_the_recorded_real_worker() {
     }
 
     let (s, t, b) = rest
-        .call(Method::GET, "/connectors/rb-file-source", None)
+        .call(Method::GET, &format!("/connectors/{name}"), None)
         .await;
     check(&index, "connector_info_200", s, &t, &b);
     let recorded_config = real("connector_info_200")["config"].clone();
@@ -1049,27 +1062,27 @@ async fn the_fake_answers_like_the_recorded_real_worker() {
     let (s, t, b) = rest
         .call(
             Method::PUT,
-            "/connectors/rb-file-source/config",
+            &format!("/connectors/{name}/config"),
             Some(recorded_config),
         )
         .await;
     check(&index, "put_config_200", s, &t, &b);
 
     let (s, t, b) = rest
-        .call(Method::GET, "/connectors/rb-file-source/status", None)
+        .call(Method::GET, &format!("/connectors/{name}/status"), None)
         .await;
     check(&index, "status_running_200", s, &t, &b);
     let (s, t, b) = rest
-        .call(Method::PUT, "/connectors/rb-file-source/pause", None)
+        .call(Method::PUT, &format!("/connectors/{name}/pause"), None)
         .await;
     check(&index, "pause_202", s, &t, &b);
     let (s, t, b) = rest
-        .call(Method::GET, "/connectors/rb-file-source/status", None)
+        .call(Method::GET, &format!("/connectors/{name}/status"), None)
         .await;
     check(&index, "status_paused_200", s, &t, &b);
     assert_eq!(states(&b), ["PAUSED"]);
     let (s, t, b) = rest
-        .call(Method::PUT, "/connectors/rb-file-source/resume", None)
+        .call(Method::PUT, &format!("/connectors/{name}/resume"), None)
         .await;
     check(&index, "resume_202", s, &t, &b);
     let (s, t, b) = rest
@@ -1077,7 +1090,7 @@ async fn the_fake_answers_like_the_recorded_real_worker() {
         .await;
     check(&index, "list_expand_status_running_200", s, &t, &b);
     let (s, t, b) = rest
-        .call(Method::DELETE, "/connectors/rb-file-source", None)
+        .call(Method::DELETE, &format!("/connectors/{name}"), None)
         .await;
     check(&index, "delete_204", s, &t, &b);
 }

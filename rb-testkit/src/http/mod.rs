@@ -10,7 +10,7 @@
 //! use rb_testkit::http::Fault;
 //! fake.faults().inject("GET", "/jobs/*/status", Fault::Status(503)).times(2);
 //! // ... run the code under test ...
-//! assert_eq!(fake.requests().matching("PUT", "/jobs/*/resource-requirements").count(), 1);
+//! assert_eq!(fake.requests().matching("PUT", "/jobs/*/resource-requirements").len(), 1);
 //! # }
 //! ```
 

@@ -85,14 +85,21 @@ impl RequestLog {
     pub fn matching(&self, method: &str, pattern: &str) -> Vec<RecordedRequest> {
         self.lock()
             .iter()
-            .filter(|r| (method == "*" || r.method.eq_ignore_ascii_case(method)) && path_matches(pattern, &r.path))
+            .filter(|r| {
+                (method == "*" || r.method.eq_ignore_ascii_case(method))
+                    && path_matches(pattern, &r.path)
+            })
             .cloned()
             .collect()
     }
 
     /// Requests that could change the server's state (anything but GET, HEAD and OPTIONS).
     pub fn mutating(&self) -> Vec<RecordedRequest> {
-        self.lock().iter().filter(|r| r.is_mutating()).cloned().collect()
+        self.lock()
+            .iter()
+            .filter(|r| r.is_mutating())
+            .cloned()
+            .collect()
     }
 
     /// Number of requests so far.
@@ -112,7 +119,11 @@ impl RequestLog {
 
     /// One line per request, for failure messages.
     pub fn describe(&self) -> String {
-        self.lock().iter().map(|r| r.line()).collect::<Vec<_>>().join("\n")
+        self.lock()
+            .iter()
+            .map(|r| r.line())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

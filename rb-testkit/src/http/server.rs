@@ -45,20 +45,34 @@ pub struct FakeHttp {
 impl FakeHttp {
     /// Serve `router` on a fresh loopback port.
     pub async fn start(router: Router) -> std::io::Result<Self> {
-        Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?, router).await
+        Self::start_on(
+            "127.0.0.1:0".parse().map_err(std::io::Error::other)?,
+            router,
+        )
+        .await
     }
 
     /// Serve `router` on `addr` (a loopback address; port 0 picks one).
     pub async fn start_on(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
         let log = RequestLog::new();
         let faults = Faults::default();
-        let shared = Shared { log: log.clone(), faults: faults.clone() };
+        let shared = Shared {
+            log: log.clone(),
+            faults: faults.clone(),
+        };
         let router = router.layer(middleware::from_fn_with_state(shared, record_and_fault));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let gate = Arc::new(AtomicU64::new(0));
         let task = spawn_serve(listener, router.clone(), gate.clone());
-        Ok(Self { addr, log, faults, router, task: Mutex::new(Some(task)), gate })
+        Ok(Self {
+            addr,
+            log,
+            faults,
+            router,
+            task: Mutex::new(Some(task)),
+            gate,
+        })
     }
 
     /// The address the fake listens on.
@@ -120,14 +134,22 @@ impl FakeHttp {
 
 impl Drop for FakeHttp {
     fn drop(&mut self) {
-        if let Some(task) = self.task.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(task) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             task.abort();
         }
     }
 }
 
 fn spawn_serve(listener: TcpListener, router: Router, gate: Arc<AtomicU64>) -> JoinHandle<()> {
-    let listener = GatedListener { inner: listener, gate };
+    let listener = GatedListener {
+        inner: listener,
+        gate,
+    };
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::debug!(error = %e, "fake http server ended");
@@ -148,7 +170,14 @@ impl axum::serve::Listener for GatedListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
         let generation = self.gate.load(Ordering::SeqCst);
-        (GatedStream { inner: io, gate: self.gate.clone(), generation }, addr)
+        (
+            GatedStream {
+                inner: io,
+                gate: self.gate.clone(),
+                generation,
+            },
+            addr,
+        )
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
@@ -165,13 +194,18 @@ struct GatedStream {
 
 impl GatedStream {
     fn closed(&self) -> Option<std::io::Error> {
-        (self.gate.load(Ordering::SeqCst) != self.generation)
-            .then(|| std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake server went away"))
+        (self.gate.load(Ordering::SeqCst) != self.generation).then(|| {
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fake server went away")
+        })
     }
 }
 
 impl AsyncRead for GatedStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if let Some(e) = self.closed() {
             return Poll::Ready(Err(e));
         }
@@ -180,7 +214,11 @@ impl AsyncRead for GatedStream {
 }
 
 impl AsyncWrite for GatedStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         if let Some(e) = self.closed() {
             return Poll::Ready(Err(e));
         }
@@ -200,7 +238,13 @@ async fn record_and_fault(State(shared): State<Shared>, req: Request, next: Next
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("fake: cannot read body: {e}")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("fake: cannot read body: {e}"),
+            )
+                .into_response()
+        }
     };
     let method = parts.method.as_str().to_string();
     let path = parts.uri.path().to_string();
@@ -211,7 +255,12 @@ async fn record_and_fault(State(shared): State<Shared>, req: Request, next: Next
         headers: parts
             .headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: bytes.to_vec(),
         at: SystemTime::now(),
@@ -242,9 +291,13 @@ async fn record_and_fault(State(shared): State<Shared>, req: Request, next: Next
         Some(Fault::TruncatedBody) => {
             let resp = next.run(req).await;
             let (mut parts, body) = resp.into_parts();
-            let full = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+            let full = axum::body::to_bytes(body, MAX_BODY)
+                .await
+                .unwrap_or_default();
             let half = full.slice(..full.len() / 2);
-            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(full.len().max(2)));
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(full.len().max(2)));
             Response::from_parts(parts, truncated_body(half))
         }
         Some(Fault::Hang) => {
@@ -269,7 +322,8 @@ fn reset_response() -> Response {
         "injected reset",
     ))]);
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(64));
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(64));
     resp
 }
 
