@@ -27,7 +27,10 @@ impl PeerEnv {
             .map(PathBuf::from)
             .unwrap_or_else(|| Self::repo_root().join(".peers").join("env"));
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("reading {} (start the servers with peers/run.sh)", path.display())
+            format!(
+                "reading {} (start the servers with peers/run.sh)",
+                path.display()
+            )
         })?;
         let vars = text
             .lines()
@@ -40,10 +43,12 @@ impl PeerEnv {
 
     /// A required key.
     pub fn get(&self, key: &str) -> Result<&str> {
-        self.vars
-            .get(key)
-            .map(String::as_str)
-            .ok_or_else(|| anyhow!("{} has no {key}: was its server started?", self.path.display()))
+        self.vars.get(key).map(String::as_str).ok_or_else(|| {
+            anyhow!(
+                "{} has no {key}: was its server started?",
+                self.path.display()
+            )
+        })
     }
 
     /// An optional key.

@@ -25,12 +25,20 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn walk(v: &Value, path: String, out: &mut BTreeMap<String, String>) {
-    let key = if path.is_empty() { "$".to_string() } else { path.clone() };
+    let key = if path.is_empty() {
+        "$".to_string()
+    } else {
+        path.clone()
+    };
     out.insert(key, type_name(v).to_string());
     match v {
         Value::Object(map) => {
             for (k, child) in map {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 walk(child, p, out);
             }
         }
@@ -70,7 +78,11 @@ mod tests {
 
     #[test]
     fn same_shape_different_values() {
-        assert!(shape_diff(&json!({"a": 1, "b": ["x"]}), &json!({"a": 2, "b": ["y", "z"]})).is_empty());
+        assert!(shape_diff(
+            &json!({"a": 1, "b": ["x"]}),
+            &json!({"a": 2, "b": ["y", "z"]})
+        )
+        .is_empty());
     }
 
     #[test]
