@@ -341,3 +341,132 @@ async fn invalid_runbooks_are_refused_with_a_reason() {
     let none = Runbook::new("t").playbook(Playbook::new("x", "X"));
     assert!(Engine::builder(none).build().await.is_err());
 }
+
+#[derive(Debug)]
+struct Slow {
+    target: Target,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    max: Arc<std::sync::atomic::AtomicUsize>,
+    at: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+    take: std::time::Duration,
+}
+
+#[async_trait]
+impl Probe for Slow {
+    fn id(&self) -> &str {
+        "test.slow"
+    }
+    fn target(&self) -> &Target {
+        &self.target
+    }
+    async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.at.lock().unwrap().push(tokio::time::Instant::now());
+        let n = self.running.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(n, SeqCst);
+        tokio::time::sleep(self.take).await;
+        self.running.fetch_sub(1, SeqCst);
+        Ok(
+            Observation::new("test.slow", &self.target.name, ctx.now()).sample(
+                "v",
+                Default::default(),
+                0.0,
+            ),
+        )
+    }
+}
+
+fn slow_runbook(
+    n: usize,
+    take: std::time::Duration,
+    schedule: Schedule,
+) -> (
+    Runbook,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+) {
+    let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let max = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let at = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut pb = Playbook::new("slow", "Slow");
+    for i in 0..n {
+        let p = Slow {
+            target: Target::new("x", format!("x{i}")),
+            running: running.clone(),
+            max: max.clone(),
+            at: at.clone(),
+            take,
+        };
+        pb = pb.detect(Arc::new(p), schedule, metric("v").above(1.0));
+    }
+    (Runbook::new("t").playbook(pb), max, at)
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_run_concurrently_under_the_bound() {
+    let (rb, max, _) = slow_runbook(10, secs(4), Schedule::every(secs(60)).deadline(secs(10)));
+    let e = Engine::builder(rb)
+        .max_concurrent_probes(3)
+        .build()
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let r = e.tick().await.unwrap();
+    assert_eq!(r.probes_run, 10);
+    assert_eq!(
+        max.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "never more than the bound at once"
+    );
+    assert_eq!(
+        tokio::time::Instant::now() - started,
+        secs(16),
+        "10 probes of 4 s, 3 at a time: 4 waves"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_past_its_deadline_is_a_timeout_not_a_result() {
+    let (rb, _, _) = slow_runbook(1, secs(30), Schedule::every(secs(60)).deadline(secs(5)));
+    let e = Engine::builder(rb).build().await.unwrap();
+    let started = tokio::time::Instant::now();
+    e.tick().await.unwrap();
+    assert_eq!(tokio::time::Instant::now() - started, secs(5));
+    assert!(e.metrics_text().contains("result=\"timeout\"} 1"));
+    assert!(e.status().await[0].verdict.is_unknown());
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_spreads_probes_within_the_bound_and_is_deterministic_per_seed() {
+    async fn offsets(seed: u64) -> Vec<u128> {
+        let (rb, _, at) = slow_runbook(20, millis(0), Schedule::every(secs(60)).jitter(secs(10)));
+        let e = Engine::builder(rb)
+            .jitter_seed(seed)
+            .tick_interval(millis(100))
+            .build()
+            .await
+            .unwrap();
+        let t0 = tokio::time::Instant::now();
+        e.run_for(secs(59)).await.unwrap();
+        let mut v: Vec<u128> = at
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| (*t - t0).as_millis())
+            .collect();
+        v.sort();
+        v
+    }
+    let a = offsets(7).await;
+    assert_eq!(a.len(), 20, "each probe ran once in its first interval");
+    assert!(
+        a.iter().all(|ms| *ms <= 10_100),
+        "within the jitter (plus one tick): {a:?}"
+    );
+    assert!(
+        a.windows(2).any(|w| w[0] != w[1]),
+        "spread, not all at once: {a:?}"
+    );
+    assert_eq!(a, offsets(7).await, "same seed, same schedule");
+    assert_ne!(a, offsets(8).await, "another seed, another spread");
+}
