@@ -840,6 +840,30 @@ async fn contents_by_key_and_multiple_and_entries() {
         ]
     );
     assert_eq!(entries["entries"][0]["type"], "NAMESPACE");
+    // Like the real 0.99 server: every entry carries `content`, null unless asked for.
+    for e in entries["entries"].as_array().unwrap() {
+        let fields = e.as_object().unwrap();
+        assert_eq!(fields.get("content"), Some(&Value::Null), "{e}");
+        assert!(fields["contentId"].is_string(), "{e}");
+    }
+    let (s, with_content) = c.get("/trees/main/entries?content=true").await;
+    assert_eq!(s, StatusCode::OK);
+    let listed = with_content["entries"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    for e in listed {
+        assert_eq!(e["content"]["type"], e["type"], "{e}");
+        assert_eq!(e["content"]["id"], e["contentId"], "{e}");
+    }
+    assert_eq!(
+        listed[1]["content"],
+        nessie.content("main", "db.a").unwrap()
+    );
+    let (_, without) = c.get("/trees/main/entries?content=false").await;
+    assert!(without["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["content"].is_null() && e.get("content").is_some()));
     assert_eq!(
         nessie.content("main", "db.a").unwrap()["type"],
         "ICEBERG_TABLE"

@@ -438,12 +438,20 @@ fn route_tree(
             reject_filter(q)?;
             let repo = lock(s);
             let r = repo.resolve(&spec)?;
+            // Like the real server, every entry carries `content`: null unless `content=true`
+            // asked for the content objects.
+            let with_content = param(q, "content").is_some_and(|v| v.eq_ignore_ascii_case("true"));
             let entries: Vec<Value> = repo
                 .commit(&r.hash)?
                 .contents
                 .iter()
                 .map(|(k, c)| {
-                    let mut e = json!({ "type": c.get("type").cloned().unwrap_or(Value::Null), "name": key_json(k) });
+                    let content = if with_content { c.clone() } else { Value::Null };
+                    let mut e = json!({
+                        "type": c.get("type").cloned().unwrap_or(Value::Null),
+                        "name": key_json(k),
+                        "content": content,
+                    });
                     if let Some(id) = c.get("id") {
                         e["contentId"] = id.clone();
                     }

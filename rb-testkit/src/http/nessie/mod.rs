@@ -5,7 +5,8 @@
 //! - the **API port** (`/api/v2/...`, 19120 in production): `config`, `trees` (list, get, create,
 //!   assign, delete), `trees/{ref}/history`, `history/commit`, `history/merge`,
 //!   `history/transplant`, `contents` (GET `?key=`, POST `requestedKeys`), `contents/{key}` and
-//!   `entries`;
+//!   `entries` (every entry with `"content": null`, as the real server sends it, or the content
+//!   object with `?content=true`);
 //! - the **management port** (`/q/health`, `/q/health/live`, `/q/health/ready`,
 //!   `/q/health/started`, 9000 in production) in SmallRye Health shape
 //!   (`{"status":"UP","checks":[…]}`, 503 when DOWN).
