@@ -29,13 +29,15 @@
 //! | `cassandra` | yes | cassandra-protocol | [`cassandra`]: a fake N-node ring speaking CQL native protocol v4, and its `nodetool status` |
 //! | `mocks` | yes | mockall | [`mocks`]: mocks of `Probe`, `Remediation`, `Approver`, `Notifier`, `Journal` |
 //!
-//! Always there: [`scenario`] (the harness), [`clock`] (the virtual clock) and [`doubles`] (recording
-//! probe, remediation and notifier).
+//! Always there: [`scenario`] (the harness), [`clock`] (the virtual clock), [`doubles`] (recording
+//! probe, remediation and notifier) and [`shape`] (compare JSON answers by field names and types, to
+//! validate your own fakes against real captures).
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod clock;
 pub mod doubles;
 pub mod scenario;
+pub mod shape;
 
 #[cfg(feature = "mocks")]
 pub mod mocks;

@@ -4,7 +4,6 @@
 // Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,57 +15,13 @@ use axum::Router;
 use rb_testkit::http::alertmanager::{
     AlertSpec, AlertmanagerSender, PayloadFormat, SendError, ZERO_TIME,
 };
+use rb_testkit::shape::json_shape;
 use serde_json::Value;
 use time::OffsetDateTime;
 
 const REAL_CAPTURE: &str =
     include_str!("../fixtures/alertmanager/webhook_payload_real_minio_docs.json");
 const V034_PAYLOAD: &str = include_str!("../fixtures/alertmanager/webhook_payload_firing.json");
-
-fn shape(v: &Value) -> BTreeMap<String, &'static str> {
-    fn walk(v: &Value, path: String, out: &mut BTreeMap<String, &'static str>) {
-        let t = match v {
-            Value::Null => "null",
-            Value::Bool(_) => "bool",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        };
-        out.insert(
-            if path.is_empty() {
-                "$".to_string()
-            } else {
-                path.clone()
-            },
-            t,
-        );
-        match v {
-            Value::Object(m) => {
-                for (k, c) in m {
-                    walk(
-                        c,
-                        if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        },
-                        out,
-                    )
-                }
-            }
-            Value::Array(a) => {
-                for c in a {
-                    walk(c, format!("{path}[]"), out)
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(v, String::new(), &mut out);
-    out
-}
 
 #[derive(Clone, Default)]
 struct Receiver {
@@ -131,7 +86,11 @@ async fn firing_then_resolved_with_one_fingerprint() {
 
     // The 0.34 payload, field for field and type for type.
     let reference: Value = serde_json::from_str(V034_PAYLOAD).unwrap();
-    assert_eq!(shape(firing), shape(&reference), "fake: {firing:#}");
+    assert_eq!(
+        json_shape(firing),
+        json_shape(&reference),
+        "fake: {firing:#}"
+    );
     // Same values as the reference except the fingerprint (the reference's is illustrative).
     let mut expected = reference.clone();
     expected["alerts"][0]["fingerprint"] = Value::from(alert.fingerprint());
@@ -152,7 +111,7 @@ async fn firing_then_resolved_with_one_fingerprint() {
     assert_ne!(ends, ZERO_TIME);
     let ends = OffsetDateTime::parse(ends, &time::format_description::well_known::Rfc3339).unwrap();
     assert!(ends > OffsetDateTime::from_unix_timestamp(1_714_557_600).unwrap());
-    assert_eq!(shape(resolved), shape(&reference));
+    assert_eq!(json_shape(resolved), json_shape(&reference));
 }
 
 #[tokio::test]
@@ -176,7 +135,7 @@ async fn legacy_payload_reproduces_the_real_capture() {
         .generator_url("http://fedora-minio:9090/graph?g0.expr=minio_cluster_health_erasure_set_tolerance+%3C%3D+0&g0.tab=1");
     am.fire(&[alert]).await.unwrap();
     let (_, sent) = recv.got.lock().unwrap()[0].clone();
-    assert_eq!(shape(&sent), shape(&capture));
+    assert_eq!(json_shape(&sent), json_shape(&capture));
     // Every field equal to what the real Alertmanager sent — fingerprint included — except
     // commonAnnotations, which in the capture come from another evaluation of the rule.
     let mut expected = capture.clone();

@@ -4,11 +4,12 @@
 // Helpers outside #[test] functions unwrap and panic like the tests: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rb_testkit::http::flink::{FakeFlink, FlinkConfig, JobSpec};
 use rb_testkit::http::Fault;
+use rb_testkit::shape::ShapeRules;
 use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
 
@@ -46,78 +47,15 @@ fn is_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-#[derive(Default)]
-struct Shape {
-    types: BTreeMap<String, BTreeSet<&'static str>>,
-    empty_arrays: BTreeSet<String>,
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Leaf and inner paths with their JSON types; array elements merged under `[]`, object keys
-/// that are Flink ids (32 hex) merged under `<id>`.
-fn shape(v: &Value) -> Shape {
-    fn walk(v: &Value, path: &str, out: &mut Shape) {
-        out.types
-            .entry(path.to_string())
-            .or_default()
-            .insert(type_name(v));
-        match v {
-            Value::Object(m) => {
-                for (k, child) in m {
-                    let k = if is_id(k) { "<id>" } else { k.as_str() };
-                    walk(child, &format!("{path}.{k}"), out);
-                }
-            }
-            Value::Array(items) => {
-                if items.is_empty() {
-                    out.empty_arrays.insert(path.to_string());
-                }
-                for child in items {
-                    walk(child, &format!("{path}[]"), out);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut s = Shape::default();
-    walk(v, "$", &mut s);
-    s
-}
-
-/// Differences in field names and JSON types (values may differ). Paths under an array that is
-/// empty on one side cannot be compared and are skipped.
+/// Differences in field names and JSON types (values may differ): every type seen at a path,
+/// object keys that are Flink ids (32 hex) merged under `<id>`; paths under an array that is empty
+/// on one side cannot be compared and are skipped.
 fn shape_diff(real: &Value, fake: &Value) -> Vec<String> {
-    let (r, f) = (shape(real), shape(fake));
-    let under_empty = |p: &str, empties: &BTreeSet<String>| {
-        empties.iter().any(|e| p.starts_with(&format!("{e}[]")))
-    };
-    let mut out = Vec::new();
-    for (p, rt) in &r.types {
-        match f.types.get(p) {
-            None if under_empty(p, &f.empty_arrays) => {}
-            None => out.push(format!("missing in fake: {p} {rt:?}")),
-            Some(ft) if ft != rt => {
-                out.push(format!("type differs at {p}: real {rt:?}, fake {ft:?}"))
-            }
-            Some(_) => {}
-        }
-    }
-    for (p, ft) in &f.types {
-        if !r.types.contains_key(p) && !under_empty(p, &r.empty_arrays) {
-            out.push(format!("only in fake: {p} {ft:?}"));
-        }
-    }
-    out
+    ShapeRules::new()
+        .all_types()
+        .skip_under_empty_arrays()
+        .id_keys(is_id)
+        .diff(real, fake)
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rb_testkit::http::kafka_connect::{ConnectorType, FakeKafkaConnect, State};
 use rb_testkit::http::Fault;
+use rb_testkit::shape::ShapeRules;
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
 
@@ -28,80 +29,18 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
 /// Fields whose object value is a map with data keys (compared as `*`).
 const MAP_FIELDS: &[&str] = &["config"];
 
-/// Every path (`a.b[].c`) with the set of JSON types seen there (array elements merged).
-fn shape(v: &Value) -> BTreeMap<String, BTreeSet<&'static str>> {
-    fn walk(v: &Value, path: &str, out: &mut BTreeMap<String, BTreeSet<&'static str>>) {
-        let key = if path.is_empty() {
-            "$".to_string()
-        } else {
-            path.to_string()
-        };
-        out.entry(key).or_default().insert(json_type(v));
-        let is_map = MAP_FIELDS
-            .iter()
-            .any(|f| path == *f || path.ends_with(&format!(".{f}")));
-        match v {
-            Value::Object(m) => {
-                for (k, c) in m {
-                    let k = if is_map { "*" } else { k.as_str() };
-                    let p = if path.is_empty() {
-                        k.to_string()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    walk(c, &p, out);
-                }
-            }
-            Value::Array(a) => {
-                for c in a {
-                    walk(c, &format!("{path}[]"), out);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(v, "", &mut out);
-    out
-}
-
-/// Every path of the reference must be in the fake with the same JSON types; a path only in the
+/// Every path of the reference must be in the fake, its JSON types among the fake's; a path only in the
 /// fake is allowed when one of its segments is listed in `extra`.
 fn shape_diff(reference: &Value, fake: &Value, extra: &[&str]) -> Vec<String> {
-    let (r, f) = (shape(reference), shape(fake));
-    let mut diffs = Vec::new();
-    for (path, types) in &r {
-        match f.get(path) {
-            None => diffs.push(format!("only in reference: {path} {types:?}")),
-            Some(ft) if !types.is_subset(ft) => diffs.push(format!(
-                "types differ at {path}: reference {types:?}, fake {ft:?}"
-            )),
-            _ => {}
-        }
-    }
-    for (path, types) in &f {
-        let allowed = path
-            .split('.')
-            .any(|seg| extra.contains(&seg.trim_end_matches("[]")));
-        if !r.contains_key(path) && !allowed {
-            diffs.push(format!("only in fake: {path} {types:?}"));
-        }
-    }
-    diffs
+    ShapeRules::new()
+        .names("reference", "fake")
+        .subset()
+        .map_fields(MAP_FIELDS)
+        .allow_extra(extra)
+        .diff(reference, fake)
 }
 
 #[track_caller]

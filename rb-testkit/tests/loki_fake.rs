@@ -4,11 +4,13 @@
 // Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 
+use common::{assert_fault_kinds, client, FaultCheck};
 use rb_testkit::http::loki::FakeLoki;
-use rb_testkit::http::{FakeHttp, Fault};
+use rb_testkit::shape::json_shape;
 use serde_json::{json, Value};
 
 /// Loki's HTTP API reference: the `query_range` log-query example (`query={job="varlogs"}`) with the
@@ -41,59 +43,6 @@ fn documented_example() -> Value {
         }
       }
     })
-}
-
-/// Leaf paths with their JSON types (numbers as one type: Loki mixes integer and float counters).
-fn shape(v: &Value) -> BTreeMap<String, &'static str> {
-    fn walk(v: &Value, path: String, out: &mut BTreeMap<String, &'static str>) {
-        let t = match v {
-            Value::Null => "null",
-            Value::Bool(_) => "bool",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        };
-        out.insert(
-            if path.is_empty() {
-                "$".to_string()
-            } else {
-                path.clone()
-            },
-            t,
-        );
-        match v {
-            Value::Object(m) => {
-                for (k, c) in m {
-                    walk(
-                        c,
-                        if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        },
-                        out,
-                    )
-                }
-            }
-            Value::Array(a) => {
-                for c in a {
-                    walk(c, format!("{path}[]"), out)
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(v, String::new(), &mut out);
-    out
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
 }
 
 async fn query(loki: &FakeLoki, params: &[(&str, &str)]) -> (u16, String) {
@@ -150,7 +99,7 @@ async fn documented_example_reproduced() {
         body["data"]["result"], reference["data"]["result"],
         "newest first by default"
     );
-    assert_eq!(shape(&body), shape(&reference));
+    assert_eq!(json_shape(&body), json_shape(&reference));
     assert_eq!(body["data"]["stats"]["summary"]["totalLinesProcessed"], 2);
 }
 
@@ -388,61 +337,14 @@ async fn readiness() {
     assert!(r.text().await.unwrap().starts_with("Ingester not ready"));
 }
 
-async fn assert_fault_kinds(fake: &FakeHttp, path: &str, query: &str) {
-    let url = format!("{}{path}?{query}", fake.base_url());
-    let get = |timeout_ms: u64| {
-        reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .build()
-            .unwrap()
-            .get(&url)
-    };
-    let faults = fake.faults();
-    faults.inject("GET", path, Fault::Status(503)).times(1);
-    assert_eq!(get(2000).send().await.unwrap().status(), 503);
-    faults
-        .inject("GET", path, Fault::StatusBody(500, "{}".to_string()))
-        .times(1);
-    assert_eq!(get(2000).send().await.unwrap().status(), 500);
-    faults.inject("GET", path, Fault::MalformedBody).times(1);
-    assert!(get(2000)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap_err()
-        .is_decode());
-    for fault in [Fault::TruncatedBody, Fault::Reset] {
-        faults.inject("GET", path, fault.clone()).times(1);
-        let failed = match get(2000).send().await {
-            Err(_) => true,
-            Ok(resp) => resp.bytes().await.is_err(),
-        };
-        assert!(failed, "{fault:?} must fail the exchange");
-    }
-    faults
-        .inject("GET", path, Fault::Latency(Duration::from_millis(400)))
-        .times(1);
-    assert!(get(100).send().await.unwrap_err().is_timeout());
-    faults.inject("GET", path, Fault::Hang).times(1);
-    assert!(get(150).send().await.unwrap_err().is_timeout());
-    assert_eq!(get(2000).send().await.unwrap().status(), 200);
-    fake.refuse_connections();
-    assert!(get(500).send().await.unwrap_err().is_connect());
-    fake.restore().await.unwrap();
-    assert_eq!(get(2000).send().await.unwrap().status(), 200);
-}
-
 #[tokio::test]
 async fn faults_reach_the_client() {
     let loki = FakeLoki::start().await.unwrap();
     loki.log(&[("app", "x")], "line");
     assert_fault_kinds(
         &loki,
-        "/loki/api/v1/query_range",
-        "query=%7Bapp%3D%22x%22%7D",
+        FaultCheck::get("/loki/api/v1/query_range").query("query=%7Bapp%3D%22x%22%7D"),
     )
     .await;
-    assert_fault_kinds(&loki, "/ready", "").await;
+    assert_fault_kinds(&loki, FaultCheck::get("/ready").query("")).await;
 }

@@ -4,24 +4,18 @@
 // Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::{assert_fault_kinds, client, FaultCheck};
 use rb_testkit::http::minio::FakeMinio;
-use rb_testkit::http::{FakeHttp, Fault};
 use serde_json::Value;
 
 const CLUSTER_503: &str = include_str!("../fixtures/minio/cluster_503_docs.txt");
 const MAINTENANCE_412: &str = include_str!("../fixtures/minio/cluster_maintenance_412_docs.txt");
 const METRICS_REF: &str =
     include_str!("../fixtures/minio/metrics_v2_cluster_capacity_derived.prom");
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
 
 /// Status code and header names (lower case) of a documented `curl -i` transcript.
 fn transcript(text: &str) -> (u16, Vec<String>) {
@@ -334,55 +328,9 @@ async fn metrics_bearer_token() {
     assert_eq!(rec[0].header("authorization"), None);
 }
 
-async fn assert_fault_kinds(fake: &FakeHttp, path: &str) {
-    let url = format!("{}{path}", fake.base_url());
-    let get = |timeout_ms: u64| {
-        reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .build()
-            .unwrap()
-            .get(&url)
-    };
-    let faults = fake.faults();
-    faults.inject("GET", path, Fault::Status(503)).times(1);
-    assert_eq!(get(2000).send().await.unwrap().status(), 503);
-    faults
-        .inject("GET", path, Fault::StatusBody(500, "{}".to_string()))
-        .times(1);
-    assert_eq!(get(2000).send().await.unwrap().status(), 500);
-    faults.inject("GET", path, Fault::MalformedBody).times(1);
-    assert!(get(2000)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap_err()
-        .is_decode());
-    for fault in [Fault::TruncatedBody, Fault::Reset] {
-        faults.inject("GET", path, fault.clone()).times(1);
-        let failed = match get(2000).send().await {
-            Err(_) => true,
-            Ok(resp) => resp.bytes().await.is_err(),
-        };
-        assert!(failed, "{fault:?} must fail the exchange");
-    }
-    faults
-        .inject("GET", path, Fault::Latency(Duration::from_millis(400)))
-        .times(1);
-    assert!(get(100).send().await.unwrap_err().is_timeout());
-    faults.inject("GET", path, Fault::Hang).times(1);
-    assert!(get(150).send().await.unwrap_err().is_timeout());
-    assert_eq!(get(2000).send().await.unwrap().status(), 200);
-    fake.refuse_connections();
-    assert!(get(500).send().await.unwrap_err().is_connect());
-    fake.restore().await.unwrap();
-    assert_eq!(get(2000).send().await.unwrap().status(), 200);
-}
-
 #[tokio::test]
 async fn faults_reach_the_client() {
     let minio = FakeMinio::start(4, 1).await.unwrap();
-    assert_fault_kinds(&minio, "/minio/health/cluster").await;
-    assert_fault_kinds(&minio, "/minio/v2/metrics/cluster").await;
+    assert_fault_kinds(&minio, FaultCheck::get("/minio/health/cluster")).await;
+    assert_fault_kinds(&minio, FaultCheck::get("/minio/v2/metrics/cluster")).await;
 }

@@ -3,12 +3,13 @@
 // Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 
+use common::{assert_fault_kinds, assert_same_shape, client, FaultCheck};
 use rb_testkit::http::prometheus::{ErrorType, FakePrometheus};
 use rb_testkit::http::trino::{FakeTrino, QuerySpec, QueryState};
-use rb_testkit::http::{FakeHttp, Fault};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -25,59 +26,6 @@ fn fixture(name: &str) -> Value {
     serde_json::from_str(text).unwrap()
 }
 
-fn shape(v: &Value) -> BTreeMap<String, &'static str> {
-    fn walk(v: &Value, path: String, out: &mut BTreeMap<String, &'static str>) {
-        let t = match v {
-            Value::Null => "null",
-            Value::Bool(_) => "bool",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        };
-        out.insert(
-            if path.is_empty() {
-                "$".to_string()
-            } else {
-                path.clone()
-            },
-            t,
-        );
-        match v {
-            Value::Object(m) => {
-                for (k, c) in m {
-                    walk(
-                        c,
-                        if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        },
-                        out,
-                    )
-                }
-            }
-            Value::Array(a) => {
-                for c in a {
-                    walk(c, format!("{path}[]"), out)
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(v, String::new(), &mut out);
-    out
-}
-
-fn assert_same_shape(reference: &Value, fake: &Value) {
-    assert_eq!(
-        shape(reference),
-        shape(fake),
-        "shape differs.\nreference: {reference:#}\nfake: {fake:#}"
-    );
-}
-
 /// The body with `data.result` sorted (Prometheus does not order instant vectors).
 fn normalized(mut v: Value) -> Value {
     if let Some(Value::Array(items)) = v.get_mut("data").and_then(|d| d.get_mut("result")) {
@@ -86,13 +34,6 @@ fn normalized(mut v: Value) -> Value {
         }
     }
     v
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
 }
 
 async fn get_json(
@@ -651,62 +592,21 @@ async fn not_ready_answers_plain_text_503() {
     assert_eq!(r.status(), 200);
 }
 
-async fn assert_fault_kinds(fake: &FakeHttp, path: &str, query: &str) {
-    let url = format!("{}{path}?{query}", fake.base_url());
-    let get = |timeout_ms: u64| {
-        reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .build()
-            .unwrap()
-            .get(&url)
-    };
-    let faults = fake.faults();
-    faults.inject("GET", path, Fault::Status(503)).times(1);
-    assert_eq!(get(2000).send().await.unwrap().status(), 503);
-    faults
-        .inject(
-            "GET",
-            path,
-            Fault::StatusBody(422, "{\"status\":\"error\"}".to_string()),
-        )
-        .times(1);
-    let r = get(2000).send().await.unwrap();
-    assert_eq!(r.status(), 422);
-    assert_eq!(r.text().await.unwrap(), "{\"status\":\"error\"}");
-    faults.inject("GET", path, Fault::MalformedBody).times(1);
-    assert!(get(2000)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap_err()
-        .is_decode());
-    for fault in [Fault::TruncatedBody, Fault::Reset] {
-        faults.inject("GET", path, fault.clone()).times(1);
-        let failed = match get(2000).send().await {
-            Err(_) => true,
-            Ok(resp) => resp.bytes().await.is_err(),
-        };
-        assert!(failed, "{fault:?} must fail the exchange");
-    }
-    faults
-        .inject("GET", path, Fault::Latency(Duration::from_millis(400)))
-        .times(1);
-    assert!(get(100).send().await.unwrap_err().is_timeout());
-    faults.inject("GET", path, Fault::Hang).times(1);
-    assert!(get(150).send().await.unwrap_err().is_timeout());
-    assert_eq!(get(2000).send().await.unwrap().status(), 200);
-    fake.refuse_connections();
-    assert!(get(500).send().await.unwrap_err().is_connect());
-    fake.restore().await.unwrap();
-    assert_eq!(get(2000).send().await.unwrap().status(), 200);
-}
-
 #[tokio::test]
 async fn faults_reach_the_client() {
     let prom = FakePrometheus::start().await.unwrap();
     prom.set("up", &[], 1.0);
-    assert_fault_kinds(&prom, "/api/v1/query", "query=up").await;
-    assert_fault_kinds(&prom, "/-/ready", "").await;
+    let error = "{\"status\":\"error\"}";
+    assert_fault_kinds(
+        &prom,
+        FaultCheck::get("/api/v1/query")
+            .query("query=up")
+            .answer(422, error),
+    )
+    .await;
+    assert_fault_kinds(
+        &prom,
+        FaultCheck::get("/-/ready").query("").answer(422, error),
+    )
+    .await;
 }

@@ -3,92 +3,16 @@
 // Test helpers outside #[test] functions unwrap and panic too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::Duration;
 
+use common::{assert_fault_kinds, assert_same_shape, client, FaultCheck};
 use rb_testkit::http::trino::{FakeTrino, QuerySpec, QueryState, TrinoErrorCode};
-use rb_testkit::http::{FakeHttp, Fault};
 use serde_json::Value;
 
 const INFO_REF: &str = include_str!("../fixtures/trino/info_derived.json");
 const QUERY_LIST_REF: &str = include_str!("../fixtures/trino/query_list_item_derived.json");
-
-/// Each leaf path (`a.b[].c`) with its JSON type; array elements merged under `[]`.
-fn shape(v: &Value) -> BTreeMap<String, &'static str> {
-    fn walk(v: &Value, path: String, out: &mut BTreeMap<String, &'static str>) {
-        let t = match v {
-            Value::Null => "null",
-            Value::Bool(_) => "bool",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) => "array",
-            Value::Object(_) => "object",
-        };
-        out.insert(
-            if path.is_empty() {
-                "$".to_string()
-            } else {
-                path.clone()
-            },
-            t,
-        );
-        match v {
-            Value::Object(m) => {
-                for (k, c) in m {
-                    walk(
-                        c,
-                        if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        },
-                        out,
-                    )
-                }
-            }
-            Value::Array(a) => {
-                for c in a {
-                    walk(c, format!("{path}[]"), out)
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(v, String::new(), &mut out);
-    out
-}
-
-fn assert_same_shape(reference: &Value, fake: &Value) {
-    let (r, f) = (shape(reference), shape(fake));
-    let mut diffs = Vec::new();
-    for (k, t) in &r {
-        match f.get(k) {
-            None => diffs.push(format!("only in reference: {k} ({t})")),
-            Some(ft) if ft != t => {
-                diffs.push(format!("type differs at {k}: reference {t}, fake {ft}"))
-            }
-            _ => {}
-        }
-    }
-    for (k, t) in &f {
-        if !r.contains_key(k) {
-            diffs.push(format!("only in fake: {k} ({t})"));
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "shape differs from the reference:\n{}\nfake: {fake:#}",
-        diffs.join("\n")
-    );
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn info_is_public_and_shaped_like_trino() {
@@ -503,86 +427,17 @@ async fn ui_stats_needs_a_web_ui_session_and_v1_cluster_does_not_exist() {
     assert_eq!(resp.status(), 404);
 }
 
-/// Every fault kind gives the client the error it would get from a misbehaving server.
-async fn assert_fault_kinds(fake: &FakeHttp, path: &str, headers: &[(&str, &str)]) {
-    let url = format!("{}{path}", fake.base_url());
-    let get = |timeout_ms: u64| {
-        let mut rb = reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .build()
-            .unwrap()
-            .get(&url);
-        for (k, v) in headers {
-            rb = rb.header(*k, *v);
-        }
-        rb
-    };
-    let faults = fake.faults();
-
-    faults.inject("GET", path, Fault::Status(503)).times(1);
-    assert_eq!(get(2000).send().await.unwrap().status(), 503);
-
-    faults
-        .inject(
-            "GET",
-            path,
-            Fault::StatusBody(500, "{\"error\":\"boom\"}".to_string()),
-        )
-        .times(1);
-    let r = get(2000).send().await.unwrap();
-    assert_eq!(r.status(), 500);
-    assert_eq!(r.text().await.unwrap(), "{\"error\":\"boom\"}");
-
-    faults.inject("GET", path, Fault::MalformedBody).times(1);
-    let err = get(2000)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap_err();
-    assert!(err.is_decode(), "{err:?}");
-
-    faults.inject("GET", path, Fault::TruncatedBody).times(1);
-    let r = get(2000).send().await;
-    let failed = match r {
-        Err(_) => true,
-        Ok(resp) => resp.bytes().await.is_err(),
-    };
-    assert!(failed, "a truncated body must fail the read");
-
-    faults.inject("GET", path, Fault::Reset).times(1);
-    let r = get(2000).send().await;
-    let failed = match r {
-        Err(_) => true,
-        Ok(resp) => resp.bytes().await.is_err(),
-    };
-    assert!(failed, "a reset must fail the exchange");
-
-    faults
-        .inject("GET", path, Fault::Latency(Duration::from_millis(400)))
-        .times(1);
-    let err = get(100).send().await.unwrap_err();
-    assert!(err.is_timeout(), "{err:?}");
-
-    faults.inject("GET", path, Fault::Hang).times(1);
-    let err = get(150).send().await.unwrap_err();
-    assert!(err.is_timeout(), "{err:?}");
-
-    // After the limited faults, the normal answer is back.
-    assert_eq!(get(2000).send().await.unwrap().status(), 200);
-
-    fake.refuse_connections();
-    let err = get(500).send().await.unwrap_err();
-    assert!(err.is_connect(), "{err:?}");
-    fake.restore().await.unwrap();
-    assert_eq!(get(2000).send().await.unwrap().status(), 200);
-}
-
 #[tokio::test]
 async fn faults_reach_the_client() {
     let trino = FakeTrino::start().await.unwrap();
     trino.add_query(QuerySpec::new("alice", "SELECT 1"));
-    assert_fault_kinds(&trino, "/v1/query", &[("X-Trino-User", "ops")]).await;
-    assert_fault_kinds(&trino, "/v1/info", &[]).await;
+    let boom = "{\"error\":\"boom\"}";
+    assert_fault_kinds(
+        &trino,
+        FaultCheck::get("/v1/query")
+            .headers(&[("X-Trino-User", "ops")])
+            .answer(500, boom),
+    )
+    .await;
+    assert_fault_kinds(&trino, FaultCheck::get("/v1/info").answer(500, boom)).await;
 }
