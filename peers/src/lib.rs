@@ -16,5 +16,6 @@ pub mod kafka;
 pub mod mariadb;
 pub mod nessie;
 pub mod postgres;
+mod sql;
 
 pub use env::PeerEnv;

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Connection, Executor, Row};
 
+use crate::sql::{open_until_refused, SqlServer};
 use crate::PeerEnv;
 
 /// The MariaDB server of the tier.
@@ -98,20 +99,15 @@ pub struct Saturation {
 impl MariaDb {
     /// The handle from the env file written by `mariadb.sh`.
     pub fn from_env(env: &PeerEnv) -> Result<Self> {
-        let port = env.get("MYSQL_PORT")?;
-        let max = env.get("MYSQL_MAX_CONNECTIONS")?;
+        let s = SqlServer::from_env(env, "MYSQL")?;
         Ok(Self {
-            url: env.get("MYSQL_URL")?.to_string(),
-            host: env.get("MYSQL_HOST")?.to_string(),
-            port: port
-                .parse()
-                .with_context(|| format!("MYSQL_PORT is not a port: {port}"))?,
-            user: env.get("MYSQL_USER")?.to_string(),
-            password: env.get("MYSQL_PASSWORD")?.to_string(),
-            db: env.get("MYSQL_DB")?.to_string(),
-            max_connections: max
-                .parse()
-                .with_context(|| format!("MYSQL_MAX_CONNECTIONS is not a number: {max}"))?,
+            url: s.url,
+            host: s.host,
+            port: s.port,
+            user: s.user,
+            password: s.password,
+            db: s.db,
+            max_connections: s.max_connections,
         })
     }
 
@@ -165,28 +161,16 @@ impl MariaDb {
 
     /// Open sessions until the server refuses one (at most `max_connections + 5` attempts).
     pub async fn saturate(&self) -> Result<Saturation> {
-        let mut held = Vec::new();
-        for _ in 0..(self.max_connections + 5) {
-            match MySqlConnection::connect_with(&self.options()).await {
-                Ok(c) => held.push(c),
-                Err(e) => {
-                    let code = e
-                        .as_database_error()
-                        .and_then(|d| d.code())
-                        .map(|c| c.to_string());
-                    return Ok(Saturation {
-                        held,
-                        refusal: e.to_string(),
-                        code,
-                    });
-                }
-            }
-        }
-        bail!(
-            "MariaDB accepted {} sessions although max_connections is {}",
-            held.len(),
-            self.max_connections
-        )
+        let options = self.options();
+        let r = open_until_refused("MariaDB", self.max_connections, || {
+            MySqlConnection::connect_with(&options)
+        })
+        .await?;
+        Ok(Saturation {
+            held: r.held,
+            refusal: r.refusal,
+            code: r.code,
+        })
     }
 
     /// Run statements with the server's own `mariadb` client in batch mode (`-B`, tab separated,

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Executor, Row};
 
+use crate::sql::{open_until_refused, SqlServer};
 use crate::PeerEnv;
 
 /// The PostgreSQL server of the tier.
@@ -87,20 +88,15 @@ pub struct Saturation {
 impl Postgres {
     /// The handle from the env file written by `postgres.sh`.
     pub fn from_env(env: &PeerEnv) -> Result<Self> {
-        let port = env.get("PG_PORT")?;
-        let max = env.get("PG_MAX_CONNECTIONS")?;
+        let s = SqlServer::from_env(env, "PG")?;
         Ok(Self {
-            url: env.get("PG_URL")?.to_string(),
-            host: env.get("PG_HOST")?.to_string(),
-            port: port
-                .parse()
-                .with_context(|| format!("PG_PORT is not a port: {port}"))?,
-            user: env.get("PG_USER")?.to_string(),
-            password: env.get("PG_PASSWORD")?.to_string(),
-            db: env.get("PG_DB")?.to_string(),
-            max_connections: max
-                .parse()
-                .with_context(|| format!("PG_MAX_CONNECTIONS is not a number: {max}"))?,
+            url: s.url,
+            host: s.host,
+            port: s.port,
+            user: s.user,
+            password: s.password,
+            db: s.db,
+            max_connections: s.max_connections,
             bin_dir: PathBuf::from(env.get("PG_BIN")?),
         })
     }
@@ -156,28 +152,16 @@ impl Postgres {
 
     /// Open sessions until the server refuses one (at most `max_connections + 5` attempts).
     pub async fn saturate(&self, application_name: &str) -> Result<Saturation> {
-        let mut held = Vec::new();
-        for _ in 0..(self.max_connections + 5) {
-            match PgConnection::connect_with(&self.options(application_name)).await {
-                Ok(c) => held.push(c),
-                Err(e) => {
-                    let sqlstate = e
-                        .as_database_error()
-                        .and_then(|d| d.code())
-                        .map(|c| c.to_string());
-                    return Ok(Saturation {
-                        held,
-                        refusal: e.to_string(),
-                        sqlstate,
-                    });
-                }
-            }
-        }
-        bail!(
-            "PostgreSQL accepted {} sessions although max_connections is {}",
-            held.len(),
-            self.max_connections
-        )
+        let options = self.options(application_name);
+        let r = open_until_refused("PostgreSQL", self.max_connections, || {
+            PgConnection::connect_with(&options)
+        })
+        .await?;
+        Ok(Saturation {
+            held: r.held,
+            refusal: r.refusal,
+            sqlstate: r.code,
+        })
     }
 
     /// Ground truth through sqlx: client backends of `pg_stat_activity` whose `application_name`
