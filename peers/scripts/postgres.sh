@@ -31,7 +31,12 @@ ensure_installed() {
   pg_bindir >/dev/null && return 0
   log "postgres: installing the Debian package"
   apt-get update -qq >/dev/null || die "apt-get update failed"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null || die "apt-get install postgresql failed"
+  # policy-rc.d-less machines would start the package's own cluster on 5432: forbid it for this install.
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null || {
+    [ "$created" = 1 ] && rm -f "$policy"; die "apt-get install postgresql failed"; }
+  [ "$created" = 1 ] && rm -f "$policy"
   pg_bindir >/dev/null || die "postgresql installed but no /usr/lib/postgresql/*/bin/postgres found"
 }
 
