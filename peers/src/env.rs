@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 
-/// What the start scripts recorded about the running servers.
-#[derive(Debug, Clone)]
+/// What the start scripts recorded about the running servers. `Debug` hides passwords.
+#[derive(Clone)]
 pub struct PeerEnv {
     vars: BTreeMap<String, String>,
     path: PathBuf,
@@ -54,5 +54,70 @@ impl PeerEnv {
     /// An optional key.
     pub fn opt(&self, key: &str) -> Option<&str> {
         self.vars.get(key).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for PeerEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: BTreeMap<&str, String> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), redact(k, v)))
+            .collect();
+        f.debug_struct("PeerEnv")
+            .field("vars", &shown)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// `value` with any password hidden: whole values of `*PASSWORD*` / `*PWD*` keys, and the password
+/// part of `scheme://user:password@host` URLs.
+pub fn redact(key: &str, value: &str) -> String {
+    let k = key.to_ascii_uppercase();
+    if k.contains("PASSWORD") || k.contains("PWD") || k.contains("SECRET") || k.contains("TOKEN") {
+        return "[redacted]".to_string();
+    }
+    match (value.find("://"), value.rfind('@')) {
+        (Some(s), Some(at)) if at > s + 3 => {
+            let userinfo = &value[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!(
+                    "{}{}:[redacted]{}",
+                    &value[..s + 3],
+                    &userinfo[..c],
+                    &value[at..]
+                ),
+                None => value.to_string(),
+            }
+        }
+        _ => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_passwords() {
+        let env = PeerEnv {
+            vars: [
+                ("PG_PASSWORD".to_string(), "rb-peer-pass".to_string()),
+                (
+                    "PG_URL".to_string(),
+                    "postgres://rb:rb-peer-pass@127.0.0.1:15432/rb".to_string(),
+                ),
+                ("PG_PORT".to_string(), "15432".to_string()),
+            ]
+            .into(),
+            path: PathBuf::from("/x"),
+        };
+        let shown = format!("{env:?}");
+        assert!(!shown.contains("rb-peer-pass"), "{shown}");
+        assert!(
+            shown.contains("postgres://rb:[redacted]@127.0.0.1:15432/rb")
+                && shown.contains("15432")
+        );
     }
 }

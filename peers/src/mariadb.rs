@@ -14,7 +14,7 @@ use crate::sql::{open_until_refused, SqlServer};
 use crate::PeerEnv;
 
 /// The MariaDB server of the tier.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MariaDb {
     /// `mysql://user:pass@127.0.0.1:13306/rb`
     pub url: String,
@@ -30,6 +30,21 @@ pub struct MariaDb {
     pub db: String,
     /// The server's `max_connections`.
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for MariaDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // never the password, not even in test output
+        f.debug_struct("MariaDb")
+            .field("url", &crate::env::redact("url", &self.url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"[redacted]")
+            .field("db", &self.db)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 /// One row of `SHOW FULL PROCESSLIST` as printed by the `mariadb` client (tab separated).

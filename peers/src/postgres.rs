@@ -14,7 +14,7 @@ use crate::sql::{open_until_refused, SqlServer};
 use crate::PeerEnv;
 
 /// The PostgreSQL server of the tier.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Postgres {
     /// `postgres://user:pass@127.0.0.1:15432/rb`
     pub url: String,
@@ -32,6 +32,22 @@ pub struct Postgres {
     pub max_connections: u32,
     /// Directory of the server's binaries (`psql` lives there).
     pub bin_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // never the password, not even in test output
+        f.debug_struct("Postgres")
+            .field("url", &crate::env::redact("url", &self.url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &"[redacted]")
+            .field("db", &self.db)
+            .field("max_connections", &self.max_connections)
+            .field("bin_dir", &self.bin_dir)
+            .finish()
+    }
 }
 
 /// One row of `pg_stat_activity` for a client backend.
