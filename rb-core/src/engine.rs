@@ -193,6 +193,8 @@ impl EngineBuilder {
             inbox: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             tick_interval: self.tick_interval,
+            commands: Mutex::new(Vec::new()),
+            open_ids: Mutex::new(Vec::new()),
         });
         let engine = Engine { inner };
         engine.resume().await?;
@@ -231,6 +233,15 @@ struct Inner {
     inbox: Mutex<Vec<Signal>>,
     wake: tokio::sync::Notify,
     tick_interval: Duration,
+    commands: Mutex<Vec<Command>>,
+    open_ids: Mutex<Vec<String>>,
+}
+
+/// A human's command, applied by the engine between ticks.
+#[derive(Debug)]
+enum Command {
+    Ack { id: String, by: String },
+    Close { id: String, by: String },
 }
 
 #[derive(Debug)]
@@ -377,62 +388,61 @@ impl Engine {
     }
 
     /// Acknowledge the page of an open incident: the SLA timer stops.
+    ///
+    /// Never waits for a running tick (which may be waiting on an approver): it takes effect at once when
+    /// the engine is idle, else as soon as that tick ends.
     pub async fn acknowledge(&self, incident: &str, by: &str) -> Result<(), Error> {
-        let mut st = self.inner.state.lock().await;
-        let open = st
-            .open
-            .values_mut()
-            .find(|o| o.id == incident)
-            .ok_or_else(|| Error::UnknownIncident(incident.to_string()))?;
-        self.inner
-            .append(incident, Event::Acknowledged { by: by.to_string() })
-            .await?;
-        open.page = None;
-        Ok(())
+        self.command(
+            incident,
+            Command::Ack {
+                id: incident.to_string(),
+                by: by.to_string(),
+            },
+        )
+        .await
     }
 
-    /// Close an open incident by hand (it gets its review like any other).
+    /// Close an open incident by hand (it gets its review like any other). Like
+    /// [`Engine::acknowledge`], it never waits for a running tick.
     pub async fn close(&self, incident: &str, by: &str) -> Result<(), Error> {
-        let mut st = self.inner.state.lock().await;
-        let key = st
-            .open
+        self.command(
+            incident,
+            Command::Close {
+                id: incident.to_string(),
+                by: by.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn command(&self, incident: &str, cmd: Command) -> Result<(), Error> {
+        if !self
+            .inner
+            .journal
+            .open_incidents()
+            .await?
             .iter()
-            .find(|(_, o)| o.id == incident)
-            .map(|(k, _)| k.clone())
-            .ok_or_else(|| Error::UnknownIncident(incident.to_string()))?;
-        self.inner
-            .append(
-                incident,
-                Event::Phase {
-                    phase: Phase::Review,
-                },
-            )
-            .await?;
-        self.inner
-            .append(
-                incident,
-                Event::Closed {
-                    resolution: Resolution::ClosedByHuman { by: by.to_string() },
-                },
-            )
-            .await?;
-        st.open.remove(&key);
-        self.inner
-            .metrics
-            .set("rb_open_incidents", vec![], st.open.len() as f64);
+            .any(|i| i == incident)
+        {
+            return Err(Error::UnknownIncident(incident.to_string()));
+        }
+        if let Ok(mut q) = self.inner.commands.lock() {
+            q.push(cmd);
+        }
+        if let Ok(mut st) = self.inner.state.try_lock() {
+            self.inner.apply_commands(&mut st).await?;
+        }
+        self.inner.wake.notify_one();
         Ok(())
     }
 
-    /// Ids of the open incidents.
+    /// Ids of the open incidents (as of the end of the last tick or command).
     pub async fn open_incidents(&self) -> Vec<String> {
         self.inner
-            .state
+            .open_ids
             .lock()
-            .await
-            .open
-            .values()
-            .map(|o| o.id.clone())
-            .collect()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 
     /// The latest verdict of every detect binding.
@@ -534,6 +544,7 @@ impl Engine {
         let inner = &self.inner;
         let mut st = inner.state.lock().await;
         let st = &mut *st;
+        inner.apply_commands(st).await?;
         let now = Instant::now();
         let mut report = TickReport {
             at: inner.clock.now(),
@@ -752,6 +763,8 @@ impl Engine {
             );
         }
 
+        inner.publish_open(st);
+
         // 3. Move every open incident forward, concurrently.
         let verdicts: Vec<(Verdict, bool)> = st
             .open
@@ -786,9 +799,7 @@ impl Engine {
                 report.closed.push(o.id);
             }
         }
-        inner
-            .metrics
-            .set("rb_open_incidents", vec![], st.open.len() as f64);
+        inner.apply_commands(st).await?;
         Ok(report)
     }
 
@@ -895,9 +906,7 @@ impl Engine {
                 },
             );
         }
-        inner
-            .metrics
-            .set("rb_open_incidents", vec![], st.open.len() as f64);
+        inner.publish_open(&st);
         Ok(())
     }
 }
@@ -939,6 +948,60 @@ enum StepResult {
 }
 
 impl Inner {
+    /// The policy state; a poisoned lock (a panic elsewhere) still holds valid counters.
+    fn policy_state(&self) -> std::sync::MutexGuard<'_, PolicyState> {
+        self.policy_state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Apply queued human commands, then publish the open-incident list.
+    async fn apply_commands(&self, st: &mut State) -> Result<(), Error> {
+        let cmds: Vec<Command> = self
+            .commands
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        for cmd in cmds {
+            match cmd {
+                Command::Ack { id, by } => {
+                    if let Some(o) = st.open.values_mut().find(|o| o.id == id) {
+                        self.append(&id, Event::Acknowledged { by }).await?;
+                        o.page = None;
+                    }
+                }
+                Command::Close { id, by } => {
+                    let key = st
+                        .open
+                        .iter()
+                        .find(|(_, o)| o.id == id)
+                        .map(|(k, _)| k.clone());
+                    if let Some(key) = key {
+                        self.append(
+                            &id,
+                            Event::Phase {
+                                phase: Phase::Review,
+                            },
+                        )
+                        .await?;
+                        let resolution = Resolution::ClosedByHuman { by };
+                        self.append(&id, Event::Closed { resolution }).await?;
+                        st.open.remove(&key);
+                    }
+                }
+            }
+        }
+        self.publish_open(st);
+        Ok(())
+    }
+
+    fn publish_open(&self, st: &State) {
+        let ids: Vec<String> = st.open.values().map(|o| o.id.clone()).collect();
+        self.metrics
+            .set("rb_open_incidents", vec![], ids.len() as f64);
+        if let Ok(mut v) = self.open_ids.lock() {
+            *v = ids;
+        }
+    }
+
     async fn append(&self, incident: &str, event: Event) -> Result<u64, Error> {
         Ok(self
             .journal
@@ -1354,13 +1417,10 @@ impl Inner {
         let mut keys: Vec<String> = plan.targets.iter().map(Target::key).collect();
         keys.sort();
         keys.dedup();
-        let locks: Vec<_> = match self.policy_state.lock() {
-            Ok(mut ps) => keys.iter().map(|k| (k.clone(), ps.lock_for(k))).collect(),
-            Err(_) => {
-                return self
-                    .refuse(o, p, step, &action, "policy state unavailable".into())
-                    .await
-            }
+        // (std mutex guards never live across an await: the engine's futures stay Send)
+        let locks: Vec<_> = {
+            let mut ps = self.policy_state();
+            keys.iter().map(|k| (k.clone(), ps.lock_for(k))).collect()
         };
         let mut guards = Vec::with_capacity(locks.len());
         for (key, lock) in &locks {
@@ -1378,14 +1438,12 @@ impl Inner {
             }
         }
         // cool-down, backoff and budgets
-        let check = match self.policy_state.lock() {
-            Ok(mut ps) => {
-                let now = Instant::now();
-                keys.iter()
-                    .try_for_each(|k| ps.check_cooldown(&self.policy, k, &action, now))
-                    .and_then(|_| ps.check_budgets(&self.policy, &keys, now))
-            }
-            Err(_) => Err("policy state unavailable".to_string()),
+        let check = {
+            let ps = &mut *self.policy_state();
+            let now = Instant::now();
+            keys.iter()
+                .try_for_each(|k| ps.check_cooldown(&self.policy, k, &action, now))
+                .and_then(|_| ps.check_budgets(&self.policy, &keys, now))
         };
         if let Err(reason) = check {
             return self.refuse(o, p, step, &action, reason).await;
@@ -1454,9 +1512,7 @@ impl Inner {
                 },
             )
             .await?;
-            if let Ok(mut ps) = self.policy_state.lock() {
-                ps.record(&keys, &action, Instant::now());
-            }
+            self.policy_state().record(&keys, &action, Instant::now());
             let res = tokio::time::timeout(self.policy.apply_timeout, rem.apply(&plan, &ctx)).await;
             let (error, transient) = match res {
                 Ok(Ok(outcome)) => {

@@ -470,3 +470,48 @@ async fn jitter_spreads_probes_within_the_bound_and_is_deterministic_per_seed() 
     assert_eq!(a, offsets(7).await, "same seed, same schedule");
     assert_ne!(a, offsets(8).await, "another seed, another spread");
 }
+
+#[tokio::test(start_paused = true)]
+async fn humans_are_not_blocked_by_a_tick_waiting_for_an_approver() {
+    use rb_core::policy::{CallbackApprover, Decision};
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let slow = CallbackApprover::new(mins(10), |_| async {
+        tokio::time::sleep(mins(9)).await;
+        Decision::Granted { by: "bob".into() }
+    });
+    let pb = Playbook::new("p", "P")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(rem.arc());
+    let e = Engine::builder(Runbook::new("t").playbook(pb))
+        .approver(Arc::new(slow))
+        .build()
+        .await
+        .unwrap();
+    let ticking = tokio::spawn({
+        let e = e.clone();
+        async move { e.tick().await.unwrap() }
+    });
+    tokio::time::sleep(secs(1)).await;
+    let open = e.open_incidents().await;
+    assert_eq!(open.len(), 1, "visible while the tick waits for approval");
+    let t = tokio::time::Instant::now();
+    e.acknowledge(&open[0], "alice").await.unwrap();
+    assert_eq!(
+        tokio::time::Instant::now(),
+        t,
+        "acknowledging did not wait for the tick"
+    );
+    assert!(e.acknowledge("INC-nope", "alice").await.is_err());
+    ticking.await.unwrap();
+    assert_eq!(rem.applied(), 1);
+    let inc = e.incident(&open[0]).await.unwrap();
+    assert!(inc
+        .timeline
+        .iter()
+        .any(|x| matches!(&x.event, Event::Acknowledged { by } if by == "alice")));
+}
