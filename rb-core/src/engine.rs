@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
+use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
@@ -195,6 +196,7 @@ impl EngineBuilder {
             tick_interval: self.tick_interval,
             commands: Mutex::new(Vec::new()),
             open_ids: Mutex::new(Vec::new()),
+            max_concurrent_probes: self.max_concurrent_probes,
         });
         let engine = Engine { inner };
         engine.resume().await?;
@@ -235,6 +237,7 @@ struct Inner {
     tick_interval: Duration,
     commands: Mutex<Vec<Command>>,
     open_ids: Mutex<Vec<String>>,
+    max_concurrent_probes: usize,
 }
 
 /// A human's command, applied by the engine between ticks.
@@ -573,13 +576,23 @@ impl Engine {
                     _ => None,
                 }
             });
-            let results = join_all(runs.map(|(i, probe, deadline, series)| async move {
-                (
-                    i,
-                    inner.observe_with(probe.as_ref(), deadline, &series).await,
-                )
-            }))
-            .await;
+            // At most `max_concurrent_probes` futures in flight (the semaphore bounds them too, together
+            // with diagnosis and recovery probes); results in binding order, whatever finished first.
+            // (the futures are collected first: a closure inside the stream type would make the tick
+            // future lose `Send` to a higher-ranked lifetime error)
+            let futs: Vec<_> = runs
+                .map(|(i, probe, deadline, series)| async move {
+                    (
+                        i,
+                        inner.observe_with(probe.as_ref(), deadline, &series).await,
+                    )
+                })
+                .collect();
+            let mut results: Vec<_> = futures::stream::iter(futs)
+                .buffer_unordered(inner.max_concurrent_probes)
+                .collect()
+                .await;
+            results.sort_by_key(|(i, _)| *i);
             report.probes_run += results.len();
             for (i, res) in results {
                 let at = inner.clock.now();
