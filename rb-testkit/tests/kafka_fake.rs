@@ -8,7 +8,8 @@
 use std::time::{Duration, Instant};
 
 use rb_testkit::kafka::{
-    seeded_lags, BrokerError, FakeKafka, FakeKafkaError, KafkaApi, LagTimeline,
+    count_requests, requests_by_broker, seeded_lags, BrokerError, FakeKafka, FakeKafkaError,
+    KafkaApi, LagTimeline,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -559,4 +560,104 @@ fn dropping_the_last_handle_stops_the_cluster() {
             "{addr} still listening"
         );
     }
+}
+
+// ---- request record ---------------------------------------------------------------------------
+
+#[test]
+fn a_fresh_cluster_has_an_empty_request_record() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 8, 1).unwrap();
+    // Topic creation is a control operation: no request. The cluster's owning client sends none,
+    // not even after librdkafka's 1 s "keep one connection" timer.
+    std::thread::sleep(Duration::from_millis(1_300));
+    assert_eq!(fake.requests().unwrap(), vec![]);
+}
+
+#[test]
+fn request_record_holds_seeding_traffic_with_broker_ids_and_api_names() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 64, 3).unwrap();
+    fake.set_uniform_lag("flink-orders", "orders", 10).unwrap();
+
+    let record = fake.requests().unwrap();
+    assert!(!record.is_empty());
+    for r in &record {
+        assert!((1..=3).contains(&r.broker), "{r:?}");
+        assert_ne!(r.api_name(), "Unknown", "{r:?}");
+    }
+    // One mock thread serves every broker: the record is in receive order.
+    assert!(record.windows(2).all(|w| w[0].at_micros <= w[1].at_micros));
+    // set_uniform_lag: produce to the 64 partitions (spread over the three leaders), one commit
+    // and the OffsetFetch that reads it back.
+    let produce = requests_by_broker(&record, KafkaApi::Produce);
+    assert_eq!(produce.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(count_requests(&record, KafkaApi::OffsetCommit), 1);
+    assert_eq!(count_requests(&record, KafkaApi::OffsetFetch), 1);
+    assert!(count_requests(&record, KafkaApi::ApiVersions) >= 1);
+    assert_eq!(
+        record
+            .iter()
+            .filter(|r| r.api() == Some(KafkaApi::Produce))
+            .count(),
+        produce.values().sum::<usize>()
+    );
+
+    fake.clear_requests().unwrap();
+    let after = fake.requests().unwrap();
+    assert_eq!(count_requests(&after, KafkaApi::Produce), 0, "{after:?}");
+    assert_eq!(
+        count_requests(&after, KafkaApi::OffsetCommit),
+        0,
+        "{after:?}"
+    );
+
+    // Clones share the record.
+    let clone = fake.clone();
+    fake.commit("flink-orders", "orders", 5, 0).unwrap();
+    assert_eq!(clone.request_count(KafkaApi::OffsetCommit).unwrap(), 1);
+    assert_eq!(fake.request_count(KafkaApi::OffsetCommit).unwrap(), 1);
+}
+
+#[test]
+fn lag_probe_costs_o_brokers_requests_not_o_partitions() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 64, 3).unwrap();
+    let lags = seeded_lags(11, 64, 0..=2_000).unwrap();
+    fake.set_lag("flink-orders", "orders", &lags).unwrap();
+    fake.clear_requests().unwrap();
+
+    let probe = probe_consumer(&fake, "flink-orders");
+    // Committed offsets of all 64 partitions: exactly one OffsetFetch.
+    let committed = read_committed(&probe, "orders", 64);
+    let offset_fetch = fake.request_count(KafkaApi::OffsetFetch).unwrap();
+    eprintln!("committed_offsets, 64 partitions: {offset_fetch} OffsetFetch");
+    assert_eq!(offset_fetch, 1);
+
+    // Log-end offsets of all 64 partitions: at most one ListOffsets per leader broker.
+    fake.clear_requests().unwrap();
+    let ends = read_ends(&probe, "orders", 64);
+    let list_offsets = fake.requests_by_broker(KafkaApi::ListOffsets).unwrap();
+    eprintln!("offsets_for_times(End), 64 partitions: ListOffsets per broker {list_offsets:?}");
+    assert!(!list_offsets.is_empty());
+    assert!(list_offsets.keys().all(|b| (1..=3).contains(b)));
+    assert!(list_offsets.values().all(|&n| n == 1), "{list_offsets:?}");
+    assert!(list_offsets.values().sum::<usize>() <= 3);
+
+    // The reading is right, too.
+    let read: Vec<Option<i64>> = committed
+        .iter()
+        .zip(&ends)
+        .map(|(c, e)| c.map(|c| e.as_ref().unwrap() - c))
+        .collect();
+    assert_eq!(read, lags.iter().map(|&l| Some(l)).collect::<Vec<_>>());
+
+    // The naive way, one fetch_watermarks per partition, costs a request (or two) per partition.
+    fake.clear_requests().unwrap();
+    for p in 0..8 {
+        probe.fetch_watermarks("orders", p, TIMEOUT).unwrap();
+    }
+    let naive = fake.request_count(KafkaApi::ListOffsets).unwrap();
+    eprintln!("fetch_watermarks over 8 partitions: {naive} ListOffsets");
+    assert!(naive >= 8, "{naive}");
 }

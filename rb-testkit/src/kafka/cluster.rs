@@ -1,24 +1,26 @@
 //! [`FakeKafka`]: a librdkafka mock cluster owned by a dedicated thread, plus the ground-truth model
 //! of log-end and committed offsets the fake seeded.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use rdkafka::client::{Client, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
-use rdkafka::producer::{
-    BaseProducer, BaseRecord, DefaultProducerContext, Producer, ProducerContext,
-};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaType;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::error::{FakeKafkaError, Result};
 use super::fault::{BrokerError, KafkaApi};
+use super::requests::{count_requests, requests_by_broker, KafkaRequest};
+use super::tracking;
 
 /// The largest broker count [`FakeKafka::start`] accepts.
 pub const MAX_BROKERS: i32 = 64;
@@ -49,8 +51,9 @@ type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 /// # Threading
 ///
 /// rdkafka's `MockCluster` holds a raw pointer and is neither `Send` nor `Sync`. The cluster
-/// therefore lives on a dedicated std thread (named `fake-kafka`) that owns it together with the
-/// seeding producer and one committing consumer per group, and serves commands sent over a channel.
+/// therefore lives on a dedicated std thread (named `fake-kafka`) that owns it (through the client
+/// that created it, which never connects to it) together with the seeding producer and one
+/// committing consumer per group, and serves commands sent over a channel.
 /// The handle is `Send + Sync + Clone` (clones share the cluster, which stops when the last clone is
 /// dropped: the thread closes its clients, destroys the mock cluster and is joined).
 ///
@@ -142,18 +145,14 @@ impl FakeKafka {
         let thread = std::thread::Builder::new()
             .name("fake-kafka".to_owned())
             .spawn(move || {
-                let cluster = match MockCluster::new(brokers) {
-                    Ok(cluster) => cluster,
+                let (owner, bootstrap) = match cluster_owner(brokers) {
+                    Ok(started) => started,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(FakeKafkaError::Client {
-                            what: "mock cluster",
-                            detail: e.to_string(),
-                        }));
+                        let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                let bootstrap = cluster.bootstrap_servers();
-                let mut worker = Worker::new(cluster, brokers, bootstrap.clone());
+                let mut worker = Worker::new(owner, brokers, bootstrap.clone());
                 if ready_tx.send(Ok(bootstrap)).is_err() {
                     return;
                 }
@@ -307,7 +306,7 @@ impl FakeKafka {
         let topic = topic.to_owned();
         self.call(move |w| {
             let idx = w.topic(&topic)?.index(&topic, partition)?;
-            w.mock()
+            w.mock()?
                 .partition_leader(&topic, partition, leader)
                 .map_err(|e| mock_err("partition_leader", e))?;
             if let Some(state) = w.topics.get_mut(&topic) {
@@ -531,7 +530,7 @@ impl FakeKafka {
         self.check_broker(broker)?;
         let group = group.to_owned();
         self.call(move |w| {
-            w.mock()
+            w.mock()?
                 .coordinator(MockCoordinator::Group(group), broker)
                 .map_err(|e| mock_err("coordinator", e))
         })
@@ -552,7 +551,7 @@ impl FakeKafka {
     pub fn broker_down(&self, broker: i32) -> Result<()> {
         self.check_broker(broker)?;
         self.call(move |w| {
-            w.mock()
+            w.mock()?
                 .broker_down(broker)
                 .map_err(|e| mock_err("broker_down", e))?;
             w.down.insert(broker);
@@ -564,7 +563,7 @@ impl FakeKafka {
     pub fn broker_up(&self, broker: i32) -> Result<()> {
         self.check_broker(broker)?;
         self.call(move |w| {
-            w.mock()
+            w.mock()?
                 .broker_up(broker)
                 .map_err(|e| mock_err("broker_up", e))?;
             w.down.remove(&broker);
@@ -582,7 +581,7 @@ impl FakeKafka {
     pub fn set_rtt(&self, broker: i32, rtt: Duration) -> Result<()> {
         self.check_broker(broker)?;
         self.call(move |w| {
-            w.mock()
+            w.mock()?
                 .broker_round_trip_time(broker, rtt)
                 .map_err(|e| mock_err("broker_round_trip_time", e))
         })
@@ -591,7 +590,7 @@ impl FakeKafka {
     /// [`set_rtt`](FakeKafka::set_rtt) on every broker.
     pub fn set_rtt_all(&self, rtt: Duration) -> Result<()> {
         self.call(move |w| {
-            w.mock()
+            w.mock()?
                 .broker_round_trip_time(-1, rtt)
                 .map_err(|e| mock_err("broker_round_trip_time", e))
         })
@@ -602,7 +601,7 @@ impl FakeKafka {
     pub fn request_errors(&self, api: KafkaApi, errors: &[BrokerError]) -> Result<()> {
         let errors: Vec<_> = errors.iter().map(|e| e.to_rd()).collect();
         self.call(move |w| {
-            w.mock().request_errors(api.to_rd(), &errors);
+            w.mock()?.request_errors(api.to_rd(), &errors);
             Ok(())
         })
     }
@@ -610,9 +609,103 @@ impl FakeKafka {
     /// Drops the errors still queued for `api` by [`request_errors`](FakeKafka::request_errors).
     pub fn clear_request_errors(&self, api: KafkaApi) -> Result<()> {
         self.call(move |w| {
-            w.mock().clear_request_errors(api.to_rd());
+            w.mock()?.clear_request_errors(api.to_rd());
             Ok(())
         })
+    }
+}
+
+impl FakeKafka {
+    // ---- request record -----------------------------------------------------------------------
+
+    /// Every request the brokers received since the fake started or since the last
+    /// [`clear_requests`](FakeKafka::clear_requests), oldest first: receiving broker, API key and
+    /// receive time. Lets a test assert what a probe costs, e.g. one OffsetFetch and at most one
+    /// ListOffsets per leader broker, whatever the partition count.
+    ///
+    /// The record holds the requests of every client, the fake's own included: seeding
+    /// ([`create_topic`](FakeKafka::create_topic) needs none, but producing, committing and
+    /// [`set_lag`](FakeKafka::set_lag) send Metadata, Produce, FindCoordinator, OffsetCommit and
+    /// OffsetFetch requests, plus the ApiVersions of each new connection). Seed first, then call
+    /// [`clear_requests`](FakeKafka::clear_requests), then run the code under test. A request a
+    /// broker refused (down broker) or answered with an injected error is recorded as well, once
+    /// per attempt.
+    pub fn requests(&self) -> Result<Vec<KafkaRequest>> {
+        self.call(|w| tracking::snapshot(&w.owner).ok_or_else(|| mock_missing("requests")))
+    }
+
+    /// Empties the record of [`requests`](FakeKafka::requests) (typically right after seeding).
+    pub fn clear_requests(&self) -> Result<()> {
+        self.call(|w| {
+            if tracking::clear(&w.owner) {
+                Ok(())
+            } else {
+                Err(mock_missing("clear_requests"))
+            }
+        })
+    }
+
+    /// How many requests of `api` the record holds (see [`requests`](FakeKafka::requests)).
+    pub fn request_count(&self, api: KafkaApi) -> Result<usize> {
+        Ok(count_requests(&self.requests()?, api))
+    }
+
+    /// How many requests of `api` each broker received according to the record (brokers that
+    /// received none are absent).
+    pub fn requests_by_broker(&self, api: KafkaApi) -> Result<BTreeMap<i32, usize>> {
+        Ok(requests_by_broker(&self.requests()?, api))
+    }
+}
+
+/// Creates the client that owns the mock cluster (`test.mock.num.brokers`), starts recording the
+/// cluster's requests and returns the client with the cluster's bootstrap list.
+///
+/// The owner must not add its own requests to the record. A librdkafka client keeps at least one
+/// connection to its cluster (ApiVersions and Metadata right after it starts, again whenever that
+/// broker goes down), so the owner is told to resolve broker addresses as IPv6 only: the mock's
+/// `127.0.0.1` bootstrap addresses then resolve to nothing, the owner drops them and never
+/// connects (no request, no traffic to any other address). The mock cluster itself is unaffected.
+fn cluster_owner(brokers: i32) -> Result<(Client<DefaultClientContext>, String)> {
+    let client_err = |detail: String| FakeKafkaError::Client {
+        what: "mock cluster",
+        detail,
+    };
+    let mut config = ClientConfig::new();
+    config
+        .set("test.mock.num.brokers", brokers.to_string())
+        .set("client.id", "rb-fake-kafka-owner")
+        .set("broker.address.family", "v6")
+        .set(
+            "client.dns.lookup",
+            "resolve_canonical_bootstrap_servers_only",
+        )
+        .set("topic.metadata.refresh.interval.ms", "-1")
+        .set("enable.metrics.push", "false")
+        .set_log_level(RDKafkaLogLevel::Emerg);
+    let native = config
+        .create_native_config()
+        .map_err(|e| client_err(e.to_string()))?;
+    let owner = Client::new(
+        &config,
+        native,
+        RDKafkaType::RD_KAFKA_PRODUCER,
+        DefaultClientContext,
+    )
+    .map_err(|e| client_err(e.to_string()))?;
+    let bootstrap = owner
+        .mock_cluster()
+        .map(|c| c.bootstrap_servers())
+        .ok_or_else(|| client_err("the client created no mock cluster".to_owned()))?;
+    if !tracking::start(&owner) {
+        return Err(mock_missing("start request tracking"));
+    }
+    Ok((owner, bootstrap))
+}
+
+fn mock_missing(op: &'static str) -> FakeKafkaError {
+    FakeKafkaError::Mock {
+        op,
+        detail: "the cluster's owning client has no mock cluster".to_owned(),
     }
 }
 
@@ -735,11 +828,13 @@ impl ProducerContext for DeliveryTracker {
     }
 }
 
-/// The state owned by the cluster thread. Field order is drop order: clients before the cluster.
+/// The state owned by the cluster thread. Field order is drop order: clients before the cluster's
+/// owner (dropping the owner destroys the mock cluster).
 struct Worker {
     committers: HashMap<String, BaseConsumer>,
     producer: Option<BaseProducer<DeliveryTracker>>,
-    cluster: MockCluster<'static, DefaultProducerContext>,
+    /// The client created with `test.mock.num.brokers`: it owns the mock cluster.
+    owner: Client<DefaultClientContext>,
     bootstrap: String,
     topics: HashMap<String, TopicState>,
     /// group → topic → committed offset per partition.
@@ -750,15 +845,11 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(
-        cluster: MockCluster<'static, DefaultProducerContext>,
-        brokers: i32,
-        bootstrap: String,
-    ) -> Worker {
+    fn new(owner: Client<DefaultClientContext>, brokers: i32, bootstrap: String) -> Worker {
         Worker {
             committers: HashMap::new(),
             producer: None,
-            cluster,
+            owner,
             bootstrap,
             topics: HashMap::new(),
             groups: HashMap::new(),
@@ -772,12 +863,12 @@ impl Worker {
         let Worker {
             committers,
             producer,
-            cluster,
+            owner,
             ..
         } = self;
         drop(committers);
         drop(producer);
-        drop(cluster);
+        drop(owner);
     }
 
     /// The mock cluster, for one control operation.
@@ -787,13 +878,15 @@ impl Worker {
     /// operation then waits for the thread's 1 s poll timeout. Spacing operations by
     /// [`MOCK_OP_SPACING`] closes that window (measured: 1,000 back-to-back operations stalled about
     /// one in six times; spaced by 200 µs, never).
-    fn mock(&mut self) -> &MockCluster<'static, DefaultProducerContext> {
+    fn mock(&mut self) -> Result<MockCluster<'_, DefaultClientContext>> {
         let since = self.last_mock_op.elapsed();
         if since < MOCK_OP_SPACING {
             std::thread::sleep(MOCK_OP_SPACING - since);
         }
         self.last_mock_op = Instant::now();
-        &self.cluster
+        self.owner
+            .mock_cluster()
+            .ok_or_else(|| mock_missing("mock cluster"))
     }
 
     fn topic(&self, topic: &str) -> Result<&TopicState> {
@@ -808,7 +901,7 @@ impl Worker {
         if self.topics.contains_key(&topic) {
             return Err(FakeKafkaError::TopicExists { topic });
         }
-        self.mock()
+        self.mock()?
             .create_topic(&topic, partitions, replication)
             .map_err(|e| mock_err("create_topic", e))?;
         let mut leaders = Vec::with_capacity(partitions as usize);
@@ -817,7 +910,7 @@ impl Worker {
             // With one replica the mock places partition p on broker p % B + 1 already; with more it
             // picks a random replica as leader, so pin it.
             if replication > 1 {
-                self.mock()
+                self.mock()?
                     .partition_leader(&topic, p, Some(leader))
                     .map_err(|e| mock_err("partition_leader", e))?;
             }

@@ -3,9 +3,11 @@
 
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-/// A Kafka protocol API whose requests can be made to fail with [`FakeKafka::request_errors`].
+/// A Kafka protocol API whose requests can be made to fail with [`FakeKafka::request_errors`] and
+/// counted in [`FakeKafka::requests`].
 ///
 /// [`FakeKafka::request_errors`]: super::FakeKafka::request_errors
+/// [`FakeKafka::requests`]: super::FakeKafka::requests
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KafkaApi {
@@ -46,6 +48,23 @@ impl KafkaApi {
             KafkaApi::Heartbeat => 12,
             KafkaApi::ApiVersions => 18,
         }
+    }
+
+    /// The API with protocol key `key`, or `None` for a key this enum does not name.
+    pub fn from_key(key: i16) -> Option<KafkaApi> {
+        Some(match key {
+            0 => KafkaApi::Produce,
+            1 => KafkaApi::Fetch,
+            2 => KafkaApi::ListOffsets,
+            3 => KafkaApi::Metadata,
+            8 => KafkaApi::OffsetCommit,
+            9 => KafkaApi::OffsetFetch,
+            10 => KafkaApi::FindCoordinator,
+            11 => KafkaApi::JoinGroup,
+            12 => KafkaApi::Heartbeat,
+            18 => KafkaApi::ApiVersions,
+            _ => return None,
+        })
     }
 
     pub(crate) fn to_rd(self) -> RDKafkaApiKey {

@@ -34,17 +34,22 @@
 //! * The mock cluster has no CreateTopics (topics come from [`FakeKafka::create_topic`]), no
 //!   ListGroups/DescribeGroups, answers an OffsetFetch for "all partitions" with nothing, and makes a
 //!   subscribing consumer wait about 3 s to join.
-//! * Request counting: librdkafka can track the requests a mock broker received, but only through
-//!   the raw C API (`rd_kafka_mock_start_request_tracking`); this crate forbids `unsafe`, so the fake
-//!   does not offer it. Count requests on the client side instead (librdkafka statistics report
-//!   per-broker request counts by API).
+//! * Every request the brokers receive is recorded from the start ([`FakeKafka::requests`]: broker,
+//!   API key, receive time; [`FakeKafka::request_count`], [`FakeKafka::requests_by_broker`]), the
+//!   fake's own seeding traffic included: seed, call [`FakeKafka::clear_requests`], then run the
+//!   code under test and assert what it cost (e.g. one OffsetFetch, at most one ListOffsets per
+//!   leader broker). librdkafka offers this only through its C API, so the `tracking` module is the
+//!   one place of the crate allowed to use `unsafe`.
 
 mod cluster;
 mod error;
 mod fault;
+mod requests;
 mod timeline;
+mod tracking;
 
 pub use cluster::{FakeKafka, PartitionOffsets, MAX_BROKERS, MAX_PARTITIONS, MAX_RECORDS_PER_CALL};
 pub use error::{FakeKafkaError, Result};
 pub use fault::{BrokerError, KafkaApi};
+pub use requests::{count_requests, requests_by_broker, KafkaRequest};
 pub use timeline::{seeded_lags, LagStep, LagTarget, LagTimeline};
