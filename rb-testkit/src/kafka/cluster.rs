@@ -627,9 +627,10 @@ impl FakeKafka {
     /// ([`create_topic`](FakeKafka::create_topic) needs none, but producing, committing and
     /// [`set_lag`](FakeKafka::set_lag) send Metadata, Produce, FindCoordinator, OffsetCommit and
     /// OffsetFetch requests, plus the ApiVersions of each new connection). Seed first, then call
-    /// [`clear_requests`](FakeKafka::clear_requests), then run the code under test. A request a
-    /// broker refused (down broker) or answered with an injected error is recorded as well, once
-    /// per attempt.
+    /// [`clear_requests`](FakeKafka::clear_requests), then run the code under test. A request
+    /// answered with an injected error ([`request_errors`](FakeKafka::request_errors)) is
+    /// recorded, once per attempt; a downed broker accepts no connection, so nothing sent its way
+    /// is. The record grows until cleared (a few bytes per request).
     pub fn requests(&self) -> Result<Vec<KafkaRequest>> {
         self.call(|w| tracking::snapshot(&w.owner).ok_or_else(|| mock_missing("requests")))
     }
