@@ -1450,56 +1450,58 @@ impl Parser {
     }
 
     fn comparison(&mut self) -> Result<Expr, ParseError> {
-        let mut lhs = self.additive()?;
-        loop {
-            let op = match self.peek() {
-                Tok::EqlEq => BinOp::Eq,
-                Tok::Neq => BinOp::Ne,
-                Tok::Gtr => BinOp::Gt,
-                Tok::Lss => BinOp::Lt,
-                Tok::Gte => BinOp::Ge,
-                Tok::Lte => BinOp::Le,
-                _ => return Ok(lhs),
-            };
-            let pos = self.pos();
-            self.i += 1;
-            let (rb, m) = self.bin_modifiers(op)?;
-            let rhs = self.additive()?;
-            lhs = self.make_bin(pos, op, rb, m, lhs, rhs)?;
-        }
+        self.binary_level(
+            |t| match t {
+                Tok::EqlEq => Some(BinOp::Eq),
+                Tok::Neq => Some(BinOp::Ne),
+                Tok::Gtr => Some(BinOp::Gt),
+                Tok::Lss => Some(BinOp::Lt),
+                Tok::Gte => Some(BinOp::Ge),
+                Tok::Lte => Some(BinOp::Le),
+                _ => None,
+            },
+            Self::additive,
+        )
     }
 
     fn additive(&mut self) -> Result<Expr, ParseError> {
-        let mut lhs = self.multiplicative()?;
-        loop {
-            let op = match self.peek() {
-                Tok::Add => BinOp::Add,
-                Tok::Sub => BinOp::Sub,
-                _ => return Ok(lhs),
-            };
-            let pos = self.pos();
-            self.i += 1;
-            let (rb, m) = self.bin_modifiers(op)?;
-            let rhs = self.multiplicative()?;
-            lhs = self.make_bin(pos, op, rb, m, lhs, rhs)?;
-        }
+        self.binary_level(
+            |t| match t {
+                Tok::Add => Some(BinOp::Add),
+                Tok::Sub => Some(BinOp::Sub),
+                _ => None,
+            },
+            Self::multiplicative,
+        )
     }
 
     fn multiplicative(&mut self) -> Result<Expr, ParseError> {
-        let mut lhs = self.unary()?;
-        loop {
-            let op = match self.peek() {
-                Tok::Mul => BinOp::Mul,
-                Tok::Div => BinOp::Div,
-                Tok::Mod => BinOp::Mod,
-                _ => return Ok(lhs),
-            };
+        self.binary_level(
+            |t| match t {
+                Tok::Mul => Some(BinOp::Mul),
+                Tok::Div => Some(BinOp::Div),
+                Tok::Mod => Some(BinOp::Mod),
+                _ => None,
+            },
+            Self::unary,
+        )
+    }
+
+    /// One left-associative precedence level: operands from `next`, joined by the operators `op` maps.
+    fn binary_level(
+        &mut self,
+        op: fn(&Tok) -> Option<BinOp>,
+        next: fn(&mut Self) -> Result<Expr, ParseError>,
+    ) -> Result<Expr, ParseError> {
+        let mut lhs = next(self)?;
+        while let Some(op) = op(self.peek()) {
             let pos = self.pos();
             self.i += 1;
             let (rb, m) = self.bin_modifiers(op)?;
-            let rhs = self.unary()?;
+            let rhs = next(self)?;
             lhs = self.make_bin(pos, op, rb, m, lhs, rhs)?;
         }
+        Ok(lhs)
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
