@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -31,7 +32,7 @@ use crate::policy::{
     ApprovalRequest, Approver, Decision, DenyAll, KillSwitch, PolicyState, SafetyPolicy,
 };
 use crate::probe::{Probe, ProbeContext};
-use crate::remediation::{ActionContext, Remediation, Verification};
+use crate::remediation::{ActionContext, Plan, Remediation, Verification};
 use crate::report::Review;
 use crate::signal::Signal;
 use crate::symptom::{evaluate, Failure, History, Record, SymptomState, Verdict};
@@ -192,7 +193,7 @@ impl EngineBuilder {
             policy_state: Mutex::new(PolicyState::default()),
             probe_sem: Arc::new(Semaphore::new(self.max_concurrent_probes)),
             inbox: Mutex::new(Vec::new()),
-            wake: tokio::sync::Notify::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
             tick_interval: self.tick_interval,
             commands: Mutex::new(Vec::new()),
             open_ids: Mutex::new(Vec::new()),
@@ -233,7 +234,7 @@ struct Inner {
     policy_state: Mutex<PolicyState>,
     probe_sem: Arc<Semaphore>,
     inbox: Mutex<Vec<Signal>>,
-    wake: tokio::sync::Notify,
+    wake: Arc<tokio::sync::Notify>,
     tick_interval: Duration,
     commands: Mutex<Vec<Command>>,
     open_ids: Mutex<Vec<String>>,
@@ -297,6 +298,12 @@ struct Open {
     target: Target,
     stage: Stage,
     halted: bool,
+    /// Whether the Mitigate phase was entered (journaled) already.
+    mitigation_begun: bool,
+    /// The next mitigation step to run.
+    next_step: usize,
+    /// The step waiting for its approver, if any.
+    approval: Option<PendingApproval>,
     recover_started: Option<Instant>,
     recovering_since: Option<Instant>,
     recovery_escalated: bool,
@@ -305,6 +312,24 @@ struct Open {
     evidence: Vec<Evidence>,
     commit_known: bool,
     last_check_labels: Vec<&'static str>,
+}
+
+/// A mitigation step waiting for a human's decision, asked in a task of its own so that the engine
+/// keeps detecting and working other incidents meanwhile. Dropping it (the incident closed by a human)
+/// withdraws the question.
+#[derive(Debug)]
+struct PendingApproval {
+    step: usize,
+    plan: Plan,
+    ctx: ActionContext,
+    decision: tokio::sync::oneshot::Receiver<Decision>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PendingApproval {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// What one tick did.
@@ -764,6 +789,9 @@ impl Engine {
                     target,
                     stage: Stage::Diagnose,
                     halted: false,
+                    mitigation_begun: false,
+                    next_step: 0,
+                    approval: None,
                     recover_started: None,
                     recovering_since: None,
                     recovery_escalated: false,
@@ -904,6 +932,9 @@ impl Engine {
                     target: rec.target.clone(),
                     stage,
                     halted: false,
+                    mitigation_begun: stage == Stage::Mitigate,
+                    next_step: 0,
+                    approval: None,
                     recover_started: (stage == Stage::Recover).then(Instant::now),
                     recovering_since: None,
                     recovery_escalated: false,
@@ -955,9 +986,19 @@ fn compact(t: Timestamp) -> String {
     )
 }
 
+/// The lock keys of a plan's targets, sorted and deduplicated (locks are taken in this order).
+fn target_keys(plan: &Plan) -> Vec<String> {
+    let mut keys: Vec<String> = plan.targets.iter().map(Target::key).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 enum StepResult {
     Continue,
     Halt,
+    /// Waiting for an approver; the step resumes in a later tick.
+    Waiting,
 }
 
 impl Inner {
@@ -1109,7 +1150,10 @@ impl Inner {
         }
         if o.stage == Stage::Mitigate {
             let span = tracing::info_span!("rb.phase", phase = "mitigate", incident = %o.id, playbook = %p.id);
-            self.mitigate(o, p, &verdict).instrument(span).await?;
+            if !self.mitigate(o, p, &verdict).instrument(span).await? {
+                // a step waits for its approver
+                return Ok(probes);
+            }
             self.append(
                 &o.id,
                 Event::Phase {
@@ -1216,21 +1260,26 @@ impl Inner {
         Ok(n)
     }
 
-    async fn mitigate(&self, o: &mut Open, p: &Playbook, verdict: &Verdict) -> Result<(), Error> {
-        self.append(
-            &o.id,
-            Event::Phase {
-                phase: Phase::Mitigate,
-            },
-        )
-        .await?;
-        if p.mitigation.is_empty() {
-            let msg = format!("{}: no automatic mitigation; a human must act", p.title);
-            self.escalate(o, p, EscalationReason::NeedsHuman, msg)
-                .await?;
-            return Ok(());
+    /// Run the mitigation steps from `o.next_step` on. `Ok(false)` while a step waits for approval.
+    async fn mitigate(&self, o: &mut Open, p: &Playbook, verdict: &Verdict) -> Result<bool, Error> {
+        if !o.mitigation_begun {
+            o.mitigation_begun = true;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Mitigate,
+                },
+            )
+            .await?;
+            if p.mitigation.is_empty() {
+                let msg = format!("{}: no automatic mitigation; a human must act", p.title);
+                self.escalate(o, p, EscalationReason::NeedsHuman, msg)
+                    .await?;
+                return Ok(true);
+            }
         }
-        for (step, rem) in p.mitigation.iter().enumerate() {
+        while let Some(rem) = p.mitigation.get(o.next_step) {
+            let step = o.next_step;
             if o.halted {
                 self.append(
                     &o.id,
@@ -1241,20 +1290,28 @@ impl Inner {
                     },
                 )
                 .await?;
+                o.next_step += 1;
                 continue;
             }
             let span = tracing::info_span!("rb.remediation", action = %rem.id(), incident = %o.id, step = step);
-            if let StepResult::Halt = self
-                .run_step(o, p, step, rem.as_ref(), verdict)
-                .instrument(span)
-                .await?
-            {
-                if !p.continue_after_failure {
-                    o.halted = true;
-                }
+            let waiting = o.approval.as_ref().is_some_and(|a| a.step == step);
+            let result = if waiting {
+                self.resume_step(o, p, step, rem.as_ref(), verdict)
+                    .instrument(span)
+                    .await?
+            } else {
+                self.run_step(o, p, step, rem.as_ref(), verdict)
+                    .instrument(span)
+                    .await?
+            };
+            match result {
+                StepResult::Waiting => return Ok(false),
+                StepResult::Halt if !p.continue_after_failure => o.halted = true,
+                StepResult::Halt | StepResult::Continue => {}
             }
+            o.next_step += 1;
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn refuse(
@@ -1426,10 +1483,190 @@ impl Inner {
             );
             return Ok(StepResult::Continue);
         }
+        // cool-down, backoff and budgets, checked before anyone is asked (and again before applying)
+        let keys = target_keys(&plan);
+        if let Err(reason) = self.check_rates(&keys, &action) {
+            return self.refuse(o, p, step, &action, reason).await;
+        }
+        if !rem.risk().needs_approval() {
+            return self.apply_step(o, p, step, rem, plan, ctx).await;
+        }
+        // approval: an approver that answers at once (auto, deny, a policy) decides within this tick;
+        // a human is waited for in a task of its own while the engine goes on (a later tick resumes)
+        let req = ApprovalRequest {
+            incident: o.id.clone(),
+            playbook: p.id.clone(),
+            step,
+            risk: rem.risk(),
+            plan: plan.clone(),
+        };
+        let approver = self.approver.clone();
+        let timeout = approver.timeout();
+        let mut ask = Box::pin(async move {
+            match tokio::time::timeout(timeout, approver.approve(&req)).await {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => Decision::Denied {
+                    by: "approver".into(),
+                    reason: format!("approver failed: {e}"),
+                },
+                Err(_) => Decision::TimedOut,
+            }
+        });
+        if let Poll::Ready(decision) = futures::poll!(&mut ask) {
+            return self
+                .decided(o, p, step, rem, plan, ctx, decision, verdict, false)
+                .await;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let wake = self.wake.clone();
+        let task = tokio::spawn(
+            async move {
+                let decision = ask.await;
+                // the receiver is gone only when the incident was closed meanwhile
+                let _ = tx.send(decision);
+                wake.notify_one();
+            }
+            .in_current_span(),
+        );
+        self.append(
+            &o.id,
+            Event::AwaitingApproval {
+                step,
+                action: action.clone(),
+                risk: rem.risk(),
+                timeout_secs: timeout.as_secs(),
+            },
+        )
+        .await?;
+        tracing::info!(timeout = %human(timeout), "waiting for approval");
+        o.approval = Some(PendingApproval {
+            step,
+            plan,
+            ctx,
+            decision: rx,
+            task,
+        });
+        Ok(StepResult::Waiting)
+    }
+
+    /// A later tick looks at the step waiting for its approver.
+    async fn resume_step(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        verdict: &Verdict,
+    ) -> Result<StepResult, Error> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        let Some(pending) = o.approval.as_mut() else {
+            return self.run_step(o, p, step, rem, verdict).await;
+        };
+        let decision = match pending.decision.try_recv() {
+            Ok(d) => d,
+            Err(TryRecvError::Empty) => {
+                if !self.kill.is_engaged() {
+                    return Ok(StepResult::Waiting);
+                }
+                // the kill switch withdraws the question at once
+                o.approval = None;
+                let action = rem.id().to_string();
+                return self
+                    .refuse(o, p, step, &action, "the kill switch is engaged".into())
+                    .await;
+            }
+            Err(TryRecvError::Closed) => Decision::Denied {
+                by: "approver".into(),
+                reason: "the approver's task ended without a decision".into(),
+            },
+        };
+        let Some(pending) = o.approval.take() else {
+            return Ok(StepResult::Waiting);
+        };
+        let (plan, ctx) = (pending.plan.clone(), pending.ctx.clone());
+        drop(pending);
+        self.decided(o, p, step, rem, plan, ctx, decision, verdict, true)
+            .await
+    }
+
+    /// Journal the approver's decision and act on it. After a wait, the world is looked at again: the
+    /// kill switch and unknown data still stop the step.
+    #[allow(clippy::too_many_arguments)]
+    async fn decided(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: Plan,
+        ctx: ActionContext,
+        decision: Decision,
+        verdict: &Verdict,
+        waited: bool,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
+        self.append(
+            &o.id,
+            Event::Approval {
+                step,
+                decision: decision.clone(),
+            },
+        )
+        .await?;
+        match decision {
+            Decision::Granted { .. } => {}
+            Decision::Denied { by, reason } => {
+                return self
+                    .refuse(
+                        o,
+                        p,
+                        step,
+                        &action,
+                        format!("approval denied by {by}: {reason}"),
+                    )
+                    .await
+            }
+            Decision::TimedOut => {
+                let reason = format!("no approval within {}", human(self.approver.timeout()));
+                return self.refuse(o, p, step, &action, reason).await;
+            }
+        }
+        if waited {
+            if self.kill.is_engaged() {
+                return self
+                    .refuse(o, p, step, &action, "the kill switch is engaged".into())
+                    .await;
+            }
+            if let Verdict::Unknown { why } = verdict {
+                let reason = format!("approved, but the data is unknown now: {why}");
+                return self.refuse(o, p, step, &action, reason).await;
+            }
+        }
+        self.apply_step(o, p, step, rem, plan, ctx).await
+    }
+
+    /// Cool-down, backoff and rate budgets for `action` on `keys`, now.
+    fn check_rates(&self, keys: &[String], action: &str) -> Result<(), String> {
+        let ps = &mut *self.policy_state();
+        let now = Instant::now();
+        keys.iter()
+            .try_for_each(|k| ps.check_cooldown(&self.policy, k, action, now))
+            .and_then(|_| ps.check_budgets(&self.policy, keys, now))
+    }
+
+    /// Keyed concurrency, the rate checks again, then apply (journaled before and after) and verify.
+    async fn apply_step(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: Plan,
+        ctx: ActionContext,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
         // keyed concurrency: one remediation per target at a time (locks taken in key order)
-        let mut keys: Vec<String> = plan.targets.iter().map(Target::key).collect();
-        keys.sort();
-        keys.dedup();
+        let keys = target_keys(&plan);
         // (std mutex guards never live across an await: the engine's futures stay Send)
         let locks: Vec<_> = {
             let mut ps = self.policy_state();
@@ -1450,63 +1687,9 @@ impl Inner {
                 }
             }
         }
-        // cool-down, backoff and budgets
-        let check = {
-            let ps = &mut *self.policy_state();
-            let now = Instant::now();
-            keys.iter()
-                .try_for_each(|k| ps.check_cooldown(&self.policy, k, &action, now))
-                .and_then(|_| ps.check_budgets(&self.policy, &keys, now))
-        };
-        if let Err(reason) = check {
+        // cool-down, backoff and budgets, under the locks
+        if let Err(reason) = self.check_rates(&keys, &action) {
             return self.refuse(o, p, step, &action, reason).await;
-        }
-        // approval
-        if rem.risk().needs_approval() {
-            let req = ApprovalRequest {
-                incident: o.id.clone(),
-                playbook: p.id.clone(),
-                step,
-                risk: rem.risk(),
-                plan: plan.clone(),
-            };
-            let decision =
-                match tokio::time::timeout(self.approver.timeout(), self.approver.approve(&req))
-                    .await
-                {
-                    Ok(Ok(d)) => d,
-                    Ok(Err(e)) => Decision::Denied {
-                        by: "approver".into(),
-                        reason: format!("approver failed: {e}"),
-                    },
-                    Err(_) => Decision::TimedOut,
-                };
-            self.append(
-                &o.id,
-                Event::Approval {
-                    step,
-                    decision: decision.clone(),
-                },
-            )
-            .await?;
-            match decision {
-                Decision::Granted { .. } => {}
-                Decision::Denied { by, reason } => {
-                    return self
-                        .refuse(
-                            o,
-                            p,
-                            step,
-                            &action,
-                            format!("approval denied by {by}: {reason}"),
-                        )
-                        .await
-                }
-                Decision::TimedOut => {
-                    let reason = format!("no approval within {}", human(self.approver.timeout()));
-                    return self.refuse(o, p, step, &action, reason).await;
-                }
-            }
         }
         // apply: journaled before and after; retried only when idempotent and transient
         let retries = if rem.idempotent() {

@@ -1,10 +1,16 @@
 //! The safety envelope: policies the engine enforces around every remediation, whatever the playbook.
 //!
-//! In order, for each mitigation step: kill switch → no action on unknown data → at-most-once per
-//! incident step (journal) → plan → blast radius (an empty target set is an error) → keyed concurrency
-//! (one remediation per target at a time) → cool-down and restart backoff → global and per-target rate
-//! budgets → approval for disruptive/destructive risk → dry-run stops here → journal "started" → apply
-//! (retried only if idempotent, only on transient errors) → journal "finished" → verify.
+//! In order, for each mitigation step: at-most-once per incident step (the journal) → kill switch → no
+//! action on unknown data → plan (journaled) → blast radius (an empty target set is an error) → dry-run
+//! stops here → cool-down, restart backoff and rate budgets (checked before a human is bothered) →
+//! approval for disruptive/destructive risk → keyed concurrency (one remediation per target at a time)
+//! → cool-down, backoff and budgets again, under the target locks → journal "started" → apply (retried
+//! only if idempotent, only on transient errors) → journal "finished" → verify.
+//!
+//! An approver that answers at once (auto, deny, a policy) decides within the engine's tick. A human's
+//! answer is awaited in a task of its own: the step is journaled as awaiting approval and the engine
+//! goes on detecting, diagnosing and working other incidents; a later tick takes the decision, looks at
+//! the kill switch and the data again, and applies. Closing the incident withdraws the question.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

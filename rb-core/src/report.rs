@@ -98,8 +98,26 @@ impl Review {
                         "started but never finished".into(),
                     );
                 }
+                Event::AwaitingApproval {
+                    step,
+                    action,
+                    timeout_secs,
+                    ..
+                } => {
+                    let wait = human(std::time::Duration::from_secs(*timeout_secs));
+                    set(
+                        &mut actions,
+                        *step,
+                        action,
+                        "awaiting approval",
+                        format!("asked; waiting up to {wait}"),
+                    );
+                }
                 Event::Approval { step, decision } => {
                     if let Some(a) = actions.iter_mut().rev().find(|a| a.step == *step) {
+                        if matches!(decision, Decision::Granted { .. }) {
+                            a.status = "approved".into();
+                        }
                         let d = match decision {
                             Decision::Granted { by } => format!("approved by {by}"),
                             Decision::Denied { by, reason } => format!("denied by {by}: {reason}"),
@@ -400,6 +418,15 @@ pub fn describe(e: &Event) -> String {
                 .collect::<Vec<_>>()
                 .join(", "),
             if plan.reversible { "" } else { "NOT " }
+        ),
+        Event::AwaitingApproval {
+            step,
+            action,
+            risk,
+            timeout_secs,
+        } => format!(
+            "Step {step} ({action}, risk {risk:?}) waits for approval, at most {}",
+            human(std::time::Duration::from_secs(*timeout_secs))
         ),
         Event::Approval { step, decision } => match decision {
             Decision::Granted { by } => format!("Step {step} approved by {by}"),

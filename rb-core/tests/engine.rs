@@ -471,15 +471,103 @@ async fn jitter_spreads_probes_within_the_bound_and_is_deterministic_per_seed() 
     assert_ne!(a, offsets(8).await, "another seed, another spread");
 }
 
+/// A disruptive action on `kafka()` asked of an approver who answers "granted by bob" after `answer`.
+fn slow_approver(answer: std::time::Duration) -> rb_core::policy::CallbackApprover {
+    rb_core::policy::CallbackApprover::new(mins(10), move |_| async move {
+        tokio::time::sleep(answer).await;
+        rb_core::policy::Decision::Granted { by: "bob".into() }
+    })
+}
+
+fn approval_events(inc: &rb_core::Incident) -> Vec<(Timestamp, String)> {
+    inc.timeline
+        .iter()
+        .filter_map(|x| match &x.event {
+            Event::AwaitingApproval { .. } => Some((x.at, "asked".to_string())),
+            Event::Approval { decision, .. } => Some((x.at, format!("{decision:?}"))),
+            Event::Started { .. } => Some((x.at, "started".to_string())),
+            Event::Refused { reason, .. } => Some((x.at, format!("refused: {reason}"))),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
-async fn humans_are_not_blocked_by_a_tick_waiting_for_an_approver() {
-    use rb_core::policy::{CallbackApprover, Decision};
+async fn the_engine_keeps_working_while_a_human_decides() {
+    let lag = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rescale = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let heap = Gauge::new(Target::new("flink", "flink-main"), "heap_used_ratio", 0.5);
+    let p1 = Playbook::new("lag", "Lag")
+        .detect(
+            lag.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(rescale.arc());
+    let p2 = Playbook::new("heap", "Heap").detect(
+        heap.arc(),
+        Schedule::every(secs(30)),
+        metric("heap_used_ratio").above(0.9),
+    );
+    let e = Engine::builder(Runbook::new("t").playbook(p1).playbook(p2))
+        .clock(clock())
+        .approver(Arc::new(slow_approver(mins(9) + secs(10))))
+        .build()
+        .await
+        .unwrap();
+    let t0 = e.clock().now();
+    let r = e.tick().await.unwrap();
+    assert_eq!(r.opened.len(), 1);
+    let lag_inc = r.opened[0].clone();
+    assert_eq!(rescale.applied(), 0, "asked, not yet granted");
+
+    // three minutes in, a second symptom: it is detected on time although bob has not answered
+    e.run_for(mins(3) - secs(1)).await.unwrap();
+    heap.set(0.95);
+    e.run_for(secs(2)).await.unwrap();
+    let open = e.open_incidents().await;
+    assert_eq!(open.len(), 2, "{open:?}");
+    let heap_inc = open.iter().find(|id| **id != lag_inc).unwrap();
+    let opened = e.incident(heap_inc).await.unwrap().record.opened_at;
+    assert_eq!(
+        opened,
+        t0.plus(mins(3)),
+        "detected at its first probe over the line"
+    );
+    // status and acknowledging answer at once
+    let t = tokio::time::Instant::now();
+    assert_eq!(e.status().await.len(), 2);
+    e.acknowledge(&lag_inc, "alice").await.unwrap();
+    assert_eq!(tokio::time::Instant::now(), t);
+
+    // bob answers at 9m10s, between two probe rounds: the engine wakes for the decision and applies
+    // at once
+    e.run_for(mins(7)).await.unwrap();
+    assert_eq!(rescale.applied(), 1);
+    let inc = e.incident(&lag_inc).await.unwrap();
+    assert_eq!(
+        approval_events(&inc),
+        vec![
+            (t0, "asked".to_string()),
+            (
+                t0.plus(mins(9) + secs(10)),
+                "Granted { by: \"bob\" }".to_string()
+            ),
+            (t0.plus(mins(9) + secs(10)), "started".to_string()),
+        ]
+    );
+    assert!(inc
+        .timeline
+        .iter()
+        .any(|x| matches!(&x.event, Event::Acknowledged { by } if by == "alice")));
+    let md = e.review(&lag_inc).await.unwrap().to_markdown();
+    assert!(md.contains("waits for approval, at most 10m"), "{md}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_kill_switch_withdraws_a_pending_approval() {
     let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
     let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
-    let slow = CallbackApprover::new(mins(10), |_| async {
-        tokio::time::sleep(mins(9)).await;
-        Decision::Granted { by: "bob".into() }
-    });
     let pb = Playbook::new("p", "P")
         .detect(
             g.arc(),
@@ -488,30 +576,105 @@ async fn humans_are_not_blocked_by_a_tick_waiting_for_an_approver() {
         )
         .mitigate(rem.arc());
     let e = Engine::builder(Runbook::new("t").playbook(pb))
-        .approver(Arc::new(slow))
+        .clock(clock())
+        .approver(Arc::new(slow_approver(mins(5))))
         .build()
         .await
         .unwrap();
-    let ticking = tokio::spawn({
-        let e = e.clone();
-        async move { e.tick().await.unwrap() }
-    });
-    tokio::time::sleep(secs(1)).await;
-    let open = e.open_incidents().await;
-    assert_eq!(open.len(), 1, "visible while the tick waits for approval");
-    let t = tokio::time::Instant::now();
-    e.acknowledge(&open[0], "alice").await.unwrap();
+    let t0 = e.clock().now();
+    let id = e.tick().await.unwrap().opened[0].clone();
+    tokio::time::sleep(mins(1)).await;
+    e.kill_switch().engage();
+    e.tick().await.unwrap();
+    e.run_for(mins(10)).await.unwrap();
+    assert_eq!(rem.applied(), 0);
+    let inc = e.incident(&id).await.unwrap();
     assert_eq!(
-        tokio::time::Instant::now(),
-        t,
-        "acknowledging did not wait for the tick"
+        approval_events(&inc),
+        vec![
+            (t0, "asked".to_string()),
+            (
+                t0.plus(mins(1)),
+                "refused: the kill switch is engaged".to_string()
+            ),
+        ],
+        "the late grant is never journaled: the question was withdrawn"
     );
-    assert!(e.acknowledge("INC-nope", "alice").await.is_err());
-    ticking.await.unwrap();
-    assert_eq!(rem.applied(), 1);
-    let inc = e.incident(&open[0]).await.unwrap();
-    assert!(inc
-        .timeline
-        .iter()
-        .any(|x| matches!(&x.event, Event::Acknowledged { by } if by == "alice")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn approved_after_the_data_went_unknown_is_not_applied() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let pb = Playbook::new("p", "P")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(rem.arc());
+    let e = Engine::builder(Runbook::new("t").playbook(pb))
+        .clock(clock())
+        .approver(Arc::new(slow_approver(mins(2))))
+        .build()
+        .await
+        .unwrap();
+    let id = e.tick().await.unwrap().opened[0].clone();
+    g.fail();
+    e.run_for(mins(3)).await.unwrap();
+    assert_eq!(rem.applied(), 0);
+    let inc = e.incident(&id).await.unwrap();
+    let ev = approval_events(&inc);
+    assert_eq!(ev[1].1, "Granted { by: \"bob\" }");
+    assert!(
+        ev[2]
+            .1
+            .starts_with("refused: approved, but the data is unknown now"),
+        "{ev:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_an_incident_withdraws_its_pending_approval() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let approver = {
+        let (asked, answered) = (asked.clone(), answered.clone());
+        rb_core::policy::CallbackApprover::new(mins(10), move |_| {
+            let (asked, answered) = (asked.clone(), answered.clone());
+            async move {
+                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(mins(5)).await;
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                rb_core::policy::Decision::Granted { by: "bob".into() }
+            }
+        })
+    };
+    let pb = Playbook::new("p", "P")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(rem.arc());
+    let e = Engine::builder(Runbook::new("t").playbook(pb))
+        .clock(clock())
+        .approver(Arc::new(approver))
+        .build()
+        .await
+        .unwrap();
+    let id = e.tick().await.unwrap().opened[0].clone();
+    g.set(0.0);
+    e.close(&id, "alice").await.unwrap();
+    e.run_for(mins(10)).await.unwrap();
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        answered.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the question was withdrawn"
+    );
+    assert_eq!(rem.applied(), 0);
+    assert!(e.incident(&id).await.unwrap().is_closed());
 }

@@ -214,3 +214,72 @@ async fn sqlite_journal_round_trips_and_lists_open_incidents() {
     };
     assert!(err.to_string().contains("bad.db"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_question_pending_at_a_restart_is_asked_again_and_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let pb = |rem: &Recorder| {
+        Playbook::new("p", "P")
+            .detect(
+                g.arc(),
+                Schedule::every(secs(30)),
+                metric("records_lag_max").above(5_000.0),
+            )
+            .mitigate(rem.arc())
+    };
+    let never = rb_core::policy::CallbackApprover::new(mins(30), |_| async {
+        tokio::time::sleep(hours(24)).await;
+        rb_core::policy::Decision::Granted {
+            by: "nobody".into(),
+        }
+    });
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let first = Engine::builder(Runbook::new("t").playbook(pb(&rem)))
+        .journal(Arc::new(SqliteJournal::open(&db).await.unwrap()))
+        .clock(clock())
+        .approver(Arc::new(never))
+        .build()
+        .await
+        .unwrap();
+    run(&first, mins(1), secs(30)).await;
+    let id = first.open_incidents().await.pop().unwrap();
+    drop(first); // the process dies while a human is being asked
+
+    let rem2 = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let second = engine_on(&db, pb(&rem2), &Pager::default()).await;
+    run(&second, mins(1), secs(30)).await;
+    assert_eq!((rem.applied(), rem2.applied()), (0, 1));
+    let inc = second.incident(&id).await.unwrap();
+    let asked: Vec<&Event> = inc
+        .timeline
+        .iter()
+        .map(|e| &e.event)
+        .filter(|e| matches!(e, Event::AwaitingApproval { .. } | Event::Approval { .. }))
+        .collect();
+    assert!(
+        matches!(
+            asked.as_slice(),
+            [Event::AwaitingApproval { .. }, Event::Approval { .. }]
+        ),
+        "{asked:?}"
+    );
+    assert_eq!(inc.step_state(0), StepState::Done);
+    let entered = inc
+        .timeline
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event,
+                Event::Phase {
+                    phase: Phase::Mitigate
+                }
+            )
+        })
+        .count();
+    assert_eq!(
+        entered, 1,
+        "the resumed engine does not enter Mitigate twice"
+    );
+}

@@ -61,6 +61,18 @@ pub enum Event {
         /// Whether in dry-run (nothing will be applied).
         dry_run: bool,
     },
+    /// The approver was asked and did not answer at once: the step waits (the engine keeps
+    /// detecting and working other incidents meanwhile).
+    AwaitingApproval {
+        /// Step index.
+        step: usize,
+        /// The remediation id.
+        action: String,
+        /// The action's risk.
+        risk: crate::remediation::Risk,
+        /// How long the engine waits for the decision, in seconds.
+        timeout_secs: u64,
+    },
     /// An approver decided.
     Approval {
         /// Step index.
