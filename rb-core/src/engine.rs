@@ -1,9 +1,15 @@
 //! The five-phase engine: Detect → Diagnose → Mitigate → Recover → Review.
 //!
-//! [`Engine::tick`] does one round of work at the current (tokio) time: run the probes that are due
-//! (concurrently, bounded, each under its deadline), take in pushed signals, judge every detect binding,
-//! open one incident per firing fingerprint, and move every open incident one phase forward where it can.
-//! [`Engine::run`] calls `tick` in a loop, sleeping on tokio's clock, so a test on a paused runtime drives
+//! A round does detection under the engine's state lock: run the probes that are due (concurrently,
+//! bounded, each under its deadline), take in pushed signals, judge every detect binding, open one
+//! incident per firing fingerprint. Then every open incident is moved forward as far as it can go —
+//! outside the lock, concurrently, each incident by itself.
+//!
+//! [`Engine::tick`] does one round and waits for the incidents it moves (tests drive it step by step).
+//! [`Engine::run`] and [`Engine::run_for`] do not wait: while one incident's remediation is in flight
+//! (a savepoint, a restore: minutes), probes keep running on schedule, other incidents open and move on,
+//! and humans' acknowledgements are journaled at once. A human approver is waited for in a task of its
+//! own (see [`crate::policy`]). Everything sleeps on tokio's clock, so a test on a paused runtime drives
 //! hours of incident in milliseconds with the same timeline every time.
 
 use std::collections::BTreeMap;
@@ -251,7 +257,8 @@ enum Command {
 #[derive(Debug)]
 struct State {
     bindings: Vec<Binding>,
-    open: BTreeMap<String, Open>,
+    /// Open incidents by fingerprint.
+    open: BTreeMap<String, Slot>,
     rng: StdRng,
 }
 
@@ -279,6 +286,7 @@ enum Stage {
 #[derive(Debug)]
 struct Page {
     role: String,
+    sent: Instant,
     due: Instant,
     attempt: u32,
 }
@@ -312,6 +320,43 @@ struct Open {
     evidence: Vec<Evidence>,
     commit_known: bool,
     last_check_labels: Vec<&'static str>,
+}
+
+/// An open incident, as the engine holds it between and during rounds.
+#[derive(Debug)]
+enum Slot {
+    /// The engine may advance it in the next round.
+    Idle(Box<Open>),
+    /// Being advanced (a diagnosis, a remediation in flight) outside the state lock, so detection goes
+    /// on meanwhile. An acknowledgement made meanwhile is journaled at once and remembered here.
+    Busy {
+        id: String,
+        acked_at: Option<Instant>,
+    },
+}
+
+impl Slot {
+    fn id(&self) -> &str {
+        match self {
+            Slot::Idle(o) => &o.id,
+            Slot::Busy { id, .. } => id,
+        }
+    }
+}
+
+/// An incident taken out of the state to be advanced.
+struct Job {
+    fingerprint: String,
+    open: Box<Open>,
+    verdict: Verdict,
+    manual: bool,
+}
+
+/// An advanced incident, to be put back.
+struct Done {
+    fingerprint: String,
+    open: Box<Open>,
+    result: Result<usize, Error>,
 }
 
 /// A mitigation step waiting for a human's decision, asked in a task of its own so that the engine
@@ -417,8 +462,8 @@ impl Engine {
 
     /// Acknowledge the page of an open incident: the SLA timer stops.
     ///
-    /// Never waits for a running tick (which may be waiting on an approver): it takes effect at once when
-    /// the engine is idle, else as soon as that tick ends.
+    /// Never waits for the engine: journaled at once when the engine is between rounds (a remediation
+    /// in flight included), else as soon as the round's detection ends.
     pub async fn acknowledge(&self, incident: &str, by: &str) -> Result<(), Error> {
         self.command(
             incident,
@@ -431,7 +476,9 @@ impl Engine {
     }
 
     /// Close an open incident by hand (it gets its review like any other). Like
-    /// [`Engine::acknowledge`], it never waits for a running tick.
+    /// [`Engine::acknowledge`], it never waits; but when a step of the incident is in flight, the close
+    /// takes effect once that step has finished (a half-applied step is never abandoned). A question
+    /// pending with an approver is withdrawn.
     pub async fn close(&self, incident: &str, by: &str) -> Result<(), Error> {
         self.command(
             incident,
@@ -520,40 +567,25 @@ impl Engine {
         Ok(Review::new(incident, playbook, &self.inner.runbook))
     }
 
-    /// Run ticks until `shutdown` completes. Sleeps on tokio's clock until the next probe is due (at most
-    /// the tick interval), waking early for ingested signals.
+    /// Run until `shutdown` completes. Sleeps on tokio's clock until the next probe is due (at most the
+    /// tick interval), waking early for ingested signals, human commands and approvers' decisions.
+    ///
+    /// Each open incident is advanced concurrently with detection: while a remediation of one incident
+    /// is in flight (up to the policy's timeouts), probes keep running on schedule and other incidents
+    /// open and move on. At shutdown no new step starts; a step in flight is finished, never dropped
+    /// half-applied.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        tokio::pin!(shutdown);
-        loop {
-            self.tick().await?;
-            let next = self.next_wakeup().await;
-            tokio::select! {
-                biased; // deterministic: shutdown wins a tie with the next tick
-                _ = &mut shutdown => return Ok(()),
-                _ = tokio::time::sleep_until(next) => {}
-                _ = self.inner.wake.notified() => {}
-            }
-        }
+        self.drive(None, shutdown).await
     }
 
-    /// Run ticks for `d` of (tokio) time: ticks at every due time before `now + d`, then returns.
+    /// Run for `d` of (tokio) time, as [`Engine::run`] does: rounds at every due time before `now + d`;
+    /// a step still in flight at the end is finished before this returns.
     ///
-    /// Unlike [`Engine::run`] with a sleep as its shutdown, no timer of its own is pending while a tick
-    /// runs, so on a paused clock nothing but the engine's own sleeps moves time.
+    /// Unlike [`Engine::run`] with a sleep as its shutdown, no timer of its own is pending while the
+    /// engine works, so on a paused clock nothing but the engine's own sleeps moves time.
     pub async fn run_for(&self, d: Duration) -> Result<(), Error> {
-        let end = Instant::now() + d;
-        loop {
-            self.tick().await?;
-            let next = self.next_wakeup().await.min(end);
-            tokio::select! {
-                biased;
-                _ = tokio::time::sleep_until(next) => {}
-                _ = self.inner.wake.notified() => {}
-            }
-            if Instant::now() >= end {
-                return Ok(());
-            }
-        }
+        self.drive(Some(Instant::now() + d), std::future::pending())
+            .await
     }
 
     async fn next_wakeup(&self) -> Instant {
@@ -567,8 +599,72 @@ impl Engine {
             .unwrap_or(cap)
     }
 
-    /// One round of work at the current time.
+    /// One round of work at the current time: detection, then every open incident moved forward as far
+    /// as it can go, waiting for that (a remediation in flight included) before returning.
+    ///
+    /// [`Engine::run`] and [`Engine::run_for`] do not wait like this: while one incident's remediation
+    /// is in flight they keep probing, detecting and working the other incidents.
     pub async fn tick(&self) -> Result<TickReport, Error> {
+        let (mut report, jobs) = self.round().await?;
+        let done = join_all(jobs.into_iter().map(|j| self.inner.work(j))).await;
+        self.inner.finish(done, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Run ticks until `shutdown` completes, or for `d` of tokio time; see [`Engine::run`].
+    async fn drive(
+        &self,
+        end: Option<Instant>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        tokio::pin!(shutdown);
+        let inner = &*self.inner;
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        let mut result = Ok(());
+        'rounds: loop {
+            match self.round().await {
+                Ok((_, jobs)) => inflight.extend(jobs.into_iter().map(|j| inner.work(j))),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            let next = self.next_wakeup().await;
+            let next = end.map_or(next, |e| next.min(e));
+            loop {
+                tokio::select! {
+                    biased; // deterministic: shutdown wins a tie with the next round
+                    _ = &mut shutdown => break 'rounds,
+                    Some(done) = inflight.next(), if !inflight.is_empty() => {
+                        // put back; it moves on in the next round
+                        if let Err(e) = inner.finish(vec![done], &mut TickReport::default()).await {
+                            result = Err(e);
+                            break 'rounds;
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = inner.wake.notified() => {}
+                }
+                break;
+            }
+            if end.is_some_and(|e| Instant::now() >= e) {
+                break;
+            }
+        }
+        // a step in flight is finished, never dropped half-applied
+        while let Some(done) = inflight.next().await {
+            let r = inner.finish(vec![done], &mut TickReport::default()).await;
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    /// Detection and judgement under the state lock; returns the idle open incidents, taken out (marked
+    /// busy) to be advanced without the lock.
+    async fn round(&self) -> Result<(TickReport, Vec<Job>), Error> {
         let inner = &self.inner;
         let mut st = inner.state.lock().await;
         let st = &mut *st;
@@ -693,7 +789,7 @@ impl Engine {
                 if !was_firing {
                     inner
                         .append(
-                            &open.id,
+                            open.id(),
                             Event::Refired {
                                 verdict: b.verdict.clone(),
                             },
@@ -782,7 +878,7 @@ impl Engine {
                 .collect();
             st.open.insert(
                 b.fingerprint.clone(),
-                Open {
+                Slot::Idle(Box::new(Open {
                     id,
                     playbook: b.playbook,
                     binding: i,
@@ -800,48 +896,38 @@ impl Engine {
                     evidence: vec![detect_evidence],
                     commit_known: commit.is_some(),
                     last_check_labels: Vec::new(),
-                },
+                })),
             );
         }
 
         inner.publish_open(st);
 
-        // 3. Move every open incident forward, concurrently.
-        let verdicts: Vec<(Verdict, bool)> = st
-            .open
-            .values()
-            .map(|o| {
-                let b = &st.bindings[o.binding];
-                let manual = matches!(
-                    inner.runbook.playbooks[b.playbook].detectors[b.detector].source,
-                    Source::Manual { .. }
-                );
-                (b.verdict.clone(), manual)
-            })
-            .collect();
-        let results = join_all(
-            st.open
-                .values_mut()
-                .zip(verdicts)
-                .map(|(o, (v, manual))| inner.advance(o, v, manual)),
-        )
-        .await;
-        for r in results {
-            report.probes_run += r?;
-        }
-        let closed: Vec<String> = st
-            .open
-            .iter()
-            .filter(|(_, o)| o.stage == Stage::Review)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in closed {
-            if let Some(o) = st.open.remove(&k) {
-                report.closed.push(o.id);
+        // 3. Take out every idle open incident, to be moved forward without the lock.
+        let mut jobs = Vec::new();
+        for (fingerprint, slot) in st.open.iter_mut() {
+            if !matches!(slot, Slot::Idle(_)) {
+                continue;
             }
+            let busy = Slot::Busy {
+                id: slot.id().to_string(),
+                acked_at: None,
+            };
+            let Slot::Idle(open) = std::mem::replace(slot, busy) else {
+                continue;
+            };
+            let b = &st.bindings[open.binding];
+            let manual = matches!(
+                inner.runbook.playbooks[b.playbook].detectors[b.detector].source,
+                Source::Manual { .. }
+            );
+            jobs.push(Job {
+                fingerprint: fingerprint.clone(),
+                open,
+                verdict: b.verdict.clone(),
+                manual,
+            });
         }
-        inner.apply_commands(st).await?;
-        Ok(report)
+        Ok((report, jobs))
     }
 
     /// Rebuild open incidents from the journal (called by [`EngineBuilder::build`]).
@@ -905,6 +991,7 @@ impl Engine {
                             .map(|c| c.sla)
                             .unwrap_or(secs(900));
                         page = Some(Page {
+                            sent: Instant::now(),
                             role: notification.role.clone(),
                             due: Instant::now() + sla,
                             attempt: notification.attempt,
@@ -925,7 +1012,7 @@ impl Engine {
             tracing::info!(incident = %id, ?stage, "resumed open incident");
             st.open.insert(
                 rec.fingerprint.clone(),
-                Open {
+                Slot::Idle(Box::new(Open {
                     id: id.clone(),
                     playbook: pi,
                     binding: bi,
@@ -947,7 +1034,7 @@ impl Engine {
                     evidence: incident.evidence.clone(),
                     commit_known: rec.nessie_commit.is_some(),
                     last_check_labels: Vec::new(),
-                },
+                })),
             );
         }
         inner.publish_open(&st);
@@ -1007,6 +1094,53 @@ impl Inner {
         self.policy_state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Move one incident forward, outside the state lock.
+    async fn work(&self, job: Job) -> Done {
+        let mut open = job.open;
+        let result = self.advance(&mut open, job.verdict, job.manual).await;
+        Done {
+            fingerprint: job.fingerprint,
+            open,
+            result,
+        }
+    }
+
+    /// Put advanced incidents back (closing those that reached Review), apply queued commands. Every
+    /// incident is put back before the first error is returned.
+    async fn finish(&self, done: Vec<Done>, report: &mut TickReport) -> Result<(), Error> {
+        let mut st = self.state.lock().await;
+        let mut first_err = None;
+        for d in done {
+            let mut open = d.open;
+            match d.result {
+                Ok(n) => report.probes_run += n,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+            if let Some(Slot::Busy {
+                acked_at: Some(at), ..
+            }) = st.open.get(&d.fingerprint)
+            {
+                // acknowledged while busy: that stops the page sent before it, not a newer one
+                if open.page.as_ref().is_some_and(|p| p.sent <= *at) {
+                    open.page = None;
+                }
+            }
+            if open.stage == Stage::Review {
+                st.open.remove(&d.fingerprint);
+                report.closed.push(open.id.clone());
+            } else {
+                st.open.insert(d.fingerprint, Slot::Idle(open));
+            }
+        }
+        self.apply_commands(&mut st).await?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Apply queued human commands, then publish the open-incident list.
     async fn apply_commands(&self, st: &mut State) -> Result<(), Error> {
         let cmds: Vec<Command> = self
@@ -1014,33 +1148,52 @@ impl Inner {
             .lock()
             .map(|mut q| std::mem::take(&mut *q))
             .unwrap_or_default();
+        let mut later = Vec::new();
         for cmd in cmds {
             match cmd {
                 Command::Ack { id, by } => {
-                    if let Some(o) = st.open.values_mut().find(|o| o.id == id) {
-                        self.append(&id, Event::Acknowledged { by }).await?;
-                        o.page = None;
+                    match st.open.values_mut().find(|slot| slot.id() == id) {
+                        Some(Slot::Idle(o)) => {
+                            self.append(&id, Event::Acknowledged { by }).await?;
+                            o.page = None;
+                        }
+                        Some(Slot::Busy { acked_at, .. }) => {
+                            self.append(&id, Event::Acknowledged { by }).await?;
+                            *acked_at = Some(Instant::now());
+                        }
+                        None => {}
                     }
                 }
                 Command::Close { id, by } => {
-                    let key = st
+                    let found = st
                         .open
                         .iter()
-                        .find(|(_, o)| o.id == id)
-                        .map(|(k, _)| k.clone());
-                    if let Some(key) = key {
-                        self.append(
-                            &id,
-                            Event::Phase {
-                                phase: Phase::Review,
-                            },
-                        )
-                        .await?;
-                        let resolution = Resolution::ClosedByHuman { by };
-                        self.append(&id, Event::Closed { resolution }).await?;
-                        st.open.remove(&key);
+                        .find(|(_, slot)| slot.id() == id)
+                        .map(|(k, slot)| (k.clone(), matches!(slot, Slot::Busy { .. })));
+                    match found {
+                        // a step in flight finishes first; the close follows
+                        Some((_, true)) => later.push(Command::Close { id, by }),
+                        Some((key, false)) => {
+                            self.append(
+                                &id,
+                                Event::Phase {
+                                    phase: Phase::Review,
+                                },
+                            )
+                            .await?;
+                            let resolution = Resolution::ClosedByHuman { by };
+                            self.append(&id, Event::Closed { resolution }).await?;
+                            st.open.remove(&key);
+                        }
+                        None => {}
                     }
                 }
+            }
+        }
+        if !later.is_empty() {
+            if let Ok(mut q) = self.commands.lock() {
+                later.append(&mut q);
+                *q = later;
             }
         }
         self.publish_open(st);
@@ -1048,7 +1201,7 @@ impl Inner {
     }
 
     fn publish_open(&self, st: &State) {
-        let ids: Vec<String> = st.open.values().map(|o| o.id.clone()).collect();
+        let ids: Vec<String> = st.open.values().map(|o| o.id().to_string()).collect();
         self.metrics
             .set("rb_open_incidents", vec![], ids.len() as f64);
         if let Ok(mut v) = self.open_ids.lock() {
@@ -1918,6 +2071,7 @@ impl Inner {
         )
         .await?;
         o.page = Some(Page {
+            sent: Instant::now(),
             role,
             due: Instant::now() + sla,
             attempt,

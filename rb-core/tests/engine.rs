@@ -678,3 +678,123 @@ async fn closing_an_incident_withdraws_its_pending_approval() {
     assert_eq!(rem.applied(), 0);
     assert!(e.incident(&id).await.unwrap().is_closed());
 }
+
+fn step_events(inc: &rb_core::Incident) -> Vec<(Timestamp, String)> {
+    inc.timeline
+        .iter()
+        .filter_map(|x| match &x.event {
+            Event::Started { action, .. } => Some((x.at, format!("started {action}"))),
+            Event::Finished { action, ok, .. } => Some((x.at, format!("finished {action} {ok}"))),
+            Event::Acknowledged { by } => Some((x.at, format!("acknowledged by {by}"))),
+            Event::Closed { .. } => Some((x.at, "closed".to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn detection_goes_on_while_a_remediation_is_in_flight() {
+    let lag = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let restore = Recorder::new("flink.restore", Risk::Safe, vec![kafka()]);
+    restore.behave(Behaviour::Sleep(mins(4))); // a savepoint and a resubmit take minutes
+    let heap = Gauge::new(Target::new("flink", "flink-main"), "heap_used_ratio", 0.5);
+    let p1 = Playbook::new("lag", "Lag")
+        .detect(
+            lag.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(restore.arc());
+    let p2 = Playbook::new("heap", "Heap").detect(
+        heap.arc(),
+        Schedule::every(secs(30)),
+        metric("heap_used_ratio").above(0.9),
+    );
+    let e = Engine::builder(Runbook::new("t").playbook(p1).playbook(p2))
+        .clock(clock())
+        .build()
+        .await
+        .unwrap();
+    let t0 = e.clock().now();
+    let run = {
+        let e = e.clone();
+        tokio::spawn(async move { e.run_for(mins(6)).await })
+    };
+    tokio::time::sleep(secs(50)).await;
+    heap.set(0.95); // over the line from the 60 s round on
+    tokio::time::sleep(secs(20)).await;
+    let open = e.open_incidents().await;
+    assert_eq!(open.len(), 2, "detected while the restore runs: {open:?}");
+    assert_eq!(
+        heap.calls.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "probed on schedule: 0 s, 30 s, 60 s"
+    );
+    // a human acknowledges the lag incident meanwhile: journaled at once
+    let lag_inc = open.iter().find(|id| id.contains("-lag-")).unwrap().clone();
+    assert_eq!(
+        step_events(&e.incident(&lag_inc).await.unwrap()),
+        vec![(t0, "started flink.restore".to_string())],
+        "the restore is still in flight"
+    );
+    e.acknowledge(&lag_inc, "alice").await.unwrap();
+    run.await.unwrap().unwrap();
+
+    let heap_inc = open.iter().find(|id| id.contains("-heap-")).unwrap();
+    let opened = e.incident(heap_inc).await.unwrap().record.opened_at;
+    assert_eq!(opened, t0.plus(secs(60)));
+    assert_eq!(
+        step_events(&e.incident(&lag_inc).await.unwrap()),
+        vec![
+            (t0, "started flink.restore".to_string()),
+            (t0.plus(secs(70)), "acknowledged by alice".to_string()),
+            (t0.plus(mins(4)), "finished flink.restore true".to_string()),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_close_during_a_step_in_flight_waits_for_the_step_and_run_for_never_drops_it() {
+    let lag = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let restore = Recorder::new("flink.restore", Risk::Safe, vec![kafka()]);
+    restore.behave(Behaviour::Sleep(mins(4)));
+    let pb = Playbook::new("lag", "Lag")
+        .detect(
+            lag.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(restore.arc());
+    let e = Engine::builder(Runbook::new("t").playbook(pb))
+        .clock(clock())
+        .build()
+        .await
+        .unwrap();
+    let t0 = e.clock().now();
+    // run_for ends at 2 minutes with the restore in flight: it finishes the step before returning
+    let run = {
+        let e = e.clone();
+        tokio::spawn(async move { e.run_for(mins(2)).await })
+    };
+    tokio::time::sleep(mins(1)).await;
+    let id = e.open_incidents().await.pop().unwrap();
+    e.close(&id, "alice").await.unwrap();
+    assert!(!e.incident(&id).await.unwrap().is_closed(), "not mid-step");
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        e.clock().now(),
+        t0.plus(mins(4)),
+        "returned once the step finished"
+    );
+    assert_eq!(restore.applied(), 1);
+    let inc = e.incident(&id).await.unwrap();
+    assert!(inc.is_closed());
+    assert_eq!(
+        step_events(&inc),
+        vec![
+            (t0, "started flink.restore".to_string()),
+            (t0.plus(mins(4)), "finished flink.restore true".to_string()),
+            (t0.plus(mins(4)), "closed".to_string()),
+        ]
+    );
+}
