@@ -323,6 +323,10 @@ async fn a_killed_node_goes_down_in_the_driver_and_comes_back_up() {
         assert_eq!(state_of(&s), Some(NodeState::Up));
 
         ring.kill(2).unwrap();
+        // refused from the moment kill returns (not when the aborted listener task is dropped)
+        assert!(tokio::net::TcpStream::connect(victim.native_addr)
+            .await
+            .is_err());
         let e = next_event(&mut events, |e| matches!(e, ServerEvent::StatusChange(_))).await;
         match e {
             ServerEvent::StatusChange(sc) => {

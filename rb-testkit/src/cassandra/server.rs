@@ -59,6 +59,9 @@ pub(crate) struct NodeRuntime {
     /// Dropping it stops the listener and closes every connection of the node.
     shutdown: Option<watch::Sender<()>>,
     accept_task: Option<JoinHandle<()>>,
+    /// A second handle on the listening socket: `stop` shuts the socket down through it, so new
+    /// connections are refused the moment a node is killed, not when its aborted task is dropped.
+    listener_ctl: Option<socket2::Socket>,
     /// The aborted accept task of a stopped node: awaiting it guarantees its listener is closed.
     stopped_task: Option<JoinHandle<()>>,
     conns: HashMap<u64, ConnHandle>,
@@ -121,10 +124,20 @@ pub(crate) fn serve(
     let handle =
         tokio::runtime::Handle::try_current().map_err(|_| CassandraFakeError::NoRuntime)?;
     let (tx, rx) = watch::channel(());
+    let ctl = std::os::fd::AsFd::as_fd(&listener)
+        .try_clone_to_owned()
+        .map(socket2::Socket::from)
+        .map_err(|source| CassandraFakeError::Bind {
+            addr: listener
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            source,
+        })?;
     let task = handle.spawn(accept_loop(shared.clone(), index, listener, rx));
     let mut inner = shared.lock();
     if let Some(rt) = inner.nodes.get_mut(index) {
         rt.shutdown = Some(tx);
+        rt.listener_ctl = Some(ctl);
         if let Some(old) = rt.accept_task.replace(task) {
             old.abort();
         }
@@ -136,6 +149,10 @@ pub(crate) fn serve(
 pub(crate) fn stop(inner: &mut Inner, index: usize) {
     if let Some(rt) = inner.nodes.get_mut(index) {
         rt.shutdown = None;
+        if let Some(ctl) = rt.listener_ctl.take() {
+            // a listening socket shut down refuses connections from now on (Linux: it is closed)
+            let _ = ctl.shutdown(std::net::Shutdown::Both);
+        }
         if let Some(task) = rt.accept_task.take() {
             task.abort();
             rt.stopped_task = Some(task);
