@@ -688,6 +688,9 @@ async fn requests_during_a_rebalance_get_409() {
         .await;
     assert_eq!(s, 409);
     assert_eq!(e, fixture("error_409_rebalance.json"));
+    // the same answer a real worker gave while it rebalanced after a config change (recorded when
+    // the peer tier's restart raced the rebalance; the fixture is kept)
+    assert_eq!(e, real("restart_during_rebalance_409"));
     assert_eq!(rest.get("/connectors").await.0, 409);
     assert_eq!(rest.get("/connectors/a").await.0, 409);
     assert_eq!(
@@ -897,8 +900,8 @@ async fn the_fake_answers_like_the_recorded_real_worker() {
     let index = real_index();
     let connect = FakeKafkaConnect::start().await.unwrap();
     let rest = Rest::new(&connect);
-    // the recorder names its connector uniquely per run (a worker remembers file positions)
-    // and the recorded worker also held a connector left from an earlier run: mirror both
+    // the recorder names its connector uniquely per run (a worker remembers file positions);
+    // any other connector the recorded worker held is mirrored too
     let failed_status = real("status_task_failed_200");
     let name = failed_status["name"]
         .as_str()
