@@ -798,3 +798,85 @@ async fn a_close_during_a_step_in_flight_waits_for_the_step_and_run_for_never_dr
         ]
     );
 }
+
+/// A playbook on `g` (firing at once) running `steps` in order, on through failures, paging Kafka SME
+/// (SLA 30 minutes).
+fn paging_playbook(g: &Gauge, steps: &[&Recorder]) -> Playbook {
+    let mut pb = Playbook::new("lag", "Lag")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .escalate_to("Kafka SME")
+        .recovery_deadline(hours(4))
+        .continue_after_failure();
+    for s in steps {
+        pb = pb.mitigate(s.arc());
+    }
+    pb
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_acknowledgement_made_while_a_step_is_in_flight_stops_the_earlier_page() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let fails = Recorder::new("connect.restart", Risk::Safe, vec![kafka()]);
+    fails.behave(Behaviour::FailPermanent);
+    let flink = Target::new("flink", "flink-main"); // another target: no shared cool-down
+    let slow = Recorder::new("flink.restore", Risk::Safe, vec![flink]);
+    slow.behave(Behaviour::Sleep(mins(4)));
+    let pager = Pager::default();
+    let e = engine(
+        Runbook::new("t").playbook(paging_playbook(&g, &[&fails, &slow])),
+        &pager,
+    )
+    .await;
+    let run = {
+        let e = e.clone();
+        tokio::spawn(async move { e.run_for(mins(45)).await })
+    };
+    tokio::time::sleep(mins(1)).await;
+    assert_eq!(
+        pager.roles(),
+        vec!["Kafka SME"],
+        "paged for the failed step"
+    );
+    let id = e.open_incidents().await.pop().unwrap();
+    e.acknowledge(&id, "alice").await.unwrap(); // while flink.restore is in flight
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        pager.roles(),
+        vec!["Kafka SME"],
+        "acknowledged: no re-escalation when the SLA passes"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_acknowledgement_does_not_silence_a_page_sent_after_it() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let flink = Target::new("flink", "flink-main"); // another target: no shared cool-down
+    let slow = Recorder::new("flink.restore", Risk::Safe, vec![flink]);
+    slow.behave(Behaviour::Sleep(mins(4)));
+    let fails = Recorder::new("connect.restart", Risk::Safe, vec![kafka()]);
+    fails.behave(Behaviour::FailPermanent);
+    let pager = Pager::default();
+    let e = engine(
+        Runbook::new("t").playbook(paging_playbook(&g, &[&slow, &fails])),
+        &pager,
+    )
+    .await;
+    let run = {
+        let e = e.clone();
+        tokio::spawn(async move { e.run_for(mins(45)).await })
+    };
+    tokio::time::sleep(mins(1)).await;
+    let id = e.open_incidents().await.pop().unwrap();
+    e.acknowledge(&id, "alice").await.unwrap(); // before anyone was paged
+    run.await.unwrap().unwrap();
+    assert_eq!(
+        pager.roles(),
+        vec!["Kafka SME", "Data Platform On-call"],
+        "the page for the failure at 4 minutes was never acknowledged"
+    );
+    assert_eq!(pager.all()[1].reason, EscalationReason::SlaMissed);
+}
