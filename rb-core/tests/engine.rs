@@ -564,10 +564,12 @@ async fn the_engine_keeps_working_while_a_human_decides() {
     assert!(md.contains("waits for approval, at most 10m"), "{md}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_kill_switch_withdraws_a_pending_approval() {
-    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
-    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+/// An engine whose only playbook fires at once on `g` and runs `rem`, asking `approver`.
+async fn asking(
+    g: &Gauge,
+    rem: &Recorder,
+    approver: impl rb_core::policy::Approver + 'static,
+) -> Engine {
     let pb = Playbook::new("p", "P")
         .detect(
             g.arc(),
@@ -575,12 +577,19 @@ async fn the_kill_switch_withdraws_a_pending_approval() {
             metric("records_lag_max").above(5_000.0),
         )
         .mitigate(rem.arc());
-    let e = Engine::builder(Runbook::new("t").playbook(pb))
+    Engine::builder(Runbook::new("t").playbook(pb))
         .clock(clock())
-        .approver(Arc::new(slow_approver(mins(5))))
+        .approver(Arc::new(approver))
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_kill_switch_withdraws_a_pending_approval() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let e = asking(&g, &rem, slow_approver(mins(5))).await;
     let t0 = e.clock().now();
     let id = e.tick().await.unwrap().opened[0].clone();
     tokio::time::sleep(mins(1)).await;
@@ -606,19 +615,7 @@ async fn the_kill_switch_withdraws_a_pending_approval() {
 async fn approved_after_the_data_went_unknown_is_not_applied() {
     let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
     let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
-    let pb = Playbook::new("p", "P")
-        .detect(
-            g.arc(),
-            Schedule::every(secs(30)),
-            metric("records_lag_max").above(5_000.0),
-        )
-        .mitigate(rem.arc());
-    let e = Engine::builder(Runbook::new("t").playbook(pb))
-        .clock(clock())
-        .approver(Arc::new(slow_approver(mins(2))))
-        .build()
-        .await
-        .unwrap();
+    let e = asking(&g, &rem, slow_approver(mins(2))).await;
     let id = e.tick().await.unwrap().opened[0].clone();
     g.fail();
     e.run_for(mins(3)).await.unwrap();
@@ -652,19 +649,7 @@ async fn closing_an_incident_withdraws_its_pending_approval() {
             }
         })
     };
-    let pb = Playbook::new("p", "P")
-        .detect(
-            g.arc(),
-            Schedule::every(secs(30)),
-            metric("records_lag_max").above(5_000.0),
-        )
-        .mitigate(rem.arc());
-    let e = Engine::builder(Runbook::new("t").playbook(pb))
-        .clock(clock())
-        .approver(Arc::new(approver))
-        .build()
-        .await
-        .unwrap();
+    let e = asking(&g, &rem, approver).await;
     let id = e.tick().await.unwrap().opened[0].clone();
     g.set(0.0);
     e.close(&id, "alice").await.unwrap();
