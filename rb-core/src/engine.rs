@@ -573,7 +573,9 @@ impl Engine {
     /// Each open incident is advanced concurrently with detection: while a remediation of one incident
     /// is in flight (up to the policy's timeouts), probes keep running on schedule and other incidents
     /// open and move on. At shutdown no new step starts; a step in flight is finished, never dropped
-    /// half-applied.
+    /// half-applied. (Dropping the `run` future instead, say in a `select!` against Ctrl-C, cancels a
+    /// step in flight: the journal then shows it started and never finished, and the next engine on
+    /// that journal reports it for a human rather than re-running it. Prefer the `shutdown` future.)
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         self.drive(None, shutdown).await
     }
