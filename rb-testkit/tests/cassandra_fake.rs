@@ -1414,3 +1414,57 @@ fn kill_then_revive_at_once_and_typed_errors() {
         .unwrap();
     });
 }
+
+/// PREPARE `query` on `t` and return the statement id.
+async fn prepare_id(t: &TransportTcp, query: &str) -> Vec<u8> {
+    let prep = t
+        .write_envelope(
+            &Envelope::new_req_prepare(query.into(), None, Flags::empty(), Version::V4),
+            false,
+        )
+        .await
+        .unwrap();
+    match prep.response_body().unwrap() {
+        ResponseBody::Result(r) => r.into_prepared().unwrap().id.into_bytes().unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn prepared_ids_follow_cassandra_rules_for_the_connection_keyspace() {
+    timeout(T, async {
+        let ring = FakeRing::builder().nodes(2).start().await.unwrap();
+        let qualified = "SELECT host_id FROM system.local WHERE key = ?";
+        // a connection that ran USE and one that did not, on different nodes
+        let with_use = raw(ring.addr(0).unwrap()).await.unwrap();
+        raw_query(&with_use, "USE system", QueryParamsBuilder::new())
+            .await
+            .unwrap();
+        let without = raw(ring.addr(1).unwrap()).await.unwrap();
+        // a statement naming its keyspace has one id everywhere (so a driver can re-prepare it
+        // on any node and get the id it holds)
+        let a = prepare_id(&with_use, qualified).await;
+        let b = prepare_id(&without, qualified).await;
+        assert_eq!(a, b);
+        // one relying on USE gets an id that includes the keyspace
+        let c = prepare_id(&with_use, "SELECT host_id FROM local WHERE key = ?").await;
+        assert_ne!(c, a);
+        // the id runs on the other node, where it was prepared too
+        let params = QueryParamsBuilder::new()
+            .with_values(QueryValues::SimpleValues(vec![Value::new("local")]))
+            .build();
+        let exec = Envelope::new_req_execute(
+            &cdrs_tokio::types::CBytesShort::new(a),
+            None,
+            &params,
+            Flags::empty(),
+            Version::V4,
+        );
+        assert_eq!(
+            rows(&without.write_envelope(&exec, false).await.unwrap()).len(),
+            1
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -639,25 +639,36 @@ fn decide(
         }
         RequestBody::Prepare(p) => {
             let ks = p.keyspace.clone().or_else(|| conn.keyspace.clone());
-            let action = match cql::parse(&p.query) {
+            // Cassandra 4.0.2+ (CASSANDRA-15252 and its follow-ups): a statement that names its
+            // keyspace gets the id of its text alone, whatever the connection's `USE`, so every
+            // connection and node agrees on it; any other statement's id includes the keyspace.
+            // Both ids are stored.
+            let parsed = cql::parse(&p.query);
+            let qualified =
+                matches!(&parsed, Ok(Statement::Select(select)) if select.keyspace.is_some());
+            let without_ks = prepared_id(&p.query, None);
+            let with_ks = prepared_id(&p.query, ks.as_deref());
+            let id = if qualified {
+                without_ks.clone()
+            } else {
+                with_ks.clone()
+            };
+            let action = match parsed {
                 Err(e) => cql_error(version, stream, e),
-                Ok(Statement::Use(_)) => {
-                    prepared_response(version, stream, &p.query, ks.as_deref(), None)
-                }
+                Ok(Statement::Use(_)) => prepared_response(version, stream, &id, None),
                 Ok(Statement::Select(select)) => {
                     match tables::plan(&inner.ring, &select, ks.as_deref()) {
                         Err(e) => cql_error(version, stream, e),
-                        Ok(plan) => {
-                            prepared_response(version, stream, &p.query, ks.as_deref(), Some(&plan))
-                        }
+                        Ok(plan) => prepared_response(version, stream, &id, Some(&plan)),
                     }
                 }
             };
             if let Action::Reply(e) = &action {
                 if e.opcode == Opcode::Result {
                     if let Some(rt) = inner.nodes.get_mut(node) {
-                        rt.prepared
-                            .insert(prepared_id(&p.query, ks.as_deref()), (p.query.clone(), ks));
+                        let stored = (p.query.clone(), ks);
+                        rt.prepared.insert(without_ks, stored.clone());
+                        rt.prepared.insert(with_ks, stored);
                     }
                 }
             }
@@ -803,13 +814,7 @@ fn rows_metadata(plan: &Plan, paging_state: Option<CBytes>) -> RowsMetadata {
     }
 }
 
-fn prepared_response(
-    version: Version,
-    stream: i16,
-    query: &str,
-    keyspace: Option<&str>,
-    plan: Option<&Plan>,
-) -> Action {
+fn prepared_response(version: Version, stream: i16, id: &[u8], plan: Option<&Plan>) -> Action {
     let (metadata, result_metadata) = match plan {
         Some(plan) => {
             let binds: Vec<(String, CqlType)> = plan
@@ -846,7 +851,7 @@ fn prepared_response(
         ),
     };
     let body = ResResultBody::Prepared(BodyResResultPrepared {
-        id: CBytesShort::new(prepared_id(query, keyspace)),
+        id: CBytesShort::new(id.to_vec()),
         result_metadata_id: None,
         metadata,
         result_metadata,
