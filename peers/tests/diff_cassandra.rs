@@ -243,3 +243,114 @@ async fn fake_ring_answers_like_the_real_ring() {
         "new differences: {new:#?}\nno longer seen: {gone:#?}"
     );
 }
+
+/// One cdrs transport to `addr` after STARTUP, no driver routing (protocol v4, no auth).
+async fn raw(addr: std::net::SocketAddr) -> cdrs_tokio::transport::TransportTcp {
+    use cdrs_tokio::authenticators::NoneAuthenticatorProvider;
+    use cdrs_tokio::cluster::{startup, KeyspaceHolder};
+    use cdrs_tokio::compression::Compression;
+    use cdrs_tokio::frame::Version;
+    use cdrs_tokio::frame_encoding::{FrameEncodingFactory, ProtocolFrameEncodingFactory};
+    let (tx, _rx) = tokio::sync::watch::channel(None);
+    let holder = std::sync::Arc::new(KeyspaceHolder::new(tx));
+    let none = Compression::None;
+    let t = cdrs_tokio::transport::TransportTcp::new(
+        addr,
+        holder.clone(),
+        None,
+        None,
+        none,
+        ProtocolFrameEncodingFactory.create_encoder(Version::V4, none),
+        ProtocolFrameEncodingFactory.create_decoder(Version::V4, none),
+        16,
+        true,
+    )
+    .await
+    .unwrap();
+    startup(
+        &t,
+        &NoneAuthenticatorProvider,
+        holder.as_ref(),
+        none,
+        Version::V4,
+    )
+    .await
+    .unwrap();
+    t
+}
+
+/// PREPARE `query` on `t` (after `USE ks` when given): the statement id.
+async fn prepared_id(
+    t: &cdrs_tokio::transport::TransportTcp,
+    use_ks: Option<&str>,
+    query: &str,
+) -> Vec<u8> {
+    use cdrs_tokio::frame::message_query::BodyReqQuery;
+    use cdrs_tokio::frame::message_response::ResponseBody;
+    use cdrs_tokio::frame::{Envelope, Flags, Version};
+    use cdrs_tokio::transport::CdrsTransport;
+    if let Some(ks) = use_ks {
+        let use_it = Envelope::new_query(
+            BodyReqQuery {
+                query: format!("USE {ks}"),
+                query_params: cdrs_tokio::query::QueryParamsBuilder::new().build(),
+            },
+            Flags::empty(),
+            Version::V4,
+        );
+        t.write_envelope(&use_it, false).await.unwrap();
+    }
+    let prep = Envelope::new_req_prepare(query.into(), None, Flags::empty(), Version::V4);
+    match t
+        .write_envelope(&prep, false)
+        .await
+        .unwrap()
+        .response_body()
+    {
+        Ok(ResponseBody::Result(r)) => r.into_prepared().unwrap().id.into_bytes().unwrap(),
+        other => panic!("PREPARE {query}: {other:?}"),
+    }
+}
+
+/// How statement ids relate, as a client sees them (ids are opaque; their equalities are not).
+async fn id_rules(addr: std::net::SocketAddr) -> Vec<(&'static str, bool)> {
+    let qualified = "SELECT host_id FROM system.local WHERE key = ?";
+    let bare = "SELECT host_id FROM local WHERE key = ?";
+    let (with_use, without) = (raw(addr).await, raw(addr).await);
+    let q_use = prepared_id(&with_use, Some("system"), qualified).await;
+    let q_plain = prepared_id(&without, None, qualified).await;
+    let b_system = prepared_id(&with_use, None, bare).await;
+    let other = raw(addr).await;
+    let b_schema = prepared_id(
+        &other,
+        Some("system_schema"),
+        "SELECT keyspace_name FROM keyspaces",
+    )
+    .await;
+    let q_again = prepared_id(&other, None, qualified).await;
+    vec![
+        ("qualified: same id with and without USE", q_use == q_plain),
+        ("qualified vs bare statement: same id", q_use == b_system),
+        (
+            "qualified: same id on a third connection with another USE",
+            q_again == q_use,
+        ),
+        (
+            "bare statements in two keyspaces: same id",
+            b_system == b_schema,
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real-peer tier: run peers/run.sh"]
+async fn prepared_statement_ids_follow_the_real_rules() {
+    let env = PeerEnv::load().expect("peer env (run peers/run.sh)");
+    let ring = CassandraRing::from_env(&env).expect("cassandra keys in the peer env");
+    let fake = FakeRing::builder().nodes(3).start().await.unwrap();
+    let real = id_rules(ring.nodes()[0]).await;
+    println!("real ring: {real:?}");
+    assert_eq!(real, id_rules(fake.addr(0).unwrap()).await);
+    // and the rule the fake was fixed for: a statement naming its keyspace has one id
+    assert_eq!(real[0], ("qualified: same id with and without USE", true));
+}
