@@ -342,6 +342,21 @@ impl Slot {
             Slot::Busy { id, .. } => id,
         }
     }
+
+    /// Take the incident out to be worked on, leaving the slot busy; `None` if it is busy already.
+    fn take_idle(&mut self) -> Option<Box<Open>> {
+        let Slot::Idle(open) = self else {
+            return None;
+        };
+        let busy = Slot::Busy {
+            id: open.id.clone(),
+            acked_at: None,
+        };
+        match std::mem::replace(self, busy) {
+            Slot::Idle(open) => Some(open),
+            Slot::Busy { .. } => None,
+        }
+    }
 }
 
 /// An incident taken out of the state to be advanced.
@@ -907,14 +922,7 @@ impl Engine {
         // 3. Take out every idle open incident, to be moved forward without the lock.
         let mut jobs = Vec::new();
         for (fingerprint, slot) in st.open.iter_mut() {
-            if !matches!(slot, Slot::Idle(_)) {
-                continue;
-            }
-            let busy = Slot::Busy {
-                id: slot.id().to_string(),
-                acked_at: None,
-            };
-            let Slot::Idle(open) = std::mem::replace(slot, busy) else {
+            let Some(open) = slot.take_idle() else {
                 continue;
             };
             let b = &st.bindings[open.binding];
@@ -1638,13 +1646,13 @@ impl Inner {
             );
             return Ok(StepResult::Continue);
         }
-        // cool-down, backoff and budgets, checked before anyone is asked (and again before applying)
-        let keys = target_keys(&plan);
-        if let Err(reason) = self.check_rates(&keys, &action) {
-            return self.refuse(o, p, step, &action, reason).await;
-        }
         if !rem.risk().needs_approval() {
             return self.apply_step(o, p, step, rem, plan, ctx).await;
+        }
+        // cool-down, backoff and budgets: a human is not asked for what would be refused anyway
+        // (apply_step checks them again, under the target locks)
+        if let Err(reason) = self.check_rates(&target_keys(&plan), &action) {
+            return self.refuse(o, p, step, &action, reason).await;
         }
         // approval: an approver that answers at once (auto, deny, a policy) decides within this tick;
         // a human is waited for in a task of its own while the engine goes on (a later tick resumes)

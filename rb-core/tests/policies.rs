@@ -509,3 +509,45 @@ async fn a_failed_step_stops_the_later_ones_unless_told_otherwise() {
     let inc = only_incident(&r.engine).await;
     assert!(inc.timeline.iter().any(|e| matches!(&e.event, Event::Skipped { step: 1, reason, .. } if reason.contains("earlier step"))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn nobody_is_asked_to_approve_what_the_cool_down_would_refuse() {
+    let target = Target::new("flink", "flink-main");
+    let rem = Recorder::new("flink.restart", Risk::Disruptive, vec![target]);
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let approver = {
+        let asked = asked.clone();
+        CallbackApprover::new(mins(10), move |_| {
+            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Decision::Granted { by: "bob".into() } }
+        })
+    };
+    let policy = SafetyPolicy {
+        cooldown: mins(5),
+        ..SafetyPolicy::default()
+    };
+    let r = rig(
+        vec![vec![rem.arc()], vec![rem.arc()]],
+        policy,
+        Arc::new(approver),
+    )
+    .await;
+    r.gauges[1].set(0.0);
+    r.engine.tick().await.unwrap(); // playbook 0 restarts flink-main, approved by bob
+    assert_eq!(rem.applied(), 1);
+    r.gauges[1].set(10_000.0);
+    tokio::time::sleep(mins(1)).await;
+    r.engine.tick().await.unwrap(); // playbook 1 wants flink-main again, one minute later
+    assert_eq!(rem.applied(), 1);
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "bob was not asked the second time"
+    );
+    let all = r.engine.incidents().await.unwrap();
+    assert!(
+        refusals(&all[1])[0].contains("cooling down"),
+        "{:?}",
+        refusals(&all[1])
+    );
+}
