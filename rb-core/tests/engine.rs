@@ -492,24 +492,29 @@ fn approval_events(inc: &rb_core::Incident) -> Vec<(Timestamp, String)> {
         .collect()
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_engine_keeps_working_while_a_human_decides() {
-    let lag = Gauge::new(kafka(), "records_lag_max", 12_000.0);
-    let rescale = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
-    let heap = Gauge::new(Target::new("flink", "flink-main"), "heap_used_ratio", 0.5);
+/// Two playbooks: lag on `lag` mitigated by `rem`, and heap on `heap` (no mitigation).
+fn lag_and_heap(lag: &Gauge, rem: &Recorder, heap: &Gauge) -> Runbook {
     let p1 = Playbook::new("lag", "Lag")
         .detect(
             lag.arc(),
             Schedule::every(secs(30)),
             metric("records_lag_max").above(5_000.0),
         )
-        .mitigate(rescale.arc());
+        .mitigate(rem.arc());
     let p2 = Playbook::new("heap", "Heap").detect(
         heap.arc(),
         Schedule::every(secs(30)),
         metric("heap_used_ratio").above(0.9),
     );
-    let e = Engine::builder(Runbook::new("t").playbook(p1).playbook(p2))
+    Runbook::new("t").playbook(p1).playbook(p2)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_engine_keeps_working_while_a_human_decides() {
+    let lag = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rescale = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let heap = Gauge::new(Target::new("flink", "flink-main"), "heap_used_ratio", 0.5);
+    let e = Engine::builder(lag_and_heap(&lag, &rescale, &heap))
         .clock(clock())
         .approver(Arc::new(slow_approver(mins(9) + secs(10))))
         .build()
@@ -683,19 +688,7 @@ async fn detection_goes_on_while_a_remediation_is_in_flight() {
     let restore = Recorder::new("flink.restore", Risk::Safe, vec![kafka()]);
     restore.behave(Behaviour::Sleep(mins(4))); // a savepoint and a resubmit take minutes
     let heap = Gauge::new(Target::new("flink", "flink-main"), "heap_used_ratio", 0.5);
-    let p1 = Playbook::new("lag", "Lag")
-        .detect(
-            lag.arc(),
-            Schedule::every(secs(30)),
-            metric("records_lag_max").above(5_000.0),
-        )
-        .mitigate(restore.arc());
-    let p2 = Playbook::new("heap", "Heap").detect(
-        heap.arc(),
-        Schedule::every(secs(30)),
-        metric("heap_used_ratio").above(0.9),
-    );
-    let e = Engine::builder(Runbook::new("t").playbook(p1).playbook(p2))
+    let e = Engine::builder(lag_and_heap(&lag, &restore, &heap))
         .clock(clock())
         .build()
         .await
