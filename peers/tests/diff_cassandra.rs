@@ -321,23 +321,16 @@ async fn id_rules(addr: std::net::SocketAddr) -> Vec<(&'static str, bool)> {
     let q_plain = prepared_id(&without, None, qualified).await;
     let b_system = prepared_id(&with_use, None, bare).await;
     let other = raw(addr).await;
-    let b_schema = prepared_id(
-        &other,
-        Some("system_schema"),
-        "SELECT keyspace_name FROM keyspaces",
-    )
-    .await;
-    let q_again = prepared_id(&other, None, qualified).await;
+    let q_schema = prepared_id(&other, Some("system_schema"), qualified).await;
+    let again = raw(addr).await;
+    let b_again = prepared_id(&again, Some("system"), bare).await;
     vec![
         ("qualified: same id with and without USE", q_use == q_plain),
         ("qualified vs bare statement: same id", q_use == b_system),
+        ("qualified: same id under another USE", q_schema == q_use),
         (
-            "qualified: same id on a third connection with another USE",
-            q_again == q_use,
-        ),
-        (
-            "bare statements in two keyspaces: same id",
-            b_system == b_schema,
+            "bare: same id on another connection with the same USE",
+            b_again == b_system,
         ),
     ]
 }
