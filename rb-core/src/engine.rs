@@ -383,12 +383,16 @@ struct PendingApproval {
     plan: Plan,
     ctx: ActionContext,
     decision: tokio::sync::oneshot::Receiver<Decision>,
-    task: tokio::task::JoinHandle<()>,
+    _task: AbortOnDrop,
 }
 
-impl Drop for PendingApproval {
+/// The approver's task, aborted when its question is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.task.abort();
+        self.0.abort();
     }
 }
 
@@ -1707,7 +1711,7 @@ impl Inner {
             plan,
             ctx,
             decision: rx,
-            task,
+            _task: AbortOnDrop(task),
         });
         Ok(StepResult::Waiting)
     }
@@ -1722,17 +1726,17 @@ impl Inner {
         verdict: &Verdict,
     ) -> Result<StepResult, Error> {
         use tokio::sync::oneshot::error::TryRecvError;
-        let Some(pending) = o.approval.as_mut() else {
+        let Some(mut pending) = o.approval.take() else {
             return self.run_step(o, p, step, rem, verdict).await;
         };
         let decision = match pending.decision.try_recv() {
             Ok(d) => d,
+            Err(TryRecvError::Empty) if !self.kill.is_engaged() => {
+                o.approval = Some(pending);
+                return Ok(StepResult::Waiting);
+            }
             Err(TryRecvError::Empty) => {
-                if !self.kill.is_engaged() {
-                    return Ok(StepResult::Waiting);
-                }
-                // the kill switch withdraws the question at once
-                o.approval = None;
+                // the kill switch withdraws the question at once (dropping it aborts the task)
                 let action = rem.id().to_string();
                 return self
                     .refuse(o, p, step, &action, "the kill switch is engaged".into())
@@ -1743,11 +1747,7 @@ impl Inner {
                 reason: "the approver's task ended without a decision".into(),
             },
         };
-        let Some(pending) = o.approval.take() else {
-            return Ok(StepResult::Waiting);
-        };
-        let (plan, ctx) = (pending.plan.clone(), pending.ctx.clone());
-        drop(pending);
+        let PendingApproval { plan, ctx, .. } = pending;
         self.decided(o, p, step, rem, plan, ctx, decision, verdict, true)
             .await
     }
