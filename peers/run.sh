@@ -4,7 +4,8 @@
 #   peers/run.sh kafka nessie  only these servers, and only their tests
 # Servers (in this order, each only when peers/scripts/<name>.sh exists):
 #   postgres mariadb kafka nessie flink cassandra
-# Tests of a server: peers/tests/<name>.rs and peers/tests/diff_<name>*.rs, run with
+# Tests of a server: peers/tests/<name>.rs, diff_<name>*.rs (fake vs real), probes_<name>*.rs and
+# actions_<name>*.rs (rb-probes / rb-actions against the real server), run with
 #   cargo test -p rb-peers --test <t>… -- --ignored --test-threads=1
 # (every server selected and started: plain `cargo test -p rb-peers -- --ignored --test-threads=1`).
 # Whatever happens (success, failure, Ctrl-C), every server started here is stopped on exit and the
@@ -115,7 +116,8 @@ done
 test_targets() {
   local name f
   for name in "$@"; do
-    for f in "$ROOT/peers/tests/$name.rs" "$ROOT"/peers/tests/diff_"$name"*.rs; do
+    for f in "$ROOT/peers/tests/$name.rs" "$ROOT"/peers/tests/diff_"$name"*.rs \
+             "$ROOT"/peers/tests/probes_"$name"*.rs "$ROOT"/peers/tests/actions_"$name"*.rs; do
       [ -f "$f" ] && printf -- '--test %s ' "$(basename "$f" .rs)"
     done
   done
