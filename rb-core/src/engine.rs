@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
+use backon::BackoffBuilder;
 use futures::future::join_all;
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -28,20 +29,22 @@ use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind, ProbeError};
 use crate::escalation::{EscalationReason, LogNotifier, Notification, Notifier};
-use crate::incident::{step_state, Incident, IncidentRecord, Phase, Resolution, StepState};
+use crate::incident::{
+    step_outputs, step_state, Incident, IncidentRecord, Phase, Resolution, StepState,
+};
 use crate::journal::{Event, Journal, MemoryJournal};
 use crate::metrics::{Metrics, ProbeResult, ProbeSeries, VerdictSeries};
 use crate::observation::facts::NessieCommit;
-use crate::observation::{Evidence, Observation};
-use crate::playbook::{Playbook, Runbook, Source};
+use crate::observation::{Evidence, Labels, Observation, Sample};
+use crate::playbook::{IncidentKey, Playbook, Runbook, Source};
 use crate::policy::{
     ApprovalRequest, Approver, Decision, DenyAll, KillSwitch, PolicyState, SafetyPolicy,
 };
 use crate::probe::{Probe, ProbeContext};
-use crate::remediation::{ActionContext, Plan, Remediation, Verification};
+use crate::remediation::{ActionContext, Plan, ProgressSink, Remediation, Risk, Verification};
 use crate::report::Review;
 use crate::signal::Signal;
-use crate::symptom::{evaluate, Failure, History, Record, SymptomState, Verdict};
+use crate::symptom::{evaluate, Failure, Finding, History, Record, SymptomState, Verdict};
 use crate::target::Target;
 use crate::time::{human, secs, Clock, Timestamp};
 
@@ -162,13 +165,18 @@ impl EngineBuilder {
                 let max_age = lookback + interval * 2; // only what the symptom needs
                 let max_len =
                     ((max_age.as_millis() / interval.as_millis().max(1)) as usize + 4).min(100_000);
+                let key_by = match &p.key {
+                    IncidentKey::PerTarget => Vec::new(),
+                    IncidentKey::PerSeries(labels) => labels.clone(),
+                };
                 bindings.push(Binding {
                     playbook: pi,
                     detector: di,
-                    fingerprint: format!("{}:{}", p.id, d.source.target().name),
-                    history: History::new(max_age, max_len),
-                    state: SymptomState::default(),
-                    verdict: Verdict::Unevaluated,
+                    base: format!("{}:{}", p.id, d.source.target().name),
+                    key_by,
+                    groups: BTreeMap::new(),
+                    max_age,
+                    max_len,
                     next_due,
                     probe_series: match &d.source {
                         Source::Probe { probe, .. } => {
@@ -266,13 +274,141 @@ struct State {
 struct Binding {
     playbook: usize,
     detector: usize,
+    /// `playbook:target`: the incident key of a per-target playbook, the prefix of a per-series one.
+    base: String,
+    /// The labels incidents are keyed by (empty: per target).
+    key_by: Vec<String>,
+    /// One judgement per incident key: a single group (empty labels) when keyed per target.
+    groups: BTreeMap<Labels, Group>,
+    max_age: Duration,
+    max_len: usize,
+    next_due: Option<Instant>,
+    probe_series: Option<Arc<ProbeSeries>>,
+    verdicts: Arc<VerdictSeries>,
+}
+
+/// The history, symptom state and verdict of one incident key of a binding.
+#[derive(Debug)]
+struct Group {
     fingerprint: String,
     history: History,
     state: SymptomState,
     verdict: Verdict,
-    next_due: Option<Instant>,
-    probe_series: Option<Arc<ProbeSeries>>,
-    verdicts: Arc<VerdictSeries>,
+    /// When the group's labels were last seen in an observation (per-series keys only).
+    last_seen: Timestamp,
+}
+
+/// The incident key string: the binding's base, plus `{k="v",…}` when keyed per series.
+fn key_string(base: &str, key: &Labels) -> String {
+    if key.is_empty() {
+        return base.to_string();
+    }
+    let parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{base}{{{}}}", parts.join(","))
+}
+
+impl Binding {
+    fn group(&mut self, key: Labels, at: Timestamp) -> &mut Group {
+        let (max_age, max_len, base) = (self.max_age, self.max_len, &self.base);
+        self.groups.entry(key).or_insert_with_key(|k| Group {
+            fingerprint: key_string(base, k),
+            history: History::new(max_age, max_len),
+            state: SymptomState::default(),
+            verdict: Verdict::Unevaluated,
+            last_seen: at,
+        })
+    }
+
+    /// The projection of `labels` on the key labels, if it has them all.
+    fn project(&self, labels: &Labels) -> Option<Labels> {
+        self.key_by
+            .iter()
+            .map(|k| labels.get(k).map(|v| (k.clone(), v.clone())))
+            .collect()
+    }
+
+    /// Record a probe's result. Per-series keys: each key's samples (plus those that carry none of the
+    /// key labels) go to that key's history; a failure goes to every key. Returns the keys that changed.
+    fn push(&mut self, record: Record) -> Vec<Labels> {
+        if self.key_by.is_empty() {
+            self.group(Labels::new(), record.at).history.push(record);
+            return vec![Labels::new()];
+        }
+        let at = record.at;
+        let obs = match record.result {
+            Err(f) => {
+                for g in self.groups.values_mut() {
+                    g.history.push(Record {
+                        at,
+                        result: Err(f.clone()),
+                    });
+                }
+                return self.groups.keys().cloned().collect();
+            }
+            Ok(obs) => obs,
+        };
+        let mut parts: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut shared = Vec::new();
+        for s in obs.samples.iter() {
+            match self.project(&s.labels) {
+                Some(k) => parts.entry(k).or_default().push(s.clone()),
+                None => shared.push(s.clone()),
+            }
+        }
+        for (k, g) in self.groups.iter_mut() {
+            if parts.contains_key(k) {
+                g.last_seen = at;
+            } else {
+                parts.insert(k.clone(), Vec::new());
+            }
+        }
+        let mut changed = Vec::with_capacity(parts.len());
+        for (k, mut samples) in parts {
+            samples.extend(shared.iter().cloned());
+            let sub = Observation {
+                probe: obs.probe.clone(),
+                target: obs.target.clone(),
+                at: obs.at,
+                samples,
+                facts: obs.facts.clone(),
+                complete: obs.complete,
+                gaps: obs.gaps.clone(),
+            };
+            self.group(k.clone(), at).history.push(Record {
+                at,
+                result: Ok(sub),
+            });
+            changed.push(k);
+        }
+        changed
+    }
+
+    /// Forget per-series keys not seen for the history's age and not firing (a deleted connector).
+    fn prune(&mut self, now: Timestamp, open: &BTreeMap<String, Slot>) {
+        if self.key_by.is_empty() {
+            return;
+        }
+        let max_age = self.max_age;
+        self.groups
+            .retain(|_, g| now.since(g.last_seen) <= max_age || open.contains_key(&g.fingerprint));
+    }
+
+    /// The worst verdict over the keys (firing, pending, unknown, ok), for dashboards.
+    fn summary(&self) -> Verdict {
+        let rank = |v: &Verdict| match v {
+            Verdict::Firing(_) => 4,
+            Verdict::Pending { .. } => 3,
+            Verdict::Unknown { .. } => 2,
+            Verdict::Ok => 1,
+            Verdict::Unevaluated => 0,
+        };
+        self.groups
+            .values()
+            .map(|g| &g.verdict)
+            .max_by_key(|v| rank(v))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +439,10 @@ struct Open {
     id: String,
     playbook: usize,
     binding: usize,
+    /// The incident key's labels (empty: per target).
+    key: Labels,
+    /// The detect finding the incident opened on.
+    finding: Option<Finding>,
     target: Target,
     stage: Stage,
     halted: bool,
@@ -372,6 +512,9 @@ struct Done {
     fingerprint: String,
     open: Box<Open>,
     result: Result<usize, Error>,
+    /// The incident just finished mitigating: observe its detect probe again at once, so that recovery
+    /// is judged on data read after the fix.
+    mitigated: bool,
 }
 
 /// A mitigation step waiting for a human's decision, asked in a task of its own so that the engine
@@ -551,7 +694,7 @@ impl Engine {
                     playbook: p.id.clone(),
                     source: d.source.describe(),
                     symptom: d.symptom.name(),
-                    verdict: b.verdict.clone(),
+                    verdict: b.summary(),
                 }
             })
             .collect()
@@ -704,7 +847,7 @@ impl Engine {
             .filter(|(_, b)| b.next_due.is_some_and(|t| t <= now))
             .map(|(i, _)| i)
             .collect();
-        let mut changed: Vec<usize> = Vec::with_capacity(due.len());
+        let mut changed: Vec<(usize, Labels)> = Vec::with_capacity(due.len());
         if !due.is_empty() {
             let runs = due.iter().filter_map(|&i| {
                 let b = &st.bindings[i];
@@ -739,7 +882,9 @@ impl Engine {
             for (i, res) in results {
                 let at = inner.clock.now();
                 let b = &mut st.bindings[i];
-                b.history.push(record(at, res));
+                let keys = b.push(record(at, res));
+                changed.extend(keys.into_iter().map(|k| (i, k)));
+                b.prune(at, &st.open);
                 if let Source::Probe { schedule, .. } =
                     &inner.runbook.playbooks[b.playbook].detectors[b.detector].source
                 {
@@ -747,11 +892,11 @@ impl Engine {
                     let b = &mut st.bindings[i];
                     b.next_due = Some(now + schedule.interval + j);
                 }
-                changed.push(i);
             }
         }
 
-        // 1b. Pushed signals.
+        // 1b. Pushed signals. An alert is judged per alert instance: its own key (the playbook's key
+        // labels, or else its alert fingerprint), so that one alert's resolution never clears another's.
         let signals: Vec<Signal> = inner
             .inbox
             .lock()
@@ -762,11 +907,22 @@ impl Engine {
             let mut routed = false;
             for (i, b) in st.bindings.iter_mut().enumerate() {
                 let p = &inner.runbook.playbooks[b.playbook];
-                let obs = match (&p.detectors[b.detector].source, &signal) {
+                let routed_to = match (&p.detectors[b.detector].source, &signal) {
                     (Source::Alert { name, target }, Signal::Alert(alert))
                         if *name == alert.name =>
                     {
-                        Some(Observation::new("alertmanager", &target.name, at).fact(alert))
+                        let key = if b.key_by.is_empty() {
+                            Labels::new()
+                        } else {
+                            b.project(&alert.labels).unwrap_or_else(|| {
+                                crate::observation::labels(&[(
+                                    "alert_fingerprint",
+                                    &alert.fingerprint,
+                                )])
+                            })
+                        };
+                        let obs = Observation::new("alertmanager", &target.name, at).fact(alert);
+                        Some((key, obs))
                     }
                     (
                         Source::Manual { target },
@@ -774,17 +930,18 @@ impl Engine {
                             playbook,
                             report: r,
                         },
-                    ) if *playbook == p.id => {
-                        Some(Observation::new("manual-report", &target.name, at).fact(r))
-                    }
+                    ) if *playbook == p.id => Some((
+                        Labels::new(),
+                        Observation::new("manual-report", &target.name, at).fact(r),
+                    )),
                     _ => None,
                 };
-                if let Some(obs) = obs {
-                    b.history.push(Record {
+                if let Some((key, obs)) = routed_to {
+                    b.group(key.clone(), at).history.push(Record {
                         at,
                         result: Ok(obs),
                     });
-                    changed.push(i);
+                    changed.push((i, key));
                     routed = true;
                 }
             }
@@ -794,30 +951,43 @@ impl Engine {
             }
         }
 
-        // 2. Judge the bindings with new data; open incidents (one per fingerprint).
-        for i in changed {
+        // 2. Judge the keys with new data; open incidents (one per incident key).
+        for (i, key) in changed {
             let at = inner.clock.now();
             let b = &mut st.bindings[i];
             let p = &inner.runbook.playbooks[b.playbook];
             let d = &p.detectors[b.detector];
-            let was_firing = b.verdict.is_firing();
-            b.verdict = evaluate(d.symptom.as_ref(), &b.history, at, &mut b.state);
-            b.verdicts.record(b.verdict.label());
-            let Verdict::Firing(finding) = &b.verdict else {
+            let Some(g) = b.groups.get_mut(&key) else {
                 continue;
             };
-            if let Some(open) = st.open.get(&b.fingerprint) {
+            let was_firing = g.verdict.is_firing();
+            g.verdict = evaluate(d.symptom.as_ref(), &g.history, at, &mut g.state);
+            b.verdicts.record(g.verdict.label());
+            let Verdict::Firing(finding) = &g.verdict else {
+                continue;
+            };
+            if let Some(open) = st.open.get(&g.fingerprint) {
                 if !was_firing {
                     inner
                         .append(
                             open.id(),
                             Event::Refired {
-                                verdict: b.verdict.clone(),
+                                verdict: g.verdict.clone(),
                             },
                         )
                         .await?;
                 }
                 continue;
+            }
+            let mut finding = finding.clone();
+            if !key.is_empty()
+                && !finding
+                    .offending
+                    .iter()
+                    .any(|o| key.iter().all(|(k, v)| o.get(k) == Some(v)))
+            {
+                // the key's own series comes first: it is what this incident is about
+                finding.offending.insert(0, key.clone());
             }
             let target = d.source.target().clone();
             let id = format!(
@@ -831,13 +1001,14 @@ impl Engine {
                     .map(|v| v.len() + 1)
                     .unwrap_or(1)
             );
-            let latest_obs = b.history.latest().and_then(|r| r.result.as_ref().ok());
+            let latest_obs = g.history.latest().and_then(|r| r.result.as_ref().ok());
             let commit = latest_obs
                 .and_then(|o| o.facts.get::<NessieCommit>())
                 .and_then(Result::ok);
             let rec = IncidentRecord {
                 id: id.clone(),
-                fingerprint: b.fingerprint.clone(),
+                fingerprint: g.fingerprint.clone(),
+                key: key.clone(),
                 playbook: p.id.clone(),
                 title: p.title.clone(),
                 service: p.service.clone(),
@@ -898,11 +1069,13 @@ impl Engine {
                 .map(|_| Check::new(p.stability_window))
                 .collect();
             st.open.insert(
-                b.fingerprint.clone(),
+                g.fingerprint.clone(),
                 Slot::Idle(Box::new(Open {
                     id,
                     playbook: b.playbook,
                     binding: i,
+                    key,
+                    finding: Some(finding),
                     target,
                     stage: Stage::Diagnose,
                     halted: false,
@@ -934,10 +1107,15 @@ impl Engine {
                 inner.runbook.playbooks[b.playbook].detectors[b.detector].source,
                 Source::Manual { .. }
             );
+            let verdict = b
+                .groups
+                .get(&open.key)
+                .map(|g| g.verdict.clone())
+                .unwrap_or_default();
             jobs.push(Job {
                 fingerprint: fingerprint.clone(),
                 open,
-                verdict: b.verdict.clone(),
+                verdict,
                 manual,
             });
         }
@@ -962,7 +1140,9 @@ impl Engine {
                 .and_then(|pi| {
                     st.bindings
                         .iter()
-                        .position(|b| b.fingerprint == rec.fingerprint)
+                        .position(|b| {
+                            b.playbook == pi && key_string(&b.base, &rec.key) == rec.fingerprint
+                        })
                         .map(|bi| (pi, bi))
                 });
             let Some((pi, bi)) = found else {
@@ -1030,6 +1210,8 @@ impl Engine {
                     id: id.clone(),
                     playbook: pi,
                     binding: bi,
+                    key: rec.key.clone(),
+                    finding: Some(rec.finding.clone()),
                     target: rec.target.clone(),
                     stage,
                     halted: false,
@@ -1087,9 +1269,14 @@ fn compact(t: Timestamp) -> String {
     )
 }
 
-/// The lock keys of a plan's targets, sorted and deduplicated (locks are taken in this order).
-fn target_keys(plan: &Plan) -> Vec<String> {
-    let mut keys: Vec<String> = plan.targets.iter().map(Target::key).collect();
+/// The lock keys of a plan's targets and the incident's offending instance, sorted and deduplicated
+/// (locks are taken in this order): restarting connector A does not put connector B in cool-down.
+fn target_keys(plan: &Plan, instance: &Labels) -> Vec<String> {
+    let mut keys: Vec<String> = plan
+        .targets
+        .iter()
+        .map(|t| key_string(&t.key(), instance))
+        .collect();
     keys.sort();
     keys.dedup();
     keys
@@ -1111,9 +1298,13 @@ impl Inner {
     /// Move one incident forward, outside the state lock.
     async fn work(&self, job: Job) -> Done {
         let mut open = job.open;
+        let before = open.stage;
         let result = self.advance(&mut open, job.verdict, job.manual).await;
         Done {
             fingerprint: job.fingerprint,
+            mitigated: before != Stage::Recover
+                && open.stage == Stage::Recover
+                && !self.runbook.playbooks[open.playbook].mitigation.is_empty(),
             open,
             result,
         }
@@ -1139,6 +1330,13 @@ impl Inner {
                 // acknowledged while busy: that stops the page sent before it, not a newer one
                 if open.page.as_ref().is_some_and(|p| p.sent <= *at) {
                     open.page = None;
+                }
+            }
+            if d.mitigated {
+                if let Some(b) = st.bindings.get_mut(open.binding) {
+                    if b.next_due.is_some() {
+                        b.next_due = Some(Instant::now());
+                    }
                 }
             }
             if open.stage == Stage::Review {
@@ -1445,7 +1643,8 @@ impl Inner {
                 return Ok(true);
             }
         }
-        while let Some(rem) = p.mitigation.get(o.next_step) {
+        while let Some(st) = p.mitigation.get(o.next_step) {
+            let rem = &st.remediation;
             let step = o.next_step;
             if o.halted {
                 self.append(
@@ -1591,15 +1790,7 @@ impl Inner {
                 )
                 .await;
         }
-        let ctx = ActionContext {
-            incident: o.id.clone(),
-            playbook: p.id.clone(),
-            step,
-            evidence: o.evidence.clone(),
-            dry_run: self.policy.dry_run,
-            clock: self.clock,
-            timeout: self.policy.apply_timeout,
-        };
+        let ctx = self.action_context(o, p, step, &entries);
         let plan = match tokio::time::timeout(self.policy.apply_timeout, rem.plan(&ctx)).await {
             Ok(Ok(plan)) => plan,
             Ok(Err(e)) => {
@@ -1631,6 +1822,25 @@ impl Inner {
             },
         )
         .await?;
+        if let Some(why) = &plan.nothing_to_do {
+            self.append(
+                &o.id,
+                Event::Skipped {
+                    step,
+                    action: action.clone(),
+                    reason: format!("nothing to do: {why}"),
+                },
+            )
+            .await?;
+            self.metrics.inc(
+                "rb_remediations_total",
+                vec![
+                    ("action", action.clone()),
+                    ("outcome", "nothing_to_do".into()),
+                ],
+            );
+            return Ok(StepResult::Continue);
+        }
         if let Err(reason) = self.policy.blast_radius.check(&plan, &self.fleet) {
             return self.refuse(o, p, step, &action, reason).await;
         }
@@ -1650,12 +1860,13 @@ impl Inner {
             );
             return Ok(StepResult::Continue);
         }
-        if !rem.risk().needs_approval() {
+        let risk = plan.effective_risk(rem.risk());
+        if !risk.needs_approval() && !rem.requires_human() {
             return self.apply_step(o, p, step, rem, plan, ctx).await;
         }
         // cool-down, backoff and budgets: a human is not asked for what would be refused anyway
         // (apply_step checks them again, under the target locks)
-        if let Err(reason) = self.check_rates(&target_keys(&plan), &action) {
+        if let Err(reason) = self.check_rates(&target_keys(&plan, &o.key), &action) {
             return self.refuse(o, p, step, &action, reason).await;
         }
         // approval: an approver that answers at once (auto, deny, a policy) decides within this tick;
@@ -1664,7 +1875,7 @@ impl Inner {
             incident: o.id.clone(),
             playbook: p.id.clone(),
             step,
-            risk: rem.risk(),
+            risk,
             plan: plan.clone(),
         };
         let approver = self.approver.clone();
@@ -1700,7 +1911,7 @@ impl Inner {
             Event::AwaitingApproval {
                 step,
                 action: action.clone(),
-                risk: rem.risk(),
+                risk,
                 timeout_secs: timeout.as_secs(),
             },
         )
@@ -1773,10 +1984,26 @@ impl Inner {
             Event::Approval {
                 step,
                 decision: decision.clone(),
+                plan_hash: Some(plan.hash()),
             },
         )
         .await?;
         match decision {
+            Decision::Granted { .. } if self.approver.is_automatic() => {
+                // minimum approval per risk: an automatic grant never covers a step that demands a
+                // human, nor a destructive one unless the policy says so
+                let risk = plan.effective_risk(rem.risk());
+                if rem.requires_human() {
+                    let reason = format!(
+                        "{action} needs a human's approval; an automatic approver cannot grant it"
+                    );
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+                if risk == Risk::Destructive && !self.policy.auto_approve_destructive {
+                    let reason = "a destructive step needs a human's approval (the policy does not let automatic approval grant it)".to_string();
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+            }
             Decision::Granted { .. } => {}
             Decision::Denied { by, reason } => {
                 return self
@@ -1828,8 +2055,9 @@ impl Inner {
         ctx: ActionContext,
     ) -> Result<StepResult, Error> {
         let action = rem.id().to_string();
-        // keyed concurrency: one remediation per target at a time (locks taken in key order)
-        let keys = target_keys(&plan);
+        // keyed concurrency: one remediation per target and offending instance at a time (locks taken in
+        // key order); cool-down and backoff follow the same keys
+        let keys = target_keys(&plan, &o.key);
         // (std mutex guards never live across an await: the engine's futures stay Send)
         let locks: Vec<_> = {
             let mut ps = self.policy_state();
@@ -1854,12 +2082,18 @@ impl Inner {
         if let Err(reason) = self.check_rates(&keys, &action) {
             return self.refuse(o, p, step, &action, reason).await;
         }
-        // apply: journaled before and after; retried only when idempotent and transient
+        // apply: journaled before and after; retried only when idempotent and transient, with backoff
         let retries = if rem.idempotent() {
             self.policy.idempotent_retries
         } else {
             0
         };
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(self.policy.retry_backoff.max(Duration::from_millis(100)))
+            .with_max_delay(self.policy.retry_backoff.max(Duration::from_millis(100)) * 16)
+            .with_jitter()
+            .with_max_times(retries as usize)
+            .build();
         let mut attempt = 1;
         let outcome = loop {
             self.append(
@@ -1873,7 +2107,7 @@ impl Inner {
             .await?;
             self.policy_state().record(&keys, &action, Instant::now());
             let res = tokio::time::timeout(self.policy.apply_timeout, rem.apply(&plan, &ctx)).await;
-            let (error, transient) = match res {
+            let (record, transient, unknown) = match res {
                 Ok(Ok(outcome)) => {
                     self.append(
                         &o.id,
@@ -1883,20 +2117,31 @@ impl Inner {
                             ok: true,
                             outcome: Some(outcome.clone()),
                             error: None,
+                            error_detail: None,
+                            outcome_unknown: false,
                         },
                     )
                     .await?;
                     break outcome;
                 }
-                Ok(Err(e)) => (e.to_string(), e.is_transient()),
+                Ok(Err(e)) => {
+                    let unknown = e.kind() == ErrorKind::OutcomeUnknown;
+                    (e.record(), e.is_transient() || unknown, unknown)
+                }
                 Err(_) => (
-                    format!(
-                        "no answer within {}: the outcome is unknown",
-                        human(self.policy.apply_timeout)
-                    ),
+                    crate::error::ErrorRecord {
+                        kind: ErrorKind::OutcomeUnknown,
+                        message: format!(
+                            "no answer within {}: the outcome is unknown",
+                            human(self.policy.apply_timeout)
+                        ),
+                        details: serde_json::Value::Null,
+                    },
+                    true,
                     true,
                 ),
             };
+            let error = record.message.clone();
             self.append(
                 &o.id,
                 Event::Finished {
@@ -1905,14 +2150,34 @@ impl Inner {
                     ok: false,
                     outcome: None,
                     error: Some(error.clone()),
+                    error_detail: Some(record),
+                    outcome_unknown: unknown,
                 },
             )
             .await?;
-            if transient && attempt <= retries {
-                attempt += 1;
-                continue;
+            // a non-idempotent action is never retried, least of all when its outcome is unknown
+            if transient && rem.idempotent() {
+                if let Some(delay) = backoff.next() {
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
             }
             drop(guards);
+            if unknown {
+                self.metrics.inc(
+                    "rb_remediations_total",
+                    vec![("action", action.clone()), ("outcome", "unknown".into())],
+                );
+                self.escalate(
+                    o,
+                    p,
+                    EscalationReason::ActionFailed,
+                    format!("{action}: outcome unknown ({error}); it is not re-run: check its target by hand"),
+                )
+                .await?;
+                return Ok(StepResult::Halt);
+            }
             return self.fail(o, p, &action, error).await;
         };
         drop(guards);
@@ -1920,17 +2185,41 @@ impl Inner {
             "rb_remediations_total",
             vec![("action", action.clone()), ("outcome", "applied".into())],
         );
-        let verification = match tokio::time::timeout(
-            self.policy.apply_timeout,
-            rem.verify(&plan, &outcome, &ctx),
-        )
-        .await
-        {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => Verification::Inconclusive { why: e.to_string() },
-            Err(_) => Verification::Inconclusive {
-                why: "verification timed out".into(),
-            },
+        // verify: again, with backoff, while inconclusive and within the remediation's deadline;
+        // inconclusive at the deadline is not success
+        let deadline = Instant::now() + rem.verify_within();
+        let mut delay = self.policy.retry_backoff.max(Duration::from_millis(100));
+        let mut tries = 0u32;
+        let verification = loop {
+            tries += 1;
+            let budget = self.policy.apply_timeout.min(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(secs(1)),
+            );
+            let v = match tokio::time::timeout(budget, rem.verify(&plan, &outcome, &ctx)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => Verification::Inconclusive { why: e.to_string() },
+                Err(_) => Verification::Inconclusive {
+                    why: "verification timed out".into(),
+                },
+            };
+            match v {
+                Verification::Inconclusive { why } if Instant::now() + delay <= deadline => {
+                    tracing::debug!(%why, tries, "verification inconclusive; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(secs(60));
+                }
+                Verification::Inconclusive { why } if !rem.verify_within().is_zero() => {
+                    break Verification::Failed {
+                        evidence: format!(
+                            "still inconclusive after {} ({tries} tries): {why}",
+                            human(rem.verify_within())
+                        ),
+                    };
+                }
+                other => break other,
+            }
         };
         self.append(
             &o.id,
@@ -1946,6 +2235,45 @@ impl Inner {
                 .await;
         }
         Ok(StepResult::Continue)
+    }
+
+    /// The context a remediation sees: the incident, what broke, the evidence, and the outputs of the
+    /// steps before it (rebuilt from the journal, so a resumed engine hands on the same).
+    fn action_context(
+        &self,
+        o: &Open,
+        p: &Playbook,
+        step: usize,
+        entries: &[crate::journal::Entry],
+    ) -> ActionContext {
+        let outputs = step_outputs(entries)
+            .into_iter()
+            .filter_map(|(i, out)| p.mitigation.get(i).map(|s| (s.id.clone(), out)))
+            .collect();
+        let step_id = p
+            .mitigation
+            .get(step)
+            .map(|s| s.id.clone())
+            .unwrap_or_default();
+        let mut ctx = ActionContext::detached(self.clock, self.policy.apply_timeout);
+        ctx.incident = o.id.clone();
+        ctx.playbook = p.id.clone();
+        ctx.step = step;
+        ctx.step_id = step_id;
+        ctx.target = Some(o.target.clone());
+        ctx.key = o.key.clone();
+        ctx.finding = o.finding.clone();
+        ctx.evidence = o.evidence.clone();
+        ctx.outputs = outputs;
+        ctx.dry_run = self.policy.dry_run;
+        ctx.progress = Some(ProgressSink {
+            journal: self.journal.clone(),
+            incident: o.id.clone(),
+            step,
+            clock: self.clock,
+            written: Default::default(),
+        });
+        ctx
     }
 
     async fn recover(

@@ -32,6 +32,12 @@ pub enum ErrorKind {
     Refused,
     /// Storage failed.
     Storage,
+    /// The server refused because its state changed under us (a Nessie merge conflict, an expected hash
+    /// that moved): the error's details name what conflicted.
+    Conflict,
+    /// The request was sent but its answer was lost (timed out, connection dropped after sending): the
+    /// action may or may not have happened.
+    OutcomeUnknown,
     /// Anything else.
     Other,
 }
@@ -54,6 +60,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Invalid => "invalid",
             ErrorKind::Refused => "refused by policy",
             ErrorKind::Storage => "storage",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::OutcomeUnknown => "outcome unknown",
             ErrorKind::Other => "other",
         };
         f.write_str(s)
@@ -142,12 +150,29 @@ pub struct RemediationError {
     pub kind: ErrorKind,
     /// What was wrong.
     pub message: String,
+    /// Structured details kept in the journal (the conflicting keys of a merge, the HTTP status).
+    pub details: serde_json::Value,
     /// The underlying error.
     #[source]
     pub source: Option<BoxError>,
 }
 
 impl RemediationError {
+    /// Attach structured details (journaled with the error, never flattened into its message).
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// The error as the journal keeps it: kind, message and details.
+    pub fn record(&self) -> ErrorRecord {
+        ErrorRecord {
+            kind: self.kind,
+            message: self.to_string(),
+            details: self.details.clone(),
+        }
+    }
+
     /// A new remediation error; `endpoint` is redacted.
     pub fn new(
         action: impl Into<String>,
@@ -162,6 +187,7 @@ impl RemediationError {
             endpoint: redact_url(endpoint.as_ref()),
             kind,
             message: message.into(),
+            details: serde_json::Value::Null,
             source: None,
         }
     }
@@ -182,6 +208,18 @@ impl RemediationError {
     pub fn is_transient(&self) -> bool {
         self.kind.is_transient()
     }
+}
+
+/// An error as the journal keeps it: its kind, its message and its structured details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// The class of failure.
+    pub kind: ErrorKind,
+    /// The message.
+    pub message: String,
+    /// Structured details (`null` when none).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
 }
 
 /// A journal store failed.

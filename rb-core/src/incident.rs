@@ -69,8 +69,12 @@ pub enum Resolution {
 pub struct IncidentRecord {
     /// Incident id (`INC-20261125-070901-kafka-backlog`).
     pub id: String,
-    /// Dedupe fingerprint: one open incident per fingerprint.
+    /// The incident key as a string (`playbook:target`, plus the key labels when the playbook keys
+    /// incidents per offending series): one open incident per key.
     pub fingerprint: String,
+    /// The incident key's labels (`connector=orders-sink`), empty when keyed per target.
+    #[serde(default, skip_serializing_if = "crate::observation::Labels::is_empty")]
+    pub key: crate::observation::Labels,
     /// The playbook.
     pub playbook: String,
     /// The playbook's title.
@@ -109,6 +113,8 @@ pub enum StepState {
     Done,
     /// Finished with an error.
     Failed,
+    /// Applied, but whether it happened is not known (timed out or lost after sending).
+    OutcomeUnknown,
     /// Found interrupted after a restart; a human must look.
     Interrupted,
 }
@@ -225,6 +231,33 @@ impl Incident {
     }
 }
 
+/// The outputs of every step of a timeline, by step index: outcomes of finished steps and the
+/// artifacts journaled with [`crate::ActionContext::progress`].
+pub fn step_outputs(
+    entries: &[Entry],
+) -> std::collections::BTreeMap<usize, crate::remediation::StepOutput> {
+    let mut out: std::collections::BTreeMap<usize, crate::remediation::StepOutput> =
+        Default::default();
+    for e in entries {
+        match &e.event {
+            Event::Progress { step, key, value } => {
+                out.entry(*step)
+                    .or_default()
+                    .artifacts
+                    .insert(key.clone(), value.clone());
+            }
+            Event::Finished {
+                step,
+                ok: true,
+                outcome: Some(o),
+                ..
+            } => out.entry(*step).or_default().outcome = Some(o.clone()),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The state of step `step` from a timeline.
 pub fn step_state(entries: &[Entry], step: usize) -> StepState {
     let mut st = StepState::NotStarted;
@@ -244,9 +277,16 @@ pub fn step_state(entries: &[Entry], step: usize) -> StepState {
                 StepState::Skipped
             }
             Event::Started { step: s, .. } if *s == step => StepState::Started,
-            Event::Finished { step: s, ok, .. } if *s == step => {
+            Event::Finished {
+                step: s,
+                ok,
+                outcome_unknown,
+                ..
+            } if *s == step => {
                 if *ok {
                     StepState::Done
+                } else if *outcome_unknown {
+                    StepState::OutcomeUnknown
                 } else {
                     StepState::Failed
                 }

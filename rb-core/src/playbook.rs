@@ -80,6 +80,28 @@ pub struct RecoveryCheck {
     pub symptom: Arc<dyn Symptom>,
 }
 
+/// One mitigation step: a stable step id and the remediation it runs.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The step id (given with [`Playbook::mitigate_as`], or the remediation id, made unique).
+    pub id: String,
+    /// The remediation.
+    pub remediation: Arc<dyn Remediation>,
+}
+
+/// What deduplicates incidents of a playbook: at most one open incident per key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IncidentKey {
+    /// One incident per detect binding's target (`playbook:target`): the default.
+    #[default]
+    PerTarget,
+    /// One incident per target and per value of these labels of the offending series (per connector,
+    /// per Flink job, per Cassandra node). The detect symptom is judged separately for each label set
+    /// (its own streak, for-duration and clear condition), so a resolved alert or a healed connector
+    /// never clears another's incident.
+    PerSeries(Vec<String>),
+}
+
 /// One situation of the runbook: symptom(s) → diagnosis probes → mitigations → recovery checks →
 /// review items.
 ///
@@ -105,7 +127,8 @@ pub struct Playbook {
     pub(crate) service: String,
     pub(crate) detectors: Vec<Detector>,
     pub(crate) diagnosis: Vec<Arc<dyn Probe>>,
-    pub(crate) mitigation: Vec<Arc<dyn Remediation>>,
+    pub(crate) mitigation: Vec<Step>,
+    pub(crate) key: IncidentKey,
     pub(crate) recovery: Vec<RecoveryCheck>,
     pub(crate) stability_window: Duration,
     pub(crate) recovery_deadline: Duration,
@@ -125,6 +148,7 @@ impl Playbook {
             detectors: Vec::new(),
             diagnosis: Vec::new(),
             mitigation: Vec::new(),
+            key: IncidentKey::PerTarget,
             recovery: Vec::new(),
             stability_window: mins(5),
             recovery_deadline: mins(30),
@@ -191,10 +215,43 @@ impl Playbook {
         self
     }
 
-    /// Mitigate: run `remediation` (in order of declaration) under the safety envelope.
-    pub fn mitigate(mut self, remediation: Arc<dyn Remediation>) -> Self {
-        self.mitigation.push(remediation);
+    /// Mitigate: run `remediation` (in order of declaration) under the safety envelope. Its step id is
+    /// the remediation id (`#2`, `#3`… appended when the playbook uses it again).
+    pub fn mitigate(self, remediation: Arc<dyn Remediation>) -> Self {
+        let base = remediation.id().to_string();
+        let mut id = base.clone();
+        let mut n = 1;
+        while self.mitigation.iter().any(|s| s.id == id) {
+            n += 1;
+            id = format!("{base}#{n}");
+        }
+        self.mitigate_as(id, remediation)
+    }
+
+    /// Mitigate with a step id of your choosing (`savepoint`, `restore`): later steps read this step's
+    /// output under it ([`crate::ActionContext::output_value`]).
+    pub fn mitigate_as(
+        mut self,
+        step_id: impl Into<String>,
+        remediation: Arc<dyn Remediation>,
+    ) -> Self {
+        self.mitigation.push(Step {
+            id: step_id.into(),
+            remediation,
+        });
         self
+    }
+
+    /// One incident per value of these labels of the offending series (see [`IncidentKey::PerSeries`]):
+    /// `.incident_per(&["connector"])` opens one incident per failed connector.
+    pub fn incident_per(mut self, labels: &[&str]) -> Self {
+        self.key = IncidentKey::PerSeries(labels.iter().map(|l| l.to_string()).collect());
+        self
+    }
+
+    /// The incident key.
+    pub fn incident_key(&self) -> &IncidentKey {
+        &self.key
     }
 
     /// Recover: besides the detect symptom being ok, `symptom` over `probe` must be ok for the
@@ -250,7 +307,7 @@ impl Playbook {
     }
 
     /// The mitigation steps.
-    pub fn mitigations(&self) -> &[Arc<dyn Remediation>] {
+    pub fn mitigations(&self) -> &[Step] {
         &self.mitigation
     }
 
@@ -422,6 +479,15 @@ impl Runbook {
                     "playbook {} escalates to {role:?}, which is not in the on-call table",
                     p.id
                 )));
+            }
+            let mut step_ids = BTreeSet::new();
+            for st in &p.mitigation {
+                if st.id.is_empty() || !step_ids.insert(st.id.as_str()) {
+                    return Err(Error::Config(format!(
+                        "playbook {}: step id {:?} is empty or used twice",
+                        p.id, st.id
+                    )));
+                }
             }
             for d in &p.detectors {
                 if let Source::Probe { schedule, .. } = &d.source {

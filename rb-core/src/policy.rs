@@ -137,6 +137,11 @@ pub struct SafetyPolicy {
     pub idempotent_retries: u32,
     /// How long a mitigation step waits for another remediation on the same target to finish.
     pub target_lock_wait: Duration,
+    /// The first delay before retrying an idempotent action (doubled each retry, with jitter; never zero).
+    pub retry_backoff: Duration,
+    /// Whether an automatic approver ([`Approver::is_automatic`]) may grant a destructive step. Off by
+    /// default: destructive steps wait for a human unless the runbook says otherwise.
+    pub auto_approve_destructive: bool,
 }
 
 impl Default for SafetyPolicy {
@@ -153,6 +158,8 @@ impl Default for SafetyPolicy {
             apply_timeout: mins(5),
             idempotent_retries: 2,
             target_lock_wait: secs(60),
+            retry_backoff: secs(2),
+            auto_approve_destructive: false,
         }
     }
 }
@@ -236,6 +243,13 @@ pub trait Approver: Send + Sync + fmt::Debug {
     fn timeout(&self) -> Duration {
         mins(15)
     }
+
+    /// Whether decisions are made by a program rather than a person. An automatic grant never covers a
+    /// step that [requires a human](crate::Remediation::requires_human), nor a destructive one unless
+    /// [`SafetyPolicy::auto_approve_destructive`] is set.
+    fn is_automatic(&self) -> bool {
+        false
+    }
 }
 
 /// Grants everything (for safe environments and tests).
@@ -246,6 +260,9 @@ pub struct AutoApprove;
 impl Approver for AutoApprove {
     async fn approve(&self, _request: &ApprovalRequest) -> Result<Decision, ApprovalError> {
         Ok(Decision::Granted { by: "auto".into() })
+    }
+    fn is_automatic(&self) -> bool {
+        true
     }
 }
 
@@ -260,6 +277,9 @@ impl Approver for DenyAll {
             by: "policy".into(),
             reason: "every disruptive action is denied".into(),
         })
+    }
+    fn is_automatic(&self) -> bool {
+        true
     }
 }
 

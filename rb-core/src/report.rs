@@ -113,7 +113,7 @@ impl Review {
                         format!("asked; waiting up to {wait}"),
                     );
                 }
-                Event::Approval { step, decision } => {
+                Event::Approval { step, decision, .. } => {
                     if let Some(a) = actions.iter_mut().rev().find(|a| a.step == *step) {
                         if matches!(decision, Decision::Granted { .. }) {
                             a.status = "approved".into();
@@ -132,6 +132,8 @@ impl Review {
                     ok,
                     outcome,
                     error,
+                    outcome_unknown,
+                    ..
                 } => {
                     let (status, detail) = if *ok {
                         let o = outcome.as_ref();
@@ -139,10 +141,15 @@ impl Review {
                             collect_artifacts(&o.details, &mut artifacts);
                         }
                         ("applied", o.map(|o| o.summary.clone()).unwrap_or_default())
+                    } else if *outcome_unknown {
+                        ("OUTCOME UNKNOWN", error.clone().unwrap_or_default())
                     } else {
                         ("failed", error.clone().unwrap_or_default())
                     };
                     set(&mut actions, *step, action, status, detail);
+                }
+                Event::Progress { key, value, .. } => {
+                    collect_artifacts(&serde_json::json!({ key.as_str(): value }), &mut artifacts);
                 }
                 Event::Verified { step, verification } => {
                     if let Some(a) = actions.iter_mut().rev().find(|a| a.step == *step) {
@@ -428,8 +435,15 @@ pub fn describe(e: &Event) -> String {
             "Step {step} ({action}, risk {risk:?}) waits for approval, at most {}",
             human(std::time::Duration::from_secs(*timeout_secs))
         ),
-        Event::Approval { step, decision } => match decision {
-            Decision::Granted { by } => format!("Step {step} approved by {by}"),
+        Event::Approval {
+            step,
+            decision,
+            plan_hash,
+        } => match decision {
+            Decision::Granted { by } => match plan_hash {
+                Some(h) => format!("Step {step} approved by {by} (plan {h})"),
+                None => format!("Step {step} approved by {by}"),
+            },
             Decision::Denied { by, reason } => format!("Step {step} denied by {by}: {reason}"),
             Decision::TimedOut => format!("Step {step} approval timed out"),
         },
@@ -454,11 +468,18 @@ pub fn describe(e: &Event) -> String {
             ok,
             outcome,
             error,
+            outcome_unknown,
+            ..
         } => {
             if *ok {
                 format!(
                     "Step {step} {action} done: {}",
                     outcome.as_ref().map(|o| o.summary.as_str()).unwrap_or("")
+                )
+            } else if *outcome_unknown {
+                format!(
+                    "Step {step} {action} OUTCOME UNKNOWN (not retried; check by hand): {}",
+                    error.as_deref().unwrap_or("")
                 )
             } else {
                 format!(
@@ -502,6 +523,13 @@ pub fn describe(e: &Event) -> String {
             format!("Nessie commit linked: {reference}@{hash}")
         }
         Event::Note { text } => text.clone(),
+        Event::Progress { step, key, value } => {
+            let v = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("Step {step} recorded {key} = {v}")
+        }
         Event::Closed { resolution } => match resolution {
             Resolution::Recovered => "Closed: recovered".to_string(),
             Resolution::ClosedByHuman { by } => format!("Closed by {by}"),

@@ -77,8 +77,21 @@ pub enum Event {
     Approval {
         /// Step index.
         step: usize,
-        /// The decision.
+        /// The decision (who, or why not).
         decision: Decision,
+        /// The hash of the plan that was approved ([`Plan::hash`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan_hash: Option<String>,
+    },
+    /// A remediation journaled an artifact in the middle of `apply` (the savepoint path before the
+    /// resubmit), for later steps and for a resumed engine.
+    Progress {
+        /// Step index.
+        step: usize,
+        /// The artifact's name.
+        key: String,
+        /// Its value.
+        value: serde_json::Value,
     },
     /// A step was refused by the safety envelope.
     Refused {
@@ -119,6 +132,13 @@ pub enum Event {
         outcome: Option<Outcome>,
         /// The error, when not.
         error: Option<String>,
+        /// The error's kind and structured details, when not ok.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_detail: Option<crate::error::ErrorRecord>,
+        /// Whether the action may or may not have happened (timed out or lost after sending): never
+        /// retried unless idempotent, handed to a human.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        outcome_unknown: bool,
     },
     /// The verification of a step.
     Verified {

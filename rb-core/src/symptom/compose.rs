@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{evaluate, EvalContext, Finding, Symptom, Verdict};
+use crate::observation::Labels;
 
 fn eval_children(children: &[Box<dyn Symptom>], ctx: &mut EvalContext<'_>) -> Vec<Verdict> {
     ctx.state
@@ -20,12 +21,19 @@ fn merge(name: String, findings: Vec<Finding>) -> Finding {
     let violated = findings.iter().find_map(|f| f.violated.clone());
     let mut evidence: Vec<String> = findings.iter().map(|f| f.summary.clone()).collect();
     evidence.extend(findings.iter().flat_map(|f| f.evidence.iter().cloned()));
+    let mut offending: Vec<Labels> = Vec::new();
+    for l in findings.iter().flat_map(|f| f.offending.iter()) {
+        if !offending.contains(l) {
+            offending.push(l.clone());
+        }
+    }
     Finding {
         summary: evidence.first().cloned().unwrap_or_default(),
         symptom: name,
         since,
         violated,
         evidence,
+        offending,
     }
 }
 

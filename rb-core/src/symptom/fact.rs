@@ -101,6 +101,7 @@ impl<T: FactType + 'static> Symptom for FactRule<T> {
             since,
             violated: None,
             evidence: latest_evidence.into_iter().collect(),
+            offending: Vec::new(),
         })
     }
 }
@@ -147,6 +148,7 @@ impl Symptom for AlertFiring {
                     .unwrap_or_else(|| format!("alert {} firing", a.name)),
                 since: rec.at,
                 violated: None,
+                offending: vec![a.labels.clone()],
                 evidence: a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
             }),
             Some(Ok(_)) => Verdict::Ok,
@@ -180,6 +182,7 @@ impl Symptom for ManualReportFiled {
                     summary: format!("ticket {} by {}: {}", r.ticket, r.reporter, r.summary),
                     since: rec.at,
                     violated: None,
+                    offending: Vec::new(),
                     evidence: vec![r.summary],
                 }),
                 _ => Verdict::unknown("no manual report in the newest record"),

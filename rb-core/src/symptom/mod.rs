@@ -68,6 +68,39 @@ pub struct Finding {
     /// Further evidence lines (the DN node, the schema error).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<String>,
+    /// The **offending series**: the labels of the samples that violated (connector, job, node, group,
+    /// partition), worst first. Remediations read what broke from here (through
+    /// [`crate::ActionContext::label`]), never from a name written into the playbook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offending: Vec<Labels>,
+}
+
+impl Finding {
+    /// A finding of `symptom` with a one-line `summary`, holding since `since`.
+    pub fn new(symptom: impl Into<String>, summary: impl Into<String>, since: Timestamp) -> Self {
+        Self {
+            symptom: symptom.into(),
+            summary: summary.into(),
+            since,
+            violated: None,
+            evidence: Vec::new(),
+            offending: Vec::new(),
+        }
+    }
+
+    /// Name an offending series (the labels of what broke).
+    pub fn offending(mut self, labels: Labels) -> Self {
+        self.offending.push(labels);
+        self
+    }
+
+    /// The value of label `name` in the first offending series that has it.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.offending
+            .iter()
+            .find_map(|l| l.get(name))
+            .map(String::as_str)
+    }
 }
 
 /// The judgement of a symptom at one moment.

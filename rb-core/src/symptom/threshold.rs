@@ -249,54 +249,101 @@ impl MetricQuery {
         let obs = usable(rec)?;
         match self.mode {
             Mode::Instant => self.instant(obs),
-            Mode::Increase(w) | Mode::Rate(w) => {
-                // per-series increase over the window ending at record i, then aggregated
-                let start = rec.at.as_millis().saturating_sub(w.as_millis() as u64);
-                let window: Vec<&Observation> = h
-                    .range(..=i)
-                    .filter(|r| r.at.as_millis() >= start)
-                    .filter_map(|r| usable(r).ok())
-                    .collect();
-                if window.len() < 2 {
-                    return Err(format!(
-                        "not enough data for {} (need two observations within {})",
-                        self.describe(),
-                        human(w)
-                    ));
-                }
-                let span = window[window.len() - 1].at.since(window[0].at);
-                let mut series: std::collections::BTreeMap<&Labels, Vec<f64>> = Default::default();
-                for o in &window {
-                    for s in o.samples_named(&self.name) {
-                        if self
-                            .matchers
-                            .iter()
-                            .all(|(k, v)| s.labels.get(k) == Some(v))
-                        {
-                            series.entry(&s.labels).or_default().push(s.value);
-                        }
-                    }
-                }
-                let incs: Vec<f64> = series
-                    .values()
-                    .filter(|v| v.len() >= 2)
-                    .map(|v| {
-                        v.windows(2)
-                            .map(|p| if p[1] >= p[0] { p[1] - p[0] } else { p[1] })
-                            .sum::<f64>()
-                    })
-                    .collect();
-                let inc = self
-                    .agg
-                    .apply(&incs)
-                    .ok_or_else(|| format!("metric {} absent from the window", self.describe()))?;
-                match self.mode {
-                    Mode::Rate(_) if span.as_secs_f64() > 0.0 => Ok(inc / span.as_secs_f64()),
-                    Mode::Rate(_) => Err("window spans no time".to_string()),
-                    _ => Ok(inc),
+            Mode::Increase(_) | Mode::Rate(_) => {
+                let per_series = self.windowed(h, i)?;
+                let values: Vec<f64> = per_series.iter().map(|(_, v)| *v).collect();
+                self.agg
+                    .apply(&values)
+                    .ok_or_else(|| format!("metric {} absent from the window", self.describe()))
+            }
+        }
+    }
+
+    /// Per-series increase (or rate) over the window ending at record `i`.
+    fn windowed<'h>(&self, h: &'h History, i: usize) -> Result<Vec<(&'h Labels, f64)>, String> {
+        let rec = h.get(i).ok_or_else(|| "no such record".to_string())?;
+        let w = self.window();
+        let start = rec.at.as_millis().saturating_sub(w.as_millis() as u64);
+        let window: Vec<&Observation> = h
+            .range(..=i)
+            .filter(|r| r.at.as_millis() >= start)
+            .filter_map(|r| usable(r).ok())
+            .collect();
+        if window.len() < 2 {
+            return Err(format!(
+                "not enough data for {} (need two observations within {})",
+                self.describe(),
+                human(w)
+            ));
+        }
+        let span = window[window.len() - 1]
+            .at
+            .since(window[0].at)
+            .as_secs_f64();
+        if matches!(self.mode, Mode::Rate(_)) && span <= 0.0 {
+            return Err("window spans no time".to_string());
+        }
+        let mut series: std::collections::BTreeMap<&Labels, Vec<f64>> = Default::default();
+        for o in &window {
+            for s in o.samples.iter().filter(|s| s.name == self.name) {
+                if self.selects(&s.labels) {
+                    series.entry(&s.labels).or_default().push(s.value);
                 }
             }
         }
+        Ok(series
+            .into_iter()
+            .filter(|(_, v)| v.len() >= 2)
+            .map(|(l, v)| {
+                let inc = v
+                    .windows(2)
+                    .map(|p| if p[1] >= p[0] { p[1] - p[0] } else { p[1] })
+                    .sum::<f64>();
+                match self.mode {
+                    Mode::Rate(_) => (l, inc / span),
+                    _ => (l, inc),
+                }
+            })
+            .collect())
+    }
+
+    fn selects(&self, labels: &Labels) -> bool {
+        self.matchers.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// The offending series at record `i`: the selected series whose own value satisfies `cmp`, worst
+    /// first, at most [`MAX_OFFENDING`]; when none does alone (a sum, a count), every selected series.
+    fn offending_at(&self, h: &History, i: usize, cmp: Comparison) -> Vec<Labels> {
+        let Some(obs) = h.get(i).and_then(|r| usable(r).ok()) else {
+            return Vec::new();
+        };
+        let mut series: Vec<(&Labels, f64)> = match self.mode {
+            Mode::Instant => obs
+                .samples_named(&self.name)
+                .filter(|s| self.selects(&s.labels))
+                .map(|s| (&s.labels, s.value))
+                .collect(),
+            _ => self.windowed(h, i).unwrap_or_default(),
+        };
+        let violating: Vec<(&Labels, f64)> = series
+            .iter()
+            .filter(|(_, v)| cmp.holds(*v))
+            .copied()
+            .collect();
+        if !violating.is_empty() {
+            series = violating;
+        }
+        // worst first: largest for "above", smallest for "below"
+        series.sort_by(|a, b| match cmp {
+            Comparison::Above(_) | Comparison::AtLeast(_) => b.1.total_cmp(&a.1),
+            Comparison::Below(_) | Comparison::AtMost(_) => a.1.total_cmp(&b.1),
+        });
+        series
+            .into_iter()
+            .filter(|(l, _)| !l.is_empty())
+            .take(MAX_OFFENDING)
+            .map(|(l, _)| l.clone())
+            .collect()
     }
 
     fn window(&self) -> Duration {
@@ -306,6 +353,9 @@ impl MetricQuery {
         }
     }
 }
+
+/// How many offending series a finding names at most (the worst ones).
+pub const MAX_OFFENDING: usize = 10;
 
 /// A threshold on a metric, with an optional for-duration and hysteresis. Build it with [`metric`].
 #[derive(Debug, Clone, PartialEq)]
@@ -361,8 +411,14 @@ impl Threshold {
         self
     }
 
-    fn finding(&self, since: crate::time::Timestamp, value: f64) -> Finding {
+    fn finding(&self, since: crate::time::Timestamp, value: f64, h: &History) -> Finding {
+        let offending = h
+            .len()
+            .checked_sub(1)
+            .map(|last| self.query.offending_at(h, last, self.fire))
+            .unwrap_or_default();
         Finding {
+            offending,
             symptom: self.name(),
             summary: format!(
                 "{} = {} {} {}{}",
@@ -440,7 +496,7 @@ impl Symptom for Threshold {
                 Verdict::Firing(_) => Verdict::Ok,
                 // not cleared (or not long enough): still firing, with the current value
                 Verdict::Ok | Verdict::Pending { .. } => {
-                    let mut f = self.finding(prev.since, latest);
+                    let mut f = self.finding(prev.since, latest, h);
                     f.evidence = prev.evidence.clone();
                     Verdict::Firing(f)
                 }
@@ -453,7 +509,7 @@ impl Symptom for Threshold {
             Err(why) => Holds::Unknown(why),
         });
         streak_verdict(s, ctx.now, self.for_at_least, |since| {
-            self.finding(since, latest)
+            self.finding(since, latest, h)
         })
     }
 }
