@@ -1866,7 +1866,7 @@ impl Inner {
         }
         // cool-down, backoff and budgets: a human is not asked for what would be refused anyway
         // (apply_step checks them again, under the target locks)
-        if let Err(reason) = self.check_rates(&target_keys(&plan, &o.key), &action) {
+        if let Err(reason) = self.check_rates(&target_keys(&plan, &o.key), &action, &o.id) {
             return self.refuse(o, p, step, &action, reason).await;
         }
         // approval: an approver that answers at once (auto, deny, a policy) decides within this tick;
@@ -2035,12 +2035,12 @@ impl Inner {
         self.apply_step(o, p, step, rem, plan, ctx).await
     }
 
-    /// Cool-down, backoff and rate budgets for `action` on `keys`, now.
-    fn check_rates(&self, keys: &[String], action: &str) -> Result<(), String> {
+    /// Cool-down, backoff and rate budgets for `action` of `incident` on `keys`, now.
+    fn check_rates(&self, keys: &[String], action: &str, incident: &str) -> Result<(), String> {
         let ps = &mut *self.policy_state();
         let now = Instant::now();
         keys.iter()
-            .try_for_each(|k| ps.check_cooldown(&self.policy, k, action, now))
+            .try_for_each(|k| ps.check_cooldown(&self.policy, k, action, incident, now))
             .and_then(|_| ps.check_budgets(&self.policy, keys, now))
     }
 
@@ -2079,7 +2079,7 @@ impl Inner {
             }
         }
         // cool-down, backoff and budgets, under the locks
-        if let Err(reason) = self.check_rates(&keys, &action) {
+        if let Err(reason) = self.check_rates(&keys, &action, &o.id) {
             return self.refuse(o, p, step, &action, reason).await;
         }
         // apply: journaled before and after; retried only when idempotent and transient, with backoff
@@ -2105,7 +2105,8 @@ impl Inner {
                 },
             )
             .await?;
-            self.policy_state().record(&keys, &action, Instant::now());
+            self.policy_state()
+                .record(&keys, &action, &o.id, Instant::now());
             let res = tokio::time::timeout(self.policy.apply_timeout, rem.apply(&plan, &ctx)).await;
             let (record, transient, unknown) = match res {
                 Ok(Ok(outcome)) => {

@@ -337,8 +337,8 @@ impl Approver for CallbackApprover {
 /// The engine's memory of past actions: cool-downs, backoff and budgets. Time is tokio time.
 #[derive(Debug, Default)]
 pub(crate) struct PolicyState {
-    /// Per target key: (action id, tokio instant) of each applied action, oldest first.
-    applied: HashMap<String, VecDeque<(String, tokio::time::Instant)>>,
+    /// Per target key: (action id, incident id, tokio instant) of each applied action, oldest first.
+    applied: HashMap<String, VecDeque<(String, String, tokio::time::Instant)>>,
     global: VecDeque<tokio::time::Instant>,
     /// Keyed concurrency: one lock per target key.
     locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
@@ -349,24 +349,32 @@ impl PolicyState {
         self.locks.entry(key.to_string()).or_default().clone()
     }
 
-    /// Cool-down with backoff for `action` on `key`: `Err(reason)` while it lasts.
+    /// Cool-down with backoff for `action` on `key`: `Err(reason)` while it lasts. The steps of one
+    /// incident follow each other (a savepoint, then the restore on the same job): only actions of
+    /// other incidents put a target in cool-down.
     pub(crate) fn check_cooldown(
         &self,
         policy: &SafetyPolicy,
         key: &str,
         action: &str,
+        incident: &str,
         now: tokio::time::Instant,
     ) -> Result<(), String> {
         let Some(hist) = self.applied.get(key) else {
             return Ok(());
         };
-        let Some((_, last)) = hist.back() else {
+        let others = || {
+            hist.iter()
+                .filter(|(_, i, _)| i != incident)
+                .map(|(a, _, t)| (a, t))
+        };
+        let Some((_, last)) = others().next_back() else {
             return Ok(());
         };
         // consecutive applications of this action, each within backoff_reset of the next
         let mut n = 0u32;
         let mut prev = now;
-        for (a, t) in hist.iter().rev() {
+        for (a, t) in others().rev() {
             if prev.saturating_duration_since(*t) > policy.backoff_reset {
                 break;
             }
@@ -414,7 +422,7 @@ impl PolicyState {
                 .get(key)
                 .map(|h| {
                     h.iter()
-                        .filter(|(_, t)| {
+                        .filter(|(_, _, t)| {
                             now.saturating_duration_since(*t) < policy.target_budget.per
                         })
                         .count()
@@ -430,11 +438,17 @@ impl PolicyState {
         Ok(())
     }
 
-    pub(crate) fn record(&mut self, keys: &[String], action: &str, now: tokio::time::Instant) {
+    pub(crate) fn record(
+        &mut self,
+        keys: &[String],
+        action: &str,
+        incident: &str,
+        now: tokio::time::Instant,
+    ) {
         self.global.push_back(now);
         for key in keys {
             let h = self.applied.entry(key.clone()).or_default();
-            h.push_back((action.to_string(), now));
+            h.push_back((action.to_string(), incident.to_string(), now));
             while h.len() > 256 {
                 h.pop_front();
             }

@@ -1,0 +1,785 @@
+//! The second edition of the contract: findings that name what broke, incidents keyed per offending
+//! series, remediations that read their context and pass results on, and the approval, outcome and
+//! verification rules. Each test fails without the behaviour it names.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use rb_core::incident::StepState;
+use rb_core::journal::Event;
+use rb_core::observation::facts::Alert;
+use rb_core::policy::{AutoApprove, DenyAll};
+use rb_core::prelude::*;
+use rb_core::remediation::StepOutput;
+use rb_core::{ErrorKind, MemoryJournal, Signal, Verification};
+
+fn connect() -> Target {
+    Target::new("kafka-connect", "connect-main")
+}
+
+/// Failed task counts per connector, as `kafka_connect_connector_failed_task_count{connector=…}`.
+#[derive(Debug, Clone, Default)]
+struct Connectors(Arc<Mutex<BTreeMap<String, f64>>>);
+
+impl Connectors {
+    fn set(&self, name: &str, failed: f64) {
+        self.0.lock().unwrap().insert(name.into(), failed);
+    }
+}
+
+#[async_trait]
+impl Probe for Connectors {
+    fn id(&self) -> &str {
+        "test.connectors"
+    }
+    fn target(&self) -> &Target {
+        static T: std::sync::OnceLock<Target> = std::sync::OnceLock::new();
+        T.get_or_init(connect)
+    }
+    async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError> {
+        let mut o = Observation::new(self.id(), "connect-main", ctx.now());
+        for (name, v) in self.0.lock().unwrap().iter() {
+            o.push_sample(
+                "kafka_connect_connector_failed_task_count",
+                labels(&[("connector", name)]),
+                *v,
+            );
+        }
+        Ok(o)
+    }
+}
+
+/// Restarts the connector the incident is about (read from the context), and heals it.
+#[derive(Debug, Clone)]
+struct RestartConnector {
+    connectors: Connectors,
+    restarted: Arc<Mutex<Vec<(String, Timestamp)>>>,
+}
+
+#[async_trait]
+impl Remediation for RestartConnector {
+    fn id(&self) -> &str {
+        "kafka_connect.restart"
+    }
+    fn risk(&self) -> Risk {
+        Risk::Disruptive
+    }
+    async fn plan(&self, ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        let name = ctx.label("connector").ok_or_else(|| {
+            RemediationError::new(
+                self.id(),
+                "connect-main",
+                "-",
+                ErrorKind::Invalid,
+                "no connector in the finding",
+            )
+        })?;
+        Ok(Plan::new(
+            self.id(),
+            vec![connect()],
+            format!("restart {name} with its failed tasks"),
+        )
+        .params(serde_json::json!({ "connector": name })))
+    }
+    async fn apply(&self, plan: &Plan, ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+        let name = plan.params["connector"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.restarted
+            .lock()
+            .unwrap()
+            .push((name.clone(), ctx.now()));
+        self.connectors.set(&name, 0.0);
+        Ok(Outcome::new(format!("restarted {name}")))
+    }
+}
+
+fn connector_runbook(c: &Connectors, r: &RestartConnector) -> Runbook {
+    Runbook::new("t").playbook(
+        Playbook::new("connect-failed", "Kafka Connect connector failed")
+            .detect(
+                Arc::new(c.clone()),
+                Schedule::every(secs(30)),
+                metric("kafka_connect_connector_failed_task_count")
+                    .above(0.0)
+                    .for_at_least(mins(1)),
+            )
+            .incident_per(&["connector"])
+            .mitigate(Arc::new(r.clone()))
+            .stable_for(mins(2))
+            .escalate_to("Data Platform On-call"),
+    )
+}
+
+async fn engine_with(
+    runbook: Runbook,
+    pager: &Pager,
+    approver: Arc<dyn rb_core::policy::Approver>,
+) -> Engine {
+    Engine::builder(runbook)
+        .clock(clock())
+        .notifier(Arc::new(pager.clone()))
+        .approver(approver)
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_failing_connectors_give_two_incidents_each_restarting_its_own_connector() {
+    let c = Connectors::default();
+    c.set("orders-sink", 2.0);
+    c.set("payments-sink", 1.0);
+    c.set("audit-sink", 0.0);
+    let r = RestartConnector {
+        connectors: c.clone(),
+        restarted: Default::default(),
+    };
+    let pager = Pager::default();
+    let e = engine_with(connector_runbook(&c, &r), &pager, Arc::new(AutoApprove)).await;
+    run(&e, mins(2), secs(30)).await;
+
+    let incidents = e.incidents().await.unwrap();
+    assert_eq!(incidents.len(), 2, "one incident per failed connector");
+    let mut keys: Vec<String> = incidents
+        .iter()
+        .map(|i| i.record.key["connector"].clone())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, vec!["orders-sink", "payments-sink"]);
+    for i in &incidents {
+        let k = &i.record.key["connector"];
+        assert_eq!(
+            i.record.finding.label("connector"),
+            Some(k.as_str()),
+            "the finding names what broke"
+        );
+        assert!(i.record.fingerprint.contains(k.as_str()));
+    }
+    // both restarted, each its own connector, in the same minute: no cool-down between instances
+    let restarted = r.restarted.lock().unwrap().clone();
+    let mut names: Vec<&str> = restarted.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["orders-sink", "payments-sink"]);
+    let (t0, t1) = (restarted[0].1, restarted[1].1);
+    assert!(
+        t1.since(t0) < mins(1),
+        "restarted in the same minute: {t0} and {t1}"
+    );
+    for i in &incidents {
+        assert!(
+            !i.timeline
+                .iter()
+                .any(|x| matches!(x.event, Event::Refused { .. })),
+            "nothing refused"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healed_connector_closes_its_incident_and_leaves_the_others_open() {
+    let c = Connectors::default();
+    c.set("orders-sink", 2.0);
+    c.set("payments-sink", 1.0);
+    // a remediation that does not heal: only time (or a human) does
+    let pb = Playbook::new("connect-failed", "Kafka Connect connector failed")
+        .detect(
+            Arc::new(c.clone()),
+            Schedule::every(secs(30)),
+            metric("kafka_connect_connector_failed_task_count").above(0.0),
+        )
+        .incident_per(&["connector"])
+        .stable_for(mins(2))
+        .escalate_to("Data Platform On-call");
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(pb),
+        &pager,
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(1), secs(30)).await;
+    assert_eq!(e.open_incidents().await.len(), 2);
+    c.set("orders-sink", 0.0);
+    run(&e, mins(5), secs(30)).await;
+    let open = e.open_incidents().await;
+    assert_eq!(
+        open.len(),
+        1,
+        "only the healed connector's incident closed: {open:?}"
+    );
+    let left = e.incident(&open[0]).await.unwrap();
+    assert_eq!(left.record.key["connector"], "payments-sink");
+}
+
+fn alert(job: &str, status: &str) -> Signal {
+    Signal::Alert(Alert {
+        name: "FlinkJobRestarting".into(),
+        status: status.into(),
+        fingerprint: format!("fp-{job}"),
+        labels: [("alertname", "FlinkJobRestarting"), ("job", job)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        annotations: Default::default(),
+        starts_at: "2026-11-25T07:00:00Z".into(),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resolved_alert_for_one_job_leaves_the_other_jobs_incident_open() {
+    let pb = Playbook::new("flink-restarting", "Flink job restarting")
+        .detect_alert("FlinkJobRestarting", Target::new("flink", "flink-main"))
+        .incident_per(&["job"])
+        .stable_for(mins(1))
+        .escalate_to("Data Platform On-call");
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(pb),
+        &pager,
+        Arc::new(AutoApprove),
+    )
+    .await;
+    e.ingest(alert("orders", "firing"));
+    e.ingest(alert("payments", "firing"));
+    run(&e, secs(30), secs(30)).await;
+    assert_eq!(e.open_incidents().await.len(), 2, "one incident per job");
+    e.ingest(alert("orders", "resolved"));
+    run(&e, mins(3), secs(30)).await;
+    let open = e.open_incidents().await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        e.incident(&open[0]).await.unwrap().record.key["job"],
+        "payments"
+    );
+}
+
+/// Step one journals a savepoint path; step two restores from whatever step one left.
+#[derive(Debug, Clone, Default)]
+struct Restore {
+    got: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+#[async_trait]
+impl Remediation for Restore {
+    fn id(&self) -> &str {
+        "flink.restore"
+    }
+    fn risk(&self) -> Risk {
+        Risk::Safe
+    }
+    async fn plan(&self, ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        let path: Option<String> = ctx.output_value(Some("savepoint"), "savepoint_path");
+        Ok(Plan::new(
+            self.id(),
+            vec![Target::new("flink", "flink-main")],
+            "restore",
+        )
+        .params(serde_json::json!({ "path": path })))
+    }
+    async fn apply(&self, plan: &Plan, _ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+        self.got
+            .lock()
+            .unwrap()
+            .push(plan.params["path"].as_str().map(str::to_string));
+        Ok(Outcome::new("restored"))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Savepoint;
+
+#[async_trait]
+impl Remediation for Savepoint {
+    fn id(&self) -> &str {
+        "flink.savepoint"
+    }
+    fn risk(&self) -> Risk {
+        Risk::Safe
+    }
+    async fn plan(&self, _ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        Ok(Plan::new(
+            self.id(),
+            vec![Target::new("flink", "flink-main")],
+            "savepoint",
+        ))
+    }
+    async fn apply(&self, _plan: &Plan, ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+        ctx.progress("savepoint_path", serde_json::json!("s3://sp/savepoint-17"))
+            .await
+            .unwrap();
+        Ok(Outcome::new("savepoint taken"))
+    }
+}
+
+fn restore_playbook(g: &Gauge, restore: &Restore) -> Playbook {
+    Playbook::new("kafka-backlog", "Kafka backlog grows")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate_as("savepoint", Arc::new(Savepoint))
+        .mitigate_as("restore", Arc::new(restore.clone()))
+        .escalate_to("Data Platform On-call")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_savepoint_path_from_step_one_reaches_step_two() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let restore = Restore::default();
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(restore_playbook(&g, &restore)),
+        &pager,
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(1), secs(30)).await;
+    let inc = &e.incidents().await.unwrap()[0];
+    assert_eq!(
+        *restore.got.lock().unwrap(),
+        vec![Some("s3://sp/savepoint-17".to_string())]
+    );
+    assert!(inc
+        .timeline
+        .iter()
+        .any(|x| matches!(&x.event, Event::Progress { key, .. } if key == "savepoint_path")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_savepoint_path_journaled_before_a_restart_reaches_the_next_step_after_it() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let journal = Arc::new(MemoryJournal::new());
+    // the first engine runs step one, then "crashes": its process ends before step two
+    {
+        let pb = Playbook::new("kafka-backlog", "Kafka backlog grows")
+            .detect(
+                g.arc(),
+                Schedule::every(secs(30)),
+                metric("records_lag_max").above(5_000.0),
+            )
+            .mitigate_as("savepoint", Arc::new(Savepoint))
+            .mitigate_as(
+                "restore",
+                Arc::new(Recorder::new("flink.restore", Risk::Disruptive, vec![kafka()]).arc()),
+            )
+            .escalate_to("Data Platform On-call");
+        // DenyAll stops before step two's apply; then the incident's steps are rewound to "step two
+        // not started" by building a fresh engine on a journal holding only step one
+        let e = Engine::builder(Runbook::new("t").playbook(pb))
+            .clock(clock())
+            .journal(journal.clone())
+            .approver(Arc::new(rb_core::policy::CallbackApprover::new(
+                mins(60),
+                |_req| async { std::future::pending::<rb_core::policy::Decision>().await },
+            )))
+            .build()
+            .await
+            .unwrap();
+        run(&e, secs(30), secs(30)).await;
+        let inc = &e.incidents().await.unwrap()[0];
+        assert_eq!(
+            rb_core::incident::step_state(&inc.timeline, 0),
+            StepState::Done
+        );
+        assert_eq!(
+            rb_core::incident::step_state(&inc.timeline, 1),
+            StepState::NotStarted
+        );
+    }
+    // a new engine on the same journal resumes: step two reads what step one journaled
+    let restore = Restore::default();
+    let e = Engine::builder(Runbook::new("t").playbook(restore_playbook(&g, &restore)))
+        .clock(clock())
+        .journal(journal.clone())
+        .approver(Arc::new(AutoApprove))
+        .build()
+        .await
+        .unwrap();
+    run(&e, mins(1), secs(30)).await;
+    assert_eq!(
+        *restore.got.lock().unwrap(),
+        vec![Some("s3://sp/savepoint-17".to_string())]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn automatic_approval_never_grants_a_destructive_step_unless_the_policy_says_so() {
+    for allow in [false, true] {
+        let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+        let rem = Recorder::new("kafka.add_partitions", Risk::Destructive, vec![kafka()]);
+        let pb = Playbook::new("kafka-backlog", "b")
+            .detect(
+                g.arc(),
+                Schedule::every(secs(30)),
+                metric("records_lag_max").above(5_000.0),
+            )
+            .mitigate(rem.arc())
+            .escalate_to("Data Platform On-call");
+        let policy = SafetyPolicy {
+            auto_approve_destructive: allow,
+            ..SafetyPolicy::default()
+        };
+        let e = Engine::builder(Runbook::new("t").playbook(pb))
+            .clock(clock())
+            .approver(Arc::new(AutoApprove))
+            .policy(policy)
+            .build()
+            .await
+            .unwrap();
+        run(&e, secs(30), secs(30)).await;
+        assert_eq!(
+            rem.applied(),
+            usize::from(allow),
+            "auto_approve_destructive = {allow}"
+        );
+        let inc = &e.incidents().await.unwrap()[0];
+        let refused = inc
+            .timeline
+            .iter()
+            .any(|x| matches!(&x.event, Event::Refused { reason, .. } if reason.contains("human")));
+        assert_eq!(refused, !allow);
+    }
+}
+
+/// A step that demands a human whatever its risk.
+#[derive(Debug, Default)]
+struct HumanOnly(AtomicUsize);
+
+#[async_trait]
+impl Remediation for HumanOnly {
+    fn id(&self) -> &str {
+        "kafka.add_partitions"
+    }
+    fn risk(&self) -> Risk {
+        Risk::Safe
+    }
+    fn requires_human(&self) -> bool {
+        true
+    }
+    async fn plan(&self, _ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        Ok(Plan::new(self.id(), vec![kafka()], "add partitions"))
+    }
+    async fn apply(&self, _plan: &Plan, _ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(Outcome::new("added"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_that_demands_a_human_is_refused_by_an_automatic_approver_and_granted_by_a_person() {
+    for human in [false, true] {
+        let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+        let rem = Arc::new(HumanOnly::default());
+        let pb = Playbook::new("kafka-backlog", "b")
+            .detect(
+                g.arc(),
+                Schedule::every(secs(30)),
+                metric("records_lag_max").above(5_000.0),
+            )
+            .mitigate(rem.clone())
+            .escalate_to("Data Platform On-call");
+        let approver: Arc<dyn rb_core::policy::Approver> = if human {
+            Arc::new(rb_core::policy::CallbackApprover::new(
+                mins(5),
+                |_req| async { rb_core::policy::Decision::Granted { by: "alice".into() } },
+            ))
+        } else {
+            Arc::new(AutoApprove)
+        };
+        let e = Engine::builder(Runbook::new("t").playbook(pb))
+            .clock(clock())
+            .approver(approver)
+            .build()
+            .await
+            .unwrap();
+        run(&e, mins(1), secs(30)).await;
+        assert_eq!(
+            rem.0.load(Ordering::SeqCst),
+            usize::from(human),
+            "human = {human}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_apply_that_hangs_ends_as_outcome_unknown_and_is_not_run_again() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.restore", Risk::Safe, vec![kafka()]);
+    rem.behave(Behaviour::Sleep(mins(30)));
+    let pager = Pager::default();
+    let policy = SafetyPolicy {
+        apply_timeout: mins(1),
+        ..SafetyPolicy::default()
+    };
+    let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])))
+        .clock(clock())
+        .notifier(Arc::new(pager.clone()))
+        .policy(policy)
+        .build()
+        .await
+        .unwrap();
+    run(&e, mins(10), secs(30)).await;
+    let inc = &e.incidents().await.unwrap()[0];
+    assert_eq!(
+        rb_core::incident::step_state(&inc.timeline, 0),
+        StepState::OutcomeUnknown
+    );
+    let starts = inc
+        .timeline
+        .iter()
+        .filter(|x| matches!(x.event, Event::Started { .. }))
+        .count();
+    assert_eq!(starts, 1, "never re-run");
+    let unknown = inc.timeline.iter().find_map(|x| match &x.event {
+        Event::Finished {
+            outcome_unknown: true,
+            error_detail: Some(d),
+            ..
+        } => Some(d.kind),
+        _ => None,
+    });
+    assert_eq!(unknown, Some(ErrorKind::OutcomeUnknown));
+    assert!(
+        pager
+            .all()
+            .iter()
+            .any(|n| n.message.contains("outcome unknown")),
+        "a human is told"
+    );
+    let md = e.review(&inc.record.id).await.unwrap().to_markdown();
+    assert!(md.contains("OUTCOME UNKNOWN"), "the review shows it:\n{md}");
+}
+
+/// Applies at once; verification is inconclusive `n` times, then succeeds (or never, when `n` is max).
+#[derive(Debug)]
+struct SlowToVerify {
+    inconclusive: usize,
+    calls: AtomicUsize,
+    within: Duration,
+}
+
+#[async_trait]
+impl Remediation for SlowToVerify {
+    fn id(&self) -> &str {
+        "flink.restore"
+    }
+    fn risk(&self) -> Risk {
+        Risk::Safe
+    }
+    fn verify_within(&self) -> Duration {
+        self.within
+    }
+    async fn plan(&self, _ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        Ok(Plan::new(self.id(), vec![kafka()], "restore"))
+    }
+    async fn apply(&self, _plan: &Plan, _ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+        Ok(Outcome::new("resubmitted"))
+    }
+    async fn verify(
+        &self,
+        _p: &Plan,
+        _o: &Outcome,
+        _ctx: &ActionContext,
+    ) -> Result<Verification, RemediationError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(if n < self.inconclusive {
+            Verification::Inconclusive {
+                why: "job still RESTARTING".into(),
+            }
+        } else {
+            Verification::Succeeded {
+                evidence: "job RUNNING".into(),
+            }
+        })
+    }
+}
+
+async fn verified(inconclusive: usize) -> (Verification, usize) {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Arc::new(SlowToVerify {
+        inconclusive,
+        calls: AtomicUsize::new(0),
+        within: mins(3),
+    });
+    let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![rem.clone()])))
+        .clock(clock())
+        .build()
+        .await
+        .unwrap();
+    run(&e, mins(6), secs(30)).await;
+    let inc = &e.incidents().await.unwrap()[0];
+    let v = inc
+        .timeline
+        .iter()
+        .find_map(|x| match &x.event {
+            Event::Verified { verification, .. } => Some(verification.clone()),
+            _ => None,
+        })
+        .expect("verified");
+    (v, rem.calls.load(Ordering::SeqCst))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_that_succeeds_on_its_third_try_passes() {
+    let (v, calls) = verified(2).await;
+    assert!(matches!(v, Verification::Succeeded { .. }), "{v:?}");
+    assert_eq!(calls, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_that_never_succeeds_fails_at_its_deadline() {
+    let (v, calls) = verified(usize::MAX).await;
+    match v {
+        Verification::Failed { evidence } => {
+            assert!(evidence.contains("still inconclusive"), "{evidence}")
+        }
+        other => panic!("inconclusive at the deadline is not success: {other:?}"),
+    }
+    assert!(calls > 2, "tried again until the deadline: {calls}");
+}
+
+/// Plans nothing to do, or a riskier plan than its default.
+#[derive(Debug)]
+struct Planner {
+    plan: Plan,
+    applied: AtomicUsize,
+}
+
+#[async_trait]
+impl Remediation for Planner {
+    fn id(&self) -> &str {
+        &self.plan.action
+    }
+    fn risk(&self) -> Risk {
+        Risk::Safe
+    }
+    async fn plan(&self, _ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        Ok(self.plan.clone())
+    }
+    async fn apply(&self, _plan: &Plan, _ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(Outcome::new("done"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_with_nothing_to_do_is_skipped_without_a_page() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Arc::new(Planner {
+        plan: Plan::nothing_to_do("flink.rescale", "already at parallelism 4"),
+        applied: AtomicUsize::new(0),
+    });
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.clone()])),
+        &pager,
+        Arc::new(DenyAll),
+    )
+    .await;
+    run(&e, mins(3), secs(30)).await;
+    assert_eq!(rem.applied.load(Ordering::SeqCst), 0);
+    let inc = &e.incidents().await.unwrap()[0];
+    assert!(inc.timeline.iter().any(|x| matches!(&x.event, Event::Skipped { reason, .. } if reason.contains("already at parallelism 4"))));
+    assert!(
+        pager.all().is_empty(),
+        "nothing to do is not a failure: {:?}",
+        pager.all()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_risk_of_the_plan_decides_approval_not_the_remediations_default() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Arc::new(Planner {
+        plan: Plan::new(
+            "flink.rescale",
+            vec![Target::new("flink", "flink-main")],
+            "stop with savepoint and resubmit at 8",
+        )
+        .risk(Risk::Disruptive),
+        applied: AtomicUsize::new(0),
+    });
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.clone()])),
+        &pager,
+        Arc::new(DenyAll),
+    )
+    .await;
+    run(&e, mins(3), secs(30)).await;
+    assert_eq!(
+        rem.applied.load(Ordering::SeqCst),
+        0,
+        "a disruptive plan of a 'safe' remediation was asked and denied"
+    );
+    let inc = &e.incidents().await.unwrap()[0];
+    assert!(inc.timeline.iter().any(|x| matches!(
+        &x.event,
+        Event::Approval {
+            plan_hash: Some(_),
+            ..
+        }
+    )));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_recovery_check_right_after_a_mitigation_reads_fresh_data() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    // the mitigation fixes the lag at once; the next scheduled probe would be 30 s later
+    #[derive(Debug)]
+    struct Fix(Gauge);
+    #[async_trait]
+    impl Remediation for Fix {
+        fn id(&self) -> &str {
+            "flink.rescale"
+        }
+        fn risk(&self) -> Risk {
+            Risk::Safe
+        }
+        async fn plan(&self, _ctx: &ActionContext) -> Result<Plan, RemediationError> {
+            Ok(Plan::new(self.id(), vec![kafka()], "rescale"))
+        }
+        async fn apply(&self, _p: &Plan, _c: &ActionContext) -> Result<Outcome, RemediationError> {
+            self.0.set(10.0);
+            Ok(Outcome::new("rescaled"))
+        }
+    }
+    let e =
+        Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![Arc::new(Fix(g.clone()))])))
+            .clock(clock())
+            .build()
+            .await
+            .unwrap();
+    run(&e, mins(3), secs(30)).await;
+    let inc = &e.incidents().await.unwrap()[0];
+    let first_check = inc.timeline.iter().find_map(|x| match &x.event {
+        Event::Recovery { verdict, .. } => Some(verdict.label()),
+        _ => None,
+    });
+    assert_eq!(
+        first_check,
+        Some("ok"),
+        "the first recovery check saw the data read after the fix"
+    );
+}
+
+#[test]
+fn step_outputs_prefer_artifacts_then_outcome_details() {
+    let mut o = StepOutput {
+        outcome: Some(Outcome::new("x").details(serde_json::json!({"job_id": "a1", "path": "p"}))),
+        ..Default::default()
+    };
+    o.artifacts.insert("path".into(), serde_json::json!("q"));
+    assert_eq!(o.get("path"), Some(&serde_json::json!("q")));
+    assert_eq!(o.get("job_id"), Some(&serde_json::json!("a1")));
+    assert_eq!(o.get("nope"), None);
+}
