@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::error::{Error, ErrorKind, ProbeError};
-use crate::escalation::{EscalationReason, LogNotifier, Notification, Notifier};
+use crate::escalation::{EscalationReason, LogNotifier, Notification, Notifier, NotifyAction};
 use crate::incident::{
     step_outputs, step_state, Incident, IncidentRecord, Phase, Resolution, StepState,
 };
@@ -443,6 +443,8 @@ struct Open {
     key: Labels,
     /// The detect finding the incident opened on.
     finding: Option<Finding>,
+    /// The last role paged (acknowledgements and resolutions go to it).
+    paged_role: Option<String>,
     target: Target,
     stage: Stage,
     halted: bool,
@@ -1076,6 +1078,7 @@ impl Engine {
                     binding: i,
                     key,
                     finding: Some(finding),
+                    paged_role: None,
                     target,
                     stage: Stage::Diagnose,
                     halted: false,
@@ -1212,6 +1215,10 @@ impl Engine {
                     binding: bi,
                     key: rec.key.clone(),
                     finding: Some(rec.finding.clone()),
+                    paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
+                        Event::Escalated { notification, .. } => Some(notification.role.clone()),
+                        _ => None,
+                    }),
                     target: rec.target.clone(),
                     stage,
                     halted: false,
@@ -1366,8 +1373,18 @@ impl Inner {
                 Command::Ack { id, by } => {
                     match st.open.values_mut().find(|slot| slot.id() == id) {
                         Some(Slot::Idle(o)) => {
+                            let msg = format!("acknowledged by {by}");
                             self.append(&id, Event::Acknowledged { by }).await?;
+                            let (pb, role) = (o.playbook, o.paged_role.clone());
                             o.page = None;
+                            self.follow_up(
+                                &id,
+                                pb,
+                                role.as_deref(),
+                                NotifyAction::Acknowledge,
+                                msg,
+                            )
+                            .await?;
                         }
                         Some(Slot::Busy { acked_at, .. }) => {
                             self.append(&id, Event::Acknowledged { by }).await?;
@@ -1393,9 +1410,19 @@ impl Inner {
                                 },
                             )
                             .await?;
+                            let msg = format!("closed by {by}");
                             let resolution = Resolution::ClosedByHuman { by };
                             self.append(&id, Event::Closed { resolution }).await?;
-                            st.open.remove(&key);
+                            if let Some(Slot::Idle(o)) = st.open.remove(&key) {
+                                self.follow_up(
+                                    &id,
+                                    o.playbook,
+                                    o.paged_role.as_deref(),
+                                    NotifyAction::Resolve,
+                                    msg,
+                                )
+                                .await?;
+                            }
                         }
                         None => {}
                     }
@@ -1556,6 +1583,15 @@ impl Inner {
                 Event::Closed {
                     resolution: Resolution::Recovered,
                 },
+            )
+            .await?;
+            let role = o.paged_role.clone();
+            self.follow_up(
+                &o.id,
+                o.playbook,
+                role.as_deref(),
+                NotifyAction::Resolve,
+                "recovered".into(),
             )
             .await?;
         }
@@ -2385,6 +2421,8 @@ impl Inner {
         let contact = self.runbook.on_call.get(&role);
         let sla = contact.map(|c| c.sla).unwrap_or(secs(900));
         let n = Notification {
+            action: NotifyAction::Trigger,
+            dedup_key: o.id.clone(),
             incident: o.id.clone(),
             playbook: p.id.clone(),
             role: role.clone(),
@@ -2396,7 +2434,7 @@ impl Inner {
             attempt,
             ack_due: self.clock.now().plus(sla),
         };
-        let error = self.notifier.notify(&n).await.err().map(|e| e.to_string());
+        let error = self.deliver(&n).await.err();
         self.metrics.inc(
             "rb_escalations_total",
             vec![("role", role.clone()), ("reason", format!("{reason:?}"))],
@@ -2409,12 +2447,68 @@ impl Inner {
             },
         )
         .await?;
+        o.paged_role = Some(role.clone());
         o.page = Some(Page {
             sent: Instant::now(),
             role,
             due: Instant::now() + sla,
             attempt,
         });
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Send one notification under the notify timeout; the error as text.
+    async fn deliver(&self, n: &Notification) -> Result<(), String> {
+        match tokio::time::timeout(self.policy.notify_timeout, self.notifier.notify(n)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the notifier gave no answer within {}",
+                human(self.policy.notify_timeout)
+            )),
+        }
+    }
+
+    /// Tell the paging system that an incident paged earlier was acknowledged or resolved, and journal
+    /// what came of it. Nothing is sent for an incident that never paged.
+    async fn follow_up(
+        &self,
+        incident: &str,
+        playbook: usize,
+        role: Option<&str>,
+        action: NotifyAction,
+        message: String,
+    ) -> Result<(), Error> {
+        let Some(role) = role else {
+            return Ok(());
+        };
+        let contact = self.runbook.on_call.get(role);
+        let n = Notification {
+            action,
+            dedup_key: incident.to_string(),
+            incident: incident.to_string(),
+            playbook: self
+                .runbook
+                .playbooks
+                .get(playbook)
+                .map(|p| p.id.clone())
+                .unwrap_or_default(),
+            role: role.to_string(),
+            channel: contact
+                .map(|c| c.channel.clone())
+                .unwrap_or_else(|| "unrouted".into()),
+            reason: EscalationReason::NeedsHuman,
+            message,
+            attempt: 0,
+            ack_due: self.clock.now(),
+        };
+        let text = match self.deliver(&n).await {
+            Ok(()) => format!("{action:?} sent to {} ({})", n.role, n.channel),
+            Err(e) => format!("{action:?} to {} ({}) failed: {e}", n.role, n.channel),
+        };
+        self.append(incident, Event::Note { text }).await?;
         Ok(())
     }
 }

@@ -100,9 +100,29 @@ pub enum EscalationReason {
     NeedsHuman,
 }
 
+/// What a notification asks of the paging system (the PagerDuty Events v2 shape): open a page, say a
+/// human has it, or say the incident is over. All three carry the same [`Notification::dedup_key`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyAction {
+    /// Page (or page again).
+    #[default]
+    Trigger,
+    /// A human acknowledged the incident.
+    Acknowledge,
+    /// The incident closed.
+    Resolve,
+}
+
 /// A page to an on-call role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
+    /// Trigger, acknowledge or resolve.
+    #[serde(default)]
+    pub action: NotifyAction,
+    /// Groups every notification of one incident in the paging system (the incident id).
+    #[serde(default)]
+    pub dedup_key: String,
     /// The incident id.
     pub incident: String,
     /// The playbook id.
@@ -121,9 +141,12 @@ pub struct Notification {
     pub ack_due: Timestamp,
 }
 
-/// Delivers pages. Implementations: chat webhooks, PagerDuty, e-mail (see rb-actions); rb-testkit has a
-/// recording one. The engine does not retry a failed delivery within a tick; it journals the failure and
-/// the SLA timer still runs, so the next page goes out when it passes.
+/// Delivers pages, acknowledgements and resolutions ([`NotifyAction`]) keyed by
+/// [`Notification::dedup_key`]. Implementations: chat webhooks, PagerDuty, e-mail (see rb-actions);
+/// rb-testkit has a recording one. The engine bounds every call by
+/// [`crate::policy::SafetyPolicy::notify_timeout`] (a hung webhook never wedges an incident), does not
+/// retry a failed delivery within a tick, journals the failure, and the SLA timer still runs, so the next
+/// page goes out when it passes.
 #[async_trait]
 pub trait Notifier: Send + Sync + Debug {
     /// Deliver one page.

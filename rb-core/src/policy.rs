@@ -142,6 +142,9 @@ pub struct SafetyPolicy {
     /// Whether an automatic approver ([`Approver::is_automatic`]) may grant a destructive step. Off by
     /// default: destructive steps wait for a human unless the runbook says otherwise.
     pub auto_approve_destructive: bool,
+    /// How long one notification (page, acknowledgement, resolution) may take before it is given up
+    /// and journaled as failed.
+    pub notify_timeout: Duration,
 }
 
 impl Default for SafetyPolicy {
@@ -160,6 +163,7 @@ impl Default for SafetyPolicy {
             target_lock_wait: secs(60),
             retry_backoff: secs(2),
             auto_approve_destructive: false,
+            notify_timeout: secs(10),
         }
     }
 }

@@ -783,3 +783,88 @@ fn step_outputs_prefer_artifacts_then_outcome_details() {
     assert_eq!(o.get("job_id"), Some(&serde_json::json!("a1")));
     assert_eq!(o.get("nope"), None);
 }
+
+/// A notifier that never answers, recording what it was asked.
+#[derive(Debug, Clone, Default)]
+struct Hung(Arc<Mutex<Vec<rb_core::escalation::Notification>>>);
+
+#[async_trait]
+impl Notifier for Hung {
+    async fn notify(
+        &self,
+        n: &rb_core::escalation::Notification,
+    ) -> Result<(), rb_core::NotifyError> {
+        self.0.lock().unwrap().push(n.clone());
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_notifier_times_out_and_the_incident_moves_on() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Safe, vec![kafka()]);
+    rem.behave(Behaviour::FailPermanent); // fails: the engine pages
+    let hung = Hung::default();
+    let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])))
+        .clock(clock())
+        .notifier(Arc::new(hung.clone()))
+        .build()
+        .await
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    run(&e, mins(3), secs(30)).await;
+    assert!(
+        tokio::time::Instant::now() - t0 < mins(4),
+        "the run was not wedged"
+    );
+    let inc = &e.incidents().await.unwrap()[0];
+    let page = inc.timeline.iter().find_map(|x| match &x.event {
+        Event::Escalated { error, .. } => Some(error.clone()),
+        _ => None,
+    });
+    let err = page.expect("a page was attempted").expect("and failed");
+    assert!(err.contains("no answer within 10s"), "{err}");
+    assert!(
+        inc.phases.contains(&rb_core::Phase::Recover),
+        "the incident moved on to recovery"
+    );
+    assert_eq!(
+        hung.0.lock().unwrap()[0].action,
+        rb_core::escalation::NotifyAction::Trigger
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn acknowledging_and_closing_tell_the_paging_system_with_the_same_dedup_key() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Safe, vec![kafka()]);
+    rem.behave(Behaviour::FailPermanent);
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])),
+        &pager,
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(3), secs(30)).await;
+    let id = e.open_incidents().await[0].clone();
+    e.acknowledge(&id, "alice").await.unwrap();
+    e.close(&id, "alice").await.unwrap();
+    run(&e, secs(30), secs(30)).await;
+    use rb_core::escalation::NotifyAction::*;
+    let seen: Vec<_> = pager
+        .all()
+        .iter()
+        .filter(|n| n.incident == id) // the lag goes on: a new incident opens after the close
+        .map(|n| (n.action, n.dedup_key.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Trigger, id.clone()),
+            (Acknowledge, id.clone()),
+            (Resolve, id.clone())
+        ]
+    );
+}

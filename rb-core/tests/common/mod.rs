@@ -177,11 +177,13 @@ pub struct Pager {
 }
 
 impl Pager {
+    /// The roles paged (triggers only: acknowledgements and resolutions are not pages).
     pub fn roles(&self) -> Vec<String> {
         self.pages
             .lock()
             .unwrap()
             .iter()
+            .filter(|n| n.action == rb_core::escalation::NotifyAction::Trigger)
             .map(|n| n.role.clone())
             .collect()
     }
