@@ -61,6 +61,7 @@ pub struct EngineBuilder {
     seed: u64,
     max_concurrent_probes: usize,
     tick_interval: Duration,
+    blind_after: Duration,
 }
 
 impl EngineBuilder {
@@ -78,7 +79,17 @@ impl EngineBuilder {
             seed: 0x5eed,
             max_concurrent_probes: 64,
             tick_interval: secs(5),
+            blind_after: crate::time::mins(5),
         }
+    }
+
+    /// A detect probe that cannot see its target (errors, incomplete observations) for this long opens
+    /// an incident of its own — "cannot see kafka-main: connection refused since 03:12" — deduplicated,
+    /// paged, and closed when the probe sees again (default 5 minutes). A silent outage must not hide
+    /// behind a playbook whose symptom can only say "unknown".
+    pub fn blind_after(mut self, d: Duration) -> Self {
+        self.blind_after = d;
+        self
     }
 
     /// Where incidents are journaled.
@@ -177,6 +188,7 @@ impl EngineBuilder {
                     groups: BTreeMap::new(),
                     max_age,
                     max_len,
+                    blind_since: None,
                     next_due,
                     probe_series: match &d.source {
                         Source::Probe { probe, .. } => {
@@ -209,6 +221,7 @@ impl EngineBuilder {
             inbox: Mutex::new(Vec::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
             tick_interval: self.tick_interval,
+            blind_after: self.blind_after,
             commands: Mutex::new(Vec::new()),
             open_ids: Mutex::new(Vec::new()),
             max_concurrent_probes: self.max_concurrent_probes,
@@ -250,6 +263,7 @@ struct Inner {
     inbox: Mutex<Vec<Signal>>,
     wake: Arc<tokio::sync::Notify>,
     tick_interval: Duration,
+    blind_after: Duration,
     commands: Mutex<Vec<Command>>,
     open_ids: Mutex<Vec<String>>,
     max_concurrent_probes: usize,
@@ -282,6 +296,8 @@ struct Binding {
     groups: BTreeMap<Labels, Group>,
     max_age: Duration,
     max_len: usize,
+    /// Since when the probe has not seen its target (an error or an incomplete observation), and why.
+    blind_since: Option<(Timestamp, String)>,
     next_due: Option<Instant>,
     probe_series: Option<Arc<ProbeSeries>>,
     verdicts: Arc<VerdictSeries>,
@@ -445,6 +461,8 @@ struct Open {
     finding: Option<Finding>,
     /// The last role paged (acknowledgements and resolutions go to it).
     paged_role: Option<String>,
+    /// An incident about a probe that cannot see its target: paged, closed when it sees again.
+    blind: bool,
     target: Target,
     stage: Stage,
     halted: bool,
@@ -884,6 +902,18 @@ impl Engine {
             for (i, res) in results {
                 let at = inner.clock.now();
                 let b = &mut st.bindings[i];
+                let why = match &res {
+                    Err(e) => Some(e.to_string()),
+                    Ok(o) if !o.complete => Some(format!("incomplete: {}", o.gaps.join("; "))),
+                    Ok(_) => None,
+                };
+                match why {
+                    Some(why) => {
+                        let since = b.blind_since.as_ref().map(|(t, _)| *t).unwrap_or(at);
+                        b.blind_since = Some((since, why));
+                    }
+                    None => b.blind_since = None,
+                }
                 let keys = b.push(record(at, res));
                 changed.extend(keys.into_iter().map(|k| (i, k)));
                 b.prune(at, &st.open);
@@ -1079,6 +1109,7 @@ impl Engine {
                     key,
                     finding: Some(finding),
                     paged_role: None,
+                    blind: false,
                     target,
                     stage: Stage::Diagnose,
                     halted: false,
@@ -1097,6 +1128,71 @@ impl Engine {
             );
         }
 
+        // 2b. A probe blind for too long opens an incident of its own.
+        for i in 0..st.bindings.len() {
+            let b = &st.bindings[i];
+            let Some((since, why)) = &b.blind_since else {
+                continue;
+            };
+            let at = inner.clock.now();
+            let fingerprint = format!("blind:{}", b.base);
+            if at.since(*since) < inner.blind_after || st.open.contains_key(&fingerprint) {
+                continue;
+            }
+            let p = &inner.runbook.playbooks[b.playbook];
+            let target = p.detectors[b.detector].source.target().clone();
+            let summary = format!("cannot see {}: {} since {}", target.name, why, since);
+            let id = format!(
+                "INC-{}-blind-{}-{}",
+                compact(at),
+                p.id,
+                inner
+                    .journal
+                    .incidents()
+                    .await
+                    .map(|v| v.len() + 1)
+                    .unwrap_or(1)
+            );
+            let finding = Finding::new("probe blind", summary.clone(), *since);
+            let rec = IncidentRecord {
+                id: id.clone(),
+                fingerprint: fingerprint.clone(),
+                key: Labels::new(),
+                playbook: p.id.clone(),
+                title: format!("Cannot see {} ({})", target.name, p.title),
+                service: p.service.clone(),
+                opened_at: at,
+                target: target.clone(),
+                finding: finding.clone(),
+                violated: None,
+                nessie_commit: None,
+                affected_pipelines: inner.runbook.impact.affected([target.name.as_str()]),
+            };
+            tracing::warn!(incident = %id, %summary, "probe blind: incident opened");
+            inner
+                .append(
+                    &id,
+                    Event::Opened {
+                        record: Box::new(rec),
+                    },
+                )
+                .await?;
+            inner
+                .append(
+                    &id,
+                    Event::Phase {
+                        phase: Phase::Detect,
+                    },
+                )
+                .await?;
+            report.opened.push(id.clone());
+            let bp = b.playbook;
+            st.open.insert(
+                fingerprint,
+                Slot::Idle(Box::new(Open::blind(id, bp, i, target, finding))),
+            );
+        }
+
         inner.publish_open(st);
 
         // 3. Take out every idle open incident, to be moved forward without the lock.
@@ -1110,11 +1206,17 @@ impl Engine {
                 inner.runbook.playbooks[b.playbook].detectors[b.detector].source,
                 Source::Manual { .. }
             );
-            let verdict = b
-                .groups
-                .get(&open.key)
-                .map(|g| g.verdict.clone())
-                .unwrap_or_default();
+            let verdict = if open.blind {
+                match &b.blind_since {
+                    None => Verdict::Ok,
+                    Some((_, why)) => Verdict::unknown(why.clone()),
+                }
+            } else {
+                b.groups
+                    .get(&open.key)
+                    .map(|g| g.verdict.clone())
+                    .unwrap_or_default()
+            };
             jobs.push(Job {
                 fingerprint: fingerprint.clone(),
                 open,
@@ -1144,7 +1246,9 @@ impl Engine {
                     st.bindings
                         .iter()
                         .position(|b| {
-                            b.playbook == pi && key_string(&b.base, &rec.key) == rec.fingerprint
+                            b.playbook == pi
+                                && (key_string(&b.base, &rec.key) == rec.fingerprint
+                                    || format!("blind:{}", b.base) == rec.fingerprint)
                         })
                         .map(|bi| (pi, bi))
                 });
@@ -1215,6 +1319,7 @@ impl Engine {
                     binding: bi,
                     key: rec.key.clone(),
                     finding: Some(rec.finding.clone()),
+                    blind: rec.fingerprint.starts_with("blind:"),
                     paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
                         Event::Escalated { notification, .. } => Some(notification.role.clone()),
                         _ => None,
@@ -1242,6 +1347,41 @@ impl Engine {
         }
         inner.publish_open(&st);
         Ok(())
+    }
+}
+
+impl Open {
+    /// A "cannot see" incident of binding `binding`.
+    fn blind(
+        id: String,
+        playbook: usize,
+        binding: usize,
+        target: Target,
+        finding: Finding,
+    ) -> Self {
+        Open {
+            id,
+            playbook,
+            binding,
+            key: Labels::new(),
+            finding: Some(finding),
+            paged_role: None,
+            blind: true,
+            target,
+            stage: Stage::Diagnose,
+            halted: false,
+            mitigation_begun: false,
+            next_step: 0,
+            approval: None,
+            recover_started: None,
+            recovering_since: None,
+            recovery_escalated: false,
+            page: None,
+            checks: Vec::new(),
+            evidence: Vec::new(),
+            commit_known: false,
+            last_check_labels: Vec::new(),
+        }
     }
 }
 
@@ -1531,6 +1671,10 @@ impl Inner {
                     .await?;
             }
         }
+        if o.blind {
+            self.advance_blind(o, p, &verdict).await?;
+            return Ok(probes);
+        }
         if o.stage == Stage::Diagnose {
             let span = tracing::info_span!("rb.phase", phase = "diagnose", incident = %o.id, playbook = %p.id);
             probes += self.diagnose(o, p).instrument(span).await?;
@@ -1596,6 +1740,67 @@ impl Inner {
             .await?;
         }
         Ok(probes)
+    }
+
+    /// A blind probe's incident: page once (then on SLA), close as soon as the probe sees again.
+    async fn advance_blind(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        verdict: &Verdict,
+    ) -> Result<(), Error> {
+        if o.stage == Stage::Diagnose {
+            let msg = o
+                .finding
+                .as_ref()
+                .map(|f| f.summary.clone())
+                .unwrap_or_default();
+            self.escalate(o, p, EscalationReason::NeedsHuman, msg)
+                .await?;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Recover,
+                },
+            )
+            .await?;
+            o.stage = Stage::Recover;
+            o.recover_started = Some(Instant::now());
+        }
+        if o.stage == Stage::Recover && verdict.is_ok() {
+            self.append(
+                &o.id,
+                Event::Note {
+                    text: "the probe sees its target again".into(),
+                },
+            )
+            .await?;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Review,
+                },
+            )
+            .await?;
+            self.append(
+                &o.id,
+                Event::Closed {
+                    resolution: Resolution::Recovered,
+                },
+            )
+            .await?;
+            let role = o.paged_role.clone();
+            self.follow_up(
+                &o.id,
+                o.playbook,
+                role.as_deref(),
+                NotifyAction::Resolve,
+                "the probe sees again".into(),
+            )
+            .await?;
+            o.stage = Stage::Review;
+        }
+        Ok(())
     }
 
     async fn diagnose(&self, o: &mut Open, p: &Playbook) -> Result<usize, Error> {

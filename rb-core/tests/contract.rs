@@ -868,3 +868,50 @@ async fn acknowledging_and_closing_tell_the_paging_system_with_the_same_dedup_ke
         ]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_refused_for_six_minutes_opens_a_cannot_see_incident_closed_when_it_sees_again() {
+    let g = Gauge::new(kafka(), "records_lag_max", 10.0);
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(backlog(&g, vec![])),
+        &pager,
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(1), secs(30)).await;
+    g.fail(); // connection refused from here on
+    run(&e, mins(4), secs(30)).await;
+    assert!(
+        e.open_incidents().await.is_empty(),
+        "not yet: blind for 4 minutes"
+    );
+    run(&e, mins(2), secs(30)).await;
+    let open = e.open_incidents().await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    let inc = e.incident(&open[0]).await.unwrap();
+    assert!(
+        inc.record
+            .finding
+            .summary
+            .starts_with("cannot see kafka-main: "),
+        "{}",
+        inc.record.finding.summary
+    );
+    assert!(inc.record.finding.summary.contains("connection refused"));
+    assert_eq!(pager.roles().len(), 1, "paged once");
+    run(&e, mins(5), secs(30)).await;
+    assert_eq!(
+        e.incidents().await.unwrap().len(),
+        1,
+        "deduplicated while blind"
+    );
+    g.set(10.0);
+    run(&e, mins(1), secs(30)).await;
+    assert!(
+        e.open_incidents().await.is_empty(),
+        "closed when the probe sees again"
+    );
+    let inc = e.incident(&inc.record.id).await.unwrap();
+    assert_eq!(inc.resolution, Some(rb_core::Resolution::Recovered));
+}
