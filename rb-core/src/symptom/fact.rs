@@ -1,5 +1,6 @@
 //! Typed predicates over facts, pushed alerts and manual reports.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -7,8 +8,10 @@ use std::time::Duration;
 use super::{
     for_suffix, streak, streak_verdict, usable, EvalContext, Finding, Holds, Symptom, Verdict,
 };
+use crate::matcher::{Matcher, Matchers};
 use crate::observation::facts::{Alert, ManualReport};
 use crate::observation::FactType;
+use crate::time::{human, Timestamp};
 
 type Pred<T> = dyn Fn(&T) -> Option<String> + Send + Sync;
 
@@ -105,15 +108,30 @@ impl<T: FactType + 'static> Symptom for FactRule<T> {
     }
 }
 
-/// Fires while the newest pushed alert named `name` is firing; ok once it is resolved.
+/// Fires while any pushed alert instance named `name` is firing; ok once every one is resolved.
+/// The same as [`alert_matching`] with `alertname="name"`.
 #[derive(Debug, Clone)]
 pub struct AlertFiring {
     name: String,
+    inner: AlertMatching,
 }
 
-/// A symptom for an Alertmanager alert (pushed through [`crate::Signal`]).
+/// A symptom for an Alertmanager alert (pushed through [`crate::Signal`]): judged per alert instance
+/// (fingerprint), as [`alert_matching`] with the matcher `alertname="name"`.
 pub fn alert_firing(name: impl Into<String>) -> AlertFiring {
-    AlertFiring { name: name.into() }
+    let name = name.into();
+    AlertFiring {
+        inner: alert_matching(Matchers::from(Matcher::equal("alertname", name.clone()))),
+        name,
+    }
+}
+
+impl AlertFiring {
+    /// Forget an instance not heard of for `d` (see [`AlertMatching::remember_for`]).
+    pub fn remember_for(mut self, d: Duration) -> Self {
+        self.inner = self.inner.remember_for(d);
+        self
+    }
 }
 
 impl Symptom for AlertFiring {
@@ -121,37 +139,187 @@ impl Symptom for AlertFiring {
         format!("alert {} firing", self.name)
     }
 
+    fn lookback(&self) -> Duration {
+        self.inner.lookback()
+    }
+
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
-        let Some(rec) = ctx.history.records().rev().find(|r| match &r.result {
-            Ok(o) => o
-                .facts
-                .get::<Alert>()
-                .and_then(Result::ok)
-                .map(|a| a.name == self.name)
-                .unwrap_or(false),
-            Err(_) => false,
-        }) else {
-            return Verdict::unknown(format!("no alert {} received", self.name));
+        match self.inner.judge(ctx) {
+            Verdict::Firing(mut f) => {
+                f.symptom = self.name();
+                Verdict::Firing(f)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Fires while at least one pushed alert instance whose labels match the [`Matchers`] is firing and
+/// not silenced. Build it with [`alert_matching`].
+#[derive(Debug, Clone)]
+pub struct AlertMatching {
+    matchers: Matchers,
+    remember: Duration,
+}
+
+/// How long an alert instance is remembered by default: Alertmanager re-sends a firing alert every
+/// `repeat_interval` (4 h by default), so an instance still firing is heard of again within that.
+pub const ALERT_MEMORY: Duration = Duration::from_secs(4 * 3600 + 15 * 60);
+
+/// A symptom over pushed Alertmanager alerts selected by label matchers, the way an Alertmanager route
+/// selects them. Each alert **instance** (its fingerprint: one connector, one job) is judged on its own
+/// newest state:
+///
+/// - firing when at least one matching instance is firing and not silenced (the finding lists the
+///   firing instances and dates from the earliest of them);
+/// - ok when every matching instance heard of is resolved or silenced;
+/// - unknown when no matching alert was received (within [`AlertMatching::remember_for`]).
+///
+/// A resolved `orders-2` does not hide a still firing `orders-1`, and the other way round.
+///
+/// ```
+/// use rb_core::symptom::alert_matching;
+/// let connect = alert_matching(r#"alertname="KafkaConnectFailed", connector=~"orders-.*""#.parse().unwrap());
+/// # let _ = connect;
+/// ```
+pub fn alert_matching(matchers: Matchers) -> AlertMatching {
+    AlertMatching {
+        matchers,
+        remember: ALERT_MEMORY,
+    }
+}
+
+impl AlertMatching {
+    /// Forget an instance not heard of for `d` (default [`ALERT_MEMORY`]; set it above the route's
+    /// `repeat_interval`).
+    pub fn remember_for(mut self, d: Duration) -> Self {
+        self.remember = d;
+        self
+    }
+
+    /// The matchers.
+    pub fn matchers(&self) -> &Matchers {
+        &self.matchers
+    }
+
+    fn judge(&self, ctx: &EvalContext<'_>) -> Verdict {
+        // newest state of each matching instance, and since when it has been firing without a break
+        struct Instance {
+            alert: Alert,
+            firing_since: Timestamp,
+        }
+        let mut instances: BTreeMap<String, Instance> = BTreeMap::new();
+        let horizon = ctx
+            .now
+            .as_millis()
+            .saturating_sub(self.remember.as_millis() as u64);
+        for rec in ctx.history.records() {
+            if rec.at.as_millis() < horizon {
+                continue;
+            }
+            let Ok(obs) = &rec.result else { continue };
+            let Some(Ok(mut alert)) = obs.facts.get::<Alert>() else {
+                continue;
+            };
+            alert
+                .labels
+                .entry("alertname".to_string())
+                .or_insert_with(|| alert.name.clone());
+            if !self.matchers.matches(&alert.labels) {
+                continue;
+            }
+            let key = if alert.fingerprint.is_empty() {
+                Matchers::from_iter(
+                    alert
+                        .labels
+                        .iter()
+                        .map(|(k, v)| Matcher::equal(k.clone(), v.clone())),
+                )
+                .to_string()
+            } else {
+                alert.fingerprint.clone()
+            };
+            let firing_since = match instances.get(&key) {
+                Some(prev) if prev.alert.is_firing() && alert.is_firing() => prev.firing_since,
+                _ => rec.at,
+            };
+            instances.insert(
+                key,
+                Instance {
+                    alert,
+                    firing_since,
+                },
+            );
+        }
+        if instances.is_empty() {
+            return Verdict::unknown(format!(
+                "no alert matching {} received in the last {}",
+                self.matchers,
+                human(self.remember)
+            ));
+        }
+        let firing: Vec<(&String, &Instance)> = instances
+            .iter()
+            .filter(|(_, i)| i.alert.is_firing() && !i.alert.is_silenced())
+            .collect();
+        let Some(since) = firing.iter().map(|(_, i)| i.firing_since).min() else {
+            return Verdict::Ok;
         };
-        let Ok(obs) = &rec.result else {
-            return Verdict::unknown("alert record unreadable");
-        };
-        match obs.facts.get::<Alert>() {
-            Some(Ok(a)) if a.status == "firing" => Verdict::Firing(Finding {
-                symptom: self.name(),
-                summary: a
-                    .annotations
+        let newest = firing
+            .iter()
+            .max_by_key(|(_, i)| i.firing_since)
+            .map(|(_, i)| &i.alert);
+        let summary = newest
+            .and_then(|a| {
+                a.annotations
                     .get("summary")
                     .or_else(|| a.annotations.get("description"))
                     .cloned()
-                    .unwrap_or_else(|| format!("alert {} firing", a.name)),
-                since: rec.at,
-                violated: None,
-                evidence: a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            }),
-            Some(Ok(_)) => Verdict::Ok,
-            _ => Verdict::unknown("alert fact malformed"),
+            })
+            .unwrap_or_else(|| format!("alert matching {} firing", self.matchers));
+        let summary = if firing.len() > 1 {
+            format!("{summary} (and {} more firing)", firing.len() - 1)
+        } else {
+            summary
+        };
+        const SHOWN: usize = 10;
+        let mut evidence: Vec<String> = firing
+            .iter()
+            .take(SHOWN)
+            .map(|(fp, i)| {
+                let labels: Vec<String> = i
+                    .alert
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!("{fp}: {}", labels.join(", "))
+            })
+            .collect();
+        if firing.len() > SHOWN {
+            evidence.push(format!("… and {} more firing", firing.len() - SHOWN));
         }
+        Verdict::Firing(Finding {
+            symptom: self.name(),
+            summary,
+            since,
+            violated: None,
+            evidence,
+        })
+    }
+}
+
+impl Symptom for AlertMatching {
+    fn name(&self) -> String {
+        format!("alert {} firing", self.matchers)
+    }
+
+    fn lookback(&self) -> Duration {
+        self.remember
+    }
+
+    fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
+        self.judge(ctx)
     }
 }
 

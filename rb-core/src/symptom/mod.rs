@@ -32,7 +32,10 @@ use crate::observation::{Labels, Observation};
 use crate::time::{human, Timestamp};
 
 pub use compose::{all_of, any_of, AllOf, AnyOf};
-pub use fact::{alert_firing, fact_rule, manual_report, AlertFiring, FactRule, ManualReportFiled};
+pub use fact::{
+    alert_firing, alert_matching, fact_rule, manual_report, AlertFiring, AlertMatching, FactRule,
+    ManualReportFiled, ALERT_MEMORY,
+};
 pub use threshold::{metric, Aggregation, Comparison, MetricQuery, Threshold};
 
 /// The metric a finding violated, for the ITSM record: name, labels, value and threshold.

@@ -298,6 +298,7 @@ fn alerts_fire_until_resolved() {
         labels: Default::default(),
         annotations: [("summary".to_string(), "job restarting".to_string())].into(),
         starts_at: String::new(),
+        silenced_by: Vec::new(),
     };
     let mut r = Run::new(alert_firing("FlinkJobRestarting"));
     assert!(r.push(obs(T0, Some(1.0))).is_unknown());
@@ -324,4 +325,143 @@ fn history_is_bounded() {
         h.push(obs(T0 + i * 10_000, Some(1.0)));
     }
     assert_eq!(h.len(), 7, "records within 60 s of the newest");
+}
+
+fn connect_alert(connector: &str, status: &str) -> Alert {
+    Alert {
+        name: "KafkaConnectFailed".into(),
+        status: status.into(),
+        fingerprint: format!("fp-{connector}"),
+        labels: labels(&[
+            ("alertname", "KafkaConnectFailed"),
+            ("connector", connector),
+        ]),
+        annotations: [(
+            "summary".to_string(),
+            format!("connector {connector} failed"),
+        )]
+        .into(),
+        starts_at: String::new(),
+        silenced_by: Vec::new(),
+    }
+}
+
+fn alert_rec(at: u64, a: &Alert) -> Record {
+    Record {
+        at: Timestamp(at),
+        result: Ok(Observation::new("alertmanager", "t", Timestamp(at)).fact(a)),
+    }
+}
+
+#[test]
+fn alerts_are_judged_per_instance() {
+    let m: crate::matcher::Matchers = r#"alertname="KafkaConnectFailed", connector=~"orders-.*""#
+        .parse()
+        .unwrap();
+    let mut r = Run::new(alert_matching(m));
+    // an alert of another connector, and one whose name only contains the pattern: no match
+    assert!(r
+        .push(alert_rec(T0, &connect_alert("payments-1", "firing")))
+        .is_unknown());
+    assert!(r
+        .push(alert_rec(T0 + 1, &connect_alert("old-orders-1", "firing")))
+        .is_unknown());
+    let v = r.push(alert_rec(T0 + 10, &connect_alert("orders-1", "firing")));
+    let Verdict::Firing(f) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(f.summary, "connector orders-1 failed");
+    assert_eq!(f.since, Timestamp(T0 + 10));
+    assert!(
+        f.evidence[0].contains("connector=orders-1"),
+        "{:?}",
+        f.evidence
+    );
+    let v = r.push(alert_rec(T0 + 20, &connect_alert("orders-2", "firing")));
+    let Verdict::Firing(f) = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        f.since,
+        Timestamp(T0 + 10),
+        "since the earliest firing instance"
+    );
+    assert_eq!(f.summary, "connector orders-2 failed (and 1 more firing)");
+    assert_eq!(f.evidence.len(), 2);
+    // orders-2 resolves: the newest alert of that name is resolved, but orders-1 still fires
+    let v = r.push(alert_rec(T0 + 30, &connect_alert("orders-2", "resolved")));
+    let Verdict::Firing(f) = v else {
+        panic!("a resolved instance must not hide a firing one: {v:?}")
+    };
+    assert_eq!(f.summary, "connector orders-1 failed");
+    // a repeat notification of orders-1 keeps its start
+    let v = r.push(alert_rec(T0 + 40, &connect_alert("orders-1", "firing")));
+    assert!(
+        matches!(&v, Verdict::Firing(f) if f.since == Timestamp(T0 + 10)),
+        "{v:?}"
+    );
+    assert_eq!(
+        r.push(alert_rec(T0 + 50, &connect_alert("orders-1", "resolved"))),
+        Verdict::Ok
+    );
+    // it fires again: a new start
+    let v = r.push(alert_rec(T0 + 60, &connect_alert("orders-1", "firing")));
+    assert!(
+        matches!(&v, Verdict::Firing(f) if f.since == Timestamp(T0 + 60)),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn alert_firing_is_alertname_equal_and_per_instance() {
+    let mut r = Run::new(alert_firing("KafkaConnectFailed"));
+    assert!(r
+        .push(alert_rec(T0, &connect_alert("orders-1", "firing")))
+        .is_firing());
+    assert!(r
+        .push(alert_rec(T0 + 1, &connect_alert("orders-2", "resolved")))
+        .is_firing());
+    let mut other = connect_alert("orders-3", "firing");
+    other.name = "Other".into();
+    other.labels.insert("alertname".into(), "Other".into());
+    other.fingerprint = "fp-other".into();
+    assert!(r.push(alert_rec(T0 + 2, &other)).is_firing());
+    assert_eq!(
+        r.push(alert_rec(T0 + 3, &connect_alert("orders-1", "resolved"))),
+        Verdict::Ok
+    );
+    assert_eq!(r.s.name(), "alert KafkaConnectFailed firing");
+}
+
+#[test]
+fn silenced_alerts_do_not_fire() {
+    let mut r = Run::new(alert_firing("KafkaConnectFailed"));
+    let mut silenced = connect_alert("orders-1", "firing");
+    silenced.silenced_by = vec!["3f1e9a0c-silence".into()];
+    assert_eq!(r.push(alert_rec(T0, &silenced)), Verdict::Ok);
+    // the silence expires: the next state of the instance fires
+    assert!(r
+        .push(alert_rec(T0 + 10, &connect_alert("orders-1", "firing")))
+        .is_firing());
+    // a silenced instance does not hide another, unsilenced one
+    let mut s2 = connect_alert("orders-2", "firing");
+    s2.silenced_by = vec!["x".into()];
+    assert!(r.push(alert_rec(T0 + 20, &s2)).is_firing());
+    // the webhook form (no silencedBy) and the v2 form both decode
+    let json = serde_json::to_value(connect_alert("a", "firing")).unwrap();
+    assert!(json.get("silenced_by").is_none());
+    let back: Alert = serde_json::from_value(json).unwrap();
+    assert!(!back.is_silenced() && back.is_firing());
+}
+
+#[test]
+fn alert_instances_are_forgotten_after_their_memory() {
+    let mut r = Run::new(alert_firing("KafkaConnectFailed").remember_for(mins(30)));
+    assert!(r
+        .push(alert_rec(T0, &connect_alert("orders-1", "firing")))
+        .is_firing());
+    assert_eq!(r.s.lookback(), mins(30));
+    // an unrelated record 31 minutes later: orders-1 was not re-sent, so it is no longer known
+    let v = r.push(obs(T0 + 31 * 60_000, Some(1.0)));
+    assert!(v.is_unknown(), "{v:?}");
 }
