@@ -6,6 +6,7 @@
 //! metric, or an incomplete observation make the verdict unknown.
 //!
 //! The library: [`metric`] thresholds with for-duration and hysteresis, increase and rate over a window,
+//! sudden gauge drops ([`MetricQuery::drops_by`]),
 //! [`all_of`] / [`any_of`] composition, typed predicates over facts ([`fact_rule`]), and pushed alerts and
 //! manual reports ([`alert_firing`], [`manual_report`]).
 //!
@@ -36,7 +37,7 @@ pub use fact::{
     alert_firing, alert_matching, fact_rule, manual_report, AlertFiring, AlertMatching, FactRule,
     ManualReportFiled, ALERT_MEMORY,
 };
-pub use threshold::{metric, Aggregation, Comparison, MetricQuery, Threshold};
+pub use threshold::{metric, Aggregation, Comparison, DropBy, GaugeDrop, MetricQuery, Threshold};
 
 /// The metric a finding violated, for the ITSM record: name, labels, value and threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -465,3 +465,107 @@ fn alert_instances_are_forgotten_after_their_memory() {
     let v = r.push(obs(T0 + 31 * 60_000, Some(1.0)));
     assert!(v.is_unknown(), "{v:?}");
 }
+
+#[test]
+fn a_gauge_drop_fires_where_a_counter_increase_sees_a_reset() {
+    let mut r = Run::new(metric("lag").drops_by(2.0).within(mins(5)));
+    assert!(
+        r.val(0, 10.0).is_unknown(),
+        "one observation is not a window"
+    );
+    assert_eq!(r.val(60, 10.0), Verdict::Ok);
+    assert_eq!(r.val(120, 9.0), Verdict::Ok, "down by 1 only");
+    let v = r.val(180, 7.0);
+    let Verdict::Firing(f) = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(f.since, Timestamp(T0 + 180_000));
+    assert_eq!(
+        f.summary,
+        "max(lag) fell by 3 (30%) within 5m: from 10 to 7"
+    );
+    let vm = f.violated.as_ref().unwrap();
+    assert_eq!((vm.value, vm.threshold), (3.0, 2.0));
+    assert_eq!(vm.aggregation, "max fall within 5m");
+    // still down while the peak is in the window; once it leaves, the new level is the norm
+    assert!(r.val(240, 7.0).is_firing());
+    assert!(
+        r.val(360, 7.0).is_firing(),
+        "peak at 60 s is still within 5m"
+    );
+    assert!(r.val(420, 7.0).is_firing(), "9 at 120 s is still within 5m");
+    assert_eq!(r.val(480, 7.0), Verdict::Ok);
+    assert_eq!(r.s.lookback(), mins(5));
+
+    // the same readings through a counter increase: the fall is a reset, the increase is positive
+    let mut inc = Run::new(metric("lag").increase_over(mins(5)).below(0.0));
+    for (t, v) in [(0, 10.0), (60, 10.0), (120, 9.0), (180, 7.0)] {
+        assert!(!inc.val(t, v).is_firing());
+    }
+}
+
+#[test]
+fn a_slow_decline_is_not_a_sudden_drop() {
+    let mut r = Run::new(metric("lag").drops_by(2.0).within(mins(5)));
+    for (i, v) in [10.0, 9.0, 8.0, 7.0, 6.0].into_iter().enumerate() {
+        let v = r.val(i as u64 * 180, v);
+        assert!(!v.is_firing(), "step {i}: {v:?}");
+    }
+}
+
+#[test]
+fn a_gauge_drop_by_percent() {
+    let mut r = Run::new(metric("lag").drops_by_percent(20.0).within(mins(5)));
+    r.val(0, 10.0);
+    assert_eq!(r.val(60, 9.0), Verdict::Ok, "10 %");
+    let v = r.val(120, 8.0);
+    let Verdict::Firing(f) = &v else {
+        panic!("{v:?}")
+    };
+    let vm = f.violated.as_ref().unwrap();
+    assert_eq!((vm.value, vm.threshold), (20.0, 20.0));
+    assert!(
+        r.s.name().contains("drops by 20% within 5m"),
+        "{}",
+        r.s.name()
+    );
+    // from zero there is nothing to lose
+    let mut z = Run::new(metric("lag").drops_by_percent(20.0));
+    z.val(0, 0.0);
+    assert_eq!(z.val(60, 0.0), Verdict::Ok);
+}
+
+#[test]
+fn a_gauge_drop_is_unknown_on_missing_or_incomplete_data() {
+    let mut r = Run::new(metric("lag").drops_by(2.0).within(mins(5)));
+    r.val(0, 10.0);
+    assert!(r.push(fail(T0 + 60_000)).is_unknown(), "newest failed");
+    assert!(r.push(obs(T0 + 90_000, None)).is_unknown(), "metric absent");
+    let mut inc = Observation::new("p", "t", Timestamp(T0 + 100_000)).sample(
+        "lag",
+        labels(&[("p", "0")]),
+        3.0,
+    );
+    inc.mark_incomplete("worker 2 did not answer");
+    match r.push(Record {
+        at: Timestamp(T0 + 100_000),
+        result: Ok(inc),
+    }) {
+        Verdict::Unknown { why } => assert!(why.contains("worker 2"), "{why}"),
+        other => panic!("an incomplete count must not fire: {other:?}"),
+    }
+    // a drop seen between readable observations fires despite the unreadable ones between them
+    assert!(r.val(120, 7.0).is_firing());
+
+    // no drop visible, but an unreadable observation in the window may hide the peak: unknown
+    let mut r = Run::new(metric("lag").drops_by(2.0).within(mins(5)));
+    r.val(0, 7.0);
+    r.push(fail(T0 + 60_000));
+    r.val(120, 7.0);
+    match r.val(180, 7.0) {
+        Verdict::Unknown { why } => assert!(why.contains("unreadable"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // the failure leaves the window: ok again
+    assert_eq!(r.val(400, 7.0), Verdict::Ok);
+}
