@@ -14,13 +14,17 @@ use crate::observation::FactType;
 use crate::time::{human, Timestamp};
 
 type Pred<T> = dyn Fn(&T) -> Option<String> + Send + Sync;
+type ClearPred<T> = dyn Fn(&T) -> bool + Send + Sync;
 
 /// A typed predicate over one kind of fact: fires when the predicate returns evidence (`Some(line)`),
-/// ok when it returns `None`, unknown when the fact is missing or does not decode.
+/// ok when it returns `None`, unknown when the fact is missing or does not decode. With
+/// [`FactRule::clears_when`], a firing rule clears only when its clear condition holds (hysteresis).
 pub struct FactRule<T> {
     name: String,
     pred: Box<Pred<T>>,
+    clear: Option<Box<ClearPred<T>>>,
     for_at_least: Duration,
+    clear_for: Duration,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -29,6 +33,8 @@ impl<T> fmt::Debug for FactRule<T> {
         f.debug_struct("FactRule")
             .field("name", &self.name)
             .field("for_at_least", &self.for_at_least)
+            .field("clears_when", &self.clear.is_some())
+            .field("clear_for", &self.clear_for)
             .finish()
     }
 }
@@ -52,7 +58,9 @@ pub fn fact_rule<T: FactType + 'static>(
     FactRule {
         name: name.into(),
         pred: Box::new(pred),
+        clear: None,
         for_at_least: Duration::ZERO,
+        clear_for: Duration::ZERO,
         _t: PhantomData,
     }
 }
@@ -63,6 +71,44 @@ impl<T> FactRule<T> {
         self.for_at_least = d;
         self
     }
+
+    /// Hysteresis: once firing, the rule clears only when `clear` holds on the fact (instead of as soon
+    /// as the fire predicate stops returning evidence). In between it keeps firing; a missing fact is
+    /// unknown, as ever.
+    ///
+    /// ```
+    /// use rb_core::{FactType, symptom::fact_rule};
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Group { lag: u64 }
+    /// impl FactType for Group { const KIND: &'static str = "example.group"; }
+    /// // fire above 5,000; clear only once back under 1,000
+    /// let backlog = fact_rule::<Group>("consumer backlog", |g| (g.lag > 5_000).then(|| format!("lag {}", g.lag)))
+    ///     .clears_when(|g| g.lag < 1_000);
+    /// # let _ = backlog;
+    /// ```
+    pub fn clears_when(mut self, clear: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.clear = Some(Box::new(clear));
+        self
+    }
+
+    /// Once firing, clear only after the clear condition (the one of [`FactRule::clears_when`], or the
+    /// predicate returning no evidence) has held for `d`.
+    pub fn clears_after(mut self, d: Duration) -> Self {
+        self.clear_for = d;
+        self
+    }
+}
+
+impl<T: FactType + 'static> FactRule<T> {
+    /// The fact of a record, or why there is none.
+    fn fact(rec: &super::Record) -> Result<T, String> {
+        let obs = usable(rec)?;
+        match obs.facts.get::<T>() {
+            None => Err(format!("fact {} absent from {}", T::KIND, obs.probe)),
+            Some(Err(e)) => Err(format!("fact {} malformed: {e}", T::KIND)),
+            Some(Ok(fact)) => Ok(fact),
+        }
+    }
 }
 
 impl<T: FactType + 'static> Symptom for FactRule<T> {
@@ -71,32 +117,62 @@ impl<T: FactType + 'static> Symptom for FactRule<T> {
     }
 
     fn lookback(&self) -> Duration {
-        self.for_at_least
+        self.for_at_least.max(self.clear_for)
     }
 
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
         if ctx.history.is_empty() {
             return Verdict::unknown("no observation yet");
         }
-        let mut latest_evidence = None;
-        let s = streak(ctx.history, |_, rec| {
-            let obs = match usable(rec) {
-                Ok(o) => o,
-                Err(why) => return Holds::Unknown(why),
-            };
-            match obs.facts.get::<T>() {
-                None => Holds::Unknown(format!("fact {} absent from {}", T::KIND, obs.probe)),
-                Some(Err(e)) => Holds::Unknown(format!("fact {} malformed: {e}", T::KIND)),
-                Some(Ok(fact)) => match (self.pred)(&fact) {
-                    Some(ev) => {
-                        if latest_evidence.is_none() {
-                            latest_evidence = Some(ev);
+        if let Verdict::Firing(prev) = &ctx.state.previous {
+            if self.clear.is_some() || !self.clear_for.is_zero() {
+                let mut newest_evidence = None;
+                let s = streak(ctx.history, |_, rec| match Self::fact(rec) {
+                    Err(why) => Holds::Unknown(why),
+                    Ok(fact) => {
+                        let ev = (self.pred)(&fact);
+                        let cleared = match &self.clear {
+                            Some(clear) => clear(&fact),
+                            None => ev.is_none(),
+                        };
+                        if newest_evidence.is_none() {
+                            newest_evidence = Some(ev);
                         }
-                        Holds::Yes
+                        if cleared {
+                            Holds::Yes
+                        } else {
+                            Holds::No
+                        }
                     }
-                    None => Holds::No,
-                },
+                });
+                return match streak_verdict(s, ctx.now, self.clear_for, |_| prev.clone()) {
+                    // cleared, long enough
+                    Verdict::Firing(_) => Verdict::Ok,
+                    // not cleared yet: still firing, with the newest evidence when there is some
+                    Verdict::Ok | Verdict::Pending { .. } => {
+                        let mut f = prev.clone();
+                        if let Some(Some(ev)) = newest_evidence {
+                            f.summary = ev.clone();
+                            f.evidence = vec![ev];
+                        }
+                        Verdict::Firing(f)
+                    }
+                    other => other,
+                };
             }
+        }
+        let mut latest_evidence = None;
+        let s = streak(ctx.history, |_, rec| match Self::fact(rec) {
+            Err(why) => Holds::Unknown(why),
+            Ok(fact) => match (self.pred)(&fact) {
+                Some(ev) => {
+                    if latest_evidence.is_none() {
+                        latest_evidence = Some(ev);
+                    }
+                    Holds::Yes
+                }
+                None => Holds::No,
+            },
         });
         streak_verdict(s, ctx.now, self.for_at_least, |since| Finding {
             symptom: self.name(),

@@ -569,3 +569,54 @@ fn a_gauge_drop_is_unknown_on_missing_or_incomplete_data() {
     // the failure leaves the window: ok again
     assert_eq!(r.val(400, 7.0), Verdict::Ok);
 }
+
+#[test]
+fn fact_rules_clear_with_hysteresis() {
+    let two_down = || {
+        fact_rule::<Ring>("two nodes are DN", |r| {
+            (r.down.len() >= 2).then(|| format!("DN: {}", r.down.join(",")))
+        })
+    };
+    // without a clear condition: ok as soon as the predicate stops holding
+    let mut plain = Run::new(two_down());
+    assert!(plain.push(ring(T0, &["a", "b"])).is_firing());
+    assert_eq!(plain.push(ring(T0 + 30_000, &["a"])), Verdict::Ok);
+
+    // with one: firing until every node is back
+    let mut r = Run::new(two_down().clears_when(|r| r.down.is_empty()));
+    assert_eq!(
+        r.push(ring(T0, &["a"])),
+        Verdict::Ok,
+        "one DN does not fire"
+    );
+    assert!(r.push(ring(T0 + 10_000, &["a", "b"])).is_firing());
+    match r.push(ring(T0 + 30_000, &["a"])) {
+        Verdict::Firing(f) => assert_eq!(f.since, Timestamp(T0 + 10_000)),
+        other => panic!("must stay firing until cleared: {other:?}"),
+    }
+    assert!(
+        r.push(obs(T0 + 40_000, Some(1.0))).is_unknown(),
+        "a missing fact is unknown, not cleared"
+    );
+    // previous verdict unknown: judged afresh by the fire predicate
+    assert!(r.push(ring(T0 + 50_000, &["a", "b"])).is_firing());
+    assert_eq!(r.push(ring(T0 + 60_000, &[])), Verdict::Ok);
+
+    // and a clear that must hold for a minute
+    let mut r = Run::new(
+        two_down()
+            .clears_when(|r| r.down.is_empty())
+            .clears_after(mins(1)),
+    );
+    assert!(r.push(ring(T0, &["a", "b"])).is_firing());
+    assert!(
+        r.push(ring(T0 + 30_000, &[])).is_firing(),
+        "cleared 0 of 60 s"
+    );
+    assert!(
+        r.push(ring(T0 + 60_000, &[])).is_firing(),
+        "cleared 30 of 60 s"
+    );
+    assert_eq!(r.push(ring(T0 + 90_000, &[])), Verdict::Ok);
+    assert_eq!(r.s.lookback(), mins(1));
+}
