@@ -150,8 +150,9 @@ pub struct RemediationError {
     pub kind: ErrorKind,
     /// What was wrong.
     pub message: String,
-    /// Structured details kept in the journal (the conflicting keys of a merge, the HTTP status).
-    pub details: serde_json::Value,
+    /// Structured details kept in the journal (the conflicting keys of a merge, the HTTP status);
+    /// `null` when none. Boxed: errors stay small on the happy path.
+    pub details: Box<serde_json::Value>,
     /// The underlying error.
     #[source]
     pub source: Option<BoxError>,
@@ -160,7 +161,7 @@ pub struct RemediationError {
 impl RemediationError {
     /// Attach structured details (journaled with the error, never flattened into its message).
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        self.details = details;
+        self.details = Box::new(details);
         self
     }
 
@@ -169,7 +170,7 @@ impl RemediationError {
         ErrorRecord {
             kind: self.kind,
             message: self.to_string(),
-            details: self.details.clone(),
+            details: (*self.details).clone(),
         }
     }
 
@@ -187,7 +188,7 @@ impl RemediationError {
             endpoint: redact_url(endpoint.as_ref()),
             kind,
             message: message.into(),
-            details: serde_json::Value::Null,
+            details: Box::new(serde_json::Value::Null),
             source: None,
         }
     }

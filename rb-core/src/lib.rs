@@ -42,6 +42,7 @@ pub mod error;
 pub mod escalation;
 pub mod incident;
 pub mod journal;
+pub mod matcher;
 pub mod metrics;
 pub mod observation;
 pub mod playbook;
@@ -65,6 +66,7 @@ pub use error::{
 pub use escalation::{Notification, Notifier, OnCall};
 pub use incident::{Incident, IncidentRecord, Phase, Resolution};
 pub use journal::{Event, Journal, MemoryJournal};
+pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};
 pub use observation::{labels, Evidence, FactType, Facts, Labels, Observation, Sample};
 pub use playbook::{ImpactMap, Playbook, Runbook};
 pub use probe::{FnProbe, Probe, ProbeContext, Schedule};
@@ -79,6 +81,7 @@ pub mod prelude {
     pub use crate::engine::{Engine, EngineBuilder};
     pub use crate::error::{ErrorKind, ProbeError, RemediationError};
     pub use crate::escalation::{Notifier, OnCall};
+    pub use crate::matcher::{Matcher, Matchers};
     pub use crate::observation::{labels, FactType, Observation};
     pub use crate::playbook::{ImpactMap, Playbook, Runbook};
     pub use crate::policy::{AutoApprove, DenyAll, SafetyPolicy};

@@ -1,26 +1,69 @@
-//! The engine's own metrics, readable in Prometheus text form ([`crate::Engine::metrics_text`]).
+//! The engine's own metrics, kept in [`prometheus_client`] types.
+//!
+//! Read them as text with [`crate::Engine::metrics_text`] (the OpenMetrics text format), or register
+//! them in the application's own registry with [`Metrics::register`], so one scrape endpoint serves the
+//! application's metrics and the engine's:
+//!
+//! ```
+//! use rb_core::metrics::{prometheus_client::registry::Registry, Metrics};
+//! let metrics = Metrics::default(); // in an application: `engine.metrics()`
+//! let mut registry = Registry::default();
+//! metrics.register(&mut registry);
+//! let mut text = String::new();
+//! rb_core::metrics::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+//! assert!(text.contains("# TYPE rb_open_incidents gauge"));
+//! ```
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `rb_probe_runs_total` | counter | `probe`, `target`, `result` (ok, error, timeout) |
+//! | `rb_probe_duration_seconds` | histogram | `probe`, `target` |
+//! | `rb_verdicts_total` | counter | `playbook`, `verdict` |
+//! | `rb_incidents_opened_total` | counter | `playbook` |
+//! | `rb_open_incidents` | gauge | — |
+//! | `rb_remediations_total` | counter | `action`, `outcome` (applied, failed, refused, dry_run, skipped) |
+//! | `rb_escalations_total` | counter | `role`, `reason` |
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+
+pub use prometheus_client;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-type Key = (&'static str, Vec<(&'static str, String)>);
+/// A label set: pairs in the order they are written.
+type L = Vec<(String, String)>;
 
-/// Lock-free counters of one probe on one target (resolved once, updated on every observation).
+fn owned(labels: Vec<(&'static str, String)>) -> L {
+    labels
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+type Histograms = Family<L, Histogram, fn() -> Histogram>;
+type Gauges = Family<L, Gauge<f64, AtomicU64>>;
+
+fn new_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// Counters and the latency histogram of one probe on one target (resolved once, updated on every
+/// observation without a map look-up).
 #[derive(Debug)]
 pub(crate) struct ProbeSeries {
-    probe: String,
-    target: String,
-    ok: AtomicU64,
-    error: AtomicU64,
-    timeout: AtomicU64,
-    buckets: [AtomicU64; BUCKETS.len()],
-    sum_nanos: AtomicU64,
-    count: AtomicU64,
+    ok: Counter,
+    error: Counter,
+    timeout: Counter,
+    duration: Histogram,
 }
 
 /// Outcome of one observation, for [`ProbeSeries::record`].
@@ -38,285 +81,388 @@ impl ProbeSeries {
             ProbeResult::Error => &self.error,
             ProbeResult::Timeout => &self.timeout,
         }
-        .fetch_add(1, Ordering::Relaxed);
-        let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.sum_nanos
-            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        .inc();
+        self.duration.observe(d.as_secs_f64());
     }
 }
 
 const VERDICTS: [&str; 5] = ["ok", "pending", "firing", "unknown", "unevaluated"];
 
-/// Lock-free verdict counters of one playbook.
+/// Verdict counters of one playbook.
 #[derive(Debug)]
 pub(crate) struct VerdictSeries {
-    playbook: String,
-    counts: [AtomicU64; VERDICTS.len()],
+    counts: [Counter; VERDICTS.len()],
 }
 
 impl VerdictSeries {
     pub(crate) fn record(&self, label: &str) {
         if let Some(i) = VERDICTS.iter().position(|v| *v == label) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
+            self.counts[i].inc();
         }
     }
 }
 
-/// Counters, gauges and the probe-latency histogram of one engine.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    counters: Mutex<BTreeMap<Key, f64>>,
-    gauges: Mutex<BTreeMap<Key, f64>>,
-    probes: Mutex<BTreeMap<(String, String), Arc<ProbeSeries>>>,
-    verdicts: Mutex<BTreeMap<String, Arc<VerdictSeries>>>,
-}
-
-const HELP: [(&str, &str, &str); 7] = [
+/// Name, help and type of the engine's metrics, in the order they are written.
+const KNOWN: [(&str, &str, Kind); 7] = [
     (
-        "rb_probe_runs_total",
-        "counter",
+        "rb_probe_runs",
         "Probe observations by probe, target and result (ok, error, timeout).",
+        Kind::Counter,
     ),
     (
         "rb_probe_duration_seconds",
-        "histogram",
         "Time a probe took to observe.",
+        Kind::Histogram,
     ),
     (
-        "rb_verdicts_total",
-        "counter",
+        "rb_verdicts",
         "Symptom verdicts by playbook and verdict.",
+        Kind::Counter,
     ),
     (
-        "rb_incidents_opened_total",
-        "counter",
+        "rb_incidents_opened",
         "Incidents opened by playbook.",
+        Kind::Counter,
     ),
-    ("rb_open_incidents", "gauge", "Incidents currently open."),
     (
-        "rb_remediations_total",
-        "counter",
+        "rb_open_incidents",
+        "Incidents currently open.",
+        Kind::Gauge,
+    ),
+    (
+        "rb_remediations",
         "Remediation steps by action and outcome (applied, failed, refused, dry_run, skipped).",
+        Kind::Counter,
     ),
     (
-        "rb_escalations_total",
-        "counter",
+        "rb_escalations",
         "Pages sent by role and reason.",
+        Kind::Counter,
     ),
 ];
 
-impl Metrics {
-    pub(crate) fn inc(&self, name: &'static str, labels: Vec<(&'static str, String)>) {
-        if let Ok(mut c) = self.counters.lock() {
-            *c.entry((name, labels)).or_default() += 1.0;
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A counter's family name: without the `_total` suffix, which the encoder writes.
+fn family_name(name: &str) -> &str {
+    name.strip_suffix("_total").unwrap_or(name)
+}
+
+#[derive(Debug)]
+struct Inner {
+    counters: RwLock<BTreeMap<String, Family<L, Counter>>>,
+    gauges: RwLock<BTreeMap<String, Gauges>>,
+    durations: Histograms,
+    /// The label sets created in each counter family (the families cannot be iterated), for
+    /// [`Metrics::counter`].
+    seen: Mutex<BTreeMap<String, BTreeSet<L>>>,
+}
+
+/// The counters, gauges and probe-latency histogram of one engine. Cloning shares them.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            counters: RwLock::default(),
+            gauges: RwLock::default(),
+            durations: Family::new_with_constructor(new_histogram as fn() -> Histogram),
+            seen: Mutex::default(),
         }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let inner = Inner::default();
+        for (name, _, kind) in KNOWN {
+            match kind {
+                Kind::Counter => {
+                    write(&inner.counters).insert(name.to_string(), Family::default());
+                }
+                Kind::Gauge => {
+                    write(&inner.gauges).insert(name.to_string(), Family::default());
+                }
+                Kind::Histogram => {}
+            }
+        }
+        // the open-incident gauge reads 0 before the first tick
+        if let Some(g) = read(&inner.gauges).get("rb_open_incidents") {
+            g.get_or_create(&Vec::new()).set(0.0);
+        }
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Metrics {
+    /// The counter of `name` (with or without `_total`) for `labels`, created on first use.
+    fn counter_handle(&self, name: &str, labels: L) -> Counter {
+        let family = family_name(name);
+        if let Ok(mut seen) = self.inner.seen.lock() {
+            seen.entry(family.to_string())
+                .or_default()
+                .insert(labels.clone());
+        }
+        if let Some(f) = read(&self.inner.counters).get(family) {
+            return f.get_or_create_owned(&labels);
+        }
+        write(&self.inner.counters)
+            .entry(family.to_string())
+            .or_default()
+            .get_or_create_owned(&labels)
+    }
+
+    pub(crate) fn inc(&self, name: &'static str, labels: Vec<(&'static str, String)>) {
+        self.counter_handle(name, owned(labels)).inc();
     }
 
     pub(crate) fn set(&self, name: &'static str, labels: Vec<(&'static str, String)>, v: f64) {
-        if let Ok(mut g) = self.gauges.lock() {
-            g.insert((name, labels), v);
+        let labels = owned(labels);
+        if let Some(g) = read(&self.inner.gauges).get(name) {
+            g.get_or_create(&labels).set(v);
+            return;
         }
+        write(&self.inner.gauges)
+            .entry(name.to_string())
+            .or_default()
+            .get_or_create(&labels)
+            .set(v);
     }
 
     /// The series of `probe` on `target` (created on first use).
     pub(crate) fn probe_series(&self, probe: &str, target: &str) -> Arc<ProbeSeries> {
-        let mut m = self.probes.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry((probe.to_string(), target.to_string()))
-            .or_insert_with(|| {
-                Arc::new(ProbeSeries {
-                    probe: probe.to_string(),
-                    target: target.to_string(),
-                    ok: AtomicU64::new(0),
-                    error: AtomicU64::new(0),
-                    timeout: AtomicU64::new(0),
-                    buckets: Default::default(),
-                    sum_nanos: AtomicU64::new(0),
-                    count: AtomicU64::new(0),
-                })
-            })
-            .clone()
+        let runs = |result: &str| {
+            self.counter_handle(
+                "rb_probe_runs",
+                owned(vec![
+                    ("probe", probe.to_string()),
+                    ("target", target.to_string()),
+                    ("result", result.to_string()),
+                ]),
+            )
+        };
+        Arc::new(ProbeSeries {
+            ok: runs("ok"),
+            error: runs("error"),
+            timeout: runs("timeout"),
+            duration: self.inner.durations.get_or_create_owned(&owned(vec![
+                ("probe", probe.to_string()),
+                ("target", target.to_string()),
+            ])),
+        })
     }
 
     /// The verdict series of `playbook` (created on first use).
     pub(crate) fn verdict_series(&self, playbook: &str) -> Arc<VerdictSeries> {
-        let mut m = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry(playbook.to_string())
-            .or_insert_with(|| {
-                Arc::new(VerdictSeries {
-                    playbook: playbook.to_string(),
-                    counts: Default::default(),
-                })
-            })
-            .clone()
+        Arc::new(VerdictSeries {
+            counts: VERDICTS.map(|v| {
+                self.counter_handle(
+                    "rb_verdicts",
+                    owned(vec![
+                        ("playbook", playbook.to_string()),
+                        ("verdict", v.to_string()),
+                    ]),
+                )
+            }),
+        })
     }
 
-    /// The value of a counter (for tests and dashboards): sum over series whose labels include `labels`.
+    /// The value of a counter (for tests and dashboards): the sum over its series whose labels include
+    /// `labels`. `name` may be written with or without `_total`.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let want = |have: &[(&str, &str)]| {
-            labels
-                .iter()
-                .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
-        };
-        if name == "rb_probe_runs_total" {
-            let m = self.probes.lock().unwrap_or_else(|e| e.into_inner());
-            return m
-                .values()
-                .flat_map(|s| {
-                    [("ok", &s.ok), ("error", &s.error), ("timeout", &s.timeout)].map(|(r, c)| {
-                        let have = [
-                            ("probe", s.probe.as_str()),
-                            ("target", s.target.as_str()),
-                            ("result", r),
-                        ];
-                        if want(&have) {
-                            c.load(Ordering::Relaxed) as f64
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .sum();
-        }
-        if name == "rb_verdicts_total" {
-            let m = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-            return m
-                .values()
-                .flat_map(|s| {
-                    VERDICTS.iter().zip(s.counts.iter()).map(|(v, c)| {
-                        let have = [("playbook", s.playbook.as_str()), ("verdict", *v)];
-                        if want(&have) {
-                            c.load(Ordering::Relaxed) as f64
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .sum();
-        }
-        self.counters
+        let family = family_name(name);
+        let sets: Vec<L> = self
+            .inner
+            .seen
             .lock()
-            .map(|c| {
-                c.iter()
-                    .filter(|((n, l), _)| {
-                        *n == name
-                            && labels
-                                .iter()
-                                .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-                    })
-                    .map(|(_, v)| *v)
-                    .sum()
+            .map(|s| s.get(family).map(|s| s.iter().cloned().collect()))
+            .unwrap_or_default()
+            .unwrap_or_default();
+        let counters = read(&self.inner.counters);
+        let Some(f) = counters.get(family) else {
+            return 0.0;
+        };
+        sets.iter()
+            .filter(|have| {
+                labels
+                    .iter()
+                    .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
             })
-            .unwrap_or(0.0)
+            .map(|ls| f.get(ls).map(|c| c.get()).unwrap_or(0) as f64)
+            .sum()
     }
 
-    /// Everything in the Prometheus text exposition format (version 0.0.4).
+    /// The value of a gauge for exactly these labels, in order (`None` when the series was never set).
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let l: L = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        read(&self.inner.gauges)
+            .get(name)
+            .and_then(|g| g.get(&l).map(|g| g.get()))
+    }
+
+    /// Register the engine's metrics in an application's registry: they are read at each scrape, and
+    /// series the engine creates later (a new playbook, a new outcome) appear too.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(EngineCollector(self.inner.clone())));
+    }
+
+    /// Everything in the OpenMetrics text format (what a Prometheus scrape of
+    /// [`Metrics::register`]'s registry returns).
     pub fn render(&self) -> String {
+        let mut registry = Registry::default();
+        self.register(&mut registry);
         let mut out = String::new();
-        let fmt_labels = |l: &[(&'static str, String)], extra: Option<(&str, String)>| -> String {
-            let mut parts: Vec<String> = l
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                .collect();
-            if let Some((k, v)) = extra {
-                parts.push(format!("{k}=\"{v}\""));
-            }
-            if parts.is_empty() {
-                String::new()
-            } else {
-                format!("{{{}}}", parts.join(","))
-            }
-        };
-        for (name, kind, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            match kind {
-                "histogram" => {
-                    let m = self.probes.lock().unwrap_or_else(|e| e.into_inner());
-                    for ser in m.values() {
-                        let labels =
-                            vec![("probe", ser.probe.clone()), ("target", ser.target.clone())];
-                        for (i, b) in BUCKETS.iter().enumerate() {
-                            let _ = writeln!(
-                                out,
-                                "{name}_bucket{} {}",
-                                fmt_labels(&labels, Some(("le", b.to_string()))),
-                                ser.buckets[i].load(Ordering::Relaxed)
-                            );
-                        }
-                        let count = ser.count.load(Ordering::Relaxed);
-                        let _ = writeln!(
-                            out,
-                            "{name}_bucket{} {count}",
-                            fmt_labels(&labels, Some(("le", "+Inf".into())))
-                        );
-                        let sum = ser.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-                        let _ = writeln!(out, "{name}_sum{} {sum}", fmt_labels(&labels, None));
-                        let _ = writeln!(out, "{name}_count{} {count}", fmt_labels(&labels, None));
-                    }
-                }
-                _ if name == "rb_probe_runs_total" => {
-                    let m = self.probes.lock().unwrap_or_else(|e| e.into_inner());
-                    for ser in m.values() {
-                        for (r, c) in [
-                            ("ok", &ser.ok),
-                            ("error", &ser.error),
-                            ("timeout", &ser.timeout),
-                        ] {
-                            let v = c.load(Ordering::Relaxed);
-                            if v > 0 {
-                                let labels = vec![
-                                    ("probe", ser.probe.clone()),
-                                    ("target", ser.target.clone()),
-                                    ("result", r.to_string()),
-                                ];
-                                let _ = writeln!(out, "{name}{} {v}", fmt_labels(&labels, None));
-                            }
-                        }
-                    }
-                }
-                _ if name == "rb_verdicts_total" => {
-                    let m = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
-                    for ser in m.values() {
-                        for (v, c) in VERDICTS.iter().zip(ser.counts.iter()) {
-                            let n = c.load(Ordering::Relaxed);
-                            if n > 0 {
-                                let labels = vec![
-                                    ("playbook", ser.playbook.clone()),
-                                    ("verdict", v.to_string()),
-                                ];
-                                let _ = writeln!(out, "{name}{} {n}", fmt_labels(&labels, None));
-                            }
-                        }
-                    }
-                }
-                "gauge" => {
-                    if let Ok(g) = self.gauges.lock() {
-                        for ((n, l), v) in g.iter().filter(|((n, _), _)| *n == name) {
-                            let _ = writeln!(out, "{n}{} {v}", fmt_labels(l, None));
-                        }
-                    }
-                }
-                _ => {
-                    if let Ok(c) = self.counters.lock() {
-                        for ((n, l), v) in c.iter().filter(|((n, _), _)| *n == name) {
-                            let _ = writeln!(out, "{n}{} {v}", fmt_labels(l, None));
-                        }
-                    }
-                }
-            }
-        }
+        // writing into a String cannot fail
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Writes the engine's metrics at each scrape.
+#[derive(Debug)]
+struct EngineCollector(Arc<Inner>);
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let counters = read(&self.0.counters);
+        let gauges = read(&self.0.gauges);
+        let help = |name: &str| -> String {
+            KNOWN
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, h, _)| h.to_string())
+                .unwrap_or_else(|| format!("rb engine metric {name}."))
+        };
+        let mut written = BTreeSet::new();
+        let mut write_one =
+            |encoder: &mut DescriptorEncoder<'_>, name: &str| -> Result<(), std::fmt::Error> {
+                if !written.insert(name.to_string()) {
+                    return Ok(());
+                }
+                if name == "rb_probe_duration_seconds" {
+                    let f = &self.0.durations;
+                    let m = encoder.encode_descriptor(name, &help(name), None, f.metric_type())?;
+                    return f.encode(m);
+                }
+                if let Some(f) = counters.get(name) {
+                    let m = encoder.encode_descriptor(name, &help(name), None, f.metric_type())?;
+                    return f.encode(m);
+                }
+                if let Some(f) = gauges.get(name) {
+                    let m = encoder.encode_descriptor(name, &help(name), None, f.metric_type())?;
+                    return f.encode(m);
+                }
+                Ok(())
+            };
+        for (name, _, _) in KNOWN {
+            write_one(&mut encoder, name)?;
+        }
+        let extra: Vec<String> = counters.keys().chain(gauges.keys()).cloned().collect();
+        for name in extra {
+            write_one(&mut encoder, &name)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn text_comes_from_prometheus_client() {
+        let m = Metrics::default();
+        let s = m.probe_series("kafka.lag", "kafka-main");
+        s.record(ProbeResult::Ok, Duration::from_millis(20));
+        s.record(ProbeResult::Timeout, Duration::from_secs(11));
+        m.verdict_series("backlog").record("firing");
+        m.inc(
+            "rb_remediations_total",
+            vec![("action", "a".into()), ("outcome", "applied".into())],
+        );
+        m.set("rb_open_incidents", vec![], 2.0);
+        let text = m.render();
+        for needle in [
+            "# TYPE rb_probe_runs counter",
+            "rb_probe_runs_total{probe=\"kafka.lag\",target=\"kafka-main\",result=\"ok\"} 1",
+            "rb_probe_runs_total{probe=\"kafka.lag\",target=\"kafka-main\",result=\"timeout\"} 1",
+            "# TYPE rb_probe_duration_seconds histogram",
+            "rb_probe_duration_seconds_bucket{le=\"0.025\",probe=\"kafka.lag\",target=\"kafka-main\"} 1",
+            "rb_probe_duration_seconds_count{probe=\"kafka.lag\",target=\"kafka-main\"} 2",
+            "rb_verdicts_total{playbook=\"backlog\",verdict=\"firing\"} 1",
+            "rb_remediations_total{action=\"a\",outcome=\"applied\"} 1",
+            "rb_open_incidents 2.0",
+            "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert_eq!(m.counter("rb_probe_runs_total", &[("result", "ok")]), 1.0);
+        assert_eq!(m.counter("rb_probe_runs", &[("probe", "kafka.lag")]), 2.0);
+        assert_eq!(
+            m.counter("rb_remediations_total", &[("outcome", "failed")]),
+            0.0
+        );
+        assert_eq!(m.gauge("rb_open_incidents", &[]), Some(2.0));
+    }
+
+    #[test]
+    fn an_application_registry_sees_the_engine_metrics_at_each_scrape() {
+        let m = Metrics::default();
+        let mut registry = Registry::default();
+        let app = Counter::<u64>::default();
+        registry.register(
+            "app_requests",
+            "The application's own counter.",
+            app.clone(),
+        );
+        m.register(&mut registry);
+        app.inc();
+        // created after registration: still scraped
+        m.inc(
+            "rb_escalations_total",
+            vec![("role", "kafka-oncall".into()), ("reason", "Failed".into())],
+        );
+        m.inc("rb_something_new_total", vec![("k", "v".into())]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for needle in [
+            "app_requests_total 1",
+            "rb_escalations_total{role=\"kafka-oncall\",reason=\"Failed\"} 1",
+            "rb_something_new_total{k=\"v\"} 1",
+            "# HELP rb_escalations Pages sent by role and reason.",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        // label values are escaped by the encoder
+        m.inc(
+            "rb_remediations_total",
+            vec![("action", "a\"b\nc".into()), ("outcome", "x".into())],
+        );
+        assert!(m
+            .render()
+            .contains("rb_remediations_total{action=\"a\\\"b\\nc\",outcome=\"x\"} 1"));
+    }
 }

@@ -240,6 +240,23 @@ pub mod facts {
         pub annotations: std::collections::BTreeMap<String, String>,
         /// `startsAt` as sent.
         pub starts_at: String,
+        /// Ids of the Alertmanager silences muting the alert (`status.silencedBy` of the v2 API). A
+        /// webhook never carries it (Alertmanager does not notify silenced alerts), so it is empty there.
+        /// A silenced alert does not fire [`crate::symptom::alert_matching`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub silenced_by: Vec<String>,
+    }
+
+    impl Alert {
+        /// Whether the alert is firing (`status` is `firing`).
+        pub fn is_firing(&self) -> bool {
+            self.status == "firing"
+        }
+
+        /// Whether a silence mutes the alert.
+        pub fn is_silenced(&self) -> bool {
+            !self.silenced_by.is_empty()
+        }
     }
 
     impl FactType for Alert {

@@ -81,6 +81,7 @@ impl Signal {
                     labels: a.labels,
                     annotations: a.annotations,
                     starts_at: a.starts_at,
+                    silenced_by: Vec::new(),
                 }))
             })
             .collect()

@@ -230,6 +230,7 @@ fn alert(job: &str, status: &str) -> Signal {
             .collect(),
         annotations: Default::default(),
         starts_at: "2026-11-25T07:00:00Z".into(),
+        silenced_by: vec![],
     })
 }
 

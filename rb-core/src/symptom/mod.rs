@@ -6,6 +6,7 @@
 //! metric, or an incomplete observation make the verdict unknown.
 //!
 //! The library: [`metric`] thresholds with for-duration and hysteresis, increase and rate over a window,
+//! sudden gauge drops ([`MetricQuery::drops_by`]),
 //! [`all_of`] / [`any_of`] composition, typed predicates over facts ([`fact_rule`]), and pushed alerts and
 //! manual reports ([`alert_firing`], [`manual_report`]).
 //!
@@ -32,8 +33,11 @@ use crate::observation::{Labels, Observation};
 use crate::time::{human, Timestamp};
 
 pub use compose::{all_of, any_of, AllOf, AnyOf};
-pub use fact::{alert_firing, fact_rule, manual_report, AlertFiring, FactRule, ManualReportFiled};
-pub use threshold::{metric, Aggregation, Comparison, MetricQuery, Threshold};
+pub use fact::{
+    alert_firing, alert_matching, fact_rule, manual_report, AlertFiring, AlertMatching, FactRule,
+    ManualReportFiled, ALERT_MEMORY,
+};
+pub use threshold::{metric, Aggregation, Comparison, DropBy, GaugeDrop, MetricQuery, Threshold};
 
 /// The metric a finding violated, for the ITSM record: name, labels, value and threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,18 +336,21 @@ pub fn evaluate(
     verdict
 }
 
-/// Whether a condition holds on one record.
+/// Whether a condition holds on one record: the answer a [`streak`] condition gives.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Holds {
+pub enum Holds {
+    /// The condition holds on this record.
     Yes,
+    /// It does not.
     No,
+    /// The record cannot be judged (a failed probe, a missing metric or fact): why.
     Unknown(String),
 }
 
-/// The outcome of walking back a streak.
-#[derive(Debug)]
-pub(crate) enum Streak {
-    /// The newest record cannot be judged.
+/// The outcome of walking back a [`streak`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Streak {
+    /// The newest record cannot be judged: why.
     Unknown(String),
     /// The condition does not hold on the newest record.
     Broken,
@@ -351,9 +358,75 @@ pub(crate) enum Streak {
     Since(Timestamp),
 }
 
-/// Walk back from the newest record while `cond` holds. An unknown record in the middle ends the run
-/// (the condition cannot be said to have held through it).
-pub(crate) fn streak(history: &History, mut cond: impl FnMut(usize, &Record) -> Holds) -> Streak {
+/// Walk back from the newest record while `cond` holds (it is given the record's index, 0 = oldest,
+/// and the record). An unknown record in the middle ends the run (the condition cannot be said to
+/// have held through it); an unknown newest record makes the streak [`Streak::Unknown`].
+///
+/// The building blocks [`streak`], [`streak_verdict`], [`usable`] and [`for_suffix`] are what the
+/// library's own symptoms are made of; a symptom written in another crate uses them the same way.
+/// Here, "a node is down for 2 minutes" over a typed fact:
+///
+/// ```
+/// use std::time::Duration;
+/// use rb_core::symptom::{
+///     for_suffix, streak, streak_verdict, usable, EvalContext, Finding, Holds, Symptom, Verdict,
+/// };
+/// use rb_core::time::mins;
+/// use rb_core::FactType;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Ring { down: Vec<String> }
+/// impl FactType for Ring { const KIND: &'static str = "example.ring"; }
+///
+/// #[derive(Debug)]
+/// struct NodeDown { for_at_least: Duration }
+///
+/// impl Symptom for NodeDown {
+///     fn name(&self) -> String {
+///         format!("a node is down{}", for_suffix(self.for_at_least))
+///     }
+///     fn lookback(&self) -> Duration {
+///         self.for_at_least
+///     }
+///     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
+///         let mut newest_down = None;
+///         let s = streak(ctx.history, |_, rec| {
+///             // a failed probe or an incomplete observation cannot be judged
+///             let obs = match usable(rec) {
+///                 Ok(o) => o,
+///                 Err(why) => return Holds::Unknown(why),
+///             };
+///             match obs.facts.get::<Ring>() {
+///                 Some(Ok(r)) if !r.down.is_empty() => {
+///                     newest_down.get_or_insert(r.down.join(", "));
+///                     Holds::Yes
+///                 }
+///                 Some(Ok(_)) => Holds::No,
+///                 _ => Holds::Unknown("no ring".into()),
+///             }
+///         });
+///         streak_verdict(s, ctx.now, self.for_at_least, |since| {
+///             Finding::new(self.name(), format!("down: {}", newest_down.clone().unwrap_or_default()), since)
+///         })
+///     }
+/// }
+///
+/// // judged over a history the way the engine does it
+/// use rb_core::symptom::{evaluate, History, Record, SymptomState};
+/// use rb_core::{time::Timestamp, Observation};
+/// let mut h = History::new(mins(10), 100);
+/// let mut st = SymptomState::default();
+/// let rule = NodeDown { for_at_least: mins(2) };
+/// for (i, down) in [vec![], vec!["dc1-n3".to_string()], vec!["dc1-n3".to_string()]].into_iter().enumerate() {
+///     let at = Timestamp(i as u64 * 60_000);
+///     let obs = Observation::new("ring", "cassandra", at).fact(&Ring { down });
+///     h.push(Record { at, result: Ok(obs) });
+/// }
+/// // down since the second minute: pending for 1 of 2 minutes
+/// assert!(matches!(evaluate(&rule, &h, Timestamp(120_000), &mut st), Verdict::Pending { .. }));
+/// assert!(evaluate(&rule, &h, Timestamp(180_000), &mut st).is_firing());
+/// ```
+pub fn streak(history: &History, mut cond: impl FnMut(usize, &Record) -> Holds) -> Streak {
     let n = history.len();
     let mut since = None;
     for (i, rec) in history.records().enumerate().rev() {
@@ -374,8 +447,9 @@ pub(crate) fn streak(history: &History, mut cond: impl FnMut(usize, &Record) -> 
     }
 }
 
-/// Turn a streak into a verdict with a for-duration.
-pub(crate) fn streak_verdict(
+/// Turn a [`Streak`] into a verdict with a for-duration: unknown stays unknown, broken is ok, a run
+/// shorter than `for_at_least` is pending, a long enough one fires with `finding(since)`.
+pub fn streak_verdict(
     s: Streak,
     now: Timestamp,
     for_at_least: Duration,
@@ -397,8 +471,9 @@ pub(crate) fn streak_verdict(
     }
 }
 
-/// The observation of a record, or why it cannot be used.
-pub(crate) fn usable(rec: &Record) -> Result<&Observation, String> {
+/// The observation of a record, or why it cannot be used: a failed probe or an incomplete observation
+/// is never judged (a symptom answers [`Holds::Unknown`] with this text).
+pub fn usable(rec: &Record) -> Result<&Observation, String> {
     match &rec.result {
         Err(f) => Err(format!("probe failed ({}): {}", f.kind, f.message)),
         Ok(o) if !o.complete => Err(format!("incomplete observation: {}", o.gaps.join("; "))),
@@ -406,8 +481,8 @@ pub(crate) fn usable(rec: &Record) -> Result<&Observation, String> {
     }
 }
 
-/// `for 2m` or nothing.
-pub(crate) fn for_suffix(d: Duration) -> String {
+/// The suffix of a symptom's name for its for-duration: ` for 2m`, or nothing for zero.
+pub fn for_suffix(d: Duration) -> String {
     if d.is_zero() {
         String::new()
     } else {

@@ -189,6 +189,26 @@ impl MetricQuery {
         Threshold::new(self, Comparison::AtMost(t))
     }
 
+    /// A gauge drop: fire when the value falls by at least `n` from its highest point within the window
+    /// ([`GaugeDrop::within`], 5 minutes by default). Unlike [`MetricQuery::increase_over`], which reads
+    /// a fall as a counter reset, this is for gauges that should not fall suddenly (a connector count,
+    /// live nodes).
+    ///
+    /// ```
+    /// use rb_core::symptom::metric;
+    /// use rb_core::time::mins;
+    /// let lost = metric("kafka_connect_connectors").sum().drops_by(2.0).within(mins(5));
+    /// # let _ = lost;
+    /// ```
+    pub fn drops_by(self, n: f64) -> GaugeDrop {
+        GaugeDrop::new(self, DropBy::Absolute(n))
+    }
+
+    /// A gauge drop by at least `percent` % of its highest point within the window.
+    pub fn drops_by_percent(self, percent: f64) -> GaugeDrop {
+        GaugeDrop::new(self, DropBy::Percent(percent))
+    }
+
     fn describe(&self) -> String {
         let sel = if self.matchers.is_empty() {
             self.name.clone()
@@ -510,6 +530,179 @@ impl Symptom for Threshold {
         });
         streak_verdict(s, ctx.now, self.for_at_least, |since| {
             self.finding(since, latest, h)
+        })
+    }
+}
+
+/// How much a gauge must fall.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DropBy {
+    /// By at least this much.
+    Absolute(f64),
+    /// By at least this percentage of the highest value in the window.
+    Percent(f64),
+}
+
+/// A sudden fall of a gauge: the newest value is at least N (or P %) below the highest value seen
+/// within the window. Build it with [`MetricQuery::drops_by`] or [`MetricQuery::drops_by_percent`].
+///
+/// Unknown when the newest observation cannot be read, when fewer than two observations within the
+/// window can, or when no drop is visible but some observation within the window could not be read
+/// (the peak may be hidden in it). A drop seen between readable observations fires even so. The
+/// symptom clears once the peak leaves the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaugeDrop {
+    query: MetricQuery,
+    by: DropBy,
+    window: Duration,
+    name: Option<String>,
+}
+
+impl GaugeDrop {
+    fn new(query: MetricQuery, by: DropBy) -> Self {
+        Self {
+            query,
+            by,
+            window: Duration::from_secs(300),
+            name: None,
+        }
+    }
+
+    /// The window the fall must happen within (default 5 minutes).
+    pub fn within(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// A custom name for reports.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    fn holds(&self, peak: f64, v: f64) -> bool {
+        let fall = peak - v;
+        match self.by {
+            DropBy::Absolute(n) => fall >= n && fall > 0.0,
+            DropBy::Percent(p) => peak > 0.0 && fall > 0.0 && fall / peak * 100.0 >= p,
+        }
+    }
+
+    fn amount(&self) -> String {
+        match self.by {
+            DropBy::Absolute(n) => fmt_num(n),
+            DropBy::Percent(p) => format!("{}%", fmt_num(p)),
+        }
+    }
+}
+
+impl Symptom for GaugeDrop {
+    fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            format!(
+                "{} drops by {} within {}",
+                self.query.describe(),
+                self.amount(),
+                human(self.window)
+            )
+        })
+    }
+
+    fn lookback(&self) -> Duration {
+        self.window + self.query.window()
+    }
+
+    fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
+        let h = ctx.history;
+        let Some(last) = h.len().checked_sub(1) else {
+            return Verdict::unknown("no observation yet");
+        };
+        let Some(newest_at) = h.latest().map(|r| r.at) else {
+            return Verdict::unknown("no observation yet");
+        };
+        let current = match self.query.value_at(h, last) {
+            Ok(v) => v,
+            Err(why) => return Verdict::Unknown { why },
+        };
+        let start = newest_at
+            .as_millis()
+            .saturating_sub(self.window.as_millis() as u64);
+        let mut seen: Vec<(crate::time::Timestamp, f64)> = Vec::new();
+        let mut unreadable: Option<String> = None;
+        for (i, rec) in h.records().enumerate() {
+            if rec.at.as_millis() < start {
+                continue;
+            }
+            match self.query.value_at(h, i) {
+                Ok(v) => seen.push((rec.at, v)),
+                Err(why) => {
+                    unreadable.get_or_insert(why);
+                }
+            }
+        }
+        if seen.len() < 2 {
+            return Verdict::unknown(format!(
+                "not enough data for {} (need two observations within {})",
+                self.query.describe(),
+                human(self.window)
+            ));
+        }
+        // the highest point (its latest occurrence), then the first reading after it that is down
+        // far enough: when the drop happened
+        let mut peak_i = 0;
+        for (i, (_, v)) in seen.iter().enumerate() {
+            if *v >= seen[peak_i].1 {
+                peak_i = i;
+            }
+        }
+        let peak = seen[peak_i].1;
+        if !self.holds(peak, current) {
+            return match unreadable {
+                Some(why) => Verdict::unknown(format!(
+                    "no drop of {} visible but the window has an unreadable observation: {why}",
+                    self.query.describe()
+                )),
+                None => Verdict::Ok,
+            };
+        }
+        let since = seen[peak_i..]
+            .iter()
+            .find(|(_, v)| self.holds(peak, *v))
+            .map(|(at, _)| *at)
+            .unwrap_or(newest_at);
+        let fall = peak - current;
+        let percent = if peak > 0.0 { fall / peak * 100.0 } else { 0.0 };
+        let (value, threshold, how) = match self.by {
+            DropBy::Absolute(n) => (fall, n, "fall"),
+            DropBy::Percent(p) => (percent, p, "fall in %"),
+        };
+        Verdict::Firing(Finding {
+            offending: self
+                .query
+                .offending_at(h, last, Comparison::AtLeast(f64::NEG_INFINITY)),
+            symptom: self.name(),
+            summary: format!(
+                "{} fell by {} ({percent:.0}%) within {}: from {} to {}",
+                self.query.describe(),
+                fmt_num(fall),
+                human(self.window),
+                fmt_num(peak),
+                fmt_num(current)
+            ),
+            since,
+            violated: Some(ViolatedMetric {
+                name: self.query.name.clone(),
+                labels: self.query.matchers.clone(),
+                aggregation: format!(
+                    "{} {how} within {}",
+                    self.query.agg.label(),
+                    human(self.window)
+                ),
+                value,
+                comparison: ">=".to_string(),
+                threshold,
+            }),
+            evidence: Vec::new(),
         })
     }
 }
