@@ -9,7 +9,8 @@
 //! an output directory it names at the end (`RB_OUT` overrides it), and exits 0.
 //!
 //! The probe and the remediation below are small and written against the real Kafka Connect REST API;
-//! rb-probes / rb-actions will ship hardened versions.
+//! rb-probes / rb-actions will ship hardened versions. Nothing in the playbook names a connector: the
+//! incident is keyed per failed connector, and the restart reads which one from the finding.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,12 +119,19 @@ impl Probe for ConnectStatus {
 
 /// Restarts a connector's failed tasks: `POST /connectors/{n}/restart?includeTasks=true&onlyFailed=true`
 /// (without the parameters, Connect restarts only the connector object and the failed tasks stay FAILED).
+/// Which connector: the one the incident is about (`connector` label of the offending series).
 #[derive(Debug)]
 struct RestartFailedTasks {
     target: Target,
-    connector: String,
     base_url: String,
     http: reqwest::Client,
+}
+
+fn connector_of(plan: &Plan) -> String {
+    plan.params["connector"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[async_trait]
@@ -134,21 +142,29 @@ impl Remediation for RestartFailedTasks {
     fn risk(&self) -> Risk {
         Risk::Disruptive
     }
-    async fn plan(&self, _ctx: &ActionContext) -> Result<Plan, RemediationError> {
+    async fn plan(&self, ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        let connector = ctx.label("connector").ok_or_else(|| {
+            RemediationError::new(
+                self.id(),
+                &self.target.name,
+                &self.base_url,
+                ErrorKind::Invalid,
+                "the finding names no connector",
+            )
+        })?;
         Ok(Plan::new(
             self.id(),
             vec![self.target.clone()],
-            format!(
-                "POST /connectors/{}/restart?includeTasks=true&onlyFailed=true",
-                self.connector
-            ),
+            format!("POST /connectors/{connector}/restart?includeTasks=true&onlyFailed=true"),
         )
+        .params(serde_json::json!({ "connector": connector }))
         .expect("failed tasks go RESTARTING then RUNNING; healthy tasks are not touched"))
     }
-    async fn apply(&self, _plan: &Plan, ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+    async fn apply(&self, plan: &Plan, ctx: &ActionContext) -> Result<Outcome, RemediationError> {
         let url = format!(
             "{}/connectors/{}/restart?includeTasks=true&onlyFailed=true",
-            self.base_url, self.connector
+            self.base_url,
+            connector_of(plan)
         );
         let err = |kind, msg: String| {
             RemediationError::new(self.id(), &self.target.name, &url, kind, msg)
@@ -182,11 +198,11 @@ impl Remediation for RestartFailedTasks {
     }
     async fn verify(
         &self,
-        _plan: &Plan,
+        plan: &Plan,
         _o: &Outcome,
         ctx: &ActionContext,
     ) -> Result<Verification, RemediationError> {
-        let url = format!("{}/connectors/{}/status", self.base_url, self.connector);
+        let url = format!("{}/connectors/{}/status", self.base_url, connector_of(plan));
         let err = |kind, msg: String| {
             RemediationError::new(self.id(), &self.target.name, &url, kind, msg)
         };
@@ -301,9 +317,10 @@ async fn main() -> anyhow::Result<()> {
                         .above(0.0)
                         .for_at_least(mins(1)),
                 )
+                // one incident per failed connector; the restart reads which from the finding
+                .incident_per(&["connector"])
                 .mitigate(Arc::new(RestartFailedTasks {
                     target: connect_target.clone(),
-                    connector: "orders-cdc".into(),
                     base_url: connect.base_url(),
                     http: http.clone(),
                 }))
@@ -342,10 +359,17 @@ async fn main() -> anyhow::Result<()> {
         .await?;
 
     println!("rb lakehouse demo — virtual clock; dry-run: {dry_run}\n");
-    // The scripted day: at 00:02 task 1 of orders-cdc fails; at 00:10 a user files a ticket.
+    // The scripted day: at 00:02 task 1 of orders-cdc fails, at 00:03 task 0 of payments-sink (two
+    // incidents, each restarting its own connector); at 00:10 a user files a ticket.
     engine.run_for(mins(2)).await?;
     connect.fail_task("orders-cdc", 1, "org.apache.kafka.connect.errors.ConnectException: Debezium lost its binlog position\n\tat ...")?;
-    engine.run_for(mins(8)).await?;
+    engine.run_for(mins(1)).await?;
+    connect.fail_task(
+        "payments-sink",
+        0,
+        "org.apache.kafka.connect.errors.RetriableException: Doris stream load timed out\n\tat ...",
+    )?;
+    engine.run_for(mins(7)).await?;
     engine.ingest(Signal::manual(
         "user-report",
         "ITSM-4711",
