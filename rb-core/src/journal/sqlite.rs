@@ -85,16 +85,24 @@ impl SqliteJournal {
     }
 
     /// Run `f` on the connection in a blocking task (see the type's docs for why).
+    ///
+    /// Cancellation-safe: the lock guard itself moves into the blocking task, so the connection never
+    /// leaves the mutex. A caller dropped while the task runs (a timeout around it, a dropped `tick()`)
+    /// loses nothing: the statement finishes (or not) in the task, which then releases the lock with
+    /// the connection in place — an event is committed once or not at all, never half, and the journal
+    /// stays open.
     async fn with_conn<T, F>(&self, what: &'static str, f: F) -> Result<T, JournalError>
     where
         T: Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error> + Send + 'static,
     {
-        let mut guard = self.conn.lock().await;
-        let mut conn = guard.take().ok_or_else(|| self.closed())?;
-        let (conn, res) = tokio::task::spawn_blocking(move || {
-            let r = f(&mut conn);
-            (conn, r)
+        let mut guard = self.conn.clone().lock_owned().await;
+        if guard.is_none() {
+            return Err(self.closed());
+        }
+        let res = tokio::task::spawn_blocking(move || match guard.as_mut() {
+            Some(conn) => f(conn).map_err(Some),
+            None => Err(None),
         })
         .await
         .map_err(|e| {
@@ -104,8 +112,10 @@ impl SqliteJournal {
                 format!("{what}: journal worker failed: {e}"),
             )
         })?;
-        *guard = Some(conn);
-        res.map_err(|e| err(&self.name, what, e))
+        res.map_err(|e| match e {
+            Some(e) => err(&self.name, what, e),
+            None => self.closed(),
+        })
     }
 
     async fn fetch(
