@@ -62,6 +62,7 @@ pub struct EngineBuilder {
     max_concurrent_probes: usize,
     tick_interval: Duration,
     blind_after: Duration,
+    id_seed: Option<u64>,
 }
 
 impl EngineBuilder {
@@ -80,7 +81,15 @@ impl EngineBuilder {
             max_concurrent_probes: 64,
             tick_interval: secs(5),
             blind_after: crate::time::mins(5),
+            id_seed: None,
         }
+    }
+
+    /// Seed the random part of incident ids (for reproducible test output; by default it comes from
+    /// the operating system, so that engines sharing a journal never collide).
+    pub fn incident_id_seed(mut self, seed: u64) -> Self {
+        self.id_seed = Some(seed);
+        self
     }
 
     /// A detect probe that cannot see its target (errors, incomplete observations) for this long opens
@@ -215,6 +224,10 @@ impl EngineBuilder {
                 bindings,
                 open: BTreeMap::new(),
                 rng,
+                id_rng: match self.id_seed {
+                    Some(seed) => StdRng::seed_from_u64(seed),
+                    None => StdRng::from_entropy(),
+                },
             }),
             policy_state: Mutex::new(PolicyState::default()),
             probe_sem: Arc::new(Semaphore::new(self.max_concurrent_probes)),
@@ -230,6 +243,20 @@ impl EngineBuilder {
         engine.resume().await?;
         Ok(engine)
     }
+}
+
+/// A readable, time-ordered incident id that needs no counting: `INC-20261125-070901-kafka-backlog-`
+/// then 20 Crockford base32 characters — 48 bits of milliseconds and 52 random bits — so ids from
+/// several engines sharing one journal never collide and sort by opening time.
+fn incident_id(at: Timestamp, playbook: &str, rng: &mut StdRng) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let bits: u128 =
+        (u128::from(at.as_millis() & 0xFFFF_FFFF_FFFF) << 52) | u128::from(rng.gen::<u64>() >> 12);
+    let suffix: String = (0..20)
+        .rev()
+        .map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char)
+        .collect();
+    format!("INC-{}-{}-{}", compact(at), playbook, suffix)
 }
 
 fn jitter(rng: &mut StdRng, max: Duration) -> Duration {
@@ -282,6 +309,8 @@ struct State {
     /// Open incidents by fingerprint.
     open: BTreeMap<String, Slot>,
     rng: StdRng,
+    /// Random bits of incident ids: from the OS unless a seed is set (tests).
+    id_rng: StdRng,
 }
 
 #[derive(Debug)]
@@ -1022,17 +1051,7 @@ impl Engine {
                 finding.offending.insert(0, key.clone());
             }
             let target = d.source.target().clone();
-            let id = format!(
-                "INC-{}-{}-{}",
-                compact(at),
-                p.id,
-                inner
-                    .journal
-                    .incidents()
-                    .await
-                    .map(|v| v.len() + 1)
-                    .unwrap_or(1)
-            );
+            let id = incident_id(at, &p.id, &mut st.id_rng);
             let latest_obs = g.history.latest().and_then(|r| r.result.as_ref().ok());
             let commit = latest_obs
                 .and_then(|o| o.facts.get::<NessieCommit>())
@@ -1142,17 +1161,7 @@ impl Engine {
             let p = &inner.runbook.playbooks[b.playbook];
             let target = p.detectors[b.detector].source.target().clone();
             let summary = format!("cannot see {}: {} since {}", target.name, why, since);
-            let id = format!(
-                "INC-{}-blind-{}-{}",
-                compact(at),
-                p.id,
-                inner
-                    .journal
-                    .incidents()
-                    .await
-                    .map(|v| v.len() + 1)
-                    .unwrap_or(1)
-            );
+            let id = incident_id(at, &format!("blind-{}", p.id), &mut st.id_rng);
             let finding = Finding::new("probe blind", summary.clone(), *since);
             let rec = IncidentRecord {
                 id: id.clone(),

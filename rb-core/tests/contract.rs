@@ -916,3 +916,33 @@ async fn a_probe_refused_for_six_minutes_opens_a_cannot_see_incident_closed_when
     let inc = e.incident(&inc.record.id).await.unwrap();
     assert_eq!(inc.resolution, Some(rb_core::Resolution::Recovered));
 }
+
+#[tokio::test(start_paused = true)]
+async fn incident_ids_are_unique_across_engines_without_counting() {
+    // two engines (two processes), each with its own journal, open an incident at the same instant:
+    // a count of incidents would name both "-1"
+    let mut ids = Vec::new();
+    for _engine in 0..2 {
+        let journal = Arc::new(MemoryJournal::new());
+        let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+        let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![])))
+            .clock(clock()) // both engines at the same instant: counting would collide
+            .journal(journal.clone())
+            .build()
+            .await
+            .unwrap();
+        e.tick().await.unwrap();
+        tokio::time::sleep(mins(2)).await;
+        e.tick().await.unwrap();
+        ids.extend(e.open_incidents().await);
+    }
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1], "{ids:?}");
+    for id in &ids {
+        assert!(
+            id.starts_with("INC-20261125-0702"),
+            "readable prefix kept: {id}"
+        );
+        assert_eq!(id.rsplit('-').next().unwrap().len(), 20, "{id}");
+    }
+}

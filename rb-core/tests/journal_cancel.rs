@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::task::{Context, Poll};
+use std::task::Context;
 
 use rb_core::journal::{Event, Journal, SqliteJournal};
 use rb_core::time::Timestamp;
@@ -22,7 +22,7 @@ async fn poll_k_then_drop<F: Future>(fut: F, k: usize) -> bool {
     for _ in 0..k {
         let waker = futures::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        if let Poll::Ready(_) = fut.as_mut().poll(&mut cx) {
+        if fut.as_mut().poll(&mut cx).is_ready() {
             return true;
         }
         tokio::task::yield_now().await;
@@ -41,9 +41,15 @@ async fn a_write_dropped_at_any_point_is_committed_once_or_not_at_all_and_the_jo
     for k in 0..200 {
         let done = poll_k_then_drop(j.append(inc, Timestamp(k as u64), &note(k)), k).await;
         // after a drop, the journal must still take writes and answer reads
-        j.append(inc, Timestamp(0), &Event::Note { text: format!("after {k}") })
-            .await
-            .unwrap_or_else(|e| panic!("journal lost after dropping write {k}: {e}"));
+        j.append(
+            inc,
+            Timestamp(0),
+            &Event::Note {
+                text: format!("after {k}"),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("journal lost after dropping write {k}: {e}"));
         if done {
             completed_at = Some(k);
             break;
@@ -51,7 +57,10 @@ async fn a_write_dropped_at_any_point_is_committed_once_or_not_at_all_and_the_jo
         dropped += 1;
     }
     let k_done = completed_at.expect("the write completes once polled enough");
-    assert!(dropped > 0, "at least one write was dropped before completing");
+    assert!(
+        dropped > 0,
+        "at least one write was dropped before completing"
+    );
     // every dropped write is in the file zero or one times; the completed one exactly once
     let entries = j.entries(inc).await.unwrap();
     for k in 0..=k_done {
@@ -66,7 +75,10 @@ async fn a_write_dropped_at_any_point_is_committed_once_or_not_at_all_and_the_jo
         }
         let after = format!("after {k}");
         assert_eq!(
-            entries.iter().filter(|e| matches!(&e.event, Event::Note { text: t } if *t == after)).count(),
+            entries
+                .iter()
+                .filter(|e| matches!(&e.event, Event::Note { text: t } if *t == after))
+                .count(),
             1
         );
     }

@@ -63,6 +63,7 @@ async fn review_markdown_and_json_match_the_golden_files() {
     let pager = Pager::default();
     let e = Engine::builder(rb)
         .clock(clock())
+        .incident_id_seed(7)
         .approver(Arc::new(AutoApprove))
         .notifier(Arc::new(pager.clone()))
         .build()
