@@ -438,6 +438,11 @@ impl Binding {
             .retain(|_, g| now.since(g.last_seen) <= max_age || open.contains_key(&g.fingerprint));
     }
 
+    /// The detect source of this binding.
+    fn source_kind<'r>(&self, runbook: &'r Runbook) -> &'r Source {
+        &runbook.playbooks[self.playbook].detectors[self.detector].source
+    }
+
     /// The worst verdict over the keys (firing, pending, unknown, ok), for dashboards.
     fn summary(&self) -> Verdict {
         let rank = |v: &Verdict| match v {
@@ -492,6 +497,12 @@ struct Open {
     paged_role: Option<String>,
     /// An incident about a probe that cannot see its target: paged, closed when it sees again.
     blind: bool,
+    /// Whether the detect source is a scheduled probe (it can be observed again on demand).
+    detect_is_probe: bool,
+    /// A decision that arrived for a step, waiting for the fresh observation it will be judged on.
+    decided: Option<(usize, Decision, Plan)>,
+    /// Ask the round to run the detect probe at once.
+    fresh_detect: bool,
     target: Target,
     stage: Stage,
     halted: bool,
@@ -854,6 +865,11 @@ impl Engine {
                             result = Err(e);
                             break 'rounds;
                         }
+                        // it may have asked for a fresh observation now (after a mitigation, or
+                        // before acting on an approval): then a round runs at once
+                        if self.next_wakeup().await <= Instant::now() {
+                            break;
+                        }
                         continue;
                     }
                     _ = tokio::time::sleep_until(next) => {}
@@ -1129,6 +1145,9 @@ impl Engine {
                     finding: Some(finding),
                     paged_role: None,
                     blind: false,
+                    detect_is_probe: matches!(d.source, Source::Probe { .. }),
+                    decided: None,
+                    fresh_detect: false,
                     target,
                     stage: Stage::Diagnose,
                     halted: false,
@@ -1320,6 +1339,10 @@ impl Engine {
                 )
                 .await?;
             tracing::info!(incident = %id, ?stage, "resumed open incident");
+            let detect_is_probe = matches!(
+                st.bindings[bi].source_kind(&inner.runbook),
+                Source::Probe { .. }
+            );
             st.open.insert(
                 rec.fingerprint.clone(),
                 Slot::Idle(Box::new(Open {
@@ -1329,6 +1352,9 @@ impl Engine {
                     key: rec.key.clone(),
                     finding: Some(rec.finding.clone()),
                     blind: rec.fingerprint.starts_with("blind:"),
+                    detect_is_probe,
+                    decided: None,
+                    fresh_detect: false,
                     paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
                         Event::Escalated { notification, .. } => Some(notification.role.clone()),
                         _ => None,
@@ -1376,6 +1402,9 @@ impl Open {
             finding: Some(finding),
             paged_role: None,
             blind: true,
+            detect_is_probe: true,
+            decided: None,
+            fresh_detect: false,
             target,
             stage: Stage::Diagnose,
             halted: false,
@@ -1441,6 +1470,8 @@ fn target_keys(plan: &Plan, instance: &Labels) -> Vec<String> {
 enum StepResult {
     Continue,
     Halt,
+    /// Plan (and ask) this step again.
+    Again,
     /// Waiting for an approver; the step resumes in a later tick.
     Waiting,
 }
@@ -1488,7 +1519,7 @@ impl Inner {
                     open.page = None;
                 }
             }
-            if d.mitigated {
+            if d.mitigated || std::mem::take(&mut open.fresh_detect) {
                 if let Some(b) = st.bindings.get_mut(open.binding) {
                     if b.next_due.is_some() {
                         b.next_due = Some(Instant::now());
@@ -1910,7 +1941,8 @@ impl Inner {
                 continue;
             }
             let span = tracing::info_span!("rb.remediation", action = %rem.id(), incident = %o.id, step = step);
-            let waiting = o.approval.as_ref().is_some_and(|a| a.step == step);
+            let waiting = o.approval.as_ref().is_some_and(|a| a.step == step)
+                || o.decided.as_ref().is_some_and(|d| d.0 == step);
             let result = if waiting {
                 self.resume_step(o, p, step, rem.as_ref(), verdict)
                     .instrument(span)
@@ -1922,6 +1954,8 @@ impl Inner {
             };
             match result {
                 StepResult::Waiting => return Ok(false),
+                // the plan changed while a human decided: plan and ask again
+                StepResult::Again => continue,
                 StepResult::Halt if !p.continue_after_failure => o.halted = true,
                 StepResult::Halt | StepResult::Continue => {}
             }
@@ -2187,6 +2221,16 @@ impl Inner {
         verdict: &Verdict,
     ) -> Result<StepResult, Error> {
         use tokio::sync::oneshot::error::TryRecvError;
+        if let Some((s, decision, plan)) = o.decided.take() {
+            if s == step {
+                // the round that brought this call observed the detect probe afresh
+                let entries = self.journal.entries(&o.id).await?;
+                let ctx = self.action_context(o, p, step, &entries);
+                return self
+                    .decided(o, p, step, rem, plan, ctx, decision, verdict, true)
+                    .await;
+            }
+        }
         let Some(mut pending) = o.approval.take() else {
             return self.run_step(o, p, step, rem, verdict).await;
         };
@@ -2209,6 +2253,13 @@ impl Inner {
             },
         };
         let PendingApproval { plan, ctx, .. } = pending;
+        if o.detect_is_probe && matches!(decision, Decision::Granted { .. }) {
+            // observe the detect probe again before acting on a decision that took a while: the
+            // next round runs it at once and brings the fresh verdict here
+            o.decided = Some((step, decision, plan));
+            o.fresh_detect = true;
+            return Ok(StepResult::Waiting);
+        }
         self.decided(o, p, step, rem, plan, ctx, decision, verdict, true)
             .await
     }
@@ -2280,6 +2331,51 @@ impl Inner {
             if let Verdict::Unknown { why } = verdict {
                 let reason = format!("approved, but the data is unknown now: {why}");
                 return self.refuse(o, p, step, &action, reason).await;
+            }
+            if !verdict.is_firing() && !matches!(verdict, Verdict::Unevaluated) {
+                self.append(
+                    &o.id,
+                    Event::Skipped {
+                        step,
+                        action: action.clone(),
+                        reason: format!(
+                            "approved, but the symptom no longer fires ({}): nothing applied",
+                            verdict.label()
+                        ),
+                    },
+                )
+                .await?;
+                return Ok(StepResult::Continue);
+            }
+            // plan again on what is true now: apply only what was approved
+            let fresh = match tokio::time::timeout(self.policy.apply_timeout, rem.plan(&ctx)).await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    return self
+                        .refuse(o, p, step, &action, format!("could not plan again: {e}"))
+                        .await
+                }
+                Err(_) => {
+                    return self
+                        .refuse(o, p, step, &action, "planning again timed out".into())
+                        .await
+                }
+            };
+            if !fresh.same_action(&plan) {
+                self.append(
+                    &o.id,
+                    Event::Note {
+                        text: format!(
+                            "step {step} ({action}): the plan changed while waiting for approval (approved {}, now {}: {}); asking again",
+                            plan.hash(),
+                            fresh.hash(),
+                            fresh.description
+                        ),
+                    },
+                )
+                .await?;
+                return Ok(StepResult::Again);
             }
         }
         self.apply_step(o, p, step, rem, plan, ctx).await

@@ -946,3 +946,130 @@ async fn incident_ids_are_unique_across_engines_without_counting() {
         assert_eq!(id.rsplit('-').next().unwrap().len(), 20, "{id}");
     }
 }
+
+/// Plans a rescale to whatever the shared target parallelism is when asked.
+#[derive(Debug, Clone)]
+struct RescaleTo(Arc<Mutex<u32>>, Arc<Mutex<Vec<u32>>>);
+
+#[async_trait]
+impl Remediation for RescaleTo {
+    fn id(&self) -> &str {
+        "flink.rescale"
+    }
+    fn risk(&self) -> Risk {
+        Risk::Disruptive
+    }
+    async fn plan(&self, _ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        let p = *self.0.lock().unwrap();
+        Ok(
+            Plan::new(self.id(), vec![kafka()], format!("rescale to {p}"))
+                .params(serde_json::json!({ "parallelism": p })),
+        )
+    }
+    async fn apply(&self, plan: &Plan, _ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+        self.1
+            .lock()
+            .unwrap()
+            .push(plan.params["parallelism"].as_u64().unwrap_or(0) as u32);
+        Ok(Outcome::new("rescaled"))
+    }
+}
+
+/// A human who takes five minutes to answer, every time.
+fn slow_human(asked: Arc<AtomicUsize>) -> Arc<dyn rb_core::policy::Approver> {
+    Arc::new(rb_core::policy::CallbackApprover::new(
+        mins(30),
+        move |_req| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(mins(5)).await;
+                rb_core::policy::Decision::Granted { by: "bob".into() }
+            }
+        },
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plan_that_changed_while_a_human_decided_is_asked_again() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let target = Arc::new(Mutex::new(4));
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let rem = RescaleTo(target.clone(), applied.clone());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let pb = Playbook::new("kafka-backlog", "b")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(Arc::new(rem))
+        .escalate_to("Data Platform On-call");
+    let e = Engine::builder(Runbook::new("t").playbook(pb))
+        .clock(clock())
+        .approver(slow_human(asked.clone()))
+        .build()
+        .await
+        .unwrap();
+    e.run_for(mins(1)).await.unwrap();
+    *target.lock().unwrap() = 8; // the lag grew: the plan would now be different
+    e.run_for(mins(15)).await.unwrap();
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "asked again for the changed plan"
+    );
+    assert_eq!(
+        *applied.lock().unwrap(),
+        vec![8],
+        "only the plan a human approved last is applied"
+    );
+    let inc = &e.incidents().await.unwrap()[0];
+    let hashes: Vec<String> = inc
+        .timeline
+        .iter()
+        .filter_map(|x| match &x.event {
+            Event::Approval {
+                plan_hash: Some(h), ..
+            } => Some(h.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hashes.len(), 2);
+    assert_ne!(
+        hashes[0], hashes[1],
+        "each approval journaled with the hash of its plan"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_symptom_that_cleared_while_a_human_decided_skips_the_step() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let rem = RescaleTo(Arc::new(Mutex::new(4)), applied.clone());
+    let asked = Arc::new(AtomicUsize::new(0));
+    let pb = Playbook::new("kafka-backlog", "b")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(Arc::new(rem))
+        .escalate_to("Data Platform On-call");
+    let e = Engine::builder(Runbook::new("t").playbook(pb))
+        .clock(clock())
+        .approver(slow_human(asked.clone()))
+        .build()
+        .await
+        .unwrap();
+    e.run_for(mins(1)).await.unwrap();
+    g.set(100.0); // the lag drained by itself
+    e.run_for(mins(10)).await.unwrap();
+    assert!(
+        applied.lock().unwrap().is_empty(),
+        "nothing applied on a cleared symptom"
+    );
+    let inc = &e.incidents().await.unwrap()[0];
+    assert!(inc.timeline.iter().any(
+        |x| matches!(&x.event, Event::Skipped { reason, .. } if reason.contains("no longer fires"))
+    ));
+}
