@@ -237,6 +237,7 @@ impl EngineBuilder {
             blind_after: self.blind_after,
             commands: Mutex::new(Vec::new()),
             open_ids: Mutex::new(Vec::new()),
+            maintenance: Mutex::new(Vec::new()),
             max_concurrent_probes: self.max_concurrent_probes,
         });
         let engine = Engine { inner };
@@ -293,6 +294,7 @@ struct Inner {
     blind_after: Duration,
     commands: Mutex<Vec<Command>>,
     open_ids: Mutex<Vec<String>>,
+    maintenance: Mutex<Vec<crate::policy::MaintenanceWindow>>,
     max_concurrent_probes: usize,
 }
 
@@ -503,6 +505,8 @@ struct Open {
     decided: Option<(usize, Decision, Plan)>,
     /// Ask the round to run the detect probe at once.
     fresh_detect: bool,
+    /// The end of the maintenance window this incident's steps were last seen waiting for.
+    muted_until: Option<Timestamp>,
     target: Target,
     stage: Stage,
     halted: bool,
@@ -695,6 +699,35 @@ impl Engine {
             },
         )
         .await
+    }
+
+    /// Open a maintenance window: remediations on its target (or on incidents whose key has its labels)
+    /// wait until it ends; incidents still open and page. Journaled, and restored by an engine started
+    /// on the same journal.
+    pub async fn maintenance(&self, window: crate::policy::MaintenanceWindow) -> Result<(), Error> {
+        self.inner
+            .append(
+                crate::journal::MAINTENANCE,
+                Event::Maintenance {
+                    window: window.clone(),
+                },
+            )
+            .await?;
+        if let Ok(mut w) = self.inner.maintenance.lock() {
+            w.push(window);
+        }
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// The maintenance windows still in force.
+    pub fn maintenance_windows(&self) -> Vec<crate::policy::MaintenanceWindow> {
+        let now = self.inner.clock.now();
+        self.inner
+            .maintenance
+            .lock()
+            .map(|w| w.iter().filter(|m| now < m.until).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Close an open incident by hand (it gets its review like any other). Like
@@ -1148,6 +1181,7 @@ impl Engine {
                     detect_is_probe: matches!(d.source, Source::Probe { .. }),
                     decided: None,
                     fresh_detect: false,
+                    muted_until: None,
                     target,
                     stage: Stage::Diagnose,
                     halted: false,
@@ -1258,6 +1292,19 @@ impl Engine {
     /// Rebuild open incidents from the journal (called by [`EngineBuilder::build`]).
     async fn resume(&self) -> Result<(), Error> {
         let inner = &self.inner;
+        let windows: Vec<_> = inner
+            .journal
+            .entries(crate::journal::MAINTENANCE)
+            .await?
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Event::Maintenance { window } => Some(window),
+                _ => None,
+            })
+            .collect();
+        if let Ok(mut w) = inner.maintenance.lock() {
+            *w = windows;
+        }
         let mut st = inner.state.lock().await;
         for id in inner.journal.open_incidents().await? {
             let entries = inner.journal.entries(&id).await?;
@@ -1355,6 +1402,7 @@ impl Engine {
                     detect_is_probe,
                     decided: None,
                     fresh_detect: false,
+                    muted_until: None,
                     paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
                         Event::Escalated { notification, .. } => Some(notification.role.clone()),
                         _ => None,
@@ -1405,6 +1453,7 @@ impl Open {
             detect_is_probe: true,
             decided: None,
             fresh_detect: false,
+            muted_until: None,
             target,
             stage: Stage::Diagnose,
             halted: false,
@@ -1939,6 +1988,28 @@ impl Inner {
                 .await?;
                 o.next_step += 1;
                 continue;
+            }
+            if o.approval.is_none() && o.decided.is_none() {
+                if let Some(w) = self.muted(o) {
+                    if o.muted_until != Some(w.until) {
+                        o.muted_until = Some(w.until);
+                        self.append(
+                            &o.id,
+                            Event::Note {
+                                text: format!(
+                                    "step {step} ({}) waits: maintenance window on {} until {} ({}, set by {})",
+                                    rem.id(),
+                                    w.target,
+                                    w.until,
+                                    w.reason,
+                                    w.by
+                                ),
+                            },
+                        )
+                        .await?;
+                    }
+                    return Ok(false);
+                }
             }
             let span = tracing::info_span!("rb.remediation", action = %rem.id(), incident = %o.id, step = step);
             let waiting = o.approval.as_ref().is_some_and(|a| a.step == step)
@@ -2582,6 +2653,18 @@ impl Inner {
                 .await;
         }
         Ok(StepResult::Continue)
+    }
+
+    /// The maintenance window holding this incident's actions back now, if any.
+    fn muted(&self, o: &Open) -> Option<crate::policy::MaintenanceWindow> {
+        let now = self.clock.now();
+        self.maintenance
+            .lock()
+            .ok()?
+            .iter()
+            .filter(|w| w.covers(&o.target.name, &o.key, now))
+            .max_by_key(|w| w.until)
+            .cloned()
     }
 
     /// The context a remediation sees: the incident, what broke, the evidence, and the outputs of the

@@ -469,3 +469,58 @@ fn prune(q: &mut VecDeque<tokio::time::Instant>, per: Duration, now: tokio::time
         q.pop_front();
     }
 }
+
+/// A maintenance window: remediations on `target` (narrowed to incidents whose key has `labels`) wait
+/// until `until`. Incidents still open, are diagnosed and page; only their actions wait. Set through
+/// [`crate::Engine::maintenance`], journaled, shown in the reviews of the incidents it held back, and
+/// restored when an engine starts on the same journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaintenanceWindow {
+    /// The target's name (`flink-main`).
+    pub target: String,
+    /// Only incidents whose key has these labels (`job=orders`); empty: every incident on the target.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: crate::observation::Labels,
+    /// When automation resumes.
+    pub until: crate::time::Timestamp,
+    /// Who set it.
+    pub by: String,
+    /// Why (`Flink upgrade, CHG-1234`).
+    pub reason: String,
+}
+
+impl MaintenanceWindow {
+    /// A window on `target` until `until`.
+    pub fn new(
+        target: impl Into<String>,
+        until: crate::time::Timestamp,
+        by: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            target: target.into(),
+            labels: Default::default(),
+            until,
+            by: by.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Narrow to incidents whose key has these labels.
+    pub fn labels(mut self, labels: crate::observation::Labels) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Whether it holds back an incident on `target` with key `key` at `now`.
+    pub fn covers(
+        &self,
+        target: &str,
+        key: &crate::observation::Labels,
+        now: crate::time::Timestamp,
+    ) -> bool {
+        now < self.until
+            && self.target == target
+            && self.labels.iter().all(|(k, v)| key.get(k) == Some(v))
+    }
+}

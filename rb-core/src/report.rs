@@ -523,6 +523,10 @@ pub fn describe(e: &Event) -> String {
             format!("Nessie commit linked: {reference}@{hash}")
         }
         Event::Note { text } => text.clone(),
+        Event::Maintenance { window } => format!(
+            "Maintenance window on {} until {} by {}: {}",
+            window.target, window.until, window.by, window.reason
+        ),
         Event::Progress { step, key, value } => {
             let v = match value {
                 serde_json::Value::String(s) => s.clone(),

@@ -1073,3 +1073,86 @@ async fn a_symptom_that_cleared_while_a_human_decided_skips_the_step() {
         |x| matches!(&x.event, Event::Skipped { reason, .. } if reason.contains("no longer fires"))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_step_inside_a_maintenance_window_waits_and_runs_after_it() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Safe, vec![kafka()]);
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])),
+        &pager,
+        Arc::new(AutoApprove),
+    )
+    .await;
+    let until = e.clock().now().plus(mins(20));
+    e.maintenance(rb_core::policy::MaintenanceWindow::new(
+        "kafka-main",
+        until,
+        "carol",
+        "broker upgrade CHG-42",
+    ))
+    .await
+    .unwrap();
+    e.run_for(mins(10)).await.unwrap();
+    assert_eq!(
+        e.open_incidents().await.len(),
+        1,
+        "the incident opens during maintenance"
+    );
+    assert_eq!(rem.applied(), 0, "its remediation waits");
+    assert_eq!(e.maintenance_windows().len(), 1);
+    e.run_for(mins(12)).await.unwrap();
+    assert_eq!(rem.applied(), 1, "and runs once the window has ended");
+    let inc = &e.incidents().await.unwrap()[0];
+    let waited = inc.timeline.iter().find_map(|x| match &x.event {
+        Event::Note { text } if text.contains("maintenance window") => Some((x.at, text.clone())),
+        _ => None,
+    });
+    let (at, text) = waited.expect("the wait is in the incident's timeline");
+    assert!(text.contains("CHG-42") && text.contains("carol"), "{text}");
+    let started = inc
+        .timeline
+        .iter()
+        .find(|x| matches!(x.event, Event::Started { .. }))
+        .unwrap()
+        .at;
+    assert!(
+        started >= until && at < until,
+        "waited from {at} and started at {started} (window until {until})"
+    );
+    let md = e.review(&inc.record.id).await.unwrap().to_markdown();
+    assert!(md.contains("maintenance window"), "shown in the review");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_maintenance_window_survives_a_restart() {
+    let journal = Arc::new(MemoryJournal::new());
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let until = clock().now().plus(mins(20));
+    {
+        let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![])))
+            .clock(clock())
+            .journal(journal.clone())
+            .build()
+            .await
+            .unwrap();
+        e.maintenance(rb_core::policy::MaintenanceWindow::new(
+            "kafka-main",
+            until,
+            "carol",
+            "upgrade",
+        ))
+        .await
+        .unwrap();
+    }
+    let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![])))
+        .clock(clock())
+        .journal(journal)
+        .build()
+        .await
+        .unwrap();
+    let w = e.maintenance_windows();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].until, until);
+}

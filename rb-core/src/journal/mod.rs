@@ -180,6 +180,12 @@ pub enum Event {
         /// The hash.
         hash: String,
     },
+    /// A maintenance window: automation muted on a target (or a label set of it) until a time.
+    /// Journaled under [`MAINTENANCE`], not under an incident.
+    Maintenance {
+        /// The window.
+        window: crate::policy::MaintenanceWindow,
+    },
     /// A free note.
     Note {
         /// The text.
@@ -191,6 +197,9 @@ pub enum Event {
         resolution: Resolution,
     },
 }
+
+/// The journal key maintenance windows are recorded under (not an incident: it never opens).
+pub const MAINTENANCE: &str = "rb:maintenance";
 
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
