@@ -1,0 +1,493 @@
+//! One incident's way through the phases: taking it out, advancing it, putting it back; human
+//! commands; diagnosis; blind-probe incidents.
+
+use super::*;
+
+impl Open {
+    /// A "cannot see" incident of binding `binding`.
+    pub(super) fn blind(
+        id: String,
+        playbook: usize,
+        binding: usize,
+        target: Target,
+        finding: Finding,
+    ) -> Self {
+        Open {
+            id,
+            playbook,
+            binding,
+            key: Labels::new(),
+            finding: Some(finding),
+            paged_role: None,
+            blind: true,
+            detect_is_probe: true,
+            decided: None,
+            fresh_detect: false,
+            muted_until: None,
+            target,
+            stage: Stage::Diagnose,
+            halted: false,
+            mitigation_begun: false,
+            next_step: 0,
+            approval: None,
+            recover_started: None,
+            recovering_since: None,
+            recovery_escalated: false,
+            page: None,
+            checks: Vec::new(),
+            evidence: Vec::new(),
+            commit_known: false,
+            last_check_labels: Vec::new(),
+        }
+    }
+}
+
+impl Check {
+    pub(super) fn new(window: Duration) -> Self {
+        Self {
+            history: History::new(window * 2, 10_000),
+            state: SymptomState::default(),
+            verdict: Verdict::Unevaluated,
+        }
+    }
+}
+
+impl Inner {
+    /// The policy state; a poisoned lock (a panic elsewhere) still holds valid counters.
+    pub(super) fn policy_state(&self) -> std::sync::MutexGuard<'_, PolicyState> {
+        self.policy_state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Move one incident forward, outside the state lock.
+    pub(super) async fn work(&self, job: Job) -> Done {
+        let mut open = job.open;
+        let before = open.stage;
+        let result = self.advance(&mut open, job.verdict, job.manual).await;
+        Done {
+            fingerprint: job.fingerprint,
+            mitigated: before != Stage::Recover
+                && open.stage == Stage::Recover
+                && !self.runbook.playbooks[open.playbook].mitigation.is_empty(),
+            open,
+            result,
+        }
+    }
+
+    /// Put advanced incidents back (closing those that reached Review), apply queued commands. Every
+    /// incident is put back before the first error is returned.
+    pub(super) async fn finish(
+        &self,
+        done: Vec<Done>,
+        report: &mut TickReport,
+    ) -> Result<(), Error> {
+        let mut st = self.state.lock().await;
+        let mut first_err = None;
+        for d in done {
+            let mut open = d.open;
+            match d.result {
+                Ok(n) => report.probes_run += n,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+            if let Some(Slot::Busy {
+                acked_at: Some(at), ..
+            }) = st.open.get(&d.fingerprint)
+            {
+                // acknowledged while busy: that stops the page sent before it, not a newer one
+                if open.page.as_ref().is_some_and(|p| p.sent <= *at) {
+                    open.page = None;
+                }
+            }
+            if d.mitigated || std::mem::take(&mut open.fresh_detect) {
+                if let Some(b) = st.bindings.get_mut(open.binding) {
+                    if b.next_due.is_some() {
+                        b.next_due = Some(Instant::now());
+                    }
+                }
+            }
+            if open.stage == Stage::Review {
+                st.open.remove(&d.fingerprint);
+                report.closed.push(open.id.clone());
+            } else {
+                st.open.insert(d.fingerprint, Slot::Idle(open));
+            }
+        }
+        self.apply_commands(&mut st).await?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Apply queued human commands, then publish the open-incident list.
+    pub(super) async fn apply_commands(&self, st: &mut State) -> Result<(), Error> {
+        let cmds: Vec<Command> = self
+            .commands
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        let mut later = Vec::new();
+        for cmd in cmds {
+            match cmd {
+                Command::Ack { id, by } => {
+                    match st.open.values_mut().find(|slot| slot.id() == id) {
+                        Some(Slot::Idle(o)) => {
+                            let msg = format!("acknowledged by {by}");
+                            self.append(&id, Event::Acknowledged { by }).await?;
+                            let (pb, role) = (o.playbook, o.paged_role.clone());
+                            o.page = None;
+                            self.follow_up(
+                                &id,
+                                pb,
+                                role.as_deref(),
+                                NotifyAction::Acknowledge,
+                                msg,
+                            )
+                            .await?;
+                        }
+                        Some(Slot::Busy { acked_at, .. }) => {
+                            self.append(&id, Event::Acknowledged { by }).await?;
+                            *acked_at = Some(Instant::now());
+                        }
+                        None => {}
+                    }
+                }
+                Command::Close { id, by } => {
+                    let found = st
+                        .open
+                        .iter()
+                        .find(|(_, slot)| slot.id() == id)
+                        .map(|(k, slot)| (k.clone(), matches!(slot, Slot::Busy { .. })));
+                    match found {
+                        // a step in flight finishes first; the close follows
+                        Some((_, true)) => later.push(Command::Close { id, by }),
+                        Some((key, false)) => {
+                            self.append(
+                                &id,
+                                Event::Phase {
+                                    phase: Phase::Review,
+                                },
+                            )
+                            .await?;
+                            let msg = format!("closed by {by}");
+                            let resolution = Resolution::ClosedByHuman { by };
+                            self.append(&id, Event::Closed { resolution }).await?;
+                            if let Some(Slot::Idle(o)) = st.open.remove(&key) {
+                                self.follow_up(
+                                    &id,
+                                    o.playbook,
+                                    o.paged_role.as_deref(),
+                                    NotifyAction::Resolve,
+                                    msg,
+                                )
+                                .await?;
+                            }
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+        if !later.is_empty() {
+            if let Ok(mut q) = self.commands.lock() {
+                later.append(&mut q);
+                *q = later;
+            }
+        }
+        self.publish_open(st);
+        Ok(())
+    }
+
+    pub(super) fn publish_open(&self, st: &State) {
+        let ids: Vec<String> = st.open.values().map(|o| o.id().to_string()).collect();
+        self.metrics
+            .set("rb_open_incidents", vec![], ids.len() as f64);
+        if let Ok(mut v) = self.open_ids.lock() {
+            *v = ids;
+        }
+    }
+
+    pub(super) async fn append(&self, incident: &str, event: Event) -> Result<u64, Error> {
+        Ok(self
+            .journal
+            .append(incident, self.clock.now(), &event)
+            .await?)
+    }
+
+    pub(super) async fn observe(
+        &self,
+        probe: &dyn Probe,
+        deadline: Duration,
+    ) -> Result<Observation, ProbeError> {
+        let series = self.metrics.probe_series(probe.id(), &probe.target().name);
+        self.observe_with(probe, deadline, &series).await
+    }
+
+    pub(super) async fn observe_with(
+        &self,
+        probe: &dyn Probe,
+        deadline: Duration,
+        series: &ProbeSeries,
+    ) -> Result<Observation, ProbeError> {
+        let _permit = self.probe_sem.acquire().await;
+        let at = Instant::now() + deadline;
+        let ctx = ProbeContext {
+            deadline: at,
+            clock: self.clock,
+        };
+        let started = Instant::now();
+        let span =
+            tracing::debug_span!("rb.probe", probe = %probe.id(), target = %probe.target().name);
+        let res = async {
+            let fut = probe.observe(&ctx);
+            futures::pin_mut!(fut);
+            // An answer that is ready at once needs no deadline timer (the common case for cached or
+            // in-process probes); anything else runs under the deadline.
+            if let std::task::Poll::Ready(r) = futures::poll!(&mut fut) {
+                return r;
+            }
+            match tokio::time::timeout_at(at, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(ProbeError::timeout(
+                    probe.id(),
+                    &probe.target().name,
+                    "(probe deadline)",
+                    deadline,
+                )),
+            }
+        }
+        .instrument(span)
+        .await;
+        let result = match &res {
+            Ok(_) => ProbeResult::Ok,
+            Err(e) if e.kind() == ErrorKind::Timeout => ProbeResult::Timeout,
+            Err(e) => {
+                tracing::debug!(error = %e, "probe failed");
+                ProbeResult::Error
+            }
+        };
+        series.record(result, started.elapsed());
+        res
+    }
+
+    /// Move one incident forward; returns the number of probes it ran.
+    pub(super) async fn advance(
+        &self,
+        o: &mut Open,
+        verdict: Verdict,
+        manual: bool,
+    ) -> Result<usize, Error> {
+        let p = &self.runbook.playbooks[o.playbook];
+        let mut probes = 0;
+        // SLA: re-escalate when a page was not acknowledged in time.
+        if let Some(page) = &o.page {
+            if Instant::now() >= page.due {
+                let (role, attempt) = (page.role.clone(), page.attempt);
+                let next = self
+                    .runbook
+                    .on_call
+                    .get(&role)
+                    .and_then(|c| c.next.clone())
+                    .unwrap_or(role.clone());
+                let msg =
+                    format!("page to {role} was not acknowledged within its SLA; paging {next}");
+                self.page(o, p, next, EscalationReason::SlaMissed, msg, attempt + 1)
+                    .await?;
+            }
+        }
+        if o.blind {
+            self.advance_blind(o, p, &verdict).await?;
+            return Ok(probes);
+        }
+        if o.stage == Stage::Diagnose {
+            let span = tracing::info_span!("rb.phase", phase = "diagnose", incident = %o.id, playbook = %p.id);
+            probes += self.diagnose(o, p).instrument(span).await?;
+            o.stage = Stage::Mitigate;
+        }
+        if o.stage == Stage::Mitigate && verdict == Verdict::Unevaluated {
+            // resumed after a restart: wait for a fresh observation before acting
+            return Ok(probes);
+        }
+        if o.stage == Stage::Mitigate {
+            let span = tracing::info_span!("rb.phase", phase = "mitigate", incident = %o.id, playbook = %p.id);
+            if !self.mitigate(o, p, &verdict).instrument(span).await? {
+                // a step waits for its approver
+                return Ok(probes);
+            }
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Recover,
+                },
+            )
+            .await?;
+            o.stage = Stage::Recover;
+            o.recover_started = Some(Instant::now());
+            return Ok(probes);
+        }
+        if o.stage == Stage::Recover {
+            let span = tracing::info_span!("rb.phase", phase = "recover", incident = %o.id, playbook = %p.id);
+            probes += self
+                .recover(o, p, &verdict, manual)
+                .instrument(span)
+                .await?;
+        }
+        if o.stage == Stage::Review {
+            let span = tracing::info_span!("rb.phase", phase = "review", incident = %o.id, playbook = %p.id);
+            async {
+                tracing::info!("incident recovered; review written");
+            }
+            .instrument(span)
+            .await;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Review,
+                },
+            )
+            .await?;
+            self.append(
+                &o.id,
+                Event::Closed {
+                    resolution: Resolution::Recovered,
+                },
+            )
+            .await?;
+            let role = o.paged_role.clone();
+            self.follow_up(
+                &o.id,
+                o.playbook,
+                role.as_deref(),
+                NotifyAction::Resolve,
+                "recovered".into(),
+            )
+            .await?;
+        }
+        Ok(probes)
+    }
+
+    /// A blind probe's incident: page once (then on SLA), close as soon as the probe sees again.
+    pub(super) async fn advance_blind(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        verdict: &Verdict,
+    ) -> Result<(), Error> {
+        if o.stage == Stage::Diagnose {
+            let msg = o
+                .finding
+                .as_ref()
+                .map(|f| f.summary.clone())
+                .unwrap_or_default();
+            self.escalate(o, p, EscalationReason::NeedsHuman, msg)
+                .await?;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Recover,
+                },
+            )
+            .await?;
+            o.stage = Stage::Recover;
+            o.recover_started = Some(Instant::now());
+        }
+        if o.stage == Stage::Recover && verdict.is_ok() {
+            self.append(
+                &o.id,
+                Event::Note {
+                    text: "the probe sees its target again".into(),
+                },
+            )
+            .await?;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Review,
+                },
+            )
+            .await?;
+            self.append(
+                &o.id,
+                Event::Closed {
+                    resolution: Resolution::Recovered,
+                },
+            )
+            .await?;
+            let role = o.paged_role.clone();
+            self.follow_up(
+                &o.id,
+                o.playbook,
+                role.as_deref(),
+                NotifyAction::Resolve,
+                "the probe sees again".into(),
+            )
+            .await?;
+            o.stage = Stage::Review;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn diagnose(&self, o: &mut Open, p: &Playbook) -> Result<usize, Error> {
+        self.append(
+            &o.id,
+            Event::Phase {
+                phase: Phase::Diagnose,
+            },
+        )
+        .await?;
+        let results = join_all(p.diagnosis.iter().map(|probe| async move {
+            (
+                probe,
+                self.observe(probe.as_ref(), p.diagnosis_deadline).await,
+            )
+        }))
+        .await;
+        let n = results.len();
+        for (probe, res) in results {
+            let at = self.clock.now();
+            let ev = match res {
+                Ok(obs) => {
+                    if !o.commit_known {
+                        if let Some(Ok(c)) = obs.facts.get::<NessieCommit>() {
+                            self.append(
+                                &o.id,
+                                Event::CommitLinked {
+                                    reference: c.reference,
+                                    hash: c.hash,
+                                },
+                            )
+                            .await?;
+                            o.commit_known = true;
+                        }
+                    }
+                    Evidence {
+                        source: probe.id().to_string(),
+                        target: probe.target().name.clone(),
+                        at,
+                        summary: summarize(&obs),
+                        observation: Some(obs),
+                        error: None,
+                    }
+                }
+                Err(e) => Evidence {
+                    source: probe.id().to_string(),
+                    target: probe.target().name.clone(),
+                    at,
+                    summary: format!("could not observe: {}", e.kind()),
+                    observation: None,
+                    error: Some(e.to_string()),
+                },
+            };
+            self.append(
+                &o.id,
+                Event::Evidence {
+                    evidence: ev.clone(),
+                },
+            )
+            .await?;
+            o.evidence.push(ev);
+        }
+        Ok(n)
+    }
+}

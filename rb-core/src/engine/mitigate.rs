@@ -1,0 +1,786 @@
+//! Mitigation under the safety envelope: plan, approval, keyed locks, rate checks, apply (journaled
+//! before and after), verification; the context a remediation sees; maintenance windows.
+
+use super::*;
+
+/// The lock keys of a plan's targets and the incident's offending instance, sorted and deduplicated
+/// (locks are taken in this order): restarting connector A does not put connector B in cool-down.
+pub(super) fn target_keys(plan: &Plan, instance: &Labels) -> Vec<String> {
+    let mut keys: Vec<String> = plan
+        .targets
+        .iter()
+        .map(|t| key_string(&t.key(), instance))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Inner {
+    /// Run the mitigation steps from `o.next_step` on. `Ok(false)` while a step waits for approval.
+    pub(super) async fn mitigate(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        verdict: &Verdict,
+    ) -> Result<bool, Error> {
+        if !o.mitigation_begun {
+            o.mitigation_begun = true;
+            self.append(
+                &o.id,
+                Event::Phase {
+                    phase: Phase::Mitigate,
+                },
+            )
+            .await?;
+            if p.mitigation.is_empty() {
+                let msg = format!("{}: no automatic mitigation; a human must act", p.title);
+                self.escalate(o, p, EscalationReason::NeedsHuman, msg)
+                    .await?;
+                return Ok(true);
+            }
+        }
+        while let Some(st) = p.mitigation.get(o.next_step) {
+            let rem = &st.remediation;
+            let step = o.next_step;
+            if o.halted {
+                self.append(
+                    &o.id,
+                    Event::Skipped {
+                        step,
+                        action: rem.id().to_string(),
+                        reason: "an earlier step failed or was refused".into(),
+                    },
+                )
+                .await?;
+                o.next_step += 1;
+                continue;
+            }
+            if o.approval.is_none() && o.decided.is_none() {
+                if let Some(w) = self.muted(o) {
+                    if o.muted_until != Some(w.until) {
+                        o.muted_until = Some(w.until);
+                        self.append(
+                            &o.id,
+                            Event::Note {
+                                text: format!(
+                                    "step {step} ({}) waits: maintenance window on {} until {} ({}, set by {})",
+                                    rem.id(),
+                                    w.target,
+                                    w.until,
+                                    w.reason,
+                                    w.by
+                                ),
+                            },
+                        )
+                        .await?;
+                    }
+                    return Ok(false);
+                }
+            }
+            let span = tracing::info_span!("rb.remediation", action = %rem.id(), incident = %o.id, step = step);
+            let waiting = o.approval.as_ref().is_some_and(|a| a.step == step)
+                || o.decided.as_ref().is_some_and(|d| d.0 == step);
+            let result = if waiting {
+                self.resume_step(o, p, step, rem.as_ref(), verdict)
+                    .instrument(span)
+                    .await?
+            } else {
+                self.run_step(o, p, step, rem.as_ref(), verdict)
+                    .instrument(span)
+                    .await?
+            };
+            match result {
+                StepResult::Waiting => return Ok(false),
+                // the plan changed while a human decided: plan and ask again
+                StepResult::Again => continue,
+                StepResult::Halt if !p.continue_after_failure => o.halted = true,
+                StepResult::Halt | StepResult::Continue => {}
+            }
+            o.next_step += 1;
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn refuse(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        action: &str,
+        reason: String,
+    ) -> Result<StepResult, Error> {
+        tracing::warn!(%reason, "remediation refused");
+        self.append(
+            &o.id,
+            Event::Refused {
+                step,
+                action: action.to_string(),
+                reason: reason.clone(),
+            },
+        )
+        .await?;
+        self.metrics.inc(
+            "rb_remediations_total",
+            vec![
+                ("action", action.to_string()),
+                ("outcome", "refused".into()),
+            ],
+        );
+        self.escalate(
+            o,
+            p,
+            EscalationReason::ActionRefused,
+            format!("{action} was not applied: {reason}"),
+        )
+        .await?;
+        Ok(StepResult::Halt)
+    }
+
+    pub(super) async fn fail(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        action: &str,
+        reason: String,
+    ) -> Result<StepResult, Error> {
+        self.metrics.inc(
+            "rb_remediations_total",
+            vec![("action", action.to_string()), ("outcome", "failed".into())],
+        );
+        self.escalate(
+            o,
+            p,
+            EscalationReason::ActionFailed,
+            format!("{action} failed: {reason}"),
+        )
+        .await?;
+        Ok(StepResult::Halt)
+    }
+
+    /// One mitigation step under the safety envelope (see [`crate::policy`] for the order).
+    pub(super) async fn run_step(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        verdict: &Verdict,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
+        // at-most-once: the journal is the truth
+        let entries = self.journal.entries(&o.id).await?;
+        match step_state(&entries, step) {
+            StepState::NotStarted => {}
+            StepState::Planned if !self.policy.dry_run => {}
+            StepState::Started if rem.idempotent() => {
+                self.append(&o.id, Event::Note { text: format!("step {step} ({action}) was interrupted; it is idempotent, so it is applied again") })
+                    .await?;
+            }
+            StepState::Started => {
+                self.append(
+                    &o.id,
+                    Event::Interrupted {
+                        step,
+                        action: action.clone(),
+                    },
+                )
+                .await?;
+                let msg = format!("step {step} ({action}) was started but never finished (engine restart); it is not idempotent, so it is not re-run: check its target by hand");
+                self.escalate(o, p, EscalationReason::StepInterrupted, msg)
+                    .await?;
+                return Ok(StepResult::Halt);
+            }
+            StepState::Failed | StepState::Refused | StepState::Interrupted => {
+                return Ok(StepResult::Halt)
+            }
+            _ => return Ok(StepResult::Continue),
+        }
+        if self.kill.is_engaged() {
+            return self
+                .refuse(o, p, step, &action, "the kill switch is engaged".into())
+                .await;
+        }
+        if let Verdict::Unknown { why } = verdict {
+            return self
+                .refuse(
+                    o,
+                    p,
+                    step,
+                    &action,
+                    format!("no action on unknown data: {why}"),
+                )
+                .await;
+        }
+        let ctx = self.action_context(o, p, step, &entries);
+        let plan = match tokio::time::timeout(self.policy.apply_timeout, rem.plan(&ctx)).await {
+            Ok(Ok(plan)) => plan,
+            Ok(Err(e)) => {
+                return self
+                    .refuse(o, p, step, &action, format!("could not plan: {e}"))
+                    .await
+            }
+            Err(_) => {
+                return self
+                    .refuse(
+                        o,
+                        p,
+                        step,
+                        &action,
+                        format!(
+                            "planning took longer than {}",
+                            human(self.policy.apply_timeout)
+                        ),
+                    )
+                    .await
+            }
+        };
+        self.append(
+            &o.id,
+            Event::Planned {
+                step,
+                plan: plan.clone(),
+                dry_run: self.policy.dry_run,
+            },
+        )
+        .await?;
+        if let Some(why) = &plan.nothing_to_do {
+            self.append(
+                &o.id,
+                Event::Skipped {
+                    step,
+                    action: action.clone(),
+                    reason: format!("nothing to do: {why}"),
+                },
+            )
+            .await?;
+            self.metrics.inc(
+                "rb_remediations_total",
+                vec![
+                    ("action", action.clone()),
+                    ("outcome", "nothing_to_do".into()),
+                ],
+            );
+            return Ok(StepResult::Continue);
+        }
+        if let Err(reason) = self.policy.blast_radius.check(&plan, &self.fleet) {
+            return self.refuse(o, p, step, &action, reason).await;
+        }
+        if self.policy.dry_run {
+            self.append(
+                &o.id,
+                Event::Skipped {
+                    step,
+                    action: action.clone(),
+                    reason: "dry-run: planned only".into(),
+                },
+            )
+            .await?;
+            self.metrics.inc(
+                "rb_remediations_total",
+                vec![("action", action.clone()), ("outcome", "dry_run".into())],
+            );
+            return Ok(StepResult::Continue);
+        }
+        let risk = plan.effective_risk(rem.risk());
+        if !risk.needs_approval() && !rem.requires_human() {
+            return self.apply_step(o, p, step, rem, plan, ctx).await;
+        }
+        // cool-down, backoff and budgets: a human is not asked for what would be refused anyway
+        // (apply_step checks them again, under the target locks)
+        if let Err(reason) = self.check_rates(&target_keys(&plan, &o.key), &action, &o.id) {
+            return self.refuse(o, p, step, &action, reason).await;
+        }
+        // approval: an approver that answers at once (auto, deny, a policy) decides within this tick;
+        // a human is waited for in a task of its own while the engine goes on (a later tick resumes)
+        let req = ApprovalRequest {
+            incident: o.id.clone(),
+            playbook: p.id.clone(),
+            step,
+            risk,
+            plan: plan.clone(),
+        };
+        let approver = self.approver.clone();
+        let timeout = approver.timeout();
+        let mut ask = Box::pin(async move {
+            match tokio::time::timeout(timeout, approver.approve(&req)).await {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => Decision::Denied {
+                    by: "approver".into(),
+                    reason: format!("approver failed: {e}"),
+                },
+                Err(_) => Decision::TimedOut,
+            }
+        });
+        if let Poll::Ready(decision) = futures::poll!(&mut ask) {
+            return self
+                .decided(o, p, step, rem, plan, ctx, decision, verdict, false)
+                .await;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let wake = self.wake.clone();
+        let task = tokio::spawn(
+            async move {
+                let decision = ask.await;
+                // the receiver is gone only when the incident was closed meanwhile
+                let _ = tx.send(decision);
+                wake.notify_one();
+            }
+            .in_current_span(),
+        );
+        self.append(
+            &o.id,
+            Event::AwaitingApproval {
+                step,
+                action: action.clone(),
+                risk,
+                timeout_secs: timeout.as_secs(),
+            },
+        )
+        .await?;
+        tracing::info!(timeout = %human(timeout), "waiting for approval");
+        o.approval = Some(PendingApproval {
+            step,
+            plan,
+            ctx,
+            decision: rx,
+            _task: AbortOnDrop(task),
+        });
+        Ok(StepResult::Waiting)
+    }
+
+    /// A later tick looks at the step waiting for its approver.
+    pub(super) async fn resume_step(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        verdict: &Verdict,
+    ) -> Result<StepResult, Error> {
+        use tokio::sync::oneshot::error::TryRecvError;
+        if let Some((s, decision, plan)) = o.decided.take() {
+            if s == step {
+                // the round that brought this call observed the detect probe afresh
+                let entries = self.journal.entries(&o.id).await?;
+                let ctx = self.action_context(o, p, step, &entries);
+                return self
+                    .decided(o, p, step, rem, plan, ctx, decision, verdict, true)
+                    .await;
+            }
+        }
+        let Some(mut pending) = o.approval.take() else {
+            return self.run_step(o, p, step, rem, verdict).await;
+        };
+        let decision = match pending.decision.try_recv() {
+            Ok(d) => d,
+            Err(TryRecvError::Empty) if !self.kill.is_engaged() => {
+                o.approval = Some(pending);
+                return Ok(StepResult::Waiting);
+            }
+            Err(TryRecvError::Empty) => {
+                // the kill switch withdraws the question at once (dropping it aborts the task)
+                let action = rem.id().to_string();
+                return self
+                    .refuse(o, p, step, &action, "the kill switch is engaged".into())
+                    .await;
+            }
+            Err(TryRecvError::Closed) => Decision::Denied {
+                by: "approver".into(),
+                reason: "the approver's task ended without a decision".into(),
+            },
+        };
+        let PendingApproval { plan, ctx, .. } = pending;
+        if o.detect_is_probe && matches!(decision, Decision::Granted { .. }) {
+            // observe the detect probe again before acting on a decision that took a while: the
+            // next round runs it at once and brings the fresh verdict here
+            o.decided = Some((step, decision, plan));
+            o.fresh_detect = true;
+            return Ok(StepResult::Waiting);
+        }
+        self.decided(o, p, step, rem, plan, ctx, decision, verdict, true)
+            .await
+    }
+
+    /// Journal the approver's decision and act on it. After a wait, the world is looked at again: the
+    /// kill switch and unknown data still stop the step.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn decided(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: Plan,
+        ctx: ActionContext,
+        decision: Decision,
+        verdict: &Verdict,
+        waited: bool,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
+        self.append(
+            &o.id,
+            Event::Approval {
+                step,
+                decision: decision.clone(),
+                plan_hash: Some(plan.hash()),
+            },
+        )
+        .await?;
+        match decision {
+            Decision::Granted { .. } if self.approver.is_automatic() => {
+                // minimum approval per risk: an automatic grant never covers a step that demands a
+                // human, nor a destructive one unless the policy says so
+                let risk = plan.effective_risk(rem.risk());
+                if rem.requires_human() {
+                    let reason = format!(
+                        "{action} needs a human's approval; an automatic approver cannot grant it"
+                    );
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+                if risk == Risk::Destructive && !self.policy.auto_approve_destructive {
+                    let reason = "a destructive step needs a human's approval (the policy does not let automatic approval grant it)".to_string();
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+            }
+            Decision::Granted { .. } => {}
+            Decision::Denied { by, reason } => {
+                return self
+                    .refuse(
+                        o,
+                        p,
+                        step,
+                        &action,
+                        format!("approval denied by {by}: {reason}"),
+                    )
+                    .await
+            }
+            Decision::TimedOut => {
+                let reason = format!("no approval within {}", human(self.approver.timeout()));
+                return self.refuse(o, p, step, &action, reason).await;
+            }
+        }
+        if waited {
+            if self.kill.is_engaged() {
+                return self
+                    .refuse(o, p, step, &action, "the kill switch is engaged".into())
+                    .await;
+            }
+            if let Verdict::Unknown { why } = verdict {
+                let reason = format!("approved, but the data is unknown now: {why}");
+                return self.refuse(o, p, step, &action, reason).await;
+            }
+            if !verdict.is_firing() && !matches!(verdict, Verdict::Unevaluated) {
+                self.append(
+                    &o.id,
+                    Event::Skipped {
+                        step,
+                        action: action.clone(),
+                        reason: format!(
+                            "approved, but the symptom no longer fires ({}): nothing applied",
+                            verdict.label()
+                        ),
+                    },
+                )
+                .await?;
+                return Ok(StepResult::Continue);
+            }
+            // plan again on what is true now: apply only what was approved
+            let fresh = match tokio::time::timeout(self.policy.apply_timeout, rem.plan(&ctx)).await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    return self
+                        .refuse(o, p, step, &action, format!("could not plan again: {e}"))
+                        .await
+                }
+                Err(_) => {
+                    return self
+                        .refuse(o, p, step, &action, "planning again timed out".into())
+                        .await
+                }
+            };
+            if !fresh.same_action(&plan) {
+                self.append(
+                    &o.id,
+                    Event::Note {
+                        text: format!(
+                            "step {step} ({action}): the plan changed while waiting for approval (approved {}, now {}: {}); asking again",
+                            plan.hash(),
+                            fresh.hash(),
+                            fresh.description
+                        ),
+                    },
+                )
+                .await?;
+                return Ok(StepResult::Again);
+            }
+        }
+        self.apply_step(o, p, step, rem, plan, ctx).await
+    }
+
+    /// Cool-down, backoff and rate budgets for `action` of `incident` on `keys`, now.
+    pub(super) fn check_rates(
+        &self,
+        keys: &[String],
+        action: &str,
+        incident: &str,
+    ) -> Result<(), String> {
+        let ps = &mut *self.policy_state();
+        let now = Instant::now();
+        keys.iter()
+            .try_for_each(|k| ps.check_cooldown(&self.policy, k, action, incident, now))
+            .and_then(|_| ps.check_budgets(&self.policy, keys, now))
+    }
+
+    /// Keyed concurrency, the rate checks again, then apply (journaled before and after) and verify.
+    pub(super) async fn apply_step(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: Plan,
+        ctx: ActionContext,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
+        // keyed concurrency: one remediation per target and offending instance at a time (locks taken in
+        // key order); cool-down and backoff follow the same keys
+        let keys = target_keys(&plan, &o.key);
+        // (std mutex guards never live across an await: the engine's futures stay Send)
+        let locks: Vec<_> = {
+            let mut ps = self.policy_state();
+            keys.iter().map(|k| (k.clone(), ps.lock_for(k))).collect()
+        };
+        let mut guards = Vec::with_capacity(locks.len());
+        for (key, lock) in &locks {
+            match tokio::time::timeout(self.policy.target_lock_wait, lock.clone().lock_owned())
+                .await
+            {
+                Ok(g) => guards.push(g),
+                Err(_) => {
+                    let reason = format!(
+                        "another remediation held {key} for longer than {}",
+                        human(self.policy.target_lock_wait)
+                    );
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+            }
+        }
+        // cool-down, backoff and budgets, under the locks
+        if let Err(reason) = self.check_rates(&keys, &action, &o.id) {
+            return self.refuse(o, p, step, &action, reason).await;
+        }
+        // apply: journaled before and after; retried only when idempotent and transient, with backoff
+        let retries = if rem.idempotent() {
+            self.policy.idempotent_retries
+        } else {
+            0
+        };
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(self.policy.retry_backoff.max(Duration::from_millis(100)))
+            .with_max_delay(self.policy.retry_backoff.max(Duration::from_millis(100)) * 16)
+            .with_jitter()
+            .with_max_times(retries as usize)
+            .build();
+        let mut attempt = 1;
+        let outcome = loop {
+            self.append(
+                &o.id,
+                Event::Started {
+                    step,
+                    action: action.clone(),
+                    attempt,
+                },
+            )
+            .await?;
+            self.policy_state()
+                .record(&keys, &action, &o.id, Instant::now());
+            let res = tokio::time::timeout(self.policy.apply_timeout, rem.apply(&plan, &ctx)).await;
+            let (record, transient, unknown) = match res {
+                Ok(Ok(outcome)) => {
+                    self.append(
+                        &o.id,
+                        Event::Finished {
+                            step,
+                            action: action.clone(),
+                            ok: true,
+                            outcome: Some(outcome.clone()),
+                            error: None,
+                            error_detail: None,
+                            outcome_unknown: false,
+                        },
+                    )
+                    .await?;
+                    break outcome;
+                }
+                Ok(Err(e)) => {
+                    let unknown = e.kind() == ErrorKind::OutcomeUnknown;
+                    (e.record(), e.is_transient() || unknown, unknown)
+                }
+                Err(_) => (
+                    crate::error::ErrorRecord {
+                        kind: ErrorKind::OutcomeUnknown,
+                        message: format!(
+                            "no answer within {}: the outcome is unknown",
+                            human(self.policy.apply_timeout)
+                        ),
+                        details: serde_json::Value::Null,
+                    },
+                    true,
+                    true,
+                ),
+            };
+            let error = record.message.clone();
+            self.append(
+                &o.id,
+                Event::Finished {
+                    step,
+                    action: action.clone(),
+                    ok: false,
+                    outcome: None,
+                    error: Some(error.clone()),
+                    error_detail: Some(record),
+                    outcome_unknown: unknown,
+                },
+            )
+            .await?;
+            // a non-idempotent action is never retried, least of all when its outcome is unknown
+            if transient && rem.idempotent() {
+                if let Some(delay) = backoff.next() {
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+            }
+            drop(guards);
+            if unknown {
+                self.metrics.inc(
+                    "rb_remediations_total",
+                    vec![("action", action.clone()), ("outcome", "unknown".into())],
+                );
+                self.escalate(
+                    o,
+                    p,
+                    EscalationReason::ActionFailed,
+                    format!("{action}: outcome unknown ({error}); it is not re-run: check its target by hand"),
+                )
+                .await?;
+                return Ok(StepResult::Halt);
+            }
+            return self.fail(o, p, &action, error).await;
+        };
+        drop(guards);
+        self.metrics.inc(
+            "rb_remediations_total",
+            vec![("action", action.clone()), ("outcome", "applied".into())],
+        );
+        // verify: again, with backoff, while inconclusive and within the remediation's deadline;
+        // inconclusive at the deadline is not success
+        let deadline = Instant::now() + rem.verify_within();
+        let mut delay = self.policy.retry_backoff.max(Duration::from_millis(100));
+        let mut tries = 0u32;
+        let verification = loop {
+            tries += 1;
+            let budget = self.policy.apply_timeout.min(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(secs(1)),
+            );
+            let v = match tokio::time::timeout(budget, rem.verify(&plan, &outcome, &ctx)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => Verification::Inconclusive { why: e.to_string() },
+                Err(_) => Verification::Inconclusive {
+                    why: "verification timed out".into(),
+                },
+            };
+            match v {
+                Verification::Inconclusive { why } if Instant::now() + delay <= deadline => {
+                    tracing::debug!(%why, tries, "verification inconclusive; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(secs(60));
+                }
+                Verification::Inconclusive { why } if !rem.verify_within().is_zero() => {
+                    break Verification::Failed {
+                        evidence: format!(
+                            "still inconclusive after {} ({tries} tries): {why}",
+                            human(rem.verify_within())
+                        ),
+                    };
+                }
+                other => break other,
+            }
+        };
+        self.append(
+            &o.id,
+            Event::Verified {
+                step,
+                verification: verification.clone(),
+            },
+        )
+        .await?;
+        if let Verification::Failed { evidence } = verification {
+            return self
+                .fail(o, p, &action, format!("verification failed: {evidence}"))
+                .await;
+        }
+        Ok(StepResult::Continue)
+    }
+
+    /// The maintenance window holding this incident's actions back now, if any.
+    pub(super) fn muted(&self, o: &Open) -> Option<crate::policy::MaintenanceWindow> {
+        let now = self.clock.now();
+        self.maintenance
+            .lock()
+            .ok()?
+            .iter()
+            .filter(|w| w.covers(&o.target.name, &o.key, now))
+            .max_by_key(|w| w.until)
+            .cloned()
+    }
+
+    /// The context a remediation sees: the incident, what broke, the evidence, and the outputs of the
+    /// steps before it (rebuilt from the journal, so a resumed engine hands on the same).
+    pub(super) fn action_context(
+        &self,
+        o: &Open,
+        p: &Playbook,
+        step: usize,
+        entries: &[crate::journal::Entry],
+    ) -> ActionContext {
+        let outputs = step_outputs(entries)
+            .into_iter()
+            .filter_map(|(i, out)| p.mitigation.get(i).map(|s| (s.id.clone(), out)))
+            .collect();
+        let step_id = p
+            .mitigation
+            .get(step)
+            .map(|s| s.id.clone())
+            .unwrap_or_default();
+        let mut ctx = ActionContext::detached(self.clock, self.policy.apply_timeout);
+        ctx.incident = o.id.clone();
+        ctx.playbook = p.id.clone();
+        ctx.step = step;
+        ctx.step_id = step_id;
+        ctx.target = Some(o.target.clone());
+        ctx.key = o.key.clone();
+        ctx.finding = o.finding.clone();
+        ctx.evidence = o.evidence.clone();
+        ctx.outputs = outputs;
+        ctx.dry_run = self.policy.dry_run;
+        ctx.progress = Some(ProgressSink {
+            journal: self.journal.clone(),
+            incident: o.id.clone(),
+            step,
+            clock: self.clock,
+            written: Default::default(),
+        });
+        ctx
+    }
+}

@@ -1,0 +1,86 @@
+//! Recovery: the checks that must hold for the stability window, and the deadline.
+
+use super::*;
+
+impl Inner {
+    pub(super) async fn recover(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        verdict: &Verdict,
+        manual: bool,
+    ) -> Result<usize, Error> {
+        let mut probes = 0;
+        let results = join_all(
+            p.recovery
+                .iter()
+                .map(|c| self.observe(c.probe.as_ref(), p.diagnosis_deadline)),
+        )
+        .await;
+        let mut labels = Vec::with_capacity(results.len() + 1);
+        // A manual report has no metric to clear: only its recovery checks (if any) or a human close it.
+        let mut all_ok = if manual {
+            !p.recovery.is_empty()
+        } else {
+            verdict.is_ok()
+        };
+        labels.push(if manual { "manual" } else { verdict.label() });
+        for ((check, res), c) in p.recovery.iter().zip(results).zip(o.checks.iter_mut()) {
+            probes += 1;
+            let at = self.clock.now();
+            c.history.push(record(at, res));
+            c.verdict = evaluate(check.symptom.as_ref(), &c.history, at, &mut c.state);
+            all_ok &= c.verdict.is_ok();
+            labels.push(c.verdict.label());
+        }
+        if labels != o.last_check_labels {
+            if !manual {
+                self.append(
+                    &o.id,
+                    Event::Recovery {
+                        check: p
+                            .detectors
+                            .first()
+                            .map(|d| d.symptom.name())
+                            .unwrap_or_default(),
+                        verdict: verdict.clone(),
+                    },
+                )
+                .await?;
+            }
+            for (check, c) in p.recovery.iter().zip(o.checks.iter()) {
+                self.append(
+                    &o.id,
+                    Event::Recovery {
+                        check: check.symptom.name(),
+                        verdict: c.verdict.clone(),
+                    },
+                )
+                .await?;
+            }
+            o.last_check_labels = labels;
+        }
+        let now = Instant::now();
+        if all_ok {
+            let since = *o.recovering_since.get_or_insert(now);
+            if now.duration_since(since) >= p.stability_window {
+                o.stage = Stage::Review;
+                return Ok(probes);
+            }
+        } else {
+            o.recovering_since = None;
+        }
+        let started = *o.recover_started.get_or_insert(now);
+        if !o.recovery_escalated && now.duration_since(started) >= p.recovery_deadline {
+            o.recovery_escalated = true;
+            let msg = format!(
+                "{}: not recovered {} after mitigation",
+                p.title,
+                human(p.recovery_deadline)
+            );
+            self.escalate(o, p, EscalationReason::RecoveryTimedOut, msg)
+                .await?;
+        }
+        Ok(probes)
+    }
+}
