@@ -292,6 +292,8 @@ pub fn step_state(entries: &[Entry], step: usize) -> StepState {
                 }
             }
             Event::Interrupted { step: s, .. } if *s == step => StepState::Interrupted,
+            Event::TaskAssigned { step: s, .. } if *s == step => StepState::Started,
+            Event::TaskDone { step: s, .. } if *s == step => StepState::Done,
             _ => st,
         };
     }

@@ -80,13 +80,94 @@ pub struct RecoveryCheck {
     pub symptom: Arc<dyn Symptom>,
 }
 
-/// One mitigation step: a stable step id and the remediation it runs.
+/// One mitigation step: a stable step id, what it does (a remediation, or a task for a human), and when
+/// it runs (always; only when a condition on the diagnosis holds; only if the incident has not
+/// recovered some time after the step before it).
 #[derive(Debug, Clone)]
 pub struct Step {
     /// The step id (given with [`Playbook::mitigate_as`], or the remediation id, made unique).
     pub id: String,
-    /// The remediation.
+    /// The remediation (for a human task, a placeholder that is never planned nor applied).
     pub remediation: Arc<dyn Remediation>,
+    /// A task for a human: the engine pages it, waits for [`crate::Engine::complete_task`], and the
+    /// on-call SLA re-escalates while it waits.
+    pub human_task: Option<String>,
+    /// Run only when this holds (judged on the incident's context when the step is reached).
+    pub when: Option<StepCondition>,
+    /// A staged step: wait this long after the step before it, and run only if the detect symptom
+    /// still fires then ("not recovered 15 minutes after the restart → start a replacement node").
+    pub unless_recovered_within: Option<Duration>,
+}
+
+type ConditionFn = dyn Fn(&crate::remediation::ActionContext) -> bool + Send + Sync;
+
+/// A condition on the incident's context (the finding, the diagnosis facts, earlier steps' outputs).
+#[derive(Clone)]
+pub struct StepCondition {
+    /// What it checks, for the journal and the review (`the exceptions show a schema error`).
+    pub describe: String,
+    f: Arc<ConditionFn>,
+}
+
+impl StepCondition {
+    /// A condition described as `describe`.
+    pub fn new(
+        describe: impl Into<String>,
+        f: impl Fn(&crate::remediation::ActionContext) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            describe: describe.into(),
+            f: Arc::new(f),
+        }
+    }
+
+    /// Whether it holds.
+    pub fn holds(&self, ctx: &crate::remediation::ActionContext) -> bool {
+        (self.f)(ctx)
+    }
+}
+
+impl std::fmt::Debug for StepCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepCondition")
+            .field("describe", &self.describe)
+            .finish()
+    }
+}
+
+/// The placeholder remediation of a human-task step: it is never planned nor applied.
+#[derive(Debug)]
+struct HumanTaskStep(String);
+
+#[async_trait::async_trait]
+impl Remediation for HumanTaskStep {
+    fn id(&self) -> &str {
+        &self.0
+    }
+    fn risk(&self) -> crate::remediation::Risk {
+        crate::remediation::Risk::Safe
+    }
+    async fn plan(
+        &self,
+        _ctx: &crate::remediation::ActionContext,
+    ) -> Result<crate::remediation::Plan, crate::error::RemediationError> {
+        Err(crate::error::RemediationError::new(
+            &self.0,
+            "-",
+            "-",
+            crate::error::ErrorKind::Invalid,
+            "a human task is done by a human",
+        ))
+    }
+    async fn apply(
+        &self,
+        _plan: &crate::remediation::Plan,
+        ctx: &crate::remediation::ActionContext,
+    ) -> Result<crate::remediation::Outcome, crate::error::RemediationError> {
+        self.plan(ctx)
+            .await
+            .map(|_| crate::remediation::Outcome::new(""))
+    }
 }
 
 /// What deduplicates incidents of a playbook: at most one open incident per key.
@@ -238,7 +319,47 @@ impl Playbook {
         self.mitigation.push(Step {
             id: step_id.into(),
             remediation,
+            human_task: None,
+            when: None,
+            unless_recovered_within: None,
         });
+        self
+    }
+
+    /// A step for a human (`deploy the fixed JAR and update the Paimon type mapping`): the engine pages
+    /// the playbook's role with the task, waits for [`crate::Engine::complete_task`] under the on-call
+    /// SLA, then goes on with the next step.
+    pub fn human_task(mut self, step_id: impl Into<String>, task: impl Into<String>) -> Self {
+        let id = step_id.into();
+        self.mitigation.push(Step {
+            remediation: Arc::new(HumanTaskStep("human.task".into())),
+            id,
+            human_task: Some(task.into()),
+            when: None,
+            unless_recovered_within: None,
+        });
+        self
+    }
+
+    /// Make the last step conditional: it runs only when `condition` holds on the incident's context
+    /// (otherwise it is skipped, saying why). `.when("the exceptions show a schema error", |ctx| …)`.
+    pub fn when(
+        mut self,
+        describe: impl Into<String>,
+        condition: impl Fn(&crate::remediation::ActionContext) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        if let Some(step) = self.mitigation.last_mut() {
+            step.when = Some(StepCondition::new(describe, condition));
+        }
+        self
+    }
+
+    /// Make the last step staged: it waits `d` after the step before it and runs only if the detect
+    /// symptom still fires then; if the incident recovered meanwhile, it is skipped.
+    pub fn unless_recovered_within(mut self, d: Duration) -> Self {
+        if let Some(step) = self.mitigation.last_mut() {
+            step.unless_recovered_within = Some(d);
+        }
         self
     }
 

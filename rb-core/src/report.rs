@@ -523,6 +523,8 @@ pub fn describe(e: &Event) -> String {
             format!("Nessie commit linked: {reference}@{hash}")
         }
         Event::Note { text } => text.clone(),
+        Event::TaskAssigned { step, task } => format!("Step {step}: task for a human: {task}"),
+        Event::TaskDone { step, by } => format!("Step {step}: task done by {by}"),
         Event::Maintenance { window } => format!(
             "Maintenance window on {} until {} by {}: {}",
             window.target, window.until, window.by, window.reason

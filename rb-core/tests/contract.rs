@@ -1156,3 +1156,178 @@ async fn a_maintenance_window_survives_a_restart() {
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].until, until);
 }
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Exceptions {
+    class: String,
+}
+impl rb_core::FactType for Exceptions {
+    const KIND: &'static str = "test.exceptions";
+}
+
+fn flink_playbook(g: &Gauge, exceptions: &str, restore: &Recorder) -> Playbook {
+    let class = exceptions.to_string();
+    let diag = Arc::new(FnProbe::new(
+        "test.flink_exceptions",
+        Target::new("flink", "flink-main"),
+        move |ctx| {
+            Ok(
+                Observation::new("test.flink_exceptions", "flink-main", ctx.now()).fact(
+                    &Exceptions {
+                        class: class.clone(),
+                    },
+                ),
+            )
+        },
+    ));
+    Playbook::new("flink-restarting", "Flink job restarting")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .diagnose(diag)
+        .human_task(
+            "fix-schema",
+            "deploy the fixed JAR and update the Paimon type mapping",
+        )
+        .when("the exceptions show a schema error", |ctx| {
+            ctx.fact::<Exceptions>()
+                .is_some_and(|e| e.class == "schema")
+        })
+        .mitigate_as("restore", restore.arc())
+        .escalate_to("Data Platform On-call")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schema_error_waits_for_a_human_task_then_restores() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let restore = Recorder::new(
+        "flink.restore",
+        Risk::Safe,
+        vec![Target::new("flink", "flink-main")],
+    );
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(flink_playbook(&g, "schema", &restore)),
+        &pager,
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(5), secs(30)).await;
+    assert_eq!(restore.applied(), 0, "the restore waits for the human task");
+    let task_page = pager
+        .all()
+        .into_iter()
+        .find(|n| n.message.contains("deploy the fixed JAR"));
+    assert!(task_page.is_some(), "the task was paged: {:?}", pager.all());
+    let id = e.open_incidents().await[0].clone();
+    assert!(
+        e.complete_task(&id, "restore", "bob").await.is_err(),
+        "only a waiting task can be done"
+    );
+    e.complete_task(&id, "fix-schema", "bob").await.unwrap();
+    run(&e, mins(1), secs(30)).await;
+    assert_eq!(restore.applied(), 1, "restored after the human's task");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_schema_error_the_human_task_is_skipped_and_the_restore_runs() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let restore = Recorder::new(
+        "flink.restore",
+        Risk::Safe,
+        vec![Target::new("flink", "flink-main")],
+    );
+    let pager = Pager::default();
+    let e = engine_with(
+        Runbook::new("t").playbook(flink_playbook(&g, "lost-taskmanager", &restore)),
+        &pager,
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(1), secs(30)).await;
+    assert_eq!(restore.applied(), 1);
+    let inc = &e.incidents().await.unwrap()[0];
+    assert!(inc.timeline.iter().any(
+        |x| matches!(&x.event, Event::Skipped { reason, .. } if reason.contains("schema error"))
+    ));
+}
+
+fn staged(g: &Gauge, restart: &Recorder, replace: &Recorder) -> Playbook {
+    Playbook::new("cassandra-node-down", "Cassandra node down")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate_as("restart", restart.arc())
+        .mitigate_as("replace", replace.arc())
+        .unless_recovered_within(mins(15))
+        .escalate_to("Data Platform On-call")
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_recovered_fifteen_minutes_after_the_restart_starts_a_replacement() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let restart = Recorder::new("cassandra.restart", Risk::Safe, vec![kafka()]);
+    let replace = Recorder::new("cassandra.replace", Risk::Safe, vec![kafka()]);
+    let e = engine_with(
+        Runbook::new("t").playbook(staged(&g, &restart, &replace)),
+        &Pager::default(),
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(10), secs(30)).await;
+    assert_eq!(
+        (restart.applied(), replace.applied()),
+        (1, 0),
+        "the replacement waits for its stage"
+    );
+    run(&e, mins(7), secs(30)).await;
+    assert_eq!(
+        replace.applied(),
+        1,
+        "not recovered 15 minutes after the restart: replaced"
+    );
+    let inc = &e.incidents().await.unwrap()[0];
+    let t_restart = inc
+        .timeline
+        .iter()
+        .find(
+            |x| matches!(&x.event, Event::Started { action, .. } if action == "cassandra.restart"),
+        )
+        .unwrap()
+        .at;
+    let t_replace = inc
+        .timeline
+        .iter()
+        .find(
+            |x| matches!(&x.event, Event::Started { action, .. } if action == "cassandra.replace"),
+        )
+        .unwrap()
+        .at;
+    assert!(
+        t_replace.since(t_restart) >= mins(15),
+        "{t_restart} → {t_replace}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovered_within_the_stage_skips_the_replacement() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let restart = Recorder::new("cassandra.restart", Risk::Safe, vec![kafka()]);
+    let replace = Recorder::new("cassandra.replace", Risk::Safe, vec![kafka()]);
+    let e = engine_with(
+        Runbook::new("t").playbook(staged(&g, &restart, &replace)),
+        &Pager::default(),
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(5), secs(30)).await;
+    g.set(100.0); // the node came back
+    run(&e, mins(15), secs(30)).await;
+    assert_eq!((restart.applied(), replace.applied()), (1, 0));
+    let inc = &e.incidents().await.unwrap()[0];
+    assert!(inc.timeline.iter().any(|x| matches!(&x.event, Event::Skipped { reason, .. } if reason.starts_with("recovered within 15m"))));
+}

@@ -400,6 +400,7 @@ impl Engine {
                     decided: None,
                     fresh_detect: false,
                     muted_until: None,
+                    staged_until: None,
                     target,
                     stage: Stage::Diagnose,
                     halted: false,

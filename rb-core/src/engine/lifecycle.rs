@@ -24,6 +24,7 @@ impl Open {
             decided: None,
             fresh_detect: false,
             muted_until: None,
+            staged_until: None,
             target,
             stage: Stage::Diagnose,
             halted: false,

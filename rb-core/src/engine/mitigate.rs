@@ -5,6 +5,13 @@ use super::*;
 
 /// The lock keys of a plan's targets and the incident's offending instance, sorted and deduplicated
 /// (locks are taken in this order): restarting connector A does not put connector B in cool-down.
+/// What [`Inner::gate`] decided for a step.
+pub(super) enum Gate {
+    Run,
+    Wait,
+    Next,
+}
+
 pub(super) fn target_keys(plan: &Plan, instance: &Labels) -> Vec<String> {
     let mut keys: Vec<String> = plan
         .targets
@@ -62,7 +69,22 @@ impl Inner {
                 o.next_step += 1;
                 continue;
             }
-            if o.approval.is_none() && o.decided.is_none() {
+            let fresh_step = o.approval.is_none() && o.decided.is_none();
+            if fresh_step
+                && (st.when.is_some()
+                    || st.unless_recovered_within.is_some()
+                    || st.human_task.is_some())
+            {
+                match self.gate(o, p, step, st, verdict).await? {
+                    Gate::Run => {}
+                    Gate::Wait => return Ok(false),
+                    Gate::Next => {
+                        o.next_step += 1;
+                        continue;
+                    }
+                }
+            }
+            if fresh_step {
                 if let Some(w) = self.muted(o) {
                     if o.muted_until != Some(w.until) {
                         o.muted_until = Some(w.until);
@@ -731,6 +753,109 @@ impl Inner {
                 .await;
         }
         Ok(StepResult::Continue)
+    }
+
+    /// Conditions, stages and human tasks: whether step `step` runs now, waits, or is passed.
+    async fn gate(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        st: &crate::playbook::Step,
+        verdict: &Verdict,
+    ) -> Result<Gate, Error> {
+        let entries = self.journal.entries(&o.id).await?;
+        let state = step_state(&entries, step);
+        if state != StepState::NotStarted {
+            return Ok(match (&st.human_task, state) {
+                (Some(_), StepState::Started) => Gate::Wait,
+                (Some(_), _) => Gate::Next,
+                // decided already (a resumed engine): the step's own journal says what follows
+                (None, _) => Gate::Run,
+            });
+        }
+        if let Some(d) = st.unless_recovered_within {
+            let since = entries
+                .iter()
+                .rev()
+                .find(|e| match &e.event {
+                    Event::Finished { step: s, .. }
+                    | Event::Verified { step: s, .. }
+                    | Event::Skipped { step: s, .. }
+                    | Event::Refused { step: s, .. }
+                    | Event::TaskDone { step: s, .. } => *s < step,
+                    Event::Phase { phase } => *phase == Phase::Mitigate,
+                    _ => false,
+                })
+                .map(|e| e.at)
+                .unwrap_or_else(|| self.clock.now());
+            let due = since.plus(d);
+            if self.clock.now() < due {
+                if o.staged_until != Some(due) {
+                    o.staged_until = Some(due);
+                    self.append(
+                        &o.id,
+                        Event::Note {
+                            text: format!(
+                                "step {step} ({}) waits until {due}: it runs only if the incident has not recovered by then",
+                                st.id
+                            ),
+                        },
+                    )
+                    .await?;
+                }
+                return Ok(Gate::Wait);
+            }
+            if !verdict.is_firing() {
+                self.append(
+                    &o.id,
+                    Event::Skipped {
+                        step,
+                        action: st.remediation.id().to_string(),
+                        reason: format!(
+                            "recovered within {} of the step before it ({})",
+                            human(d),
+                            verdict.label()
+                        ),
+                    },
+                )
+                .await?;
+                return Ok(Gate::Next);
+            }
+        }
+        if let Some(cond) = &st.when {
+            let ctx = self.action_context(o, p, step, &entries);
+            if !cond.holds(&ctx) {
+                self.append(
+                    &o.id,
+                    Event::Skipped {
+                        step,
+                        action: st.remediation.id().to_string(),
+                        reason: format!("condition not met: {}", cond.describe),
+                    },
+                )
+                .await?;
+                return Ok(Gate::Next);
+            }
+        }
+        if let Some(task) = &st.human_task {
+            self.append(
+                &o.id,
+                Event::TaskAssigned {
+                    step,
+                    task: task.clone(),
+                },
+            )
+            .await?;
+            let msg = format!(
+                "task for a human (step {}): {task} — mark it done when finished",
+                st.id
+            );
+            self.escalate(o, p, EscalationReason::NeedsHuman, msg)
+                .await?;
+            return Ok(Gate::Wait);
+        }
+        Ok(Gate::Run)
     }
 
     /// The maintenance window holding this incident's actions back now, if any.

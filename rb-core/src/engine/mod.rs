@@ -400,6 +400,8 @@ struct Open {
     fresh_detect: bool,
     /// The end of the maintenance window this incident's steps were last seen waiting for.
     muted_until: Option<Timestamp>,
+    /// When the staged step being waited for is due (journaled once).
+    staged_until: Option<Timestamp>,
     target: Target,
     stage: Stage,
     halted: bool,
@@ -615,6 +617,44 @@ impl Engine {
             .lock()
             .map(|w| w.iter().filter(|m| now < m.until).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// A human says the task of step `step_id` of `incident` is done: the incident goes on with the
+    /// next step. Errors when the incident is not open or the step is no task waiting for a human.
+    pub async fn complete_task(
+        &self,
+        incident: &str,
+        step_id: &str,
+        by: &str,
+    ) -> Result<(), Error> {
+        let entries = self.inner.journal.entries(incident).await?;
+        let inc = Incident::from_entries(entries.clone())
+            .filter(|i| !i.is_closed())
+            .ok_or_else(|| Error::UnknownIncident(incident.to_string()))?;
+        let step = self
+            .inner
+            .runbook
+            .playbooks
+            .iter()
+            .find(|p| p.id == inc.record.playbook)
+            .and_then(|p| p.mitigation.iter().position(|s| s.id == step_id))
+            .filter(|i| step_state(&entries, *i) == StepState::Started)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "incident {incident} has no task {step_id:?} waiting for a human"
+                ))
+            })?;
+        self.inner
+            .append(
+                incident,
+                Event::TaskDone {
+                    step,
+                    by: by.to_string(),
+                },
+            )
+            .await?;
+        self.inner.wake.notify_one();
+        Ok(())
     }
 
     /// Close an open incident by hand (it gets its review like any other). Like

@@ -117,6 +117,7 @@ impl Engine {
                     decided: None,
                     fresh_detect: false,
                     muted_until: None,
+                    staged_until: None,
                     paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
                         Event::Escalated { notification, .. } => Some(notification.role.clone()),
                         _ => None,

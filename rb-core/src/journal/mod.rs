@@ -180,6 +180,20 @@ pub enum Event {
         /// The hash.
         hash: String,
     },
+    /// A human task was handed out (paged) and waits for its completion.
+    TaskAssigned {
+        /// Step index.
+        step: usize,
+        /// The task.
+        task: String,
+    },
+    /// A human said a task is done.
+    TaskDone {
+        /// Step index.
+        step: usize,
+        /// Who.
+        by: String,
+    },
     /// A maintenance window: automation muted on a target (or a label set of it) until a time.
     /// Journaled under [`MAINTENANCE`], not under an incident.
     Maintenance {
