@@ -71,11 +71,16 @@ pub struct Detector {
     pub symptom: Arc<dyn Symptom>,
 }
 
-/// An extra recovery check: a probe and a symptom that must be **ok** for the stability window.
+/// An extra recovery check: a symptom that must be **ok** for the stability window, judged over its own
+/// probe (on every round, or on a schedule of its own) or over the detect stream itself.
 #[derive(Debug, Clone)]
 pub struct RecoveryCheck {
-    /// The probe (run on every engine tick while recovering).
-    pub probe: Arc<dyn Probe>,
+    /// The probe; `None`: the symptom is judged over the detect probe's observations (of the incident's
+    /// key), no second probe needed ("metric back under threshold").
+    pub probe: Option<Arc<dyn Probe>>,
+    /// How often the probe runs while recovering (`None`: every round). A Trino cross-check query every
+    /// 5 minutes, not every few seconds.
+    pub every: Option<Duration>,
     /// The symptom that must be ok.
     pub symptom: Arc<dyn Symptom>,
 }
@@ -379,7 +384,35 @@ impl Playbook {
     /// stability window.
     pub fn recover(mut self, probe: Arc<dyn Probe>, symptom: impl Symptom + 'static) -> Self {
         self.recovery.push(RecoveryCheck {
-            probe,
+            probe: Some(probe),
+            every: None,
+            symptom: Arc::new(symptom),
+        });
+        self
+    }
+
+    /// Recover: `symptom` over `probe`, observed every `every` while recovering (a data cross-check
+    /// query every 5 minutes); it must be ok for the stability window.
+    pub fn recover_every(
+        mut self,
+        probe: Arc<dyn Probe>,
+        every: Duration,
+        symptom: impl Symptom + 'static,
+    ) -> Self {
+        self.recovery.push(RecoveryCheck {
+            probe: Some(probe),
+            every: Some(every),
+            symptom: Arc::new(symptom),
+        });
+        self
+    }
+
+    /// Recover: `symptom` judged over the detect probe's own observations of the incident's key
+    /// ("lag back under 1,000 for 5 minutes"): no second probe.
+    pub fn recover_on_detect(mut self, symptom: impl Symptom + 'static) -> Self {
+        self.recovery.push(RecoveryCheck {
+            probe: None,
+            every: None,
             symptom: Arc::new(symptom),
         });
         self

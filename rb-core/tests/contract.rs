@@ -1331,3 +1331,50 @@ async fn recovered_within_the_stage_skips_the_replacement() {
     let inc = &e.incidents().await.unwrap()[0];
     assert!(inc.timeline.iter().any(|x| matches!(&x.event, Event::Skipped { reason, .. } if reason.starts_with("recovered within 15m"))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn recovery_checks_keep_their_own_schedule_and_can_judge_the_detect_stream() {
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Safe, vec![kafka()]);
+    let cross_check = Gauge::new(Target::new("trino", "trino-main"), "rows_missing", 0.0);
+    let pb = Playbook::new("kafka-backlog", "b")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(rem.arc())
+        // recovery checks name the bad condition and must be ok: no rows missing, lag not over 1,000
+        .recover_every(
+            cross_check.arc(),
+            mins(5),
+            metric("rows_missing").above(0.0),
+        )
+        .recover_on_detect(metric("records_lag_max").above(1_000.0))
+        .stable_for(mins(10))
+        .escalate_to("Data Platform On-call");
+    let e = engine_with(
+        Runbook::new("t").playbook(pb),
+        &Pager::default(),
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(1), secs(30)).await;
+    g.set(100.0);
+    run(&e, mins(20), secs(30)).await;
+    let calls = cross_check.calls.load(Ordering::SeqCst);
+    let inc = &e.incidents().await.unwrap()[0];
+    assert!(
+        inc.is_closed(),
+        "recovered on the detect stream and the cross-check"
+    );
+    // recovering from 07:00 until the 10-minute stability window has passed: 07:00, 07:05, 07:10
+    assert!(
+        (2..=3).contains(&calls),
+        "the cross-check ran every 5 minutes, not every round: {calls}"
+    );
+    let judged_on_detect = inc.timeline.iter().any(|x| {
+        matches!(&x.event, Event::Recovery { check, verdict } if check.contains("> 1000") && verdict.is_ok())
+    });
+    assert!(judged_on_detect);
+}

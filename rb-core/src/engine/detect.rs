@@ -401,6 +401,7 @@ impl Engine {
                     fresh_detect: false,
                     muted_until: None,
                     staged_until: None,
+                    detect_snapshot: None,
                     target,
                     stage: Stage::Diagnose,
                     halted: false,
@@ -498,6 +499,11 @@ impl Engine {
                     .map(|g| g.verdict.clone())
                     .unwrap_or_default()
             };
+            let mut open = open;
+            let p = &inner.runbook.playbooks[b.playbook];
+            if open.stage == Stage::Recover && p.recovery.iter().any(|c| c.probe.is_none()) {
+                open.detect_snapshot = b.groups.get(&open.key).map(|g| g.history.clone());
+            }
             jobs.push(Job {
                 fingerprint: fingerprint.clone(),
                 open,

@@ -25,6 +25,7 @@ impl Open {
             fresh_detect: false,
             muted_until: None,
             staged_until: None,
+            detect_snapshot: None,
             target,
             stage: Stage::Diagnose,
             halted: false,
@@ -46,6 +47,7 @@ impl Open {
 impl Check {
     pub(super) fn new(window: Duration) -> Self {
         Self {
+            next_due: None,
             history: History::new(window * 2, 10_000),
             state: SymptomState::default(),
             verdict: Verdict::Unevaluated,

@@ -185,7 +185,13 @@ impl EngineBuilder {
         let mut bindings = Vec::new();
         for (pi, p) in self.runbook.playbooks.iter().enumerate() {
             for (di, d) in p.detectors.iter().enumerate() {
-                let lookback = d.symptom.lookback();
+                // the detect history also serves recovery checks judged on the detect stream
+                let lookback = p
+                    .recovery
+                    .iter()
+                    .filter(|c| c.probe.is_none())
+                    .map(|c| c.symptom.lookback())
+                    .fold(d.symptom.lookback(), Duration::max);
                 let (next_due, interval) = match &d.source {
                     Source::Probe { schedule, .. } => (
                         Some(now + jitter(&mut rng, schedule.jitter)),
@@ -374,6 +380,8 @@ struct Page {
 
 #[derive(Debug)]
 struct Check {
+    /// When its probe runs next (checks with a schedule of their own).
+    next_due: Option<Instant>,
     history: History,
     state: SymptomState,
     verdict: Verdict,
@@ -402,6 +410,8 @@ struct Open {
     muted_until: Option<Timestamp>,
     /// When the staged step being waited for is due (journaled once).
     staged_until: Option<Timestamp>,
+    /// The detect key's history, handed over for recovery checks judged on the detect stream.
+    detect_snapshot: Option<History>,
     target: Target,
     stage: Stage,
     halted: bool,

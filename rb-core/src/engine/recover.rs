@@ -11,10 +11,20 @@ impl Inner {
         manual: bool,
     ) -> Result<usize, Error> {
         let mut probes = 0;
+        let now_i = Instant::now();
+        // each check's probe, when it is due (every round, or on its own schedule)
         let results = join_all(
             p.recovery
                 .iter()
-                .map(|c| self.observe(c.probe.as_ref(), p.diagnosis_deadline)),
+                .zip(o.checks.iter())
+                .map(|(c, st)| async move {
+                    match &c.probe {
+                        Some(probe) if st.next_due.is_none_or(|t| t <= now_i) => {
+                            Some(self.observe(probe.as_ref(), p.diagnosis_deadline).await)
+                        }
+                        _ => None,
+                    }
+                }),
         )
         .await;
         let mut labels = Vec::with_capacity(results.len() + 1);
@@ -25,11 +35,26 @@ impl Inner {
             verdict.is_ok()
         };
         labels.push(if manual { "manual" } else { verdict.label() });
+        let snapshot = o.detect_snapshot.take();
         for ((check, res), c) in p.recovery.iter().zip(results).zip(o.checks.iter_mut()) {
-            probes += 1;
             let at = self.clock.now();
-            c.history.push(record(at, res));
-            c.verdict = evaluate(check.symptom.as_ref(), &c.history, at, &mut c.state);
+            match (res, &check.probe) {
+                (Some(res), _) => {
+                    probes += 1;
+                    c.history.push(record(at, res));
+                    c.next_due = check.every.map(|d| now_i + d);
+                    c.verdict = evaluate(check.symptom.as_ref(), &c.history, at, &mut c.state);
+                }
+                // judged over the detect stream of the incident's key
+                (None, None) => {
+                    c.verdict = match &snapshot {
+                        Some(h) => evaluate(check.symptom.as_ref(), h, at, &mut c.state),
+                        None => Verdict::unknown("no detect observations to judge"),
+                    };
+                }
+                // not due: the last verdict stands
+                (None, Some(_)) => {}
+            }
             all_ok &= c.verdict.is_ok();
             labels.push(c.verdict.label());
         }

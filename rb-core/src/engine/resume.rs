@@ -118,6 +118,7 @@ impl Engine {
                     fresh_detect: false,
                     muted_until: None,
                     staged_until: None,
+                    detect_snapshot: None,
                     paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
                         Event::Escalated { notification, .. } => Some(notification.role.clone()),
                         _ => None,
