@@ -22,10 +22,11 @@ pub enum Source {
         /// Its schedule.
         schedule: Schedule,
     },
-    /// Alertmanager alerts with this `alertname`, about `target`.
+    /// Alertmanager alerts whose labels match, about `target` (routed like an Alertmanager route:
+    /// `alertname` plus label matchers; each alert instance judged on its own).
     Alert {
-        /// The alert name.
-        name: String,
+        /// The route's matchers.
+        matchers: crate::matcher::Matchers,
         /// The target the alert concerns.
         target: Target,
     },
@@ -56,7 +57,7 @@ impl Source {
                     schedule.interval
                 )
             }
-            Source::Alert { name, target } => format!("alert {name} on {target}"),
+            Source::Alert { matchers, target } => format!("alerts {matchers} on {target}"),
             Source::Manual { target } => format!("manual reports on {target}"),
         }
     }
@@ -275,13 +276,23 @@ impl Playbook {
         self
     }
 
-    /// Detect: an Alertmanager alert named `alertname` about `target` (judged by
-    /// [`crate::symptom::alert_firing`]).
-    pub fn detect_alert(mut self, alertname: impl Into<String>, target: Target) -> Self {
-        let name = alertname.into();
+    /// Detect: Alertmanager alerts named `alertname` about `target` (judged by
+    /// [`crate::symptom::alert_firing`], each alert instance on its own).
+    pub fn detect_alert(self, alertname: impl Into<String>, target: Target) -> Self {
+        let m = crate::matcher::Matchers::from(crate::matcher::Matcher::equal(
+            "alertname",
+            alertname.into(),
+        ));
+        self.detect_alerts(m, target)
+    }
+
+    /// Detect: Alertmanager alerts routed by `matchers` (`alertname="KafkaConnectFailed",
+    /// connector=~"orders-.*"`, fully anchored regexes as Alertmanager's) about `target`. Silenced
+    /// alerts are not acted upon.
+    pub fn detect_alerts(mut self, matchers: crate::matcher::Matchers, target: Target) -> Self {
         self.detectors.push(Detector {
-            symptom: Arc::new(crate::symptom::alert_firing(name.clone())),
-            source: Source::Alert { name, target },
+            symptom: Arc::new(crate::symptom::alert_matching(matchers.clone())),
+            source: Source::Alert { matchers, target },
         });
         self
     }

@@ -1378,3 +1378,27 @@ async fn recovery_checks_keep_their_own_schedule_and_can_judge_the_detect_stream
     });
     assert!(judged_on_detect);
 }
+
+#[tokio::test(start_paused = true)]
+async fn alerts_route_by_matchers_and_only_matching_instances_open_incidents() {
+    let m = rb_core::matcher::Matchers::parse(
+        r#"alertname="FlinkJobRestarting", job=~"orders|payments""#,
+    )
+    .unwrap();
+    let pb = Playbook::new("flink-restarting", "Flink job restarting")
+        .detect_alerts(m, Target::new("flink", "flink-main"))
+        .incident_per(&["job"])
+        .escalate_to("Data Platform On-call");
+    let e = engine_with(
+        Runbook::new("t").playbook(pb),
+        &Pager::default(),
+        Arc::new(AutoApprove),
+    )
+    .await;
+    e.ingest(alert("orders", "firing"));
+    e.ingest(alert("orders-backfill", "firing")); // the regex is anchored: not "orders.*"
+    e.ingest(alert("audit", "firing"));
+    let r = e.tick().await.unwrap();
+    assert_eq!(r.opened.len(), 1, "only job=orders matches");
+    assert_eq!(r.unrouted_signals, 2);
+}

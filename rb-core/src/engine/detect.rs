@@ -236,8 +236,8 @@ impl Engine {
             for (i, b) in st.bindings.iter_mut().enumerate() {
                 let p = &inner.runbook.playbooks[b.playbook];
                 let routed_to = match (&p.detectors[b.detector].source, &signal) {
-                    (Source::Alert { name, target }, Signal::Alert(alert))
-                        if *name == alert.name =>
+                    (Source::Alert { matchers, target }, Signal::Alert(alert))
+                        if matchers.matches(&alert.labels) =>
                     {
                         let key = if b.key_by.is_empty() {
                             Labels::new()
