@@ -20,6 +20,34 @@ pub struct ProbeContext {
     pub deadline: tokio::time::Instant,
     /// The engine's clock: stamp observations with `clock.now()`.
     pub clock: Clock,
+    /// The incident a diagnosis or recovery probe runs for (`None` for detect probes): its time window
+    /// and what broke, so that a probe can look at the failing job's logs over the incident's window.
+    pub incident: Option<IncidentScope>,
+}
+
+/// What a diagnosis or recovery probe knows of the incident it runs for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentScope {
+    /// The incident id.
+    pub id: String,
+    /// Since when the detect condition held (the start of the incident's window).
+    pub since: Timestamp,
+    /// When the incident opened.
+    pub opened_at: Timestamp,
+    /// The incident key's labels (`job=orders`), empty when keyed per target.
+    pub key: crate::observation::Labels,
+    /// The finding's offending series.
+    pub offending: Vec<crate::observation::Labels>,
+}
+
+impl IncidentScope {
+    /// The value of label `name` in the key, or else in the first offending series that has it.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.key
+            .get(name)
+            .or_else(|| self.offending.iter().find_map(|l| l.get(name)))
+            .map(String::as_str)
+    }
 }
 
 impl ProbeContext {
@@ -28,7 +56,14 @@ impl ProbeContext {
         Self {
             deadline: tokio::time::Instant::now() + timeout,
             clock,
+            incident: None,
         }
+    }
+
+    /// The same context, for a probe that runs for `incident`.
+    pub fn for_incident(mut self, incident: IncidentScope) -> Self {
+        self.incident = Some(incident);
+        self
     }
 
     /// Time left before the deadline (zero if passed).

@@ -1402,3 +1402,52 @@ async fn alerts_route_by_matchers_and_only_matching_instances_open_incidents() {
     assert_eq!(r.opened.len(), 1, "only job=orders matches");
     assert_eq!(r.unrouted_signals, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn diagnosis_probes_see_the_incident_window_and_what_broke() {
+    let c = Connectors::default();
+    c.set("orders-sink", 2.0);
+    let seen = Arc::new(Mutex::new(None));
+    let seen2 = seen.clone();
+    let logs = Arc::new(FnProbe::new("test.logs", connect(), move |ctx| {
+        let scope = ctx
+            .incident
+            .clone()
+            .expect("a diagnosis probe runs for an incident");
+        *seen2.lock().unwrap() = Some((
+            scope.label("connector").map(str::to_string),
+            scope.since,
+            scope.opened_at,
+        ));
+        Ok(Observation::new("test.logs", "connect-main", ctx.now()))
+    }));
+    let pb = Playbook::new("connect-failed", "Kafka Connect connector failed")
+        .detect(
+            Arc::new(c.clone()),
+            Schedule::every(secs(30)),
+            metric("kafka_connect_connector_failed_task_count")
+                .above(0.0)
+                .for_at_least(mins(1)),
+        )
+        .incident_per(&["connector"])
+        .diagnose(logs)
+        .escalate_to("Data Platform On-call");
+    let e = engine_with(
+        Runbook::new("t").playbook(pb),
+        &Pager::default(),
+        Arc::new(AutoApprove),
+    )
+    .await;
+    run(&e, mins(2), secs(30)).await;
+    let (connector, since, opened) = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the diagnosis probe ran");
+    assert_eq!(connector.as_deref(), Some("orders-sink"));
+    assert_eq!(
+        opened.since(since),
+        mins(1),
+        "the window starts when the condition began to hold"
+    );
+}

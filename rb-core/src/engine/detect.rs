@@ -185,7 +185,9 @@ impl Engine {
                 .map(|(i, probe, deadline, series)| async move {
                     (
                         i,
-                        inner.observe_with(probe.as_ref(), deadline, &series).await,
+                        inner
+                            .observe_with(probe.as_ref(), deadline, &series, None)
+                            .await,
                     )
                 })
                 .collect();
@@ -394,6 +396,7 @@ impl Engine {
                     binding: i,
                     key,
                     finding: Some(finding),
+                    opened_at: at,
                     paged_role: None,
                     blind: false,
                     detect_is_probe: matches!(d.source, Source::Probe { .. }),

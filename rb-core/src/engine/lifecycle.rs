@@ -17,6 +17,7 @@ impl Open {
             playbook,
             binding,
             key: Labels::new(),
+            opened_at: finding.since,
             finding: Some(finding),
             paged_role: None,
             blind: true,
@@ -218,13 +219,27 @@ impl Inner {
             .await?)
     }
 
+    /// Observe a diagnosis or recovery probe for incident `o` (it sees the incident's window and key).
     pub(super) async fn observe(
         &self,
         probe: &dyn Probe,
         deadline: Duration,
+        o: &Open,
     ) -> Result<Observation, ProbeError> {
         let series = self.metrics.probe_series(probe.id(), &probe.target().name);
-        self.observe_with(probe, deadline, &series).await
+        let scope = crate::probe::IncidentScope {
+            id: o.id.clone(),
+            since: o.finding.as_ref().map(|f| f.since).unwrap_or(o.opened_at),
+            opened_at: o.opened_at,
+            key: o.key.clone(),
+            offending: o
+                .finding
+                .as_ref()
+                .map(|f| f.offending.clone())
+                .unwrap_or_default(),
+        };
+        self.observe_with(probe, deadline, &series, Some(scope))
+            .await
     }
 
     pub(super) async fn observe_with(
@@ -232,12 +247,14 @@ impl Inner {
         probe: &dyn Probe,
         deadline: Duration,
         series: &ProbeSeries,
+        incident: Option<crate::probe::IncidentScope>,
     ) -> Result<Observation, ProbeError> {
         let _permit = self.probe_sem.acquire().await;
         let at = Instant::now() + deadline;
         let ctx = ProbeContext {
             deadline: at,
             clock: self.clock,
+            incident,
         };
         let started = Instant::now();
         let span =
@@ -439,10 +456,12 @@ impl Inner {
             },
         )
         .await?;
+        let seen: &Open = o;
         let results = join_all(p.diagnosis.iter().map(|probe| async move {
             (
                 probe,
-                self.observe(probe.as_ref(), p.diagnosis_deadline).await,
+                self.observe(probe.as_ref(), p.diagnosis_deadline, seen)
+                    .await,
             )
         }))
         .await;

@@ -396,6 +396,8 @@ struct Open {
     key: Labels,
     /// The detect finding the incident opened on.
     finding: Option<Finding>,
+    /// When the incident opened.
+    opened_at: Timestamp,
     /// The last role paged (acknowledgements and resolutions go to it).
     paged_role: Option<String>,
     /// An incident about a probe that cannot see its target: paged, closed when it sees again.

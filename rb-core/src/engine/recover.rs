@@ -13,15 +13,17 @@ impl Inner {
         let mut probes = 0;
         let now_i = Instant::now();
         // each check's probe, when it is due (every round, or on its own schedule)
+        let seen: &Open = o;
         let results = join_all(
             p.recovery
                 .iter()
                 .zip(o.checks.iter())
                 .map(|(c, st)| async move {
                     match &c.probe {
-                        Some(probe) if st.next_due.is_none_or(|t| t <= now_i) => {
-                            Some(self.observe(probe.as_ref(), p.diagnosis_deadline).await)
-                        }
+                        Some(probe) if st.next_due.is_none_or(|t| t <= now_i) => Some(
+                            self.observe(probe.as_ref(), p.diagnosis_deadline, seen)
+                                .await,
+                        ),
                         _ => None,
                     }
                 }),

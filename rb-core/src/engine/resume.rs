@@ -112,6 +112,7 @@ impl Engine {
                     binding: bi,
                     key: rec.key.clone(),
                     finding: Some(rec.finding.clone()),
+                    opened_at: rec.opened_at,
                     blind: rec.fingerprint.starts_with("blind:"),
                     detect_is_probe,
                     decided: None,
