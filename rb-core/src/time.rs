@@ -50,14 +50,52 @@ impl Timestamp {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
 
-    /// RFC 3339 in UTC with milliseconds.
+    /// The latest instant [`Timestamp::rfc3339`] can write (9999-12-31T23:59:59.999Z); later ones are
+    /// written as it.
+    pub const MAX_RFC3339: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// RFC 3339 in UTC with milliseconds (`2026-11-25T07:09:01.000Z`).
     pub fn rfc3339(self) -> String {
-        let ms = self.0 % 1000;
-        let secs = self.0 / 1000;
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-        let (y, mo, d) = civil_from_days(days as i64);
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+        let ms = self.0.min(Self::MAX_RFC3339.0);
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        // the format has no fallible part for a UTC date in years 1970..=9999
+        t.format(RFC3339_MILLIS).unwrap_or_default()
+    }
+
+    /// Parse an RFC 3339 date-time (any offset, any fraction; the fraction is cut to milliseconds).
+    /// Instants before 1970 are an error.
+    pub fn parse_rfc3339(s: &str) -> Result<Timestamp, ParseTimestampError> {
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| ParseTimestampError(format!("{s:?} is not an RFC 3339 date-time: {e}")))?;
+        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+        u64::try_from(ms)
+            .map(Timestamp)
+            .map_err(|_| ParseTimestampError(format!("{s:?} is before 1970")))
+    }
+}
+
+const RFC3339_MILLIS: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+
+/// Why a text is not a [`Timestamp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseTimestampError(String);
+
+impl fmt::Display for ParseTimestampError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseTimestampError {}
+
+impl std::str::FromStr for Timestamp {
+    type Err = ParseTimestampError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse_rfc3339(s)
     }
 }
 
@@ -65,20 +103,6 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rfc3339())
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// The engine's clock: tokio's monotonic clock anchored to a wall-clock start. On a paused tokio runtime
@@ -159,6 +183,8 @@ pub fn human(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
     use super::*;
 
     #[test]
@@ -172,6 +198,30 @@ mod tests {
             Timestamp(951_782_400_000).rfc3339(),
             "2000-02-29T00:00:00.000Z"
         );
+        assert_eq!(
+            Timestamp(u64::MAX).rfc3339(),
+            "9999-12-31T23:59:59.999Z",
+            "saturates"
+        );
+    }
+
+    #[test]
+    fn rfc3339_parses_back() {
+        let t: Timestamp = "2026-11-25T07:09:01.123Z".parse().unwrap();
+        assert_eq!(t, Timestamp(1_795_590_541_123));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-25T08:09:01.123456789+01:00").unwrap(),
+            t,
+            "other offsets, fraction cut to ms"
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T00:00:00Z").unwrap(),
+            Timestamp(0)
+        );
+        let e = Timestamp::parse_rfc3339("1969-12-31T23:59:59.999Z").unwrap_err();
+        assert!(e.to_string().contains("before 1970"), "{e}");
+        let e = Timestamp::parse_rfc3339("2026-13-01T00:00:00Z").unwrap_err();
+        assert!(e.to_string().contains("not an RFC 3339"), "{e}");
     }
 
     #[test]
