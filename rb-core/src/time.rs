@@ -181,6 +181,163 @@ pub fn human(d: Duration) -> String {
     out
 }
 
+/// Why a text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseDurationError(String);
+
+impl fmt::Display for ParseDurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseDurationError {}
+
+const UNITS: [(&str, u128); 7] = [
+    ("d", 86_400_000_000_000),
+    ("h", 3_600_000_000_000),
+    ("m", 60_000_000_000),
+    ("s", 1_000_000_000),
+    ("ms", 1_000_000),
+    ("us", 1_000),
+    ("ns", 1),
+];
+
+/// A duration as runbook files write it, exactly: `1h30m`, `30s`, `1s500ms`, `0s`. Hours are the
+/// largest unit written (`48h`, not `2d`); nothing is rounded.
+pub fn format_duration(d: Duration) -> String {
+    let mut rest = d.as_nanos();
+    if rest == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, nanos) in &UNITS[1..] {
+        let n = rest / nanos;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+            rest -= n * nanos;
+        }
+    }
+    out
+}
+
+/// Parse a duration: one or more `<integer><unit>` parts, units `d`, `h`, `m`, `s`, `ms`, `us` (or
+/// `µs`), `ns`, optionally separated by spaces (`1h30m`, `1h 30m`, `250ms`, `0s`). A bare number is an
+/// error (say which unit). Errors name the character position (1-based).
+pub fn parse_duration(s: &str) -> Result<Duration, ParseDurationError> {
+    let chars: Vec<char> = s.chars().collect();
+    let err = |pos: usize, what: String| {
+        ParseDurationError(format!(
+            "bad duration {s:?} at character {}: {what}",
+            pos + 1
+        ))
+    };
+    let mut i = 0;
+    let mut total: u128 = 0;
+    let mut parts = 0;
+    while i < chars.len() {
+        if chars[i] == ' ' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        if start == i {
+            return Err(err(i, format!("expected a number, found {:?}", chars[i])));
+        }
+        let digits: String = chars[start..i].iter().collect();
+        let n: u128 = digits
+            .parse()
+            .map_err(|_| err(start, "number too large".to_string()))?;
+        let ustart = i;
+        while i < chars.len() && (chars[i].is_alphabetic()) {
+            i += 1;
+        }
+        let unit: String = chars[ustart..i].iter().collect();
+        let unit = if unit == "µs" {
+            "us".to_string()
+        } else {
+            unit
+        };
+        let Some((_, nanos)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+            return Err(err(
+                ustart,
+                if unit.is_empty() {
+                    "a number needs a unit (d, h, m, s, ms, us, ns)".to_string()
+                } else {
+                    format!("unknown unit {unit:?} (d, h, m, s, ms, us, ns)")
+                },
+            ));
+        };
+        total = n
+            .checked_mul(*nanos)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| err(start, "duration too large".to_string()))?;
+        parts += 1;
+    }
+    if parts == 0 {
+        return Err(ParseDurationError(format!(
+            "bad duration {s:?}: empty (write 0s for none)"
+        )));
+    }
+    let secs = u64::try_from(total / 1_000_000_000)
+        .map_err(|_| ParseDurationError(format!("bad duration {s:?}: too large")))?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// Serde for an `Option<Duration>` as its text form, absent or `null` for `None`: `#[serde(default,
+/// with = "rb_core::time::opt_duration_text")]`.
+pub mod opt_duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write the text form, or nothing.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&super::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Read the text form, or nothing.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<std::borrow::Cow<'de, str>>::deserialize(d)?
+            .map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Serde for a [`Duration`] as its text form (`"5m"`, `"1h30m"`): `#[serde(with =
+/// "rb_core::time::duration_text")]`.
+///
+/// ```
+/// use std::time::Duration;
+/// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+/// struct Step { #[serde(with = "rb_core::time::duration_text")] wait: Duration }
+/// let s: Step = serde_json::from_str(r#"{"wait":"1h30m"}"#).unwrap();
+/// assert_eq!(s.wait, Duration::from_secs(5400));
+/// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"wait":"1h30m"}"#);
+/// ```
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write the text form.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    /// Read the text form.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -222,6 +379,41 @@ mod tests {
         assert!(e.to_string().contains("before 1970"), "{e}");
         let e = Timestamp::parse_rfc3339("2026-13-01T00:00:00Z").unwrap_err();
         assert!(e.to_string().contains("not an RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn duration_text_forms() {
+        assert_eq!(format_duration(secs(90)), "1m30s");
+        assert_eq!(format_duration(hours(1) + mins(30)), "1h30m");
+        assert_eq!(format_duration(hours(48)), "48h");
+        assert_eq!(format_duration(millis(1_500)), "1s500ms");
+        assert_eq!(format_duration(Duration::from_nanos(1_001)), "1us1ns");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        for (text, d) in [
+            ("30s", secs(30)),
+            ("5m", mins(5)),
+            ("1h30m", mins(90)),
+            ("1h 30m", mins(90)),
+            ("2d", hours(48)),
+            ("250ms", millis(250)),
+            ("1µs", Duration::from_micros(1)),
+            ("0s", Duration::ZERO),
+            ("90s", secs(90)),
+        ] {
+            assert_eq!(parse_duration(text).unwrap(), d, "{text}");
+        }
+        for (bad, needle) in [
+            ("", "empty"),
+            ("30", "at character 3: a number needs a unit"),
+            ("5 m", "at character 2: a number needs a unit"),
+            ("1x", "unknown unit \"x\""),
+            ("-1s", "at character 1"),
+            ("1.5s", "at character 2"),
+            ("99999999999999999999999999999999999999999h", "too large"),
+        ] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]
