@@ -328,7 +328,8 @@ impl Metrics {
     }
 
     /// Everything in the OpenMetrics text format (what a Prometheus scrape of
-    /// [`Metrics::register`]'s registry returns).
+    /// [`Metrics::register`]'s registry returns). Serve it as
+    /// `application/openmetrics-text; version=1.0.0; charset=utf-8`.
     pub fn render(&self) -> String {
         let mut registry = Registry::default();
         self.register(&mut registry);

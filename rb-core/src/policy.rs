@@ -28,12 +28,14 @@ use crate::remediation::{Plan, Risk};
 use crate::target::Target;
 use crate::time::{human, mins, secs};
 
-/// A rate budget: at most `max` actions per sliding `per` window.
+/// A rate budget: at most `max` actions per sliding `per` window. In a runbook file:
+/// `{"max": 3, "per": "1h"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
     /// Actions allowed in a window.
     pub max: u32,
     /// The window.
+    #[serde(with = "crate::time::duration_text")]
     pub per: Duration,
 }
 
@@ -113,17 +115,34 @@ impl BlastRadius {
 }
 
 /// The engine's safety settings.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// In a runbook file, durations are text and every field may be left out (it keeps its default):
+///
+/// ```
+/// use rb_core::policy::SafetyPolicy;
+/// use rb_core::time::mins;
+/// let p: SafetyPolicy = serde_json::from_str(
+///     r#"{"cooldown": "10m", "target_budget": {"max": 2, "per": "1h30m"}}"#,
+/// ).unwrap();
+/// assert_eq!(p.cooldown, mins(10));
+/// assert_eq!(p.target_budget.per, mins(90));
+/// assert_eq!(p.apply_timeout, SafetyPolicy::default().apply_timeout);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SafetyPolicy {
     /// Plan and journal only; never apply.
     pub dry_run: bool,
     /// After an action on a target, no further action on it for this long…
+    #[serde(with = "crate::time::duration_text")]
     pub cooldown: Duration,
     /// …doubled for each further action on the same target and action within `backoff_reset`…
     pub backoff_factor: u32,
     /// …up to this much.
+    #[serde(with = "crate::time::duration_text")]
     pub max_cooldown: Duration,
     /// A target quiet this long starts again from `cooldown`.
+    #[serde(with = "crate::time::duration_text")]
     pub backoff_reset: Duration,
     /// Budget over all targets.
     pub global_budget: Budget,
@@ -132,10 +151,12 @@ pub struct SafetyPolicy {
     /// Blast radius.
     pub blast_radius: BlastRadius,
     /// How long `apply` may take.
+    #[serde(with = "crate::time::duration_text")]
     pub apply_timeout: Duration,
     /// How many times an idempotent action is retried on transient errors.
     pub idempotent_retries: u32,
     /// How long a mitigation step waits for another remediation on the same target to finish.
+    #[serde(with = "crate::time::duration_text")]
     pub target_lock_wait: Duration,
     /// The first delay before retrying an idempotent action (doubled each retry, with jitter; never zero).
     pub retry_backoff: Duration,
@@ -522,5 +543,76 @@ impl MaintenanceWindow {
         now < self.until
             && self.target == target
             && self.labels.iter().all(|(k, v)| key.get(k) == Some(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::time::millis;
+
+    proptest! {
+        /// Whatever the timing of the attempts, the actions let through never exceed a budget in any
+        /// window of its length, globally or per target; and an attempt is refused only when a budget
+        /// really is spent.
+        #[test]
+        fn rate_budgets_never_exceed_their_window(
+            global_max in 1u32..6,
+            global_per in 1u64..5_000,
+            target_max in 1u32..4,
+            target_per in 1u64..5_000,
+            attempts in proptest::collection::vec((0u64..1_500, 0usize..3), 1..80),
+        ) {
+            let policy = SafetyPolicy {
+                global_budget: Budget::new(global_max, millis(global_per)),
+                target_budget: Budget::new(target_max, millis(target_per)),
+                ..SafetyPolicy::default()
+            };
+            let mut state = PolicyState::default();
+            let start = tokio::time::Instant::now();
+            let mut now = start;
+            let mut done: Vec<(tokio::time::Instant, usize)> = Vec::new();
+            for (gap, key) in attempts {
+                now += millis(gap);
+                let keys = vec![format!("kafka/k{key}")];
+                let in_window = |per: u64, only: Option<usize>| {
+                    done.iter()
+                        .filter(|(t, k)| {
+                            now.duration_since(*t) < millis(per) && only.is_none_or(|o| o == *k)
+                        })
+                        .count() as u32
+                };
+                let spent = in_window(global_per, None) >= global_max
+                    || in_window(target_per, Some(key)) >= target_max;
+                match state.check_budgets(&policy, &keys, now) {
+                    Ok(()) => {
+                        prop_assert!(!spent, "let through although a budget was spent");
+                        state.record(&keys, "a", "INC-1", now);
+                        done.push((now, key));
+                    }
+                    Err(why) => {
+                        prop_assert!(spent, "refused although no budget was spent: {why}");
+                        prop_assert!(why.contains("rate budget"), "{why}");
+                    }
+                }
+            }
+            // every window starting at an action holds at most `max` actions
+            for (t, key) in &done {
+                let global = done
+                    .iter()
+                    .filter(|(u, _)| *u >= *t && u.duration_since(*t) < millis(global_per))
+                    .count() as u32;
+                prop_assert!(global <= global_max, "{global} actions within {global_per} ms");
+                let target = done
+                    .iter()
+                    .filter(|(u, k)| k == key && *u >= *t && u.duration_since(*t) < millis(target_per))
+                    .count() as u32;
+                prop_assert!(target <= target_max, "{target} actions on k{key} within {target_per} ms");
+            }
+        }
     }
 }

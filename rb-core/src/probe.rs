@@ -151,14 +151,55 @@ impl<P: Probe + ?Sized> Probe for Box<P> {
 
 /// When a scheduled probe runs: every `interval`, delayed by up to `jitter` (so a fleet of probes does not
 /// hit one system at once), and abandoned after `deadline`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// In a runbook file: `{"interval": "30s", "jitter": "5s", "deadline": "10s"}`; `jitter` defaults to
+/// none and `deadline` to what [`Schedule::every`] gives.
+///
+/// ```
+/// use rb_core::{Schedule, time::secs};
+/// let s: Schedule = serde_json::from_str(r#"{"interval": "5s"}"#).unwrap();
+/// assert_eq!(s, Schedule::every(secs(5)));
+/// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"interval":"5s","jitter":"0s","deadline":"5s"}"#);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "ScheduleText")]
 pub struct Schedule {
     /// Time between observations.
+    #[serde(with = "crate::time::duration_text")]
     pub interval: Duration,
     /// Up to this much random delay added to each run (seeded, so tests stay deterministic).
+    #[serde(with = "crate::time::duration_text")]
     pub jitter: Duration,
     /// How long one observation may take.
+    #[serde(with = "crate::time::duration_text")]
     pub deadline: Duration,
+}
+
+/// A schedule as a file writes it (optional jitter and deadline).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleText {
+    #[serde(with = "crate::time::duration_text")]
+    interval: Duration,
+    #[serde(default, with = "crate::time::opt_duration_text")]
+    jitter: Option<Duration>,
+    #[serde(default, with = "crate::time::opt_duration_text")]
+    deadline: Option<Duration>,
+}
+
+impl TryFrom<ScheduleText> for Schedule {
+    type Error = String;
+
+    fn try_from(t: ScheduleText) -> Result<Self, String> {
+        if t.interval.is_zero() {
+            return Err("a schedule's interval must be more than 0s".to_string());
+        }
+        let mut s = Schedule::every(t.interval).jitter(t.jitter.unwrap_or_default());
+        if let Some(d) = t.deadline {
+            s = s.deadline(d);
+        }
+        Ok(s)
+    }
 }
 
 impl Schedule {

@@ -195,22 +195,26 @@ impl Review {
     pub fn to_markdown(&self) -> String {
         let r = &self.incident.record;
         let mut md = String::new();
-        let _ = writeln!(md, "# {} — {}\n", r.id, r.title);
+        let _ = writeln!(md, "# {} — {}\n", md_text(&r.id), md_text(&r.title));
         let _ = writeln!(md, "| Field | Value |\n| --- | --- |");
         let _ = writeln!(md, "| Opened | {} |", r.opened_at);
-        let _ = writeln!(md, "| Service | {} |", or_dash(&r.service));
-        let _ = writeln!(md, "| Playbook | `{}` |", r.playbook);
-        let _ = writeln!(md, "| Target | `{}` |", r.target);
+        let _ = writeln!(md, "| Service | {} |", md_text(or_dash(&r.service)));
+        let _ = writeln!(md, "| Playbook | {} |", md_code(&r.playbook, true));
+        let _ = writeln!(md, "| Target | {} |", md_code(&r.target.to_string(), true));
         match &r.violated {
             Some(v) => {
                 let _ = writeln!(
                     md,
-                    "| Violated metric | `{}` ({}) = {} {} {} |",
-                    v.name, v.aggregation, v.value, v.comparison, v.threshold
+                    "| Violated metric | {} ({}) = {} {} {} |",
+                    md_code(&v.name, true),
+                    md_text(&v.aggregation),
+                    v.value,
+                    md_text(&v.comparison),
+                    v.threshold
                 );
             }
             None => {
-                let _ = writeln!(md, "| Finding | {} |", escape(&r.finding.summary));
+                let _ = writeln!(md, "| Finding | {} |", md_text(&r.finding.summary));
             }
         }
         let _ = writeln!(
@@ -218,7 +222,7 @@ impl Review {
             "| Nessie commit | {} |",
             r.nessie_commit
                 .as_deref()
-                .map(|h| format!("`{h}`"))
+                .map(|h| md_code(h, true))
                 .unwrap_or_else(|| "—".into())
         );
         let _ = writeln!(
@@ -227,12 +231,12 @@ impl Review {
             if r.affected_pipelines.is_empty() {
                 "—".into()
             } else {
-                r.affected_pipelines.join(", ")
+                md_text(&r.affected_pipelines.join(", "))
             }
         );
         let status = match &self.incident.resolution {
             Some(Resolution::Recovered) => "Recovered".to_string(),
-            Some(Resolution::ClosedByHuman { by }) => format!("Closed by {by}"),
+            Some(Resolution::ClosedByHuman { by }) => format!("Closed by {}", md_text(by)),
             Some(Resolution::Escalated) => "Escalated".to_string(),
             None => "Open".to_string(),
         };
@@ -245,21 +249,20 @@ impl Review {
         }
 
         let _ = writeln!(md, "\n## Timeline\n");
-        let _ = writeln!(md, "```mermaid\ntimeline\n    title {}", r.id);
+        let _ = writeln!(
+            md,
+            "```mermaid\ntimeline\n    title {}",
+            mermaid_text(&r.id)
+        );
         for e in &self.incident.timeline {
             if let Some(line) = mermaid_line(&e.event) {
-                let _ = writeln!(
-                    md,
-                    "    {} : {}",
-                    &e.at.rfc3339()[11..19],
-                    line.replace(':', " ")
-                );
+                let _ = writeln!(md, "    {} : {}", &e.at.rfc3339()[11..19], line);
             }
         }
         let _ = writeln!(md, "```\n");
         let _ = writeln!(md, "| Time (UTC) | Event |\n| --- | --- |");
         for e in &self.incident.timeline {
-            let _ = writeln!(md, "| {} | {} |", e.at, escape(&describe(&e.event)));
+            let _ = writeln!(md, "| {} | {} |", e.at, md_text(&describe(&e.event)));
         }
 
         let _ = writeln!(md, "\n## Evidence\n");
@@ -269,11 +272,14 @@ impl Review {
         for ev in &self.incident.evidence {
             let _ = writeln!(
                 md,
-                "- **{}** on `{}` at {}: {}",
-                ev.source, ev.target, ev.at, ev.summary
+                "- **{}** on {} at {}: {}",
+                md_text(&ev.source),
+                md_code(&ev.target, false),
+                ev.at,
+                md_text(&ev.summary)
             );
             if let Some(err) = &ev.error {
-                let _ = writeln!(md, "  - error: {err}");
+                let _ = writeln!(md, "  - error: {}", md_text(err));
             }
         }
 
@@ -285,23 +291,23 @@ impl Review {
             for a in &self.actions {
                 let _ = writeln!(
                     md,
-                    "| {} | `{}` | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     a.step,
-                    a.action,
-                    a.targets.join(", "),
-                    escape(&a.plan),
-                    a.status,
-                    escape(&a.detail),
+                    md_code(&a.action, true),
+                    md_text(&a.targets.join(", ")),
+                    md_text(&a.plan),
+                    md_text(&a.status),
+                    md_text(&a.detail),
                     a.verification
                         .as_deref()
-                        .map(escape)
+                        .map(md_text)
                         .unwrap_or_else(|| "—".into())
                 );
             }
         }
         let pages = self.incident.escalations();
         if !pages.is_empty() {
-            let _ = writeln!(md, "\nPaged: {}.", pages.join(" → "));
+            let _ = writeln!(md, "\nPaged: {}.", md_text(&pages.join(" → ")));
         }
 
         let _ = writeln!(md, "\n## Checkpoints, savepoints and Nessie hashes\n");
@@ -309,19 +315,19 @@ impl Review {
             let _ = writeln!(md, "None recorded.");
         }
         for a in &self.artifacts {
-            let _ = writeln!(md, "- {a}");
+            let _ = writeln!(md, "- {}", md_item(a));
         }
 
         let _ = writeln!(md, "\n## Post-recovery checklist\n");
         for c in &self.checklist {
-            let _ = writeln!(md, "- [ ] {c}");
+            let _ = writeln!(md, "- [ ] {}", md_item(c));
         }
 
         let _ = writeln!(md, "\n## Root cause analysis\n\n_Root cause:_ \n\n_Why it was not prevented:_ \n\n_Prevention (alerts, automation, runbook updates):_ \n");
         if !self.review_items.is_empty() {
             let _ = writeln!(md, "Questions from the playbook:\n");
             for q in &self.review_items {
-                let _ = writeln!(md, "- {q}");
+                let _ = writeln!(md, "- {}", md_item(q));
             }
         }
         let _ = writeln!(md, "\n## Lessons learned\n\n- \n");
@@ -384,19 +390,112 @@ fn or_dash(s: &str) -> &str {
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+/// Text for Markdown inline content (a table cell, a list item, a heading): it stays on its line and
+/// inside its cell, and cannot open HTML or a code span. Newlines become spaces; `\`, `|` and backticks
+/// are backslash-escaped; `<` becomes `&lt;` (no tag can open without it). `>` stays: mid-line it is
+/// inert, and findings use it for comparisons (`lag = 12000 > 5000`). Ordinary text is unchanged.
+pub fn md_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '|' => out.push_str("\\|"),
+            '`' => out.push_str("\\`"),
+            '<' => out.push_str("&lt;"),
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push(' ');
+            }
+            '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// [`md_text`] for text that starts a list item: a leading block marker (`#`, `>`, `-`, `+`, `*`, `=`,
+/// or digits and `.`/`)`) is escaped and leading blanks dropped, so the item cannot become a heading, a
+/// quote, a nested list or a code block.
+pub fn md_item(s: &str) -> String {
+    let t = md_text(s);
+    // leading blanks could turn the item into a code block: drop them
+    let lead = t.trim_start();
+    let digits = lead.chars().take_while(char::is_ascii_digit).count();
+    if lead.starts_with(['#', '>', '-', '+', '*', '=']) {
+        format!("\\{lead}")
+    } else if digits > 0 && lead[digits..].starts_with(['.', ')']) {
+        format!("{}\\{}", &lead[..digits], &lead[digits..])
+    } else {
+        lead.to_string()
+    }
+}
+
+/// An inline code span holding `s` verbatim: the fence is longer than any run of backticks in it,
+/// newlines become spaces, and in a table cell (`in_table`) `|` is escaped (GitHub's table parser
+/// removes that escape inside code spans too).
+pub fn md_code(s: &str, in_table: bool) -> String {
+    let mut body = s.replace("\r\n", " ").replace(['\n', '\r'], " ");
+    if in_table {
+        body = body.replace('|', "\\|");
+    }
+    let mut longest = 0;
+    let mut run = 0;
+    for c in body.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    let fence = "`".repeat(longest + 1);
+    if longest > 0 {
+        format!("{fence} {body} {fence}")
+    } else {
+        format!("{fence}{body}{fence}")
+    }
+}
+
+/// Text for a Mermaid timeline event or title: it stays one event on one line. `:` (which starts a new
+/// event) becomes a space, `;` a comma, `#` (a comment) a full-width `＃`, `%%` (a comment) `% %`,
+/// `<` (Mermaid draws labels as HTML) a full-width `＜`, and newlines spaces.
+pub fn mermaid_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            ':' | '\n' | '\r' => out.push(' '),
+            ';' => out.push(','),
+            '#' => out.push('＃'),
+            '<' => out.push('＜'),
+            '%' if out.ends_with('%') => out.push_str(" %"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn mermaid_line(e: &Event) -> Option<String> {
+    // the event's own words, then the inserted text made safe; "opened" keeps the two spaces its
+    // colon used to become
     Some(match e {
-        Event::Opened { record } => format!("opened: {}", record.finding.symptom),
-        Event::Phase { phase } => format!("phase {}", phase.name()),
-        Event::Finished { action, ok, .. } => {
-            format!("{action} {}", if *ok { "applied" } else { "failed" })
+        Event::Opened { record } => {
+            format!("opened  {}", mermaid_text(&record.finding.symptom))
         }
-        Event::Refused { action, .. } => format!("{action} refused"),
-        Event::Escalated { notification, .. } => format!("paged {}", notification.role),
+        Event::Phase { phase } => format!("phase {}", mermaid_text(phase.name())),
+        Event::Finished { action, ok, .. } => {
+            format!(
+                "{} {}",
+                mermaid_text(action),
+                if *ok { "applied" } else { "failed" }
+            )
+        }
+        Event::Refused { action, .. } => format!("{} refused", mermaid_text(action)),
+        Event::Escalated { notification, .. } => {
+            format!("paged {}", mermaid_text(&notification.role))
+        }
         Event::Closed { .. } => "closed".into(),
         _ => return None,
     })

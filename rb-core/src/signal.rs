@@ -86,6 +86,80 @@ impl Signal {
             })
             .collect()
     }
+
+    /// Parse the body of Alertmanager's `GET /api/v2/alerts` (an array of alerts) into one signal per
+    /// alert. Every alert the API lists is firing (`status.state` is `active`, `suppressed` or
+    /// `unprocessed`); a silenced one carries its silence ids in [`Alert::silenced_by`], so a symptom
+    /// does not fire on it. Errors name the JSON path that is wrong.
+    ///
+    /// ```
+    /// let body = br#"[{"labels":{"alertname":"MinioDiskFull","instance":"minio-0:9000"},
+    ///   "annotations":{"summary":"free capacity below 10%"},"startsAt":"2024-05-01T10:00:00.000Z",
+    ///   "endsAt":"2024-05-01T10:09:00.000Z","updatedAt":"2024-05-01T10:05:00.000Z","fingerprint":"a1b2c3d4e5f60718",
+    ///   "receivers":[{"name":"rb"}],"status":{"state":"suppressed","silencedBy":["5f1e"],"inhibitedBy":[],"mutedBy":[]}}]"#;
+    /// let signals = rb_core::Signal::from_alertmanager_v2_alerts(body).unwrap();
+    /// let rb_core::Signal::Alert(a) = &signals[0] else { unreachable!() };
+    /// assert!(a.is_firing() && a.is_silenced());
+    /// ```
+    pub fn from_alertmanager_v2_alerts(body: &[u8]) -> Result<Vec<Signal>, Error> {
+        let bad = |message: String| Error::Signal {
+            source_name: "alertmanager /api/v2/alerts".into(),
+            message,
+        };
+        let alerts: Vec<V2Alert> = serde_json::from_slice(body)
+            .map_err(|e| bad(format!("not a list of v2 alerts: {e}")))?;
+        alerts
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let name = a.labels.get("alertname").cloned().ok_or_else(|| {
+                    bad(format!(
+                        "/{i}/labels: alert {} has no alertname",
+                        a.fingerprint
+                    ))
+                })?;
+                match a.status.state.as_str() {
+                    "active" | "suppressed" | "unprocessed" => {}
+                    other => {
+                        return Err(bad(format!(
+                            "/{i}/status/state: alert {name} has state {other:?}"
+                        )))
+                    }
+                }
+                Ok(Signal::Alert(Alert {
+                    name,
+                    status: "firing".into(),
+                    fingerprint: a.fingerprint,
+                    labels: a.labels,
+                    annotations: a.annotations.unwrap_or_default(),
+                    starts_at: a.starts_at,
+                    silenced_by: a.status.silenced_by,
+                }))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Alert {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    starts_at: String,
+    #[serde(default)]
+    fingerprint: String,
+    status: V2Status,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Status {
+    state: String,
+    #[serde(default)]
+    silenced_by: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,7 +184,48 @@ struct WebhookAlert {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
     use super::*;
+
+    #[test]
+    fn v2_alerts_carry_their_silences() {
+        // shaped like Alertmanager 0.34's gettableAlert
+        let body = br#"[
+          {"annotations":{"summary":"MinIO usable free capacity below 10%"},
+           "endsAt":"2024-05-01T10:09:00.000Z","fingerprint":"a1b2c3d4e5f60718",
+           "receivers":[{"name":"runbook-sdk"}],"startsAt":"2024-05-01T10:00:00.000Z",
+           "status":{"inhibitedBy":[],"mutedBy":[],"silencedBy":[],"state":"active"},
+           "updatedAt":"2024-05-01T10:05:00.000Z","generatorURL":"http://prometheus:9090/graph",
+           "labels":{"alertname":"MinioDiskFull","instance":"minio-0:9000","severity":"critical"}},
+          {"annotations":null,"fingerprint":"0f0e0d0c0b0a0908","startsAt":"2024-05-01T10:01:00.000Z",
+           "status":{"inhibitedBy":[],"silencedBy":["2c6d0b7a-silence"],"state":"suppressed"},
+           "labels":{"alertname":"MinioDiskFull","instance":"minio-1:9000"}}
+        ]"#;
+        let s = Signal::from_alertmanager_v2_alerts(body).unwrap();
+        let alerts: Vec<&Alert> = s
+            .iter()
+            .map(|s| match s {
+                Signal::Alert(a) => a,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(alerts.len(), 2);
+        assert!(alerts[0].is_firing() && !alerts[0].is_silenced());
+        assert_eq!(
+            alerts[0].annotations["summary"],
+            "MinIO usable free capacity below 10%"
+        );
+        assert!(alerts[1].is_firing() && alerts[1].is_silenced());
+        assert_eq!(alerts[1].silenced_by, ["2c6d0b7a-silence"]);
+        let e = Signal::from_alertmanager_v2_alerts(
+            br#"[{"labels":{"alertname":"A"},"status":{"state":"weird"}}]"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("/0/status/state"), "{e}");
+        let e = Signal::from_alertmanager_v2_alerts(br#"{"alerts":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("not a list"), "{e}");
+    }
 
     #[test]
     fn malformed_webhooks_are_errors() {

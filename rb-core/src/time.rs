@@ -50,14 +50,52 @@ impl Timestamp {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
 
-    /// RFC 3339 in UTC with milliseconds.
+    /// The latest instant [`Timestamp::rfc3339`] can write (9999-12-31T23:59:59.999Z); later ones are
+    /// written as it.
+    pub const MAX_RFC3339: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// RFC 3339 in UTC with milliseconds (`2026-11-25T07:09:01.000Z`).
     pub fn rfc3339(self) -> String {
-        let ms = self.0 % 1000;
-        let secs = self.0 / 1000;
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-        let (y, mo, d) = civil_from_days(days as i64);
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+        let ms = self.0.min(Self::MAX_RFC3339.0);
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        // the format has no fallible part for a UTC date in years 1970..=9999
+        t.format(RFC3339_MILLIS).unwrap_or_default()
+    }
+
+    /// Parse an RFC 3339 date-time (any offset, any fraction; the fraction is cut to milliseconds).
+    /// Instants before 1970 are an error.
+    pub fn parse_rfc3339(s: &str) -> Result<Timestamp, ParseTimestampError> {
+        let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| ParseTimestampError(format!("{s:?} is not an RFC 3339 date-time: {e}")))?;
+        let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+        u64::try_from(ms)
+            .map(Timestamp)
+            .map_err(|_| ParseTimestampError(format!("{s:?} is before 1970")))
+    }
+}
+
+const RFC3339_MILLIS: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+);
+
+/// Why a text is not a [`Timestamp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseTimestampError(String);
+
+impl fmt::Display for ParseTimestampError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseTimestampError {}
+
+impl std::str::FromStr for Timestamp {
+    type Err = ParseTimestampError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse_rfc3339(s)
     }
 }
 
@@ -65,20 +103,6 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rfc3339())
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// The engine's clock: tokio's monotonic clock anchored to a wall-clock start. On a paused tokio runtime
@@ -157,8 +181,167 @@ pub fn human(d: Duration) -> String {
     out
 }
 
+/// Why a text is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseDurationError(String);
+
+impl fmt::Display for ParseDurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseDurationError {}
+
+const UNITS: [(&str, u128); 7] = [
+    ("d", 86_400_000_000_000),
+    ("h", 3_600_000_000_000),
+    ("m", 60_000_000_000),
+    ("s", 1_000_000_000),
+    ("ms", 1_000_000),
+    ("us", 1_000),
+    ("ns", 1),
+];
+
+/// A duration as runbook files write it, exactly: `1h30m`, `30s`, `1s500ms`, `0s`. Hours are the
+/// largest unit written (`48h`, not `2d`); nothing is rounded.
+pub fn format_duration(d: Duration) -> String {
+    let mut rest = d.as_nanos();
+    if rest == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    for (unit, nanos) in &UNITS[1..] {
+        let n = rest / nanos;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+            rest -= n * nanos;
+        }
+    }
+    out
+}
+
+/// Parse a duration: one or more `<integer><unit>` parts, units `d`, `h`, `m`, `s`, `ms`, `us` (or
+/// `µs`), `ns`, optionally separated by spaces (`1h30m`, `1h 30m`, `250ms`, `0s`). A bare number is an
+/// error (say which unit). Errors name the character position (1-based).
+pub fn parse_duration(s: &str) -> Result<Duration, ParseDurationError> {
+    let chars: Vec<char> = s.chars().collect();
+    let err = |pos: usize, what: String| {
+        ParseDurationError(format!(
+            "bad duration {s:?} at character {}: {what}",
+            pos + 1
+        ))
+    };
+    let mut i = 0;
+    let mut total: u128 = 0;
+    let mut parts = 0;
+    while i < chars.len() {
+        if chars[i] == ' ' {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        if start == i {
+            return Err(err(i, format!("expected a number, found {:?}", chars[i])));
+        }
+        let digits: String = chars[start..i].iter().collect();
+        let n: u128 = digits
+            .parse()
+            .map_err(|_| err(start, "number too large".to_string()))?;
+        let ustart = i;
+        while i < chars.len() && (chars[i].is_alphabetic()) {
+            i += 1;
+        }
+        let unit: String = chars[ustart..i].iter().collect();
+        let unit = if unit == "µs" {
+            "us".to_string()
+        } else {
+            unit
+        };
+        let Some((_, nanos)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+            return Err(err(
+                ustart,
+                if unit.is_empty() {
+                    "a number needs a unit (d, h, m, s, ms, us, ns)".to_string()
+                } else {
+                    format!("unknown unit {unit:?} (d, h, m, s, ms, us, ns)")
+                },
+            ));
+        };
+        total = n
+            .checked_mul(*nanos)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| err(start, "duration too large".to_string()))?;
+        parts += 1;
+    }
+    if parts == 0 {
+        return Err(ParseDurationError(format!(
+            "bad duration {s:?}: empty (write 0s for none)"
+        )));
+    }
+    let secs = u64::try_from(total / 1_000_000_000)
+        .map_err(|_| ParseDurationError(format!("bad duration {s:?}: too large")))?;
+    Ok(Duration::new(secs, (total % 1_000_000_000) as u32))
+}
+
+/// Serde for an `Option<Duration>` as its text form, absent or `null` for `None`: `#[serde(default,
+/// with = "rb_core::time::opt_duration_text")]`.
+pub mod opt_duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write the text form, or nothing.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&super::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Read the text form, or nothing.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<std::borrow::Cow<'de, str>>::deserialize(d)?
+            .map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// Serde for a [`Duration`] as its text form (`"5m"`, `"1h30m"`): `#[serde(with =
+/// "rb_core::time::duration_text")]`.
+///
+/// ```
+/// use std::time::Duration;
+/// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+/// struct Step { #[serde(with = "rb_core::time::duration_text")] wait: Duration }
+/// let s: Step = serde_json::from_str(r#"{"wait":"1h30m"}"#).unwrap();
+/// assert_eq!(s.wait, Duration::from_secs(5400));
+/// assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"wait":"1h30m"}"#);
+/// ```
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Write the text form.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    /// Read the text form.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
     use super::*;
 
     #[test]
@@ -172,6 +355,65 @@ mod tests {
             Timestamp(951_782_400_000).rfc3339(),
             "2000-02-29T00:00:00.000Z"
         );
+        assert_eq!(
+            Timestamp(u64::MAX).rfc3339(),
+            "9999-12-31T23:59:59.999Z",
+            "saturates"
+        );
+    }
+
+    #[test]
+    fn rfc3339_parses_back() {
+        let t: Timestamp = "2026-11-25T07:09:01.123Z".parse().unwrap();
+        assert_eq!(t, Timestamp(1_795_590_541_123));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-25T08:09:01.123456789+01:00").unwrap(),
+            t,
+            "other offsets, fraction cut to ms"
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("1970-01-01T00:00:00Z").unwrap(),
+            Timestamp(0)
+        );
+        let e = Timestamp::parse_rfc3339("1969-12-31T23:59:59.999Z").unwrap_err();
+        assert!(e.to_string().contains("before 1970"), "{e}");
+        let e = Timestamp::parse_rfc3339("2026-13-01T00:00:00Z").unwrap_err();
+        assert!(e.to_string().contains("not an RFC 3339"), "{e}");
+    }
+
+    #[test]
+    fn duration_text_forms() {
+        assert_eq!(format_duration(secs(90)), "1m30s");
+        assert_eq!(format_duration(hours(1) + mins(30)), "1h30m");
+        assert_eq!(format_duration(hours(48)), "48h");
+        assert_eq!(format_duration(millis(1_500)), "1s500ms");
+        assert_eq!(format_duration(Duration::from_nanos(1_001)), "1us1ns");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
+        for (text, d) in [
+            ("30s", secs(30)),
+            ("5m", mins(5)),
+            ("1h30m", mins(90)),
+            ("1h 30m", mins(90)),
+            ("2d", hours(48)),
+            ("250ms", millis(250)),
+            ("1µs", Duration::from_micros(1)),
+            ("0s", Duration::ZERO),
+            ("90s", secs(90)),
+        ] {
+            assert_eq!(parse_duration(text).unwrap(), d, "{text}");
+        }
+        for (bad, needle) in [
+            ("", "empty"),
+            ("30", "at character 3: a number needs a unit"),
+            ("5 m", "at character 2: a number needs a unit"),
+            ("1x", "unknown unit \"x\""),
+            ("-1s", "at character 1"),
+            ("1.5s", "at character 2"),
+            ("99999999999999999999999999999999999999999h", "too large"),
+        ] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]

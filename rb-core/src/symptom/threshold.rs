@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::{
     for_suffix, streak, streak_verdict, usable, EvalContext, Finding, History, Holds, Symptom,
     Verdict, ViolatedMetric,
@@ -9,8 +11,9 @@ use super::{
 use crate::observation::{Labels, Observation};
 use crate::time::human;
 
-/// How the samples a selector matches become one value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the samples a selector matches become one value (in a file: `"max"`, `"sum"`…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Aggregation {
     /// The largest value (the default: "any series over the threshold").
     Max,
@@ -49,8 +52,9 @@ impl Aggregation {
     }
 }
 
-/// A comparison against a threshold.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A comparison against a threshold (in a file: `{"above": 5000}`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Comparison {
     /// `value > t`
     Above(f64),
@@ -534,8 +538,9 @@ impl Symptom for Threshold {
     }
 }
 
-/// How much a gauge must fall.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How much a gauge must fall (in a file: `{"absolute": 2}` or `{"percent": 20}`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DropBy {
     /// By at least this much.
     Absolute(f64),

@@ -135,26 +135,11 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
     format!("{h:016x}")
 }
 
-/// Go's `time.RFC3339Nano` rendering in UTC (trailing zeros of the fraction trimmed).
+/// Go's `time.RFC3339Nano` rendering in UTC (trailing zeros of the fraction trimmed, none when zero).
 pub fn rfc3339_nano(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let mut s = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let nanos = t.nanosecond();
-    if nanos > 0 {
-        let frac = format!("{nanos:09}");
-        s.push('.');
-        s.push_str(frac.trim_end_matches('0'));
-    }
-    s.push('Z');
-    s
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// Why a notification could not be built or was not accepted.

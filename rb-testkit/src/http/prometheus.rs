@@ -112,53 +112,20 @@ impl FakeClock {
 
 /// `2024-04-18T08:50:12.000Z` (milliseconds, UTC).
 pub(crate) fn fmt_rfc3339_ms(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(FORMAT)
+        .unwrap_or_default()
 }
 
 /// Decode an `application/x-www-form-urlencoded` string (also a URL query) into pairs.
 pub(crate) fn parse_form(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    form_urlencoded::parse(s.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Parse an RFC 3339 timestamp into Unix nanoseconds.
@@ -2471,5 +2438,24 @@ mod tests {
             ]
         );
         assert_eq!(parse_prom_duration("1h30m"), Some(5_400_000));
+        // an escape at the very end, an empty pair, a broken escape kept as written, UTF-8 across
+        // escapes
+        assert_eq!(
+            parse_form("a=x%20&&b=%ZZ&c=%C3%A9"),
+            vec![
+                ("a".to_string(), "x ".to_string()),
+                ("b".to_string(), "%ZZ".to_string()),
+                ("c".to_string(), "é".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn millisecond_rfc3339() {
+        assert_eq!(fmt_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            fmt_rfc3339_ms(1_713_430_212_007),
+            "2024-04-18T08:50:12.007Z"
+        );
     }
 }
