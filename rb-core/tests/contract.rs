@@ -1451,3 +1451,87 @@ async fn diagnosis_probes_see_the_incident_window_and_what_broke() {
         "the window starts when the condition began to hold"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_sla_page_is_due_on_time_even_with_a_restart_just_before() {
+    let journal = Arc::new(MemoryJournal::new());
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Safe, vec![kafka()]);
+    rem.behave(Behaviour::FailPermanent);
+    let pager = Pager::default();
+    let clk = clock();
+    let build = |j: Arc<MemoryJournal>| {
+        Engine::builder(
+            Runbook::new("t").playbook(backlog(&g, vec![rem.arc()]).recovery_deadline(mins(120))),
+        )
+        .clock(clk)
+        .journal(j)
+        .notifier(Arc::new(pager.clone()))
+        .build()
+    };
+    let e = build(journal.clone()).await.unwrap();
+    run(&e, mins(2), secs(30)).await; // the step fails at 07:02: Kafka SME paged, 30 minutes to answer
+    assert_eq!(pager.roles(), vec!["Kafka SME"]);
+    let first_due = pager.all()[0].ack_due;
+    run(&e, mins(27), secs(30)).await;
+    drop(e); // the process restarts at 07:29, three minutes before the SLA ends at 07:32
+    let e = build(journal).await.unwrap();
+    run(&e, mins(3) + secs(30), secs(30)).await; // to 07:32:30
+    let pages = pager.roles();
+    assert_eq!(
+        pages,
+        vec!["Kafka SME", "Data Platform On-call"],
+        "re-escalated on time, not 30 minutes after the restart"
+    );
+    let second = pager
+        .all()
+        .into_iter()
+        .filter(|n| n.action == rb_core::escalation::NotifyAction::Trigger)
+        .nth(1)
+        .unwrap();
+    let sent_at = second.ack_due.since(first_due); // the next role's SLA (15 m) from when it was sent
+    assert!(
+        sent_at <= mins(15) + secs(30),
+        "sent at the first page's due time: {sent_at:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cool_downs_and_budgets_hold_across_a_restart() {
+    let journal = Arc::new(MemoryJournal::new());
+    let clk = clock();
+    let c = Connectors::default();
+    let r = RestartConnector {
+        connectors: c.clone(),
+        restarted: Default::default(),
+    };
+    let policy = SafetyPolicy {
+        target_budget: rb_core::policy::Budget::new(1, mins(60)),
+        ..SafetyPolicy::default()
+    };
+    let build = |j: Arc<MemoryJournal>| {
+        Engine::builder(connector_runbook(&c, &r))
+            .clock(clk)
+            .journal(j)
+            .approver(Arc::new(AutoApprove))
+            .policy(policy.clone())
+            .build()
+    };
+    c.set("orders-sink", 1.0);
+    let e = build(journal.clone()).await.unwrap();
+    run(&e, mins(5), secs(30)).await;
+    assert_eq!(r.restarted.lock().unwrap().len(), 1);
+    drop(e); // a crash loop of the process must not reset the budget
+    let e = build(journal).await.unwrap();
+    c.set("payments-sink", 1.0);
+    run(&e, mins(5), secs(30)).await;
+    assert_eq!(
+        r.restarted.lock().unwrap().len(),
+        1,
+        "the per-target budget of 1 an hour still holds"
+    );
+    let refused = e.incidents().await.unwrap().iter().flat_map(|i| i.timeline.clone()).any(|x| {
+        matches!(&x.event, Event::Refused { reason, .. } if reason.contains("rate budget of kafka-connect/connect-main"))
+    });
+    assert!(refused, "refused by the budget counted before the restart");
+}

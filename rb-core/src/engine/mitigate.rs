@@ -12,6 +12,20 @@ pub(super) enum Gate {
     Next,
 }
 
+/// The keys rate budgets count under: the plan's targets, whatever the instance.
+pub(super) fn budget_keys(plan: &Plan) -> Vec<String> {
+    target_keys(plan, &Labels::new())
+}
+
+/// The keys an applied action is recorded under: per instance (cool-down) and per target (budgets).
+pub(super) fn record_keys(plan: &Plan, instance: &Labels) -> Vec<String> {
+    let mut keys = target_keys(plan, instance);
+    keys.extend(budget_keys(plan));
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 pub(super) fn target_keys(plan: &Plan, instance: &Labels) -> Vec<String> {
     let mut keys: Vec<String> = plan
         .targets
@@ -316,7 +330,7 @@ impl Inner {
         }
         // cool-down, backoff and budgets: a human is not asked for what would be refused anyway
         // (apply_step checks them again, under the target locks)
-        if let Err(reason) = self.check_rates(&target_keys(&plan, &o.key), &action, &o.id) {
+        if let Err(reason) = self.check_rates(&plan, o, &action) {
             return self.refuse(o, p, step, &action, reason).await;
         }
         // approval: an approver that answers at once (auto, deny, a policy) decides within this tick;
@@ -548,17 +562,16 @@ impl Inner {
     }
 
     /// Cool-down, backoff and rate budgets for `action` of `incident` on `keys`, now.
-    pub(super) fn check_rates(
-        &self,
-        keys: &[String],
-        action: &str,
-        incident: &str,
-    ) -> Result<(), String> {
+    /// Cool-down and backoff follow the plan's targets *and* the incident's offending instance
+    /// (restarting connector A does not put connector B in cool-down); rate budgets count per target
+    /// across every incident (ten incidents each restarting one node of a ring is ten restarts).
+    pub(super) fn check_rates(&self, plan: &Plan, o: &Open, action: &str) -> Result<(), String> {
         let ps = &mut *self.policy_state();
         let now = Instant::now();
-        keys.iter()
-            .try_for_each(|k| ps.check_cooldown(&self.policy, k, action, incident, now))
-            .and_then(|_| ps.check_budgets(&self.policy, keys, now))
+        target_keys(plan, &o.key)
+            .iter()
+            .try_for_each(|k| ps.check_cooldown(&self.policy, k, action, &o.id, now))
+            .and_then(|_| ps.check_budgets(&self.policy, &budget_keys(plan), now))
     }
 
     /// Keyed concurrency, the rate checks again, then apply (journaled before and after) and verify.
@@ -596,7 +609,7 @@ impl Inner {
             }
         }
         // cool-down, backoff and budgets, under the locks
-        if let Err(reason) = self.check_rates(&keys, &action, &o.id) {
+        if let Err(reason) = self.check_rates(&plan, o, &action) {
             return self.refuse(o, p, step, &action, reason).await;
         }
         // apply: journaled before and after; retried only when idempotent and transient, with backoff
@@ -623,7 +636,7 @@ impl Inner {
             )
             .await?;
             self.policy_state()
-                .record(&keys, &action, &o.id, Instant::now());
+                .record(&record_keys(&plan, &o.key), &action, &o.id, Instant::now());
             let res = tokio::time::timeout(self.policy.apply_timeout, rem.apply(&plan, &ctx)).await;
             let (record, transient, unknown) = match res {
                 Ok(Ok(outcome)) => {

@@ -1,5 +1,6 @@
 //! Resuming open incidents from the journal when an engine starts.
 
+use super::mitigate::record_keys;
 use super::*;
 
 impl Engine {
@@ -70,24 +71,30 @@ impl Engine {
                 Some(Phase::Recover) => Stage::Recover,
                 Some(Phase::Review) => Stage::Review,
             };
+            // timers are rebuilt from the journal's wall-clock times: a page due 10 minutes after it was
+            // sent is due then, whenever the engine restarted
             let mut page = None;
+            let mut recover_started = None;
+            let mut recovery_escalated = false;
             for e in &incident.timeline {
                 match &e.event {
-                    Event::Escalated { notification, .. } => {
-                        let sla = inner
-                            .runbook
-                            .on_call
-                            .get(&notification.role)
-                            .map(|c| c.sla)
-                            .unwrap_or(secs(900));
+                    Event::Escalated { notification, .. }
+                        if notification.action == NotifyAction::Trigger =>
+                    {
                         page = Some(Page {
-                            sent: Instant::now(),
+                            sent: instant_of(inner.clock, e.at),
                             role: notification.role.clone(),
-                            due: Instant::now() + sla,
+                            due: instant_of(inner.clock, notification.ack_due),
                             attempt: notification.attempt,
-                        })
+                        });
+                        if notification.reason == EscalationReason::RecoveryTimedOut {
+                            recovery_escalated = true;
+                        }
                     }
                     Event::Acknowledged { .. } => page = None,
+                    Event::Phase {
+                        phase: Phase::Recover,
+                    } => recover_started = Some(instant_of(inner.clock, e.at)),
                     _ => {}
                 }
             }
@@ -130,9 +137,9 @@ impl Engine {
                     mitigation_begun: stage == Stage::Mitigate,
                     next_step: 0,
                     approval: None,
-                    recover_started: (stage == Stage::Recover).then(Instant::now),
+                    recover_started: recover_started.filter(|_| stage == Stage::Recover),
                     recovering_since: None,
-                    recovery_escalated: false,
+                    recovery_escalated,
                     page,
                     checks: p
                         .recovery
@@ -145,7 +152,49 @@ impl Engine {
                 })),
             );
         }
+        // cool-downs, backoff and rate budgets count the actions journaled by earlier runs too: a
+        // crash loop of the process cannot get around a budget
+        let mut applied: Vec<(Timestamp, Vec<String>, String, String)> = Vec::new();
+        for id in inner.journal.incidents().await? {
+            let entries = inner.journal.entries(&id).await?;
+            let Some(inc) = Incident::from_entries(entries) else {
+                continue;
+            };
+            for e in &inc.timeline {
+                if let Event::Started { step, action, .. } = &e.event {
+                    let plan = inc.timeline.iter().rev().find_map(|x| match &x.event {
+                        Event::Planned { step: s, plan, .. } if s == step && x.seq <= e.seq => {
+                            Some(plan)
+                        }
+                        _ => None,
+                    });
+                    if let Some(plan) = plan {
+                        let keys = record_keys(plan, &inc.record.key);
+                        applied.push((e.at, keys, action.clone(), id.clone()));
+                    }
+                }
+            }
+        }
+        applied.sort_by_key(|(at, ..)| *at);
+        {
+            let mut ps = inner.policy_state();
+            for (at, keys, action, incident) in applied {
+                ps.record(&keys, &action, &incident, instant_of(inner.clock, at));
+            }
+        }
         inner.publish_open(&st);
         Ok(())
+    }
+}
+
+/// The tokio instant of wall-clock time `at` (in the past for journaled events: a timer started before a
+/// restart keeps its remaining time, not its whole length).
+pub(super) fn instant_of(clock: Clock, at: Timestamp) -> Instant {
+    let now_wall = clock.now();
+    let now = Instant::now();
+    if at >= now_wall {
+        now + at.since(now_wall)
+    } else {
+        now.checked_sub(now_wall.since(at)).unwrap_or(now)
     }
 }
