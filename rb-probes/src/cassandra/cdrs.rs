@@ -144,7 +144,16 @@ pub(crate) fn map_error(e: &CdrsError, what: &str) -> CqlError {
             CqlErrorKind::Unauthorized
         }
         CdrsError::UnexpectedAuthResponse(_) => CqlErrorKind::Unauthorized,
-        CdrsError::General(_) => CqlErrorKind::Other,
+        // the connection went away (a node killed mid-request)
+        CdrsError::General(m)
+            if m.contains("Connection closed")
+                || m.contains("channel failure")
+                || m.contains("No nodes available") =>
+        {
+            CqlErrorKind::Other
+        }
+        // anything else the codec says in words: a frame it could not read
+        CdrsError::General(_) => CqlErrorKind::Malformed,
         _ => CqlErrorKind::Malformed,
     };
     let detail = match e {
