@@ -16,7 +16,7 @@ use rb_core::time::Clock;
 use rb_core::{ErrorKind, Observation, Probe, ProbeContext, ProbeError, Secret, Target};
 use rb_probes::cassandra::{
     metric, parse_status, CdrsCqlClient, CommandError, CommandOutput, CommandRunner, CqlClient,
-    CqlConnection, CqlError, CqlErrorKind, CqlRingConfig, CqlRingProbe, CqlRow, CqlValue,
+    CqlConnection, CqlError, CqlErrorKind, CqlRingConfig, CqlRingProbe, CqlRow, CqlTls, CqlValue,
     DriverNode, DriverNodeState, Liveness, LivenessSource, NodetoolStatusConfig,
     NodetoolStatusProbe, Ring, RingState, TokioCommandRunner,
 };
@@ -402,6 +402,113 @@ async fn password_authentication() {
     .await
     .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+}
+
+/// A TLS front for one fake node (the fake speaks plain CQL): accepts TLS with the test
+/// certificate for `cassandra.test` and pipes the bytes to `backend`.
+async fn tls_front(backend: SocketAddr) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let tls_dir = format!("{}/tests/fixtures/tls", env!("CARGO_MANIFEST_DIR"));
+    let chain = CertificateDer::pem_file_iter(format!("{tls_dir}/node.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(format!("{tls_dir}/node.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    front
+}
+
+fn tls_file(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/tls/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cql_over_tls_with_password_and_what_a_bad_certificate_gives() {
+    let ring = FakeRing::builder()
+        .nodes(1)
+        .password_auth("rb_probe", "pw")
+        .start()
+        .await
+        .unwrap();
+    let front = tls_front(ring.addr(0).unwrap()).await;
+    let probe = |tls: CqlTls| {
+        CqlRingProbe::new(
+            target(),
+            config(vec![front]).driver_state(false),
+            Arc::new(
+                CdrsCqlClient::new()
+                    .with_password("rb_probe", Secret::new("pw"))
+                    .with_tls(tls),
+            ),
+        )
+    };
+    let good = CqlTls::new(&tls_file("ca.pem"), "cassandra.test").unwrap();
+    let obs = observe(&probe(good), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(obs.complete, "{:?}", obs.gaps);
+    let r = fact(&obs);
+    assert_eq!(r.summary(), fake_nodetool(&ring));
+    assert_eq!(r.observed_via, front.to_string());
+
+    for tls in [
+        CqlTls::new(&tls_file("other-ca.pem"), "cassandra.test").unwrap(),
+        CqlTls::new(&tls_file("ca.pem"), "not-cassandra.test").unwrap(),
+    ] {
+        let e = observe(&probe(tls), Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+        assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    }
+    // configuration errors are typed, and a client key never shows in them
+    let e = CqlTls::new(b"not a pem", "cassandra.test").unwrap_err();
+    assert_eq!(e.kind, CqlErrorKind::Tls);
+    let e = CqlTls::with_client_cert(
+        &tls_file("ca.pem"),
+        "cassandra.test",
+        &tls_file("node.pem"),
+        &Secret::new("-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleQ==\n-----END PRIVATE KEY-----\n"),
+    )
+    .unwrap_err();
+    assert!(!e.message.contains("c2VjcmV0"), "{e}");
+    let mtls = CqlTls::with_client_cert(
+        &tls_file("ca.pem"),
+        "cassandra.test",
+        &tls_file("node.pem"),
+        &Secret::new(String::from_utf8(tls_file("node.key")).unwrap()),
+    )
+    .unwrap();
+    assert!(!format!("{mtls:?}").contains("PRIVATE"));
 }
 
 // ------------------------------------------------------------------ scripted CQL client

@@ -98,7 +98,10 @@ pub enum CqlErrorKind {
     Server,
     /// A frame or a row that could not be decoded.
     Malformed,
-    /// Anything else (TLS, I/O).
+    /// The TLS handshake failed (untrusted certificate, wrong server name) or TLS was
+    /// misconfigured.
+    Tls,
+    /// Anything else (I/O).
     Other,
 }
 
@@ -126,7 +129,7 @@ impl CqlError {
         match self.kind {
             CqlErrorKind::Refused => ErrorKind::Unreachable,
             CqlErrorKind::Timeout => ErrorKind::Timeout,
-            CqlErrorKind::Unauthorized => ErrorKind::Unauthorized,
+            CqlErrorKind::Unauthorized | CqlErrorKind::Tls => ErrorKind::Unauthorized,
             CqlErrorKind::Invalid | CqlErrorKind::Server => ErrorKind::Rejected,
             CqlErrorKind::Malformed => ErrorKind::BadResponse,
             CqlErrorKind::Other => ErrorKind::Unreachable,
@@ -427,7 +430,9 @@ fn gossip_row(index: usize, row: &CqlRow) -> Result<GossipRow, CqlError> {
     };
     Ok(GossipRow {
         address: Some(r.required("address", r.inet("address")?)?),
-        status: r.text("status")?,
+        // 4.0+ nodes gossip STATUS_WITH_PORT; the legacy STATUS is often only there for the
+        // local node
+        status: r.text("status_with_port")?.or(r.text("status")?),
         load: r.text("load")?,
         schema: r.text("schema")?,
         host_id: r.text("host_id")?,

@@ -15,7 +15,7 @@
 //!   events) decides `D` when the direct connect timed out. Anything else is `?` and the
 //!   observation is incomplete. Logic is generic over [`CqlClient`] (rows in, ring out);
 //!   [`CdrsCqlClient`] is the cdrs-tokio adapter (PasswordAuthenticator with an
-//!   [`rb_core::Secret`]).
+//!   [`rb_core::Secret`], TLS with [`CqlTls`]: CA, server name, optional client certificate).
 //! - [`NodetoolStatusProbe`] (id `cassandra.nodetool_status`) runs the real `nodetool status`
 //!   through a [`CommandRunner`] (an argv array, no shell; [`TokioCommandRunner`] kills it at its
 //!   timeout) and reads the text with [`parse_status`]: liveness is the failure detector of the
@@ -51,7 +51,7 @@
 //! | --- | --- |
 //! | no contact point accepts a connection; nodetool cannot reach JMX | `Unreachable` |
 //! | the deadline passes (a hung node, a slow nodetool) | `Timeout` |
-//! | credentials refused (CQL `PasswordAuthenticator`, JMX) | `Unauthorized` |
+//! | credentials refused (CQL `PasswordAuthenticator`, JMX); a TLS handshake that fails (untrusted certificate, wrong name) | `Unauthorized` |
 //! | a malformed or truncated frame, a row of the wrong shape, text that is not `nodetool status` | `BadResponse` |
 //! | a CQL error frame; nodetool exits non-zero for another reason | `Rejected` |
 //! | nodetool cannot be started; no contact points | `Invalid` |
@@ -74,7 +74,7 @@ mod model;
 mod nodetool;
 mod nodetool_probe;
 
-pub use cdrs::CdrsCqlClient;
+pub use cdrs::{CdrsCqlClient, CqlTls};
 pub use command::{CommandError, CommandOutput, CommandRunner, TokioCommandRunner};
 pub use cql::{
     CqlClient, CqlConnection, CqlError, CqlErrorKind, CqlRingConfig, CqlRingProbe, CqlRow,
