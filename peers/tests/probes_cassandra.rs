@@ -212,3 +212,34 @@ async fn both_probes_see_a_stopped_node_down_then_back() {
     let r = fact(&nodetool_probe(&env, 1).observe(&ctx()).await.unwrap());
     assert_eq!(r.summary(), truth);
 }
+
+#[tokio::test]
+#[ignore = "real-peer tier: run peers/run.sh cassandra"]
+async fn both_probes_see_a_killed_node_down_then_back() {
+    let env = env();
+    let ring = ring(&env);
+    wait_all_un(&ring).await;
+    let cql = cql_probe(&ring);
+    ring.kill_node(2).await.unwrap();
+    // no shutdown announcement: gossip still says NORMAL, the CQL probe's direct connect is
+    // refused and the node's gossip heartbeat stops rising
+    let down = ring
+        .wait_nodetool(1, "127.0.0.2", "DN", Duration::from_secs(90))
+        .await
+        .unwrap();
+    let want = down.summary();
+    let obs = cql_until(&cql, &want, 30).await;
+    let r = fact(&obs);
+    let n2 = r.node("127.0.0.2").unwrap();
+    eprintln!("killed node 2 as the CQL probe sees it: {n2:?}");
+    assert_eq!(n2.code(), "DN");
+    assert_eq!(n2.liveness_source, LivenessSource::DirectConnect, "{n2:?}");
+    assert!(obs.complete, "{:?}", obs.gaps);
+    let r = fact(&nodetool_probe(&env, 3).observe(&ctx()).await.unwrap());
+    assert_eq!(r.summary(), want);
+
+    ring.start_node(2).await.unwrap();
+    wait_all_un(&ring).await;
+    let truth = ring.nodetool_status(1).await.unwrap().summary();
+    cql_until(&cql, &truth, 60).await;
+}
