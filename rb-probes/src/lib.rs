@@ -14,7 +14,7 @@
 //! | feature | pulls in | gives |
 //! | --- | --- | --- |
 //! | `kafka` | rdkafka (builds librdkafka) | [`kafka`] |
-//! | `cassandra` | cdrs-tokio | [`cassandra`] |
+//! | `cassandra` | cdrs-tokio (with rustls for TLS), tokio process | [`cassandra`] |
 //! | `postgres` | sqlx (postgres, rustls) | `postgres` |
 //! | `mysql` | sqlx (mysql, rustls) | `mysql` |
 //! | `flink` | reqwest | `flink` |
