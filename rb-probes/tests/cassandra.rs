@@ -1486,3 +1486,99 @@ async fn fault_matrix() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+mod row_reader_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_value() -> impl Strategy<Value = CqlValue> {
+        prop_oneof![
+            Just(CqlValue::Null),
+            "[a-zA-Z0-9,.:\\- ]{0,24}".prop_map(CqlValue::Text),
+            any::<[u8; 4]>().prop_map(|b| CqlValue::Inet(IpAddr::from(b))),
+            "[0-9a-f\\-]{0,36}".prop_map(CqlValue::Uuid),
+            any::<i64>().prop_map(CqlValue::Int),
+            any::<f64>().prop_map(CqlValue::Double),
+            any::<bool>().prop_map(CqlValue::Bool),
+            proptest::collection::vec("-?[0-9]{0,20}|x", 0..4).prop_map(CqlValue::TextSet),
+            Just(CqlValue::Other("blob".into())),
+        ]
+    }
+
+    const COLUMNS: &[&str] = &[
+        "broadcast_address",
+        "listen_address",
+        "peer",
+        "address",
+        "cluster_name",
+        "partitioner",
+        "host_id",
+        "data_center",
+        "dc",
+        "rack",
+        "tokens",
+        "schema_version",
+        "schema",
+        "release_version",
+        "native_address",
+        "native_port",
+        "rpc_address",
+        "status",
+        "status_with_port",
+        "load",
+        "heartbeat",
+        "generation",
+        "native_address_and_port",
+    ];
+
+    /// A well-formed row of the kind `base` gives (or an empty one), with a few columns replaced.
+    fn any_row(base: fn(u8) -> CqlRow) -> impl Strategy<Value = CqlRow> {
+        (
+            any::<bool>(),
+            2u8..9,
+            proptest::collection::vec((0..COLUMNS.len(), any_value()), 0..6),
+        )
+            .prop_map(move |(from_base, i, cols)| {
+                let mut row = if from_base { base(i) } else { CqlRow::new() };
+                for (c, v) in cols {
+                    row.insert(COLUMNS[c], v);
+                }
+                row
+            })
+    }
+
+    fn peer_of(i: u8) -> CqlRow {
+        peer(i, i64::from(i) * 1_000_000_007)
+    }
+
+    fn gossip_of(i: u8) -> CqlRow {
+        gossip(i, "NORMAL,1", 1)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Whatever rows a node returns, the probe answers an observation or a typed error.
+        #[test]
+        fn arbitrary_rows_never_panic(
+            local_rows in proptest::collection::vec(any_row(local), 0..3),
+            peers in proptest::collection::vec(any_row(peer_of), 0..4),
+            gossip_rows in proptest::collection::vec(any_row(gossip_of), 0..5),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let answers = HashMap::from([
+                ("SELECT * FROM system.local".to_string(), Ok(local_rows)),
+                ("SELECT * FROM system.peers_v2".to_string(), Ok(peers)),
+                ("SELECT * FROM system_views.gossip_info".to_string(), Ok(gossip_rows)),
+            ]);
+            let probe = CqlRingProbe::new(
+                target(),
+                CqlRingConfig::new([sa(1)]).heartbeat_wait(Duration::ZERO),
+                Arc::new(ScriptedClient(Arc::new(Scripted { answers, ..Default::default() }))),
+            );
+            match rt.block_on(probe.observe(&ctx(Duration::from_secs(5)))) {
+                Ok(obs) => prop_assert!(obs.facts.get::<Ring>().is_some()),
+                Err(e) => prop_assert_eq!(e.kind, ErrorKind::BadResponse, "{}", e),
+            }
+        }
+    }
+}
