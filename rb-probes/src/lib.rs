@@ -14,7 +14,7 @@
 //! | feature | pulls in | gives |
 //! | --- | --- | --- |
 //! | `kafka` | rdkafka (builds librdkafka) | [`kafka`] |
-//! | `cassandra` | cdrs-tokio | [`cassandra`] |
+//! | `cassandra` | cdrs-tokio (with rustls for TLS), tokio process | [`cassandra`] |
 //! | `postgres` | sqlx (postgres, rustls) | `postgres` |
 //! | `mysql` | sqlx (mysql, rustls) | `mysql` |
 //! | `flink` | reqwest | `flink` |
@@ -34,3 +34,6 @@ pub mod common;
 
 #[cfg(feature = "http-transport")]
 pub mod transport;
+
+#[cfg(feature = "cassandra")]
+pub mod cassandra;

@@ -1468,3 +1468,65 @@ async fn prepared_ids_follow_cassandra_rules_for_the_connection_keyspace() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_authenticator_accepts_the_configured_credentials_only() {
+    use cdrs_tokio::authenticators::StaticPasswordAuthenticatorProvider;
+    timeout(T, async {
+        let ring = FakeRing::builder()
+            .password_auth("rb_probe", "pw-1")
+            .start()
+            .await
+            .unwrap();
+        // (a session with wrong credentials is left out: cdrs-tokio keeps retrying its control
+        // connection instead of failing)
+        let connect = |user: &'static str, pw: &'static str| {
+            let addr = ring.addr(0).unwrap();
+            async move {
+                let config = NodeTcpConfigBuilder::new()
+                    .with_contact_point(addr.into())
+                    .with_authenticator_provider(Arc::new(
+                        StaticPasswordAuthenticatorProvider::new(user, pw),
+                    ))
+                    .build()
+                    .await
+                    .unwrap();
+                TcpSessionBuilder::new(RoundRobinLoadBalancingStrategy::new(), config)
+                    .build()
+                    .await
+            }
+        };
+        let s = connect("rb_probe", "pw-1").await.unwrap();
+        let local = s.query("SELECT host_id FROM system.local").await.unwrap();
+        assert_eq!(rows(&local).len(), 1);
+        assert_eq!(s.cluster_metadata().nodes().len(), 3);
+        // on one raw connection: STARTUP → AUTHENTICATE, a wrong AUTH_RESPONSE → Authentication error
+        let (tx, _rx) = tokio::sync::watch::channel(None);
+        let holder = Arc::new(KeyspaceHolder::new(tx));
+        let t = TransportTcp::new(
+            ring.addr(1).unwrap(),
+            holder.clone(),
+            None,
+            None,
+            Compression::None,
+            ProtocolFrameEncodingFactory.create_encoder(Version::V4, Compression::None),
+            ProtocolFrameEncodingFactory.create_decoder(Version::V4, Compression::None),
+            16,
+            true,
+        )
+        .await
+        .unwrap();
+        let wrong = StaticPasswordAuthenticatorProvider::new("rb_probe", "nope");
+        let (ty, msg) = server_error(
+            startup(&t, &wrong, holder.as_ref(), Compression::None, Version::V4)
+                .await
+                .map(|_| panic!("authenticated with a wrong password")),
+        );
+        assert_eq!(ty, ErrorType::Authentication);
+        assert!(msg.contains("rb_probe"), "{msg}");
+        // without credentials the driver refuses at once (the server asked for an authenticator)
+        assert!(raw(ring.addr(2).unwrap()).await.is_err());
+    })
+    .await
+    .unwrap();
+}

@@ -253,6 +253,7 @@ pub struct FakeRingBuilder {
     peers_v2_invalid: bool,
     base: Ipv4Addr,
     port: Option<u16>,
+    credentials: Option<(String, String)>,
 }
 
 impl Default for FakeRingBuilder {
@@ -267,6 +268,7 @@ impl Default for FakeRingBuilder {
             peers_v2_invalid: false,
             base: Ipv4Addr::new(127, 0, 0, 1),
             port: None,
+            credentials: None,
         }
     }
 }
@@ -314,6 +316,14 @@ impl FakeRingBuilder {
     /// drivers fall back to `system.peers`.
     pub fn peers_v2_invalid(mut self, on: bool) -> Self {
         self.peers_v2_invalid = on;
+        self
+    }
+
+    /// Require `PasswordAuthenticator` credentials: STARTUP is answered with AUTHENTICATE, and an
+    /// AUTH_RESPONSE (SASL PLAIN) with other credentials gets an `Authentication` error, as in
+    /// Cassandra. Default: no authentication (AllowAllAuthenticator).
+    pub fn password_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some((user.into(), password.into()));
         self
     }
 
@@ -402,6 +412,7 @@ impl FakeRingBuilder {
             nodes,
             keyspaces,
             peers_v2_invalid: self.peers_v2_invalid,
+            credentials: self.credentials.clone(),
         };
         let shared = Shared::new(ring);
         let fake = FakeRing {

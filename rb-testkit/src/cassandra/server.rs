@@ -248,6 +248,8 @@ struct ConnState {
     compression: Compression,
     keyspace: Option<String>,
     ready: bool,
+    /// STARTUP was answered with AUTHENTICATE; the next AUTH_RESPONSE decides.
+    authenticating: bool,
 }
 
 enum Action {
@@ -294,6 +296,7 @@ async fn serve_conn(
         compression: Compression::None,
         keyspace: None,
         ready: false,
+        authenticating: false,
     };
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
@@ -541,6 +544,40 @@ fn decide(
             )
         }
     };
+    if let RequestBody::AuthResponse(auth) = &body {
+        if conn.authenticating {
+            conn.authenticating = false;
+            // SASL PLAIN: authzid NUL user NUL password
+            let token = auth.data.as_slice().unwrap_or_default();
+            let parts: Vec<&[u8]> = token.split(|b| *b == 0).collect();
+            let ok = match (&inner.ring.credentials, parts.as_slice()) {
+                (Some((user, password)), [_, u, p]) => {
+                    *u == user.as_bytes() && *p == password.as_bytes()
+                }
+                _ => false,
+            };
+            if ok {
+                conn.ready = true;
+                // AUTH_SUCCESS with a null token
+                let body = (-1i32).to_be_bytes().to_vec();
+                return (
+                    Action::Reply(response(version, Opcode::AuthSuccess, stream, body)),
+                    None,
+                );
+            }
+            let user = parts
+                .get(1)
+                .map(|u| String::from_utf8_lossy(u).into_owned())
+                .unwrap_or_default();
+            return (
+                err(
+                    ErrorType::Authentication,
+                    format!("Provided username {user} and/or password are incorrect"),
+                ),
+                None,
+            );
+        }
+    }
     let needs_ready = !matches!(body, RequestBody::Startup(_) | RequestBody::Options(_));
     if needs_ready && !conn.ready {
         return (
@@ -597,6 +634,21 @@ fn decide(
                     }
                 },
             };
+            if inner.ring.credentials.is_some() {
+                // PasswordAuthenticator: AUTHENTICATE, then SASL PLAIN in AUTH_RESPONSE
+                conn.authenticating = true;
+                let class = "org.apache.cassandra.auth.PasswordAuthenticator";
+                let mut body = Vec::with_capacity(class.len() + 2);
+                body.extend_from_slice(&(class.len() as u16).to_be_bytes());
+                body.extend_from_slice(class.as_bytes());
+                return (
+                    Action::ReplyThenCompress(
+                        response(version, Opcode::Authenticate, stream, body),
+                        compression,
+                    ),
+                    None,
+                );
+            }
             conn.ready = true;
             (
                 Action::ReplyThenCompress(

@@ -303,6 +303,8 @@ pub(crate) struct RingState {
     pub(crate) nodes: Vec<NodeRecord>,
     pub(crate) keyspaces: Vec<(String, Replication)>,
     pub(crate) peers_v2_invalid: bool,
+    /// PasswordAuthenticator credentials (`None`: AllowAllAuthenticator).
+    pub(crate) credentials: Option<(String, String)>,
 }
 
 impl RingState {
