@@ -1,0 +1,1 @@
+//! Nessie probes (in progress).
