@@ -732,10 +732,7 @@ fn outcome(r: Result<Observation, rb_core::ProbeError>) -> String {
     match r {
         Ok(o) if o.complete => "ok".into(),
         Ok(_) => "incomplete".into(),
-        Err(e) => {
-            eprintln!("{e}");
-            format!("{:?}", e.kind()).to_lowercase()
-        }
+        Err(e) => format!("{:?}", e.kind()).to_lowercase(),
     }
 }
 
@@ -835,6 +832,10 @@ async fn fault_matrix() {
                 "row {p},{f} missing or repeated"
             );
         }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (p, f, _) in &rows {
+        assert!(seen.insert((p.clone(), f.clone())), "row {p},{f} repeated");
     }
     let mut failures = Vec::new();
     for (p, f, want) in &rows {
