@@ -113,8 +113,20 @@ async fn probes_equal_what_flink_rest_says() {
         .as_deref()
         .unwrap()
         .contains(&format!("{id}/chk-{got}")));
-    // checkpoints every 2 s: the latest completed one is young
-    assert!(cp.last_completed_age_ms.unwrap() < 10_000, "{cp:?}");
+    // the completion time is the one Flink recorded for that checkpoint, and the age is measured
+    // on the server's clock (no skew): between 0 and "now" of a detail read after the probe
+    let ack = [&before, &after]
+        .iter()
+        .filter(|c| u(c, "/latest/completed/id") == got)
+        .map(|c| u(c, "/latest/completed/latest_ack_timestamp"))
+        .next()
+        .unwrap_or_else(|| panic!("checkpoint {got} in neither direct read"));
+    assert_eq!(cp.last_completed_at_ms, Some(ack as i64));
+    let now_after = u(&f.get(&format!("/jobs/{id}")).await.unwrap(), "/now");
+    assert!(
+        cp.last_completed_age_ms.unwrap() <= now_after - ack,
+        "{cp:?}"
+    );
 
     // vertices: ids, parallelism and max parallelism as the detail says; sources per the plan
     let detail = f.get(&format!("/jobs/{id}")).await.unwrap();
@@ -144,9 +156,28 @@ async fn probes_equal_what_flink_rest_says() {
         .map(|v| v.id.as_str())
         .collect();
     assert_eq!(probed, sources);
-    // the counter job's generator emits records: the source operator's input rate is seen
-    let src = j.vertices.iter().find(|v| v.is_source).unwrap();
-    assert!(src.input_records_per_second.unwrap() > 0.0, "{src:?}");
+    // the counter job's generator emits records: the source's rate is seen (Flink's per-second
+    // meters read 0 for a while after a (re)start, so watch it come up)
+    let t0 = Instant::now();
+    loop {
+        let obs = observe_complete(&f).await;
+        let j = fact(&obs);
+        let src = j.vertices.iter().find(|v| v.is_source).unwrap().clone();
+        if src.input_records_per_second.unwrap() > 0.0 {
+            let total = obs
+                .samples_named("flink_job_input_records_per_second")
+                .next()
+                .unwrap()
+                .value;
+            assert_eq!(total, src.input_records_per_second.unwrap());
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "the source's rate stayed 0: {src:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     let direct_exc = f
         .get(&format!("/jobs/{id}/exceptions?maxExceptions=10"))
         .await

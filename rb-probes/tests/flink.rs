@@ -510,6 +510,45 @@ async fn the_captured_cluster_gives_the_captured_numbers() {
     assert_eq!(j.vertices[0].busy_ratio, None);
 }
 
+#[tokio::test]
+async fn a_source_that_does_not_count_its_input_is_measured_by_its_output() {
+    // The captured source vertex's metric names (as the subtask aggregate lists them: without the
+    // subtask prefix), with a generator source's rates: input 0, output 70 records/s.
+    let mut replay = Replay::captured();
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&capture("vertex_source_metrics_list")).unwrap();
+    let names: Vec<serde_json::Value> = list
+        .iter()
+        .map(|m| {
+            let id = m["id"].as_str().unwrap();
+            serde_json::json!({"id": id.split_once('.').map_or(id, |(_, rest)| rest)})
+        })
+        .collect();
+    let base = format!("/jobs/{JOB}/vertices/{SOURCE}/subtasks/metrics");
+    replay
+        .0
+        .insert(base.clone(), serde_json::Value::Array(names).to_string());
+    replay.0.insert(
+        format!("{base}?get=busyTimeMsPerSecond,backPressuredTimeMsPerSecond,numRecordsInPerSecond,numRecordsOutPerSecond,Source__datagen.numRecordsInPerSecond,Source__datagen.numRecordsOutPerSecond&agg=max,avg,sum"),
+        r#"[{"id":"busyTimeMsPerSecond","max":1000.0,"avg":1000.0,"sum":1000.0},
+            {"id":"numRecordsInPerSecond","max":0.0,"avg":0.0,"sum":0.0},
+            {"id":"numRecordsOutPerSecond","max":70.0,"avg":70.0,"sum":70.0},
+            {"id":"Source__datagen.numRecordsInPerSecond","max":0.0,"avg":0.0,"sum":0.0},
+            {"id":"Source__datagen.numRecordsOutPerSecond","max":70.0,"avg":70.0,"sum":70.0}]"#
+            .to_string(),
+    );
+    let probe = FlinkJobProbe::new(replay, target(), JobSelector::id(JOB));
+    let obs = probe.observe(&ctx(Duration::from_secs(5))).await.unwrap();
+    let s = &job_fact(&obs).vertices[0];
+    assert!(s.is_source);
+    assert_eq!(s.input_records_per_second, Some(70.0));
+    assert_eq!(s.busy_ratio, Some(1.0));
+    assert_eq!(
+        value(&obs, "flink_job_input_records_per_second", None),
+        Some(70.0)
+    );
+}
+
 #[test]
 fn captured_shapes_parse_with_their_values() {
     let site = site();

@@ -31,8 +31,10 @@
 //!   back-pressure ratio = the `/backpressure` view's worst subtask (or
 //!   `backPressuredTimeMsPerSecond` / 1000 when the view has no sample yet). A source's input rate
 //!   is its source operator's `Source__<name>.numRecordsInPerSecond` summed over subtasks (the
-//!   task-level `numRecordsInPerSecond` of a source counts network input, which is zero), falling
-//!   back to the task's `numRecordsOutPerSecond`. Sources are the plan's nodes without inputs.
+//!   task-level `numRecordsInPerSecond` of a source counts network input, which is zero); a source
+//!   that does not count its input (a generator source reports 0) is measured by its operator's
+//!   `numRecordsOutPerSecond` (a source emits what it reads), then by the task's
+//!   `numRecordsOutPerSecond`. Sources are the plan's nodes without inputs.
 //!
 //! ## Samples
 //!
@@ -100,7 +102,6 @@
 pub mod classify;
 pub mod model;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -235,6 +236,25 @@ pub struct FlinkVertex {
     pub backpressure_level: Option<String>,
     /// Records per second into the vertex over all subtasks (for a source: records read).
     pub input_records_per_second: Option<f64>,
+}
+
+impl FlinkVertex {
+    /// Records per second the vertex could take at full busy time, over all its subtasks: the
+    /// input rate divided by the average busy ratio (the "true processing rate" an autoscaler
+    /// scales by). `None` when either is unknown or the vertex is idle (busy ratio 0).
+    ///
+    /// ```
+    /// # use rb_probes::flink::FlinkVertex;
+    /// let v = FlinkVertex { id: "v".into(), name: "enrich".into(), parallelism: 2, max_parallelism: Some(128),
+    ///     is_source: false, busy_ratio: Some(0.9), busy_ratio_avg: Some(0.8), backpressure_ratio: Some(0.0),
+    ///     backpressure_level: None, input_records_per_second: Some(4000.0) };
+    /// assert_eq!(v.processing_capacity(), Some(5000.0));
+    /// ```
+    pub fn processing_capacity(&self) -> Option<f64> {
+        let busy = self.busy_ratio_avg.or(self.busy_ratio)?;
+        let rate = self.input_records_per_second?;
+        (busy > 0.0).then(|| rate / busy)
+    }
 }
 
 /// A Flink job as the probe saw it.
@@ -735,29 +755,35 @@ impl<C: HttpClient> FlinkJobProbe<C> {
                 "backPressuredTimeMsPerSecond".to_string(),
                 "numRecordsInPerSecond".to_string(),
             ];
-            let mut source_metric = None;
+            // the source operator's own rates (`Source__<name>.numRecordsInPerSecond` / `…Out…`)
+            let mut source_metrics: (Option<String>, Option<String>) = (None, None);
             if v.is_source {
                 let names: Vec<MetricValue> = self.get(&metrics_base).await?;
-                source_metric = names
-                    .iter()
-                    .map(|m| m.id.as_str())
-                    .find(|n| n.starts_with("Source__") && n.ends_with(".numRecordsInPerSecond"))
-                    .map(str::to_string);
+                let find = |suffix: &str| {
+                    names
+                        .iter()
+                        .map(|m| m.id.as_str())
+                        .find(|n| n.starts_with("Source__") && n.ends_with(suffix))
+                        .map(str::to_string)
+                };
+                source_metrics = (
+                    find(".numRecordsInPerSecond"),
+                    find(".numRecordsOutPerSecond"),
+                );
                 wanted.push("numRecordsOutPerSecond".into());
-                if let Some(s) = &source_metric {
-                    wanted.push(s.clone());
-                }
+                wanted.extend(source_metrics.0.iter().cloned());
+                wanted.extend(source_metrics.1.iter().cloned());
             }
             let names: Vec<String> = wanted.iter().map(|n| query_escape(n)).collect();
             let path = format!("{metrics_base}?get={}&agg=max,avg,sum", names.join(","));
             let values: Vec<AggregatedMetric> = self.get(&path).await?;
-            Ok::<_, ProbeError>((path, values, source_metric))
+            Ok::<_, ProbeError>((path, values, source_metrics))
         };
         let (bp, metrics) = futures::join!(self.get::<Backpressure>(&bp_path), metrics_fut);
 
         let mut metric_bp = None;
         match metrics {
-            Ok((path, values, source_metric)) => {
+            Ok((path, values, (source_in, source_out))) => {
                 let find = |name: &str| values.iter().find(|m| m.id == name);
                 match find("busyTimeMsPerSecond") {
                     Some(m) if m.max.is_some() => {
@@ -774,11 +800,14 @@ impl<C: HttpClient> FlinkJobProbe<C> {
                     .and_then(|m| m.max)
                     .map(ms_ratio);
                 load.input_rate = if v.is_source {
-                    source_metric
-                        .as_deref()
-                        .and_then(find)
-                        .and_then(|m| m.sum)
-                        .or_else(|| find("numRecordsOutPerSecond").and_then(|m| m.sum))
+                    // Not every source counts its input (a generator source does not): a source
+                    // operator emits what it reads, so its output rate stands in, then the task's.
+                    let sum = |n: Option<&str>| n.and_then(find).and_then(|m| m.sum);
+                    sum(source_in.as_deref())
+                        .filter(|r| *r > 0.0)
+                        .or_else(|| sum(source_out.as_deref()))
+                        .or_else(|| sum(source_in.as_deref()))
+                        .or_else(|| sum(Some("numRecordsOutPerSecond")))
                 } else {
                     find("numRecordsInPerSecond").and_then(|m| m.sum)
                 };
@@ -912,14 +941,4 @@ impl<C: HttpClient> Probe for FlinkJobProbe<C> {
         };
         site.within(ctx, self.observe_inner(ctx)).await
     }
-}
-
-/// Counts of a job's exceptions per category (every category present, zeros included).
-pub fn exceptions_by_category(list: &[JobException]) -> BTreeMap<FailureCategory, usize> {
-    let mut m: BTreeMap<FailureCategory, usize> =
-        FailureCategory::ALL.iter().map(|c| (*c, 0)).collect();
-    for e in list {
-        *m.entry(e.category).or_default() += 1;
-    }
-    m
 }
