@@ -17,8 +17,8 @@
 //! | `cassandra` | cdrs-tokio (with rustls for TLS), tokio process | [`cassandra`] |
 //! | `postgres` | sqlx (postgres, rustls) | `postgres` |
 //! | `mysql` | sqlx (mysql, rustls) | `mysql` |
-//! | `flink` | reqwest | `flink` |
-//! | `nessie` | reqwest | `nessie` |
+//! | `flink` | reqwest | [`flink`]: cluster overview, live job state, restarts, checkpoints, classified exceptions, vertex busy/back-pressure |
+//! | `nessie` | reqwest | [`nessie`]: API and management health, reference HEADs, commit log, branch vs backup |
 //! | `prometheus` | reqwest | `prometheus` |
 //! | `http` | reqwest | `http` |
 //! | `kafka-connect` | reqwest | `kafka_connect` |
@@ -37,3 +37,7 @@ pub mod transport;
 
 #[cfg(feature = "cassandra")]
 pub mod cassandra;
+#[cfg(feature = "flink")]
+pub mod flink;
+#[cfg(feature = "nessie")]
+pub mod nessie;

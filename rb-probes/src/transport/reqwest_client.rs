@@ -163,6 +163,12 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> TransportError {
         TransportError::Body(msg)
     } else if e.is_builder() {
         TransportError::Invalid(msg)
+    } else if msg.contains("connection closed before message completed")
+        || msg.contains("end of file before message length reached")
+    {
+        // the server went away mid-answer (a reset, a cut body): hyper reports it as a request
+        // error, but the answer is what broke
+        TransportError::Body(msg)
     } else {
         TransportError::Other(msg)
     }
