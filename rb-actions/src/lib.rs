@@ -10,8 +10,8 @@
 //!
 //! | feature | pulls in | gives |
 //! | --- | --- | --- |
-//! | `flink` | reqwest (through rb-probes) | `flink` |
-//! | `nessie` | reqwest (through rb-probes) | `nessie` |
+//! | `flink` | reqwest (through rb-probes) | [`flink`] |
+//! | `nessie` | reqwest (through rb-probes) | [`nessie`] |
 //! | `kafka-connect` | reqwest (through rb-probes) | `kafka_connect` |
 //! | `trino` | reqwest (through rb-probes) | `trino` |
 //! | `postgres` | sqlx (through rb-probes) | `postgres` |
@@ -23,3 +23,11 @@
 //! All are on by default; `cargo check -p rb-actions --no-default-features --features <family>` builds
 //! one family alone.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(any(feature = "flink", feature = "nessie"))]
+mod rest;
+
+#[cfg(feature = "flink")]
+pub mod flink;
+#[cfg(feature = "nessie")]
+pub mod nessie;
