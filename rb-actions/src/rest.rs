@@ -3,9 +3,9 @@
 //!
 //! | what went wrong | read (`GET`) | write (`POST`, `PUT`, `PATCH`, `DELETE`) |
 //! | --- | --- | --- |
-//! | connection refused | `Unreachable` | `Unreachable` (nothing was sent) |
+//! | connection refused (no connection could be made) | `Unreachable` | `Unreachable` (nothing was sent) |
 //! | no answer in time, hang | `Timeout` | `OutcomeUnknown` (sent; it may have happened) |
-//! | answer cut off, connection reset | `BadResponse` / `Other` | `OutcomeUnknown` |
+//! | answer cut off, connection reset or dropped under the request | `BadResponse` | `OutcomeUnknown` |
 //! | 401 / 403 | `Unauthorized` | `Unauthorized` |
 //! | 409 | `Conflict` | `Conflict` |
 //! | other non-2xx | `Rejected` | `Rejected` |
@@ -72,6 +72,8 @@ impl<'a> Site<'a> {
             (_, TransportError::Connect(_)) => ErrorKind::Unreachable,
             (_, TransportError::Invalid(_)) => ErrorKind::Invalid,
             (true, _) => ErrorKind::OutcomeUnknown,
+            // an answer cut off or a connection reset under a read: a broken answer
+            (false, TransportError::Other(_)) => ErrorKind::BadResponse,
             (false, e) => e.kind(),
         };
         let message = if kind == ErrorKind::OutcomeUnknown {

@@ -500,6 +500,8 @@ impl Remediation for Rescale {
                             "fallback": "the in-place rescale was refused: plan again to get the stop-with-savepoint plan (it needs its own approval)",
                         })));
                 }
+                // Flink answers `{}`; anything that is not JSON leaves the outcome unknown
+                let _: Value = f.site.decode("PUT", true, &path, &resp.body)?;
                 Ok(Outcome::new(format!("job {job}: resource requirements set to {body}"))
                     .details(json!({ "job_id": job, "parallelism": targets })))
             }
