@@ -104,7 +104,9 @@ impl<'a> Site<'a> {
             kind,
             format!("{method} {path}: HTTP {status}: {message}"),
         )
-        .with_details(serde_json::json!({ "status": status, "request": format!("{method} {path}") }))
+        .with_details(
+            serde_json::json!({ "status": status, "request": format!("{method} {path}") }),
+        )
     }
 
     /// Decode a 2xx body into `T`: an unreadable answer to a read is a bad response, to a write an
@@ -145,7 +147,9 @@ pub(crate) fn stable_hex32(parts: &[&str]) -> String {
         for byte in p.bytes().chain(std::iter::once(0xff)) {
             a ^= u64::from(byte);
             a = a.wrapping_mul(0x0000_0100_0000_01b3);
-            b = (b ^ u64::from(byte)).rotate_left(7).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            b = (b ^ u64::from(byte))
+                .rotate_left(7)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
     }
     format!("{a:016x}{b:016x}")

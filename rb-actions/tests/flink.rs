@@ -98,7 +98,10 @@ fn bodies(flink: &FakeFlink, method: &str, pattern: &str) -> Vec<Value> {
 fn no_rescale_endpoint_called(flink: &FakeFlink) {
     assert!(
         flink.requests().matching("*", "/jobs/*/rescale").is_empty()
-            && flink.requests().matching("*", "/jobs/*/rescaling").is_empty(),
+            && flink
+                .requests()
+                .matching("*", "/jobs/*/rescaling")
+                .is_empty(),
         "the non-existent rescale endpoints were called:\n{}",
         flink.requests().describe()
     );
@@ -112,10 +115,15 @@ async fn savepoint_triggers_with_our_trigger_id_polls_it_and_hands_the_path_on()
     let sp = Savepoint::new(ep).target_directory("file:///tmp/sp/manual");
     let c = ctx(&job);
     let plan = sp.plan(&c).await.unwrap();
-    assert!(flink.requests().mutating().is_empty(), "planning changes nothing");
+    assert!(
+        flink.requests().mutating().is_empty(),
+        "planning changes nothing"
+    );
     let trigger = plan.params["trigger_id"].as_str().unwrap().to_string();
     assert_eq!(plan.params["job_id"], job.as_str());
-    assert!(plan.description.contains(&format!("POST /jobs/{job}/savepoints")));
+    assert!(plan
+        .description
+        .contains(&format!("POST /jobs/{job}/savepoints")));
 
     let out = sp.apply(&plan, &c).await.unwrap();
     let path = out.details["savepoint_path"].as_str().unwrap().to_string();
@@ -124,13 +132,20 @@ async fn savepoint_triggers_with_our_trigger_id_polls_it_and_hands_the_path_on()
 
     assert_eq!(
         bodies(&flink, "POST", &format!("/jobs/{job}/savepoints")),
-        vec![json!({"cancel-job": false, "target-directory": "file:///tmp/sp/manual", "triggerId": trigger})]
+        vec![
+            json!({"cancel-job": false, "target-directory": "file:///tmp/sp/manual", "triggerId": trigger})
+        ]
     );
     assert!(!flink
         .requests()
         .matching("GET", &format!("/jobs/{job}/savepoints/{trigger}"))
         .is_empty());
-    assert_eq!(flink.requests().mutating().len(), 1, "{}", flink.requests().describe());
+    assert_eq!(
+        flink.requests().mutating().len(),
+        1,
+        "{}",
+        flink.requests().describe()
+    );
     assert_eq!(flink.job_status(&job).unwrap(), "RUNNING");
     assert!(succeeded(&verified(&sp, &plan, &out, &c).await));
 }
@@ -174,13 +189,18 @@ async fn a_failed_savepoint_reported_completed_with_a_failure_cause_is_an_error(
     assert_eq!(e.kind(), ErrorKind::Rejected, "{e}");
     assert!(e.message.contains("IO-problem detected"), "{e}");
     assert_eq!(e.details["trigger_id"], plan.params["trigger_id"]);
-    assert!(e.details["failure"].as_str().unwrap().contains("CheckpointException"));
+    assert!(e.details["failure"]
+        .as_str()
+        .unwrap()
+        .contains("CheckpointException"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_savepoint_of_a_job_that_is_not_running_is_refused_at_plan_time() {
     let (flink, ep, job) = started().await;
-    flink.fail_job(&job, "java.lang.RuntimeException: boom").unwrap();
+    flink
+        .fail_job(&job, "java.lang.RuntimeException: boom")
+        .unwrap();
     let e = Savepoint::new(ep).plan(&ctx(&job)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid);
     assert!(e.message.contains("FAILED"), "{e}");
@@ -193,7 +213,10 @@ async fn the_job_is_found_by_name_when_the_incident_names_it() {
         .with_key(labels(&[("job", "orders")]));
     let plan = Savepoint::new(ep.clone()).plan(&c).await.unwrap();
     assert_eq!(plan.params["job_id"], job.as_str());
-    assert!(!flink.requests().matching("GET", "/jobs/overview").is_empty());
+    assert!(!flink
+        .requests()
+        .matching("GET", "/jobs/overview")
+        .is_empty());
     let e = Savepoint::new(ep)
         .plan(&ActionContext::detached(clock(), Duration::from_secs(60)))
         .await
@@ -214,7 +237,9 @@ async fn stop_with_savepoint_ends_the_job_finished_and_hands_the_path_on() {
     let out = stop.apply(&plan, &c).await.unwrap();
     assert_eq!(
         bodies(&flink, "POST", &format!("/jobs/{job}/stop")),
-        vec![json!({"drain": false, "targetDirectory": "file:///tmp/sp/stop", "triggerId": trigger})]
+        vec![
+            json!({"drain": false, "targetDirectory": "file:///tmp/sp/stop", "triggerId": trigger})
+        ]
     );
     assert!(out.details["savepoint_path"]
         .as_str()
@@ -231,7 +256,8 @@ async fn stop_with_savepoint_ends_the_job_finished_and_hands_the_path_on() {
 // ----------------------------------------------------------------------------------- restore
 
 #[tokio::test(start_paused = true)]
-async fn restore_from_the_savepoint_of_an_earlier_step_uploads_the_jar_runs_it_and_verifies_the_restore() {
+async fn restore_from_the_savepoint_of_an_earlier_step_uploads_the_jar_runs_it_and_verifies_the_restore(
+) {
     let (flink, ep, job) = started().await;
     let c = ctx(&job);
     let stop = StopWithSavepoint::new(ep.clone());
@@ -243,7 +269,10 @@ async fn restore_from_the_savepoint_of_an_earlier_step_uploads_the_jar_runs_it_a
     let restore = Restore::new(ep, submitter(&flink));
     let c = with_savepoint(ctx(&job), &path);
     let plan = restore.plan(&c).await.unwrap();
-    assert!(flink.requests().mutating().is_empty(), "planning changes nothing");
+    assert!(
+        flink.requests().mutating().is_empty(),
+        "planning changes nothing"
+    );
     assert_eq!(plan.params["restore_path"], path.as_str());
     assert_eq!(plan.params["cancel_first"], false, "the job is FINISHED");
     let out = restore.apply(&plan, &c).await.unwrap();
@@ -251,7 +280,12 @@ async fn restore_from_the_savepoint_of_an_earlier_step_uploads_the_jar_runs_it_a
     assert_ne!(new, job);
     assert_eq!(out.details["previous_job_id"], job.as_str());
 
-    let lines: Vec<String> = flink.requests().mutating().iter().map(|r| r.line()).collect();
+    let lines: Vec<String> = flink
+        .requests()
+        .mutating()
+        .iter()
+        .map(|r| r.line())
+        .collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0], "POST /jars/upload", "the jar was gone: uploaded");
     assert!(lines[1].starts_with("POST /jars/") && lines[1].ends_with("_runbook-counter.jar/run"));
@@ -265,7 +299,9 @@ async fn restore_from_the_savepoint_of_an_earlier_step_uploads_the_jar_runs_it_a
         .header("content-type")
         .unwrap()
         .starts_with("multipart/form-data; boundary="));
-    assert!(upload.text().contains("name=\"jarfile\"; filename=\"runbook-counter.jar\""));
+    assert!(upload
+        .text()
+        .contains("name=\"jarfile\"; filename=\"runbook-counter.jar\""));
 
     let v = verified(&restore, &plan, &out, &c).await;
     assert!(succeeded(&v), "{v:?}");
@@ -288,7 +324,12 @@ async fn restore_from_the_savepoint_of_an_earlier_step_uploads_the_jar_runs_it_a
 async fn restore_of_a_failed_job_uses_its_latest_retained_checkpoint() {
     let (flink, ep, job) = started().await;
     let latest = flink.latest_checkpoint_id(&job).unwrap().unwrap();
-    flink.fail_job(&job, "org.apache.paimon.schema.SchemaChangeException: column added").unwrap();
+    flink
+        .fail_job(
+            &job,
+            "org.apache.paimon.schema.SchemaChangeException: column added",
+        )
+        .unwrap();
     sleep(Duration::from_secs(4)).await;
     let restore = Restore::new(ep, submitter(&flink));
     let c = ctx(&job);
@@ -325,7 +366,9 @@ async fn restore_of_a_job_still_running_cancels_it_first_so_two_copies_never_run
 #[tokio::test(start_paused = true)]
 async fn an_interrupted_restore_that_journaled_the_new_job_never_submits_again() {
     let (flink, ep, job) = started().await;
-    flink.fail_job(&job, "java.lang.RuntimeException: boom").unwrap();
+    flink
+        .fail_job(&job, "java.lang.RuntimeException: boom")
+        .unwrap();
     let restore = Restore::new(ep, submitter(&flink));
     let mut c = ctx(&job);
     c.step_id = "restore".into();
@@ -339,7 +382,11 @@ async fn an_interrupted_restore_that_journaled_the_new_job_never_submits_again()
     flink.requests().clear();
     let again = restore.apply(&plan, &c).await.unwrap();
     assert_eq!(again.details["job_id"], new.as_str());
-    assert!(flink.requests().mutating().is_empty(), "{}", flink.requests().describe());
+    assert!(
+        flink.requests().mutating().is_empty(),
+        "{}",
+        flink.requests().describe()
+    );
     assert_eq!(flink.job_ids().len(), 2, "one old job, one restored");
 }
 
@@ -372,15 +419,29 @@ async fn rescale_in_place_puts_the_resource_requirements_and_verifies_the_new_pa
     no_rescale_endpoint_called(&flink);
     let v = verified(&r, &plan, &out, &c).await;
     assert!(succeeded(&v), "{v:?}");
-    assert!(flink.vertices(&job).unwrap().iter().all(|(_, _, p)| *p == 3));
-    assert_eq!(flink.num_restarts(&job).unwrap(), 1, "one restart for the rescale");
+    assert!(flink
+        .vertices(&job)
+        .unwrap()
+        .iter()
+        .all(|(_, _, p)| *p == 3));
+    assert_eq!(
+        flink.num_restarts(&job).unwrap(),
+        1,
+        "one restart for the rescale"
+    );
     // idempotent: the same plan again changes nothing on the server
     r.apply(&plan, &c).await.unwrap();
     sleep(Duration::from_secs(10)).await;
     assert_eq!(flink.num_restarts(&job).unwrap(), 1);
     // and now there is nothing to do
     let p2 = r.plan(&c).await.unwrap();
-    assert!(p2.nothing_to_do.as_deref().unwrap().contains("already runs at"), "{p2:?}");
+    assert!(
+        p2.nothing_to_do
+            .as_deref()
+            .unwrap()
+            .contains("already runs at"),
+        "{p2:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -395,14 +456,21 @@ async fn rescale_down_keeps_the_lower_bound_at_most_the_target_and_is_reversible
     // lower bounds 2 first
     let up = Rescale::to_parallelism(ep.clone(), 2);
     let p = up.plan(&c).await.unwrap();
-    assert!(p.nothing_to_do.is_some(), "already at 2 with upper bound 2: {p:?}");
+    assert!(
+        p.nothing_to_do.is_some(),
+        "already at 2 with upper bound 2: {p:?}"
+    );
     let down = Rescale::to_parallelism(ep.clone(), 1);
     let plan = down.plan(&c).await.unwrap();
     for (_, v) in plan.params["requirements"].as_object().unwrap() {
         assert_eq!(v["parallelism"]["upperBound"], 1);
         assert!(v["parallelism"]["lowerBound"].as_i64().unwrap() <= 1);
     }
-    assert!(plan.undo.as_deref().unwrap().contains("resource-requirements back to"));
+    assert!(plan
+        .undo
+        .as_deref()
+        .unwrap()
+        .contains("resource-requirements back to"));
     let out = down.apply(&plan, &c).await.unwrap();
     assert!(succeeded(&verified(&down, &plan, &out, &c).await));
     // reversible: the undo (the previous requirements) brings the server back
@@ -410,7 +478,11 @@ async fn rescale_down_keeps_the_lower_bound_at_most_the_target_and_is_reversible
     let bp = back.plan(&c).await.unwrap();
     let bo = back.apply(&bp, &c).await.unwrap();
     assert!(succeeded(&verified(&back, &bp, &bo, &c).await));
-    assert!(flink.vertices(&job).unwrap().iter().all(|(_, _, p)| *p == 2));
+    assert!(flink
+        .vertices(&job)
+        .unwrap()
+        .iter()
+        .all(|(_, _, p)| *p == 2));
 }
 
 #[tokio::test(start_paused = true)]
@@ -447,15 +519,35 @@ async fn the_autoscaler_target_comes_from_the_diagnosis_facts_and_is_explained_i
     let r = Rescale::autoscaled(ep);
     let plan = r.plan(&c).await.unwrap();
     // factor 2.595 × 1 → 3 → the next divisor of 128 key groups: 4
-    assert_eq!(plan.params["targets"], json!(vertices.iter().map(|(id, _, _)| (id.clone(), 4)).collect::<BTreeMap<_, _>>()));
+    assert_eq!(
+        plan.params["targets"],
+        json!(vertices
+            .iter()
+            .map(|(id, _, _)| (id.clone(), 4))
+            .collect::<BTreeMap<_, _>>())
+    );
     let d = &plan.params["decisions"][&vertices[0].0];
-    assert!((d["scale_factor"].as_f64().unwrap() - 2.595).abs() < 0.001, "{d}");
-    assert!(plan.description.contains("lag 1800000"), "{}", plan.description);
+    assert!(
+        (d["scale_factor"].as_f64().unwrap() - 2.595).abs() < 0.001,
+        "{d}"
+    );
+    assert!(
+        plan.description.contains("lag 1800000"),
+        "{}",
+        plan.description
+    );
     assert!(plan.description.contains("utilization 0.7"));
-    assert_eq!(plan.params["inputs"]["inputs_from"], "the diagnosis fact flink.scaling_inputs");
+    assert_eq!(
+        plan.params["inputs"]["inputs_from"],
+        "the diagnosis fact flink.scaling_inputs"
+    );
     let out = r.apply(&plan, &c).await.unwrap();
     assert!(succeeded(&verified(&r, &plan, &out, &c).await));
-    assert!(flink.vertices(&job).unwrap().iter().all(|(_, _, p)| *p == 4));
+    assert!(flink
+        .vertices(&job)
+        .unwrap()
+        .iter()
+        .all(|(_, _, p)| *p == 4));
 }
 
 #[tokio::test(start_paused = true)]
@@ -472,8 +564,13 @@ async fn without_facts_the_autoscaler_reads_the_jobs_metrics_and_scales_a_light_
         .matching("GET", "/jobs/*/vertices/*/subtasks/metrics")
         .is_empty());
     // the fake's light job is about 3.5 % busy: the autoscaler shrinks it by the largest step (0.4)
-    let targets: BTreeMap<String, u32> = serde_json::from_value(plan.params["targets"].clone()).unwrap();
-    assert!(targets.values().all(|t| *t == 2), "{targets:?}: {}", plan.description);
+    let targets: BTreeMap<String, u32> =
+        serde_json::from_value(plan.params["targets"].clone()).unwrap();
+    assert!(
+        targets.values().all(|t| *t == 2),
+        "{targets:?}: {}",
+        plan.description
+    );
     assert!(flink.requests().mutating().is_empty());
 }
 
@@ -486,22 +583,40 @@ async fn where_the_in_place_api_refuses_the_plan_is_a_riskier_stop_and_resubmit(
         Fault::StatusBody(500, json!({"errors": ["Internal server error.", "<Exception on server side:\njava.lang.UnsupportedOperationException: The default scheduler does not support changing the resource requirements\n\tat x\n\nEnd of exception on server side>"]}).to_string()),
     );
     // without a submitter, an error: never a silent stop
-    let e = Rescale::to_parallelism(ep.clone(), 2).plan(&ctx(&job)).await.unwrap_err();
+    let e = Rescale::to_parallelism(ep.clone(), 2)
+        .plan(&ctx(&job))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
     let r = Rescale::to_parallelism(ep, 2).fallback_submitter(submitter(&flink));
     let c = ctx(&job);
     let plan = r.plan(&c).await.unwrap();
     assert_eq!(plan.params["mode"], "stop_and_resubmit");
-    assert!(plan.effective_risk(r.risk()) > Risk::Disruptive, "riskier than in place");
-    assert!(plan.description.contains("RISKIER FALLBACK"), "{}", plan.description);
+    assert!(
+        plan.effective_risk(r.risk()) > Risk::Disruptive,
+        "riskier than in place"
+    );
+    assert!(
+        plan.description.contains("RISKIER FALLBACK"),
+        "{}",
+        plan.description
+    );
     assert!(plan.description.contains("UnsupportedOperationException"));
     assert!(flink.requests().mutating().is_empty());
     let out = r.apply(&plan, &c).await.unwrap();
-    let lines: Vec<String> = flink.requests().mutating().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    let lines: Vec<String> = flink
+        .requests()
+        .mutating()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
     assert_eq!(lines[0], format!("POST /jobs/{job}/stop"));
     assert!(lines.last().unwrap().ends_with("/run"));
     assert_eq!(bodies(&flink, "POST", "/jars/*/run")[0]["parallelism"], 2);
-    assert!(flink.requests().matching("PUT", "/jobs/*/resource-requirements").is_empty());
+    assert!(flink
+        .requests()
+        .matching("PUT", "/jobs/*/resource-requirements")
+        .is_empty());
     no_rescale_endpoint_called(&flink);
     let v = verified(&r, &plan, &out, &c).await;
     assert!(succeeded(&v), "{v:?}");
@@ -517,11 +632,20 @@ async fn a_put_refused_at_apply_time_fails_the_step_without_stopping_the_job() {
     let c = ctx(&job);
     let plan = r.plan(&c).await.unwrap();
     // capped by the vertices' max parallelism (128) in the plan
-    assert!(plan.params["targets"].as_object().unwrap().values().all(|v| v == 128));
-    flink.faults().inject("PUT", "/jobs/*/resource-requirements", Fault::Status(503));
+    assert!(plan.params["targets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|v| v == 128));
+    flink
+        .faults()
+        .inject("PUT", "/jobs/*/resource-requirements", Fault::Status(503));
     let e = r.apply(&plan, &c).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Rejected);
-    assert!(e.details["fallback"].as_str().unwrap().contains("plan again"));
+    assert!(e.details["fallback"]
+        .as_str()
+        .unwrap()
+        .contains("plan again"));
     assert!(flink.requests().matching("POST", "/jobs/*/stop").is_empty());
     assert_eq!(flink.job_status(&job).unwrap(), "RUNNING");
 }
@@ -572,13 +696,19 @@ async fn fault_kind(call: Call, fault: Option<Fault>) -> ErrorKind {
             kind(Savepoint::new(ep).apply(&plan, &c).await)
         }
         Call::PutRequirements => {
-            let plan = Rescale::to_parallelism(ep.clone(), 2).plan(&c).await.unwrap();
+            let plan = Rescale::to_parallelism(ep.clone(), 2)
+                .plan(&c)
+                .await
+                .unwrap();
             let ep = inject("PUT", "/jobs/*/resource-requirements");
             kind(Rescale::to_parallelism(ep, 2).apply(&plan, &c).await)
         }
         Call::RunJar => {
             let sub = submitter(&flink);
-            let plan = Restore::new(ep.clone(), sub.clone()).plan(&c).await.unwrap();
+            let plan = Restore::new(ep.clone(), sub.clone())
+                .plan(&c)
+                .await
+                .unwrap();
             let ep = inject("POST", "/jars/*/run");
             kind(Restore::new(ep, sub).apply(&plan, &c).await)
         }
@@ -600,10 +730,58 @@ async fn every_injected_fault_gives_a_typed_error_and_a_lost_write_is_outcome_un
     ];
     // expected kind per call, in the order of `faults`
     let table: Vec<(Call, [ErrorKind; 8])> = vec![
-        (Call::PlanStatus, [Timeout, Rejected, Unauthorized, Unreachable, BadResponse, BadResponse, Timeout, BadResponse]),
-        (Call::TriggerSavepoint, [OutcomeUnknown, Rejected, Unauthorized, Unreachable, OutcomeUnknown, OutcomeUnknown, OutcomeUnknown, OutcomeUnknown]),
-        (Call::PutRequirements, [OutcomeUnknown, Rejected, Unauthorized, Unreachable, OutcomeUnknown, OutcomeUnknown, OutcomeUnknown, OutcomeUnknown]),
-        (Call::RunJar, [OutcomeUnknown, Rejected, Unauthorized, Unreachable, OutcomeUnknown, OutcomeUnknown, OutcomeUnknown, OutcomeUnknown]),
+        (
+            Call::PlanStatus,
+            [
+                Timeout,
+                Rejected,
+                Unauthorized,
+                Unreachable,
+                BadResponse,
+                BadResponse,
+                Timeout,
+                BadResponse,
+            ],
+        ),
+        (
+            Call::TriggerSavepoint,
+            [
+                OutcomeUnknown,
+                Rejected,
+                Unauthorized,
+                Unreachable,
+                OutcomeUnknown,
+                OutcomeUnknown,
+                OutcomeUnknown,
+                OutcomeUnknown,
+            ],
+        ),
+        (
+            Call::PutRequirements,
+            [
+                OutcomeUnknown,
+                Rejected,
+                Unauthorized,
+                Unreachable,
+                OutcomeUnknown,
+                OutcomeUnknown,
+                OutcomeUnknown,
+                OutcomeUnknown,
+            ],
+        ),
+        (
+            Call::RunJar,
+            [
+                OutcomeUnknown,
+                Rejected,
+                Unauthorized,
+                Unreachable,
+                OutcomeUnknown,
+                OutcomeUnknown,
+                OutcomeUnknown,
+                OutcomeUnknown,
+            ],
+        ),
     ];
     let mut wrong = Vec::new();
     for (call, kinds) in &table {
@@ -626,16 +804,20 @@ fn lag_probe(job: &str) -> Arc<dyn Probe> {
         "test.lag",
         Target::new("kafka", "kafka-main"),
         move |ctx| {
-            Ok(Observation::new("test.lag", "kafka-main", ctx.now()).sample(
-                "records_lag_max",
-                labels(&[("job_id", &job)]),
-                12_000.0,
-            ))
+            Ok(
+                Observation::new("test.lag", "kafka-main", ctx.now()).sample(
+                    "records_lag_max",
+                    labels(&[("job_id", &job)]),
+                    12_000.0,
+                ),
+            )
         },
     ))
 }
 
-async fn engine_rescale(approver: Arc<dyn rb_core::policy::Approver>) -> (FakeFlink, String, Engine) {
+async fn engine_rescale(
+    approver: Arc<dyn rb_core::policy::Approver>,
+) -> (FakeFlink, String, Engine) {
     let (flink, ep, job) = started().await;
     let pb = Playbook::new("kafka-backlog", "Kafka backlog grows")
         .detect(
@@ -670,26 +852,40 @@ async fn run(e: &Engine, d: Duration) {
 async fn through_the_engine_a_denied_rescale_makes_no_call_and_an_approved_one_rescales_once() {
     let (flink, job, e) = engine_rescale(Arc::new(DenyAll)).await;
     run(&e, mins(2)).await;
-    assert!(flink.requests().mutating().is_empty(), "{}", flink.requests().describe());
+    assert!(
+        flink.requests().mutating().is_empty(),
+        "{}",
+        flink.requests().describe()
+    );
     assert_eq!(e.incidents().await.unwrap().len(), 1);
 
     let (flink, job2, e) = engine_rescale(Arc::new(AutoApprove)).await;
     let _ = job;
     run(&e, mins(6)).await;
     assert_eq!(
-        flink.requests().matching("PUT", "/jobs/*/resource-requirements").len(),
+        flink
+            .requests()
+            .matching("PUT", "/jobs/*/resource-requirements")
+            .len(),
         1,
         "{}",
         flink.requests().describe()
     );
     no_rescale_endpoint_called(&flink);
-    assert!(flink.vertices(&job2).unwrap().iter().all(|(_, _, p)| *p == 3));
+    assert!(flink
+        .vertices(&job2)
+        .unwrap()
+        .iter()
+        .all(|(_, _, p)| *p == 3));
     let inc = &e.incidents().await.unwrap()[0];
     let verified = inc.timeline.iter().find_map(|x| match &x.event {
         rb_core::journal::Event::Verified { verification, .. } => Some(verification.clone()),
         _ => None,
     });
-    assert!(matches!(verified, Some(Verification::Succeeded { .. })), "{verified:?}");
+    assert!(
+        matches!(verified, Some(Verification::Succeeded { .. })),
+        "{verified:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -717,15 +913,26 @@ async fn through_the_engine_a_savepoint_path_reaches_the_restore_and_the_new_job
         .timeline
         .iter()
         .filter_map(|x| match &x.event {
-            rb_core::journal::Event::Progress { key, value, .. } => Some((key.clone(), value.clone())),
+            rb_core::journal::Event::Progress { key, value, .. } => {
+                Some((key.clone(), value.clone()))
+            }
             _ => None,
         })
         .collect();
-    let sp = progress.iter().find(|(k, _)| k == "savepoint_path").expect("savepoint journaled");
-    let new = progress.iter().find(|(k, _)| k == "job_id").expect("new job journaled");
+    let sp = progress
+        .iter()
+        .find(|(k, _)| k == "savepoint_path")
+        .expect("savepoint journaled");
+    let new = progress
+        .iter()
+        .find(|(k, _)| k == "job_id")
+        .expect("new job journaled");
     let run = &bodies(&flink, "POST", "/jars/*/run")[0];
     assert_eq!(run["savepointPath"], sp.1);
-    assert_eq!(flink.job_status(new.1.as_str().unwrap()).unwrap(), "RUNNING");
+    assert_eq!(
+        flink.job_status(new.1.as_str().unwrap()).unwrap(),
+        "RUNNING"
+    );
     assert_eq!(flink.job_status(&job).unwrap(), "FINISHED");
     assert_eq!(flink.requests().matching("POST", "/jars/*/run").len(), 1);
 }

@@ -172,7 +172,12 @@ pub fn target_parallelism(
         (0.0..1.0).contains(&s.max_scale_down),
         "within [0, 1)",
     )?;
-    check("max_scale_up", s.max_scale_up, s.max_scale_up >= 0.0, ">= 0")?;
+    check(
+        "max_scale_up",
+        s.max_scale_up,
+        s.max_scale_up >= 0.0,
+        ">= 0",
+    )?;
     if v.current == 0 || v.key_groups == 0 {
         return Err(ScalingError::Invalid(format!(
             "current parallelism {} and key groups {} must be >= 1",
@@ -209,7 +214,9 @@ pub fn target_parallelism(
     let mut aligned = bounded;
     let mut how = format!("ceil({capped:.3} × {}) = {raw}", v.current);
     if bounded != raw {
-        how.push_str(&format!(", bounded to {bounded} (within {lower} ..= {upper})"));
+        how.push_str(&format!(
+            ", bounded to {bounded} (within {lower} ..= {upper})"
+        ));
     }
     let mut p = bounded;
     while p <= n / 2 && p <= upper {
@@ -225,7 +232,9 @@ pub fn target_parallelism(
         } else {
             "key groups"
         };
-        how.push_str(&format!(", moved up to {aligned}, a divisor of the {n} {of}"));
+        how.push_str(&format!(
+            ", moved up to {aligned}, a divisor of the {n} {of}"
+        ));
     }
     let mut result = aligned;
     if capped > 1.0 && result < v.current {

@@ -126,13 +126,16 @@ pub(crate) fn job_hint(ctx: &ActionContext, configured: Option<&str>) -> Option<
 
 /// A string parameter of the plan, or an `Invalid` error naming it.
 pub(crate) fn param_str(f: &Flink<'_>, plan: &Plan, key: &str) -> Result<String, RemediationError> {
-    plan.params[key].as_str().map(str::to_string).ok_or_else(|| {
-        f.site.err(
-            "-",
-            ErrorKind::Invalid,
-            format!("the plan has no {key} parameter"),
-        )
-    })
+    plan.params[key]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            f.site.err(
+                "-",
+                ErrorKind::Invalid,
+                format!("the plan has no {key} parameter"),
+            )
+        })
 }
 
 /// The trigger id of a savepoint: fixed by the incident, step and job inside an engine (so a repeated

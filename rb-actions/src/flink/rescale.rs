@@ -93,7 +93,10 @@ impl Rescale {
 
     /// As the autoscaler would, with its default settings.
     pub fn autoscaled(endpoint: FlinkEndpoint) -> Self {
-        Self::new(endpoint, RescaleTo::Autoscaler(AutoscalerSettings::default()))
+        Self::new(
+            endpoint,
+            RescaleTo::Autoscaler(AutoscalerSettings::default()),
+        )
     }
 
     /// The job (id or name) when the incident names none.
@@ -135,8 +138,14 @@ impl Rescale {
         f: &Flink<'_>,
         ctx: &ActionContext,
         detail: &JobDetail,
-    ) -> Result<(BTreeMap<String, u32>, BTreeMap<String, ScalingDecision>, Value), RemediationError>
-    {
+    ) -> Result<
+        (
+            BTreeMap<String, u32>,
+            BTreeMap<String, ScalingDecision>,
+            Value,
+        ),
+        RemediationError,
+    > {
         let mut targets = BTreeMap::new();
         let mut decisions = BTreeMap::new();
         match &self.to {
@@ -171,7 +180,11 @@ impl Rescale {
                     let load = VertexLoad {
                         current: v.parallelism.max(1),
                         key_groups,
-                        partitions: if i == 0 { inputs.source_partitions } else { None },
+                        partitions: if i == 0 {
+                            inputs.source_partitions
+                        } else {
+                            None
+                        },
                         input_rate: inputs.input_rate,
                         lag: inputs.lag,
                         processing_rate: rates.processing_rate,
@@ -249,7 +262,9 @@ async fn read_inputs(f: &Flink<'_>, detail: &JobDetail) -> Result<ScalingInputs,
         };
         if i == 0 {
             input_rate = Some(rate);
-            let names: Vec<Metric> = f.get(&format!("/jobs/{job}/vertices/{}/metrics", v.id)).await?;
+            let names: Vec<Metric> = f
+                .get(&format!("/jobs/{job}/vertices/{}/metrics", v.id))
+                .await?;
             let pending: Vec<&str> = names
                 .iter()
                 .map(|m| m.id.as_str())
@@ -382,8 +397,9 @@ impl Remediation for Rescale {
             .all(|v| targets.get(&v.id) == Some(&v.parallelism));
         let bounds_match = match &reqs {
             Ok(r) => detail.vertices.iter().all(|v| {
-                r.get(&v.id)
-                    .is_some_and(|q| Some(q.parallelism.upper) == targets.get(&v.id).map(|t| i64::from(*t)))
+                r.get(&v.id).is_some_and(|q| {
+                    Some(q.parallelism.upper) == targets.get(&v.id).map(|t| i64::from(*t))
+                })
             }),
             Err(_) => true,
         };
@@ -395,7 +411,10 @@ impl Remediation for Rescale {
                 .collect();
             return Ok(Plan::nothing_to_do(
                 self.id(),
-                format!("job {job} already runs at the target parallelism ({}){why_text}", at.join(", ")),
+                format!(
+                    "job {job} already runs at the target parallelism ({}){why_text}",
+                    at.join(", ")
+                ),
             ));
         }
         let moves = changes(&detail, &targets).join(", ");
@@ -502,12 +521,16 @@ impl Remediation for Rescale {
                 }
                 // Flink answers `{}`; anything that is not JSON leaves the outcome unknown
                 let _: Value = f.site.decode("PUT", true, &path, &resp.body)?;
-                Ok(Outcome::new(format!("job {job}: resource requirements set to {body}"))
-                    .details(json!({ "job_id": job, "parallelism": targets })))
+                Ok(
+                    Outcome::new(format!("job {job}: resource requirements set to {body}"))
+                        .details(json!({ "job_id": job, "parallelism": targets })),
+                )
             }
             Some("stop_and_resubmit") => {
                 let Some(sub) = &self.submitter else {
-                    return Err(f.site.err("-", ErrorKind::Invalid, "no submitter configured"));
+                    return Err(f
+                        .site
+                        .err("-", ErrorKind::Invalid, "no submitter configured"));
                 };
                 let own = ctx.own_artifacts();
                 if let Some(new) = own.get("job_id").and_then(Value::as_str) {
@@ -520,7 +543,9 @@ impl Remediation for Rescale {
                         let trigger = param_str(&f, plan, "trigger_id")?;
                         let dir = plan.params["target_directory"].as_str();
                         let got = f.trigger(&job, true, dir, &trigger).await?;
-                        let p = f.await_savepoint(&job, &got, self.poll_every, self.wait).await?;
+                        let p = f
+                            .await_savepoint(&job, &got, self.poll_every, self.wait)
+                            .await?;
                         ctx.progress("savepoint_path", json!(p))
                             .await
                             .map_err(|e| progress_error(&f, e))?;

@@ -300,7 +300,8 @@ impl Remediation for Restore {
         })?;
         let job = f.resolve(&hint).await?;
         let state = f.status(&job).await?;
-        let earlier: Option<String> = ctx.output_value(self.savepoint_step.as_deref(), "savepoint_path");
+        let earlier: Option<String> =
+            ctx.output_value(self.savepoint_step.as_deref(), "savepoint_path");
         let (path, source) = match earlier {
             Some(p) => (p, "the savepoint an earlier step took".to_string()),
             None => {

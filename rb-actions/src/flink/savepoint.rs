@@ -186,8 +186,11 @@ impl SavepointOp {
             }
         }
         let progress = |e: rb_core::JournalError| {
-            f.site
-                .err("-", ErrorKind::Storage, format!("cannot journal progress: {e}"))
+            f.site.err(
+                "-",
+                ErrorKind::Storage,
+                format!("cannot journal progress: {e}"),
+            )
         };
         ctx.progress("trigger_id", json!(trigger))
             .await
@@ -220,7 +223,11 @@ impl SavepointOp {
         }))
     }
 
-    async fn verify(&self, plan: &Plan, outcome: &Outcome) -> Result<Verification, RemediationError> {
+    async fn verify(
+        &self,
+        plan: &Plan,
+        outcome: &Outcome,
+    ) -> Result<Verification, RemediationError> {
         let f = self.flink();
         let job = param_str(&f, plan, "job_id")?;
         let Some(path) = outcome.details["savepoint_path"].as_str() else {

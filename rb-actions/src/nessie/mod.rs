@@ -276,7 +276,10 @@ impl<'a> Api<'a> {
         dry_run: bool,
         message: &str,
     ) -> Result<MergeResponse, RemediationError> {
-        let path = format!("/trees/{}@{expected}/history/merge", into.trim_end_matches('@'));
+        let path = format!(
+            "/trees/{}@{expected}/history/merge",
+            into.trim_end_matches('@')
+        );
         let mut body = json!({
             "fromRefName": from,
             "fromHash": from_hash,
@@ -291,8 +294,11 @@ impl<'a> Api<'a> {
             .call(HttpRequest::json(Method::Post, path.clone(), &body))
             .await?;
         if !r.was_successful {
-            let conflicts: Vec<&Conflict> =
-                r.details.iter().filter_map(|d| d.conflict.as_ref()).collect();
+            let conflicts: Vec<&Conflict> = r
+                .details
+                .iter()
+                .filter_map(|d| d.conflict.as_ref())
+                .collect();
             let keys: Vec<String> = r
                 .details
                 .iter()
@@ -329,13 +335,16 @@ fn storage(api: &Api<'_>, e: rb_core::JournalError) -> RemediationError {
 }
 
 fn param(api: &Api<'_>, plan: &Plan, key: &str) -> Result<String, RemediationError> {
-    plan.params[key].as_str().map(str::to_string).ok_or_else(|| {
-        api.site.err(
-            "-",
-            ErrorKind::Invalid,
-            format!("the plan has no {key} parameter"),
-        )
-    })
+    plan.params[key]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| {
+            api.site.err(
+                "-",
+                ErrorKind::Invalid,
+                format!("the plan has no {key} parameter"),
+            )
+        })
 }
 
 async fn verify_at(
@@ -428,7 +437,9 @@ impl Remediation for CreateBranch {
                             self.branch
                         ),
                     )
-                    .with_details(json!({ "branch": self.branch, "existing_hash": h, "wanted_hash": hash })))
+                    .with_details(
+                        json!({ "branch": self.branch, "existing_hash": h, "wanted_hash": hash }),
+                    ))
             }
             None => {}
         }
@@ -441,7 +452,10 @@ impl Remediation for CreateBranch {
             ),
         )
         .expect(format!("branch {} at {hash}", self.branch))
-        .undo(format!("DELETE /trees/{}@{hash}", ref_path(&self.branch).trim_end_matches('@')))
+        .undo(format!(
+            "DELETE /trees/{}@{hash}",
+            ref_path(&self.branch).trim_end_matches('@')
+        ))
         .params(json!({ "branch": self.branch, "from": self.from, "hash": hash })))
     }
 
@@ -459,14 +473,16 @@ impl Remediation for CreateBranch {
             match api.head(&branch).await? {
                 Some(h) if h == hash => {}
                 Some(h) => {
-                    return Err(api
-                        .error("POST", &path, &resp)
-                        .with_details(json!({ "branch": branch, "existing_hash": h, "wanted_hash": hash })))
+                    return Err(api.error("POST", &path, &resp).with_details(
+                        json!({ "branch": branch, "existing_hash": h, "wanted_hash": hash }),
+                    ))
                 }
                 None => return Err(api.error("POST", &path, &resp)),
             }
         } else if !resp.is_success() {
             return Err(api.error("POST", &path, &resp));
+        } else {
+            let _: SingleReference = api.site.decode("POST", true, &path, &resp.body)?;
         }
         Ok(
             Outcome::new(format!("branch {branch} at {hash}")).details(json!({
@@ -483,7 +499,12 @@ impl Remediation for CreateBranch {
         _ctx: &ActionContext,
     ) -> Result<Verification, RemediationError> {
         let api = Api::new(self.id(), &self.endpoint);
-        verify_at(&api, &param(&api, plan, "branch")?, &param(&api, plan, "hash")?).await
+        verify_at(
+            &api,
+            &param(&api, plan, "branch")?,
+            &param(&api, plan, "hash")?,
+        )
+        .await
     }
 }
 
@@ -592,7 +613,10 @@ impl Remediation for MergeFromBackup {
         let message = if ctx.incident.is_empty() {
             format!("rb: merge {from}@{from_hash} into {into}")
         } else {
-            format!("rb: merge {from}@{from_hash} into {into} ({})", ctx.incident)
+            format!(
+                "rb: merge {from}@{from_hash} into {into} ({})",
+                ctx.incident
+            )
         };
         let r = api
             .merge(&into, &expected, &from, &from_hash, false, &message)
@@ -609,18 +633,17 @@ impl Remediation for MergeFromBackup {
         } else {
             "nothing left to merge"
         };
-        Ok(
-            Outcome::new(format!("{what}: {from}@{from_hash} into {into}, now at {hash}")).details(
-                json!({
-                    "hash": hash,
-                    "previous_hash": expected,
-                    "branch": into,
-                    "from": from,
-                    "from_hash": from_hash,
-                    "applied": r.was_applied,
-                }),
-            ),
-        )
+        Ok(Outcome::new(format!(
+            "{what}: {from}@{from_hash} into {into}, now at {hash}"
+        ))
+        .details(json!({
+            "hash": hash,
+            "previous_hash": expected,
+            "branch": into,
+            "from": from,
+            "from_hash": from_hash,
+            "applied": r.was_applied,
+        })))
     }
 
     async fn verify(
@@ -665,11 +688,15 @@ impl Remediation for MergeFromBackup {
         Ok(
             if log.log_entries.iter().any(|e| e.commit_meta.hash == hash) {
                 Verification::Succeeded {
-                    evidence: format!("{into} moved on to {head} and still contains the merge {hash}"),
+                    evidence: format!(
+                        "{into} moved on to {head} and still contains the merge {hash}"
+                    ),
                 }
             } else {
                 Verification::Failed {
-                    evidence: format!("{into} is at {head}; its last 200 commits do not contain {hash}"),
+                    evidence: format!(
+                        "{into} is at {head}; its last 200 commits do not contain {hash}"
+                    ),
                 }
             },
         )
@@ -714,7 +741,11 @@ impl AssignBranch {
     }
 
     /// Assign `branch` to `hash`.
-    pub fn to_hash(endpoint: NessieEndpoint, branch: impl Into<String>, hash: impl Into<String>) -> Self {
+    pub fn to_hash(
+        endpoint: NessieEndpoint,
+        branch: impl Into<String>,
+        hash: impl Into<String>,
+    ) -> Self {
         Self::new(endpoint, branch, HashFrom::Hash(hash.into()))
     }
 }
@@ -789,6 +820,18 @@ impl Remediation for AssignBranch {
             }
             return Err(e);
         }
+        // the answer is the branch's new state: unreadable, the outcome is unknown
+        let r: SingleReference = api.site.decode("PUT", true, &path, &resp.body)?;
+        if r.reference.hash.as_deref() != Some(target.as_str()) {
+            return Err(api.site.err(
+                &path,
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "PUT {path} answered the branch at {:?}, not at {target}",
+                    r.reference.hash
+                ),
+            ));
+        }
         Ok(assigned(&branch, &expected, &target, false))
     }
 
@@ -799,7 +842,12 @@ impl Remediation for AssignBranch {
         _ctx: &ActionContext,
     ) -> Result<Verification, RemediationError> {
         let api = Api::new(self.id(), &self.endpoint);
-        verify_at(&api, &param(&api, plan, "branch")?, &param(&api, plan, "hash")?).await
+        verify_at(
+            &api,
+            &param(&api, plan, "branch")?,
+            &param(&api, plan, "hash")?,
+        )
+        .await
     }
 }
 
