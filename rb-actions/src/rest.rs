@@ -11,6 +11,9 @@
 //! | other non-2xx | `Rejected` | `Rejected` |
 //! | 2xx with a body that is not the expected JSON | `BadResponse` | `OutcomeUnknown` (it was accepted, its result is unreadable) |
 
+// `RemediationError` is rb-core's error type, returned by value by the `Remediation` trait.
+#![allow(clippy::result_large_err)]
+
 use std::time::Duration;
 
 use rb_core::{ErrorKind, RemediationError};

@@ -143,8 +143,8 @@ impl FailureCause {
         let trace = self.stack_trace.as_deref().unwrap_or_default();
         let caused = trace
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("Caused by: "))
-            .last();
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("Caused by: "));
         caused
             .or_else(|| trace.lines().next())
             .map(str::to_string)

@@ -77,6 +77,9 @@
 //! above (and submit jars). Put a proxy with authentication in front (the client sends bearer or
 //! basic credentials) and let rb reach only `/jobs/*`, `/jars`, `/jars/upload`, `/jars/*/run`.
 
+// `RemediationError` is rb-core's error type, returned by value by the `Remediation` trait.
+#![allow(clippy::result_large_err)]
+
 pub mod autoscale;
 
 mod api;

@@ -480,7 +480,7 @@ impl Remediation for Rescale {
                 )
                 .risk(Risk::Destructive)
                 .expect(format!("a new job RUNNING at parallelism {parallelism} from the savepoint; its id handed on as job_id"))
-                .undo(format!("restore the savepoint at the old parallelism (flink.restore); cancel the new job"))
+                .undo("restore the savepoint at the old parallelism (flink.restore); cancel the new job")
                 .params(json!({
                     "mode": "stop_and_resubmit",
                     "job_id": job,

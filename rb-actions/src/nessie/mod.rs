@@ -50,6 +50,9 @@
 //! `COMMIT_CHANGE_AGAINST_REFERENCE`, `CREATE_REFERENCE` and `ASSIGN_REFERENCE_TO_HASH` on the
 //! branches it manages (`main`, the backup branch) and nothing else.
 
+// `RemediationError` is rb-core's error type, returned by value by the `Remediation` trait.
+#![allow(clippy::result_large_err)]
+
 use async_trait::async_trait;
 use rb_core::{
     ActionContext, ErrorKind, Outcome, Plan, Remediation, RemediationError, Risk, Target,
