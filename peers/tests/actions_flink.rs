@@ -21,7 +21,10 @@ use serde_json::json;
 
 fn cluster() -> (FlinkCluster, PeerEnv) {
     let env = PeerEnv::load().expect("peer env (run peers/run.sh)");
-    (FlinkCluster::from_env(&env).expect("flink keys in the peer env"), env)
+    (
+        FlinkCluster::from_env(&env).expect("flink keys in the peer env"),
+        env,
+    )
 }
 
 fn endpoint(url: &str) -> FlinkEndpoint {
@@ -37,7 +40,12 @@ fn ctx(job: &str) -> ActionContext {
         .with_key(labels(&[("job_id", job)]))
 }
 
-async fn verified<R: Remediation>(r: &R, plan: &Plan, out: &Outcome, c: &ActionContext) -> Verification {
+async fn verified<R: Remediation>(
+    r: &R,
+    plan: &Plan,
+    out: &Outcome,
+    c: &ActionContext,
+) -> Verification {
     let end = tokio::time::Instant::now() + r.verify_within();
     loop {
         let v = r.verify(plan, out, c).await.unwrap();
@@ -64,10 +72,16 @@ async fn wait_checkpoint(c: &FlinkCluster, job: &str) {
 #[ignore = "real-peer tier: run peers/run.sh"]
 async fn savepoint_rescale_in_place_stop_and_restore_on_a_real_flink() {
     let (base, env) = cluster();
-    let s = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 1_000_000;
+    let s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 1_000_000;
     let name = format!("rb-actions-{s}");
     let job = base.submit_job(&[&name, "100"]).await.unwrap();
-    job.wait_status("RUNNING", Duration::from_secs(60)).await.unwrap();
+    job.wait_status("RUNNING", Duration::from_secs(60))
+        .await
+        .unwrap();
     let id = job.job_id().to_string();
     wait_checkpoint(&base, &id).await;
     let ep = endpoint(base.url());
@@ -113,7 +127,9 @@ async fn savepoint_rescale_in_place_stop_and_restore_on_a_real_flink() {
     assert!(matches!(v, Verification::Succeeded { .. }), "{v:?}");
     let stopped_at = so.details["savepoint_path"].as_str().unwrap().to_string();
 
-    let jar = tokio::fs::read(env.get("FLINK_JAR").unwrap()).await.unwrap();
+    let jar = tokio::fs::read(env.get("FLINK_JAR").unwrap())
+        .await
+        .unwrap();
     let client = ReqwestClient::builder(base.url())
         .timeout(Duration::from_secs(60))
         .build()
@@ -125,7 +141,9 @@ async fn savepoint_rescale_in_place_stop_and_restore_on_a_real_flink() {
     );
     let restore = Restore::new(ep, sub);
     let mut sp_out = StepOutput::default();
-    sp_out.artifacts.insert("savepoint_path".into(), json!(stopped_at));
+    sp_out
+        .artifacts
+        .insert("savepoint_path".into(), json!(stopped_at));
     let c2 = ctx(&id).with_output("stop", sp_out);
     let rp = restore.plan(&c2).await.unwrap();
     assert_eq!(rp.params["restore_path"], stopped_at.as_str());
@@ -134,8 +152,14 @@ async fn savepoint_rescale_in_place_stop_and_restore_on_a_real_flink() {
     let v = verified(&restore, &rp, &ro, &c2).await;
     assert!(matches!(v, Verification::Succeeded { .. }), "{v:?}");
     let cps = base.get(&format!("/jobs/{new}/checkpoints")).await.unwrap();
-    assert_eq!(cps["latest"]["restored"]["external_path"], stopped_at.as_str());
+    assert_eq!(
+        cps["latest"]["restored"]["external_path"],
+        stopped_at.as_str()
+    );
     assert_eq!(cps["latest"]["restored"]["is_savepoint"], true);
 
-    base.with_job(&new).cancel(Duration::from_secs(60)).await.unwrap();
+    base.with_job(&new)
+        .cancel(Duration::from_secs(60))
+        .await
+        .unwrap();
 }

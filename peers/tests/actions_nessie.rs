@@ -22,7 +22,11 @@ fn ctx() -> ActionContext {
 #[ignore = "real-peer tier: run peers/run.sh"]
 async fn backup_merge_conflict_and_assign_on_a_real_nessie() {
     let nessie = Nessie::from_env(&PeerEnv::load().unwrap()).unwrap();
-    let s = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() % 1_000_000_000;
+    let s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 1_000_000_000;
     let ns = format!("rbact{s}");
     let work = format!("rb-act-{s}");
     let backup = format!("rb-act-backup-{s}");
@@ -36,10 +40,20 @@ async fn backup_merge_conflict_and_assign_on_a_real_nessie() {
     let cw = CreateBranch::new(ep.clone(), &work);
     let p = cw.plan(&ctx()).await.unwrap();
     let o = cw.apply(&p, &ctx()).await.unwrap();
-    assert!(matches!(cw.verify(&p, &o, &ctx()).await.unwrap(), Verification::Succeeded { .. }));
+    assert!(matches!(
+        cw.verify(&p, &o, &ctx()).await.unwrap(),
+        Verification::Succeeded { .. }
+    ));
     let w = nessie.branch(&work).await.unwrap();
     let w = nessie
-        .commit(&w, "ns + t1", &[put_namespace(&[&ns]), put_iceberg_table(&[&ns, "t1"], "s3://w/t1/m1.json", 1)])
+        .commit(
+            &w,
+            "ns + t1",
+            &[
+                put_namespace(&[&ns]),
+                put_iceberg_table(&[&ns, "t1"], "s3://w/t1/m1.json", 1),
+            ],
+        )
         .await
         .unwrap();
     let good = w.hash.clone();
@@ -54,30 +68,53 @@ async fn backup_merge_conflict_and_assign_on_a_real_nessie() {
     // a clean change on the backup, merged with the dry run first
     let b = nessie.branch(&backup).await.unwrap();
     nessie
-        .commit(&b, "t2 on backup", &[put_iceberg_table(&[&ns, "t2"], "s3://b/t2/m1.json", 2)])
+        .commit(
+            &b,
+            "t2 on backup",
+            &[put_iceberg_table(&[&ns, "t2"], "s3://b/t2/m1.json", 2)],
+        )
         .await
         .unwrap();
     let m = MergeFromBackup::new(ep.clone(), &backup).into_branch(&work);
     let plan = m.plan(&ctx()).await.unwrap();
-    assert_eq!(nessie.branch(&work).await.unwrap().hash, good, "the dry run (isDryRun) merged nothing");
+    assert_eq!(
+        nessie.branch(&work).await.unwrap().hash,
+        good,
+        "the dry run (isDryRun) merged nothing"
+    );
     assert_eq!(plan.params["keys"], serde_json::json!([format!("{ns}.t2")]));
     let out = m.apply(&plan, &ctx()).await.unwrap();
     let merged = out.details["hash"].as_str().unwrap().to_string();
     assert_eq!(nessie.branch(&work).await.unwrap().hash, merged);
-    assert!(matches!(m.verify(&plan, &out, &ctx()).await.unwrap(), Verification::Succeeded { .. }));
+    assert!(matches!(
+        m.verify(&plan, &out, &ctx()).await.unwrap(),
+        Verification::Succeeded { .. }
+    ));
     // merging again changes nothing
     let again = m.apply(&plan, &ctx()).await.unwrap();
-    assert_eq!(nessie.branch(&work).await.unwrap().hash, merged, "{again:?}");
+    assert_eq!(
+        nessie.branch(&work).await.unwrap().hash,
+        merged,
+        "{again:?}"
+    );
 
     // a conflict: t3 created on both sides
     let b = nessie.branch(&backup).await.unwrap();
     nessie
-        .commit(&b, "t3 on backup", &[put_iceberg_table(&[&ns, "t3"], "s3://b/t3/m1.json", 3)])
+        .commit(
+            &b,
+            "t3 on backup",
+            &[put_iceberg_table(&[&ns, "t3"], "s3://b/t3/m1.json", 3)],
+        )
         .await
         .unwrap();
     let w = nessie.branch(&work).await.unwrap();
     nessie
-        .commit(&w, "t3 on work", &[put_iceberg_table(&[&ns, "t3"], "s3://w/t3/m1.json", 4)])
+        .commit(
+            &w,
+            "t3 on work",
+            &[put_iceberg_table(&[&ns, "t3"], "s3://w/t3/m1.json", 4)],
+        )
         .await
         .unwrap();
     let head = nessie.branch(&work).await.unwrap().hash;
@@ -87,7 +124,11 @@ async fn backup_merge_conflict_and_assign_on_a_real_nessie() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    assert_eq!(e.details["keys"], serde_json::json!([format!("{ns}.t3")]), "{e:?}");
+    assert_eq!(
+        e.details["keys"],
+        serde_json::json!([format!("{ns}.t3")]),
+        "{e:?}"
+    );
     assert_eq!(nessie.branch(&work).await.unwrap().hash, head);
 
     // assign back to the known-good hash, with the expected hash; then back again
@@ -95,7 +136,10 @@ async fn backup_merge_conflict_and_assign_on_a_real_nessie() {
     let ap = a.plan(&ctx()).await.unwrap();
     let ao = a.apply(&ap, &ctx()).await.unwrap();
     assert_eq!(nessie.branch(&work).await.unwrap().hash, good, "{ao:?}");
-    assert!(matches!(a.verify(&ap, &ao, &ctx()).await.unwrap(), Verification::Succeeded { .. }));
+    assert!(matches!(
+        a.verify(&ap, &ao, &ctx()).await.unwrap(),
+        Verification::Succeeded { .. }
+    ));
     let back = AssignBranch::to_hash(ep.clone(), &work, &head);
     let bp = back.plan(&ctx()).await.unwrap();
     back.apply(&bp, &ctx()).await.unwrap();
@@ -105,7 +149,11 @@ async fn backup_merge_conflict_and_assign_on_a_real_nessie() {
     let ap = a.plan(&ctx()).await.unwrap();
     let w = nessie.branch(&work).await.unwrap();
     let concurrent = nessie
-        .commit(&w, "concurrent", &[put_iceberg_table(&[&ns, "t4"], "s3://w/t4/m1.json", 5)])
+        .commit(
+            &w,
+            "concurrent",
+            &[put_iceberg_table(&[&ns, "t4"], "s3://w/t4/m1.json", 5)],
+        )
         .await
         .unwrap();
     let e = a.apply(&ap, &ctx()).await.unwrap_err();

@@ -158,8 +158,10 @@ async fn a_merge_is_reversed_by_assigning_main_back_to_the_hash_in_the_plan() {
     let plan = m.plan(&ctx()).await.unwrap();
     let out = m.apply(&plan, &ctx()).await.unwrap();
     assert_ne!(nessie.references(), before);
-    let mut merged = StepOutput::default();
-    merged.outcome = Some(out);
+    let merged = StepOutput {
+        outcome: Some(out),
+        ..Default::default()
+    };
     let undo = AssignBranch::new(
         ep,
         "main",
