@@ -376,3 +376,39 @@ impl<'a> Flink<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn flink_errors_give_their_first_telling_line() {
+        let body = br#"{"errors":["Internal server error.","<Exception on server side:\norg.apache.flink.runtime.messages.FlinkJobNotFoundException: Could not find Flink job (x)\n\tat a.b(C.java:1)\n\nEnd of exception on server side>"]}"#;
+        assert_eq!(
+            flink_error(body),
+            "org.apache.flink.runtime.messages.FlinkJobNotFoundException: Could not find Flink job (x)"
+        );
+        assert_eq!(flink_error(b"plain text"), "plain text");
+    }
+
+    #[test]
+    fn a_failure_cause_is_summed_up_by_its_deepest_cause() {
+        let c = FailureCause {
+            class: Some("java.util.concurrent.CompletionException".into()),
+            stack_trace: Some("java.util.concurrent.CompletionException: outer\n\tat x\nCaused by: a.B: middle\n\tat y\nCaused by: c.D: IO-problem detected.\n\tat z".into()),
+        };
+        assert_eq!(c.summary(), "c.D: IO-problem detected.");
+        let c = FailureCause {
+            class: Some("k.L".into()),
+            stack_trace: None,
+        };
+        assert_eq!(c.summary(), "k.L");
+    }
+
+    #[test]
+    fn paths_are_compared_as_flink_prints_them() {
+        assert_eq!(flink_path("file:///tmp/sp/"), "file:/tmp/sp");
+        assert_eq!(flink_path("s3://b/sp"), "s3://b/sp");
+    }
+}

@@ -570,7 +570,8 @@ impl Remediation for MergeFromBackup {
             .merge(&self.into, &head, &self.from, &from_hash, true, "")
             .await?;
         let keys: Vec<String> = dry.details.iter().map(|d| d.key.dotted()).collect();
-        if keys.is_empty() || dry.common_ancestor.as_deref() == Some(from_hash.as_str()) {
+        // the source is already an ancestor of the target: the merge base is the source itself
+        if dry.common_ancestor.as_deref() == Some(from_hash.as_str()) {
             return Ok(Plan::nothing_to_do(
                 self.id(),
                 format!(
@@ -587,7 +588,7 @@ impl Remediation for MergeFromBackup {
                 "POST /trees/{}@{head}/history/merge {{fromRefName: {}, fromHash: {from_hash}}}; Nessie's dry run (isDryRun) merges cleanly and changes {}",
                 self.into,
                 self.from,
-                keys.join(", ")
+                if keys.is_empty() { "the keys it did not list".to_string() } else { keys.join(", ") }
             ),
         )
         .expect(format!(
@@ -861,4 +862,24 @@ fn assigned(branch: &str, previous: &str, hash: &str, already: bool) -> Outcome 
         "previous_hash": previous,
         "branch": branch,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keys_of_a_plain_409_are_read_from_its_message() {
+        assert_eq!(
+            keys_in_message("The following keys have been changed in conflict: 'a.b', 'c'"),
+            vec!["a.b".to_string(), "c".to_string()]
+        );
+        assert!(keys_in_message("named-reference 'main' is not at expected hash").is_empty());
+    }
+
+    #[test]
+    fn names_with_a_slash_end_with_an_at_in_paths() {
+        assert_eq!(ref_path("main"), "main");
+        assert_eq!(ref_path("team/backup"), "team/backup@");
+    }
 }
