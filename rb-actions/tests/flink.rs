@@ -551,6 +551,51 @@ async fn the_autoscaler_target_comes_from_the_diagnosis_facts_and_is_explained_i
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_idle_vertex_keeps_its_parallelism_and_the_plan_says_why() {
+    let (flink, ep, job) = started().await;
+    let vertices = flink.vertices(&job).unwrap();
+    let mut rates = BTreeMap::new();
+    rates.insert(
+        vertices[0].0.clone(),
+        VertexRates {
+            processing_rate: 1000.0,
+            busy_ratio: 1.0,
+        },
+    );
+    rates.insert(
+        vertices[1].0.clone(),
+        VertexRates {
+            processing_rate: 0.0,
+            busy_ratio: 0.0,
+        },
+    );
+    let inputs = ScalingInputs {
+        input_rate: 1000.0,
+        lag: 1_800_000.0,
+        source_partitions: Some(6),
+        vertices: rates,
+    };
+    let obs = Observation::new("flink.diagnosis", "flink-main", clock().now()).fact(&inputs);
+    let c = ctx(&job).with_evidence(Evidence {
+        source: "flink.diagnosis".into(),
+        target: "flink-main".into(),
+        at: clock().now(),
+        summary: "scaling inputs".into(),
+        observation: Some(obs),
+        error: None,
+    });
+    let plan = Rescale::autoscaled(ep).plan(&c).await.unwrap();
+    // the source: ceil(2.595) = 3, a divisor of its 6 partitions
+    assert_eq!(plan.params["targets"][&vertices[0].0], 3);
+    assert_eq!(plan.params["targets"][&vertices[1].0], 1);
+    assert!(
+        plan.description.contains("kept at 1"),
+        "{}",
+        plan.description
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_facts_the_autoscaler_reads_the_jobs_metrics_and_scales_a_light_job_down() {
     let flink = FakeFlink::start().await.unwrap();
     let job = flink

@@ -29,7 +29,9 @@ pub struct ScalingInputs {
     /// Partitions the source reads, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_partitions: Option<u32>,
-    /// Per vertex id: what it processes now and how busy it is.
+    /// Per vertex id: what it processes now and how busy it is. The job's first vertex is taken as
+    /// the source (its partitions align the target); a vertex missing here, or with no throughput or
+    /// busy time observed, keeps its parallelism (the plan says so).
     pub vertices: BTreeMap<String, VertexRates>,
 }
 
@@ -171,6 +173,7 @@ impl Rescale {
                         "the job's metrics (subtasks/metrics busyTimeMsPerSecond, numRecordsIn/OutPerSecond; the source's pendingRecords)",
                     ),
                 };
+                let mut kept: BTreeMap<String, String> = BTreeMap::new();
                 for (i, v) in detail.vertices.iter().enumerate() {
                     let key_groups = u32::try_from(v.max_parallelism.max(1)).unwrap_or(u32::MAX);
                     let Some(rates) = inputs.vertices.get(&v.id) else {
@@ -190,6 +193,18 @@ impl Rescale {
                         processing_rate: rates.processing_rate,
                         busy_ratio: rates.busy_ratio,
                     };
+                    if !(rates.processing_rate > 0.0 && rates.busy_ratio > 0.0) {
+                        // an idle vertex: nothing tells what a subtask can do; left as it is
+                        targets.insert(v.id.clone(), v.parallelism);
+                        kept.insert(
+                            v.id.clone(),
+                            format!(
+                                "{}: no throughput or busy time observed (rate {}/s, busy {}): kept at {}",
+                                v.name, rates.processing_rate, rates.busy_ratio, v.parallelism
+                            ),
+                        );
+                        continue;
+                    }
                     let d = target_parallelism(&load, settings).map_err(|e| {
                         f.site.err(
                             &format!("/jobs/{}", detail.jid),
@@ -212,7 +227,7 @@ impl Rescale {
                 Ok((
                     targets,
                     decisions,
-                    json!({ "autoscaler": settings_json, "inputs": inputs, "inputs_from": from }),
+                    json!({ "autoscaler": settings_json, "inputs": inputs, "inputs_from": from, "kept": kept }),
                 ))
             }
         }
@@ -366,6 +381,10 @@ impl Remediation for Rescale {
                 format!("{name}: {}", d.reason)
             })
             .collect();
+        let mut why = why;
+        if let Some(kept) = inputs["kept"].as_object() {
+            why.extend(kept.values().filter_map(|v| v.as_str().map(str::to_string)));
+        }
         let why_text = if why.is_empty() {
             String::new()
         } else {
