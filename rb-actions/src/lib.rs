@@ -10,8 +10,8 @@
 //!
 //! | feature | pulls in | gives |
 //! | --- | --- | --- |
-//! | `flink` | reqwest (through rb-probes) | [`flink`] |
-//! | `nessie` | reqwest (through rb-probes) | [`nessie`] |
+//! | `flink` | reqwest (through rb-probes) | `flink` |
+//! | `nessie` | reqwest (through rb-probes) | `nessie` |
 //! | `kafka-connect` | reqwest (through rb-probes) | `kafka_connect` |
 //! | `trino` | reqwest (through rb-probes) | `trino` |
 //! | `postgres` | sqlx (through rb-probes) | `postgres` |

@@ -3,7 +3,7 @@
 //! with the autoscaler's parallelism).
 //!
 //! Every remediation talks to one [`FlinkEndpoint`] (a target and an
-//! [`HttpClient`](rb_probes::transport::HttpClient), e.g. a
+//! [`HttpClient`], e.g. a
 //! [`ReqwestClient`](rb_probes::transport::ReqwestClient) on `http://jobmanager:8081`).
 //!
 //! **Which job.** In this order: the `job_id` an earlier step of the incident handed on (a restore

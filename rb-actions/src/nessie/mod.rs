@@ -2,7 +2,7 @@
 //! branch planned with Nessie's own dry run, and assigning a branch back to a known-good hash.
 //!
 //! Every remediation talks to one [`NessieEndpoint`]: a target and an
-//! [`HttpClient`](rb_probes::transport::HttpClient) whose base URL is the v2 API
+//! [`HttpClient`] whose base URL is the v2 API
 //! (`http://nessie:19120/api/v2`), with bearer authentication configured on the client
 //! ([`HttpAuth::Bearer`](rb_probes::transport::HttpAuth::Bearer)). Every request carries
 //! `Nessie-Client-Spec: 2`, so that a 409 lists its conflicts in `errorDetails`.
@@ -42,7 +42,7 @@
 //! "message"}], "keys": […]}` — read from `errorDetails`, or from the message text ("The following
 //! keys have been changed in conflict: 'a.b', 'c'") when the server sent none. 401/403
 //! `Unauthorized`, other non-2xx `Rejected` with Nessie's message; transport failures as in
-//! [`crate::flink`]: a write that times out or is cut off is `OutcomeUnknown`.
+//! the `flink` module: a write that times out or is cut off is `OutcomeUnknown`.
 //!
 //! ## Least privilege
 //!
