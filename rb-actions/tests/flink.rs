@@ -196,6 +196,28 @@ async fn a_failed_savepoint_reported_completed_with_a_failure_cause_is_an_error(
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_savepoint_still_in_progress_at_the_end_of_the_wait_is_an_unknown_outcome() {
+    let mut cfg = rb_testkit::http::flink::FlinkConfig::default();
+    cfg.savepoint_duration = Duration::from_secs(120);
+    let flink = FakeFlink::start_with(cfg).await.unwrap();
+    let job = flink.add_job(JobSpec::counter("orders")).unwrap();
+    sleep(Duration::from_secs(5)).await;
+    let sp = Savepoint::new(endpoint(&flink)).wait_at_most(Duration::from_secs(10));
+    let c = ctx(&job);
+    let plan = sp.plan(&c).await.unwrap();
+    let e = sp.apply(&plan, &c).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutcomeUnknown, "{e}");
+    assert!(e.message.contains("IN_PROGRESS"), "{e}");
+    // the same plan later picks up the same operation: no second savepoint is triggered
+    sleep(Duration::from_secs(120)).await;
+    let out = sp.apply(&plan, &c).await.unwrap();
+    assert!(out.details["savepoint_path"].as_str().is_some());
+    let triggers = bodies(&flink, "POST", "/jobs/*/savepoints");
+    assert_eq!(triggers.len(), 2);
+    assert_eq!(triggers[0]["triggerId"], triggers[1]["triggerId"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_savepoint_of_a_job_that_is_not_running_is_refused_at_plan_time() {
     let (flink, ep, job) = started().await;
     flink
