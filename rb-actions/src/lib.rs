@@ -23,3 +23,11 @@
 //! All are on by default; `cargo check -p rb-actions --no-default-features --features <family>` builds
 //! one family alone.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(any(feature = "flink", feature = "nessie"))]
+mod rest;
+
+#[cfg(feature = "flink")]
+pub mod flink;
+#[cfg(feature = "nessie")]
+pub mod nessie;
