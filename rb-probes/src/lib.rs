@@ -19,7 +19,7 @@
 //! | `mysql` | sqlx (mysql, rustls) | `mysql` |
 //! | `flink` | reqwest | `flink` |
 //! | `nessie` | reqwest | `nessie` |
-//! | `prometheus` | reqwest | `prometheus` |
+//! | `prometheus` | reqwest | [`prometheus`] (instant and range PromQL queries as rb samples), [`exposition`] (text format parser) |
 //! | `http` | reqwest | `http` |
 //! | `kafka-connect` | reqwest | `kafka_connect` |
 //! | `trino` | reqwest | `trino` |
@@ -34,3 +34,18 @@ pub mod common;
 
 #[cfg(feature = "http-transport")]
 pub mod transport;
+
+#[cfg(any(
+    feature = "prometheus",
+    feature = "http",
+    feature = "kafka-connect",
+    feature = "trino",
+    feature = "minio",
+    feature = "loki"
+))]
+mod rest;
+
+#[cfg(any(feature = "prometheus", feature = "minio"))]
+pub mod exposition;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
