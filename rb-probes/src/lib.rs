@@ -21,7 +21,7 @@
 //! | `nessie` | reqwest | `nessie` |
 //! | `prometheus` | reqwest | [`prometheus`] (instant and range PromQL queries as rb samples), [`exposition`] (text format parser) |
 //! | `http` | reqwest | `http` |
-//! | `kafka-connect` | reqwest | `kafka_connect` |
+//! | `kafka-connect` | reqwest | [`kafka_connect`] (connector and task states, failed tasks' traces classified) |
 //! | `trino` | reqwest | `trino` |
 //! | `minio` | reqwest | `minio` |
 //! | `loki` | reqwest | `loki` |
@@ -47,5 +47,7 @@ mod rest;
 
 #[cfg(any(feature = "prometheus", feature = "minio"))]
 pub mod exposition;
+#[cfg(feature = "kafka-connect")]
+pub mod kafka_connect;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;

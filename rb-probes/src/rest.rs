@@ -45,6 +45,7 @@ fn hex(n: u8) -> char {
 }
 
 /// `path?k1=v1&k2=v2` with every key and value encoded.
+#[allow(dead_code)] // not every family uses it
 pub(crate) fn with_query(path: &str, params: &[(&str, String)]) -> String {
     if params.is_empty() {
         return path.to_string();
