@@ -22,7 +22,7 @@
 //! | `prometheus` | reqwest | [`prometheus`] (instant and range PromQL queries as rb samples), [`exposition`] (text format parser) |
 //! | `http` | reqwest | `http` |
 //! | `kafka-connect` | reqwest | [`kafka_connect`] (connector and task states, failed tasks' traces classified) |
-//! | `trino` | reqwest | `trino` |
+//! | `trino` | reqwest | [`trino`] (queued, running, blocked queries; a SQL probe over the client protocol) |
 //! | `minio` | reqwest | `minio` |
 //! | `loki` | reqwest | `loki` |
 //!
@@ -51,3 +51,5 @@ pub mod exposition;
 pub mod kafka_connect;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+#[cfg(feature = "trino")]
+pub mod trino;
