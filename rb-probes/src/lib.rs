@@ -20,7 +20,7 @@
 //! | `flink` | reqwest | `flink` |
 //! | `nessie` | reqwest | `nessie` |
 //! | `prometheus` | reqwest | [`prometheus`] (instant and range PromQL queries as rb samples), [`exposition`] (text format parser) |
-//! | `http` | reqwest | `http` |
+//! | `http` | reqwest, regex | [`http`] (status, latency and body of one request) |
 //! | `kafka-connect` | reqwest | [`kafka_connect`] (connector and task states, failed tasks' traces classified) |
 //! | `trino` | reqwest | [`trino`] (queued, running, blocked queries; a SQL probe over the client protocol) |
 //! | `minio` | reqwest | `minio` |
@@ -47,6 +47,8 @@ mod rest;
 
 #[cfg(any(feature = "prometheus", feature = "minio"))]
 pub mod exposition;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "kafka-connect")]
 pub mod kafka_connect;
 #[cfg(feature = "prometheus")]
