@@ -23,7 +23,7 @@
 //! | `http` | reqwest, regex | [`http`] (status, latency and body of one request) |
 //! | `kafka-connect` | reqwest | [`kafka_connect`] (connector and task states, failed tasks' traces classified) |
 //! | `trino` | reqwest | [`trino`] (queued, running, blocked queries; a SQL probe over the client protocol) |
-//! | `minio` | reqwest | `minio` |
+//! | `minio` | reqwest | [`minio`] (liveness, write and read quorum, free capacity from the metrics text) |
 //! | `loki` | reqwest | `loki` |
 //!
 //! All are on by default; `cargo check -p rb-probes --no-default-features --features <family>` builds
@@ -51,6 +51,8 @@ pub mod exposition;
 pub mod http;
 #[cfg(feature = "kafka-connect")]
 pub mod kafka_connect;
+#[cfg(feature = "minio")]
+pub mod minio;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 #[cfg(feature = "trino")]
