@@ -24,7 +24,7 @@
 //! | `kafka-connect` | reqwest | [`kafka_connect`] (connector and task states, failed tasks' traces classified) |
 //! | `trino` | reqwest | [`trino`] (queued, running, blocked queries; a SQL probe over the client protocol) |
 //! | `minio` | reqwest | [`minio`] (liveness, write and read quorum, free capacity from the metrics text) |
-//! | `loki` | reqwest | `loki` |
+//! | `loki` | reqwest | [`loki`] (log lines of a selector over a window, as evidence) |
 //!
 //! All are on by default; `cargo check -p rb-probes --no-default-features --features <family>` builds
 //! one family alone.
@@ -51,6 +51,8 @@ pub mod exposition;
 pub mod http;
 #[cfg(feature = "kafka-connect")]
 pub mod kafka_connect;
+#[cfg(feature = "loki")]
+pub mod loki;
 #[cfg(feature = "minio")]
 pub mod minio;
 #[cfg(feature = "prometheus")]
