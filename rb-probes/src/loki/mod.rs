@@ -317,8 +317,8 @@ impl<C: HttpClient> Probe for LokiLogs<C> {
             }
         }
         match self.direction {
-            Direction::Backward => lines.sort_by(|a, b| b.ts_ns.cmp(&a.ts_ns)),
-            Direction::Forward => lines.sort_by(|a, b| a.ts_ns.cmp(&b.ts_ns)),
+            Direction::Backward => lines.sort_by_key(|l| std::cmp::Reverse(l.ts_ns)),
+            Direction::Forward => lines.sort_by_key(|l| l.ts_ns),
         }
         lines.truncate(self.limit);
         let limit_reached = lines.len() >= self.limit;
