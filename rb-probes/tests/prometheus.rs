@@ -176,6 +176,26 @@ async fn scalar_result() {
     let f = fact(&o);
     assert_eq!(f.result_type, ResultType::Scalar);
     assert_eq!(f.scalar.unwrap().1, 14.0);
+    // special scalar values survive the fact's JSON too (the real server found this)
+    for (query, want) in [
+        ("1/0", f64::INFINITY),
+        ("-1/0", f64::NEG_INFINITY),
+        ("0/0", f64::NAN),
+    ] {
+        let o = PromQuery::instant(client(&prom), target(), query)
+            .observe(&ctx())
+            .await
+            .unwrap();
+        let got = fact(&o).scalar.unwrap().1;
+        assert!(
+            got == want || (got.is_nan() && want.is_nan()),
+            "{query}: {got}"
+        );
+        assert_eq!(
+            o.facts.get_json("prometheus.result").unwrap()["scalar"][1],
+            rb_probes::prometheus::format_value(want)
+        );
+    }
 }
 
 #[tokio::test]

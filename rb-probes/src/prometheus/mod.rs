@@ -44,7 +44,10 @@
 
 mod parse;
 
-pub use parse::{parse_response, Histogram, PromData, PromSeries, ResultType};
+pub use parse::{
+    format_value, parse_body, parse_response, parse_value, Histogram, PromData, PromSeries,
+    ResultType,
+};
 
 use std::time::Duration;
 
@@ -74,8 +77,13 @@ pub struct PromResult {
     pub result_type: ResultType,
     /// The series kept (all, or the top k by latest value).
     pub series: Vec<PromSeries>,
-    /// The scalar result `[time, value]`, when the result type is `scalar`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The scalar result `[time, value]`, when the result type is `scalar` (the value written as
+    /// Prometheus writes it when serialized, so `NaN` and `±Inf` survive).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "parse::opt_point"
+    )]
     pub scalar: Option<(f64, f64)>,
     /// The string result `[time, text]`, when the result type is `string`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

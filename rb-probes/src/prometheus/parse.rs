@@ -279,7 +279,7 @@ fn hist(site: &ProbeSite<'_>, ptr: &str, h: &RawHist) -> Result<Histogram, Probe
 }
 
 /// A sample value as Prometheus writes it: a Go float, `NaN`, `+Inf`, `-Inf`.
-pub(crate) fn parse_value(s: &str) -> Option<f64> {
+pub fn parse_value(s: &str) -> Option<f64> {
     match s {
         "NaN" => Some(f64::NAN),
         "+Inf" | "Inf" => Some(f64::INFINITY),
@@ -295,7 +295,7 @@ pub(crate) fn parse_value(s: &str) -> Option<f64> {
 }
 
 /// A value as Prometheus writes it.
-pub(crate) fn format_value(v: f64) -> String {
+pub fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v == f64::INFINITY {
@@ -318,6 +318,25 @@ mod prom_value {
         let s = String::deserialize(d)?;
         super::parse_value(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a sample value")))
+    }
+}
+
+/// `Option<(time, value)>` with the value written as Prometheus writes it (`NaN`, `+Inf`).
+pub(crate) mod opt_point {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<(f64, f64)>, s: S) -> Result<S::Ok, S::Error> {
+        v.map(|(t, x)| (t, super::format_value(x))).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(f64, f64)>, D::Error> {
+        let wire: Option<(f64, String)> = Option::deserialize(d)?;
+        wire.map(|(t, s)| {
+            super::parse_value(&s)
+                .map(|v| (t, v))
+                .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a sample value")))
+        })
+        .transpose()
     }
 }
 
