@@ -19,12 +19,12 @@
 //! | `mysql` | sqlx (mysql, rustls) | `mysql` |
 //! | `flink` | reqwest | [`flink`]: cluster overview, live job state, restarts, checkpoints, classified exceptions, vertex busy/back-pressure |
 //! | `nessie` | reqwest | [`nessie`]: API and management health, reference HEADs, commit log, branch vs backup |
-//! | `prometheus` | reqwest | `prometheus` |
-//! | `http` | reqwest | `http` |
-//! | `kafka-connect` | reqwest | `kafka_connect` |
-//! | `trino` | reqwest | `trino` |
-//! | `minio` | reqwest | `minio` |
-//! | `loki` | reqwest | `loki` |
+//! | `prometheus` | reqwest | [`prometheus`] (instant and range PromQL queries as rb samples), [`exposition`] (text format parser) |
+//! | `http` | reqwest, regex | [`http`] (status, latency and body of one request) |
+//! | `kafka-connect` | reqwest | [`kafka_connect`] (connector and task states, failed tasks' traces classified) |
+//! | `trino` | reqwest | [`trino`] (queued, running, blocked queries; a SQL probe over the client protocol) |
+//! | `minio` | reqwest | [`minio`] (liveness, write and read quorum, free capacity from the metrics text) |
+//! | `loki` | reqwest | [`loki`] (log lines of a selector over a window, as evidence) |
 //!
 //! All are on by default; `cargo check -p rb-probes --no-default-features --features <family>` builds
 //! one family alone.
@@ -41,3 +41,27 @@ pub mod cassandra;
 pub mod flink;
 #[cfg(feature = "nessie")]
 pub mod nessie;
+#[cfg(any(
+    feature = "prometheus",
+    feature = "http",
+    feature = "kafka-connect",
+    feature = "trino",
+    feature = "minio",
+    feature = "loki"
+))]
+mod rest;
+
+#[cfg(any(feature = "prometheus", feature = "minio"))]
+pub mod exposition;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "kafka-connect")]
+pub mod kafka_connect;
+#[cfg(feature = "loki")]
+pub mod loki;
+#[cfg(feature = "minio")]
+pub mod minio;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+#[cfg(feature = "trino")]
+pub mod trino;

@@ -441,3 +441,177 @@ async fn faults_reach_the_client() {
     .await;
     assert_fault_kinds(&trino, FaultCheck::get("/v1/info").answer(500, boom)).await;
 }
+
+#[tokio::test]
+async fn statements_answer_scripted_rows_page_by_page_through_next_uri() {
+    use rb_testkit::http::trino::StatementResult;
+    use serde_json::json;
+    let trino = FakeTrino::start().await.unwrap();
+    trino.script_statement(
+        "SELECT dt, count(*) AS cnt FROM orders GROUP BY dt",
+        StatementResult::rows(
+            &[("dt", "date"), ("cnt", "bigint")],
+            vec![
+                vec![json!("2026-12-01"), json!(10)],
+                vec![json!("2026-12-02"), json!(20)],
+                vec![json!("2026-12-03"), json!(30)],
+            ],
+        )
+        .page_size(2),
+    );
+    let c = client();
+    // without a user: 401 like every authenticated resource
+    let r = c
+        .post(format!("{}/v1/statement", trino.base_url()))
+        .body("SELECT 1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let first: Value = c
+        .post(format!("{}/v1/statement", trino.base_url()))
+        .header("X-Trino-User", "rb")
+        .body("SELECT dt, count(*) AS cnt\n  FROM orders GROUP BY dt;")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["stats"]["state"], "QUEUED");
+    assert!(first.get("columns").is_none());
+    let mut next = first["nextUri"].as_str().unwrap().to_string();
+    assert!(next.contains("/v1/statement/queued/"), "{next}");
+    let mut rows = Vec::new();
+    let mut pages = 0;
+    let last;
+    loop {
+        let page: Value = c.get(&next).send().await.unwrap().json().await.unwrap();
+        pages += 1;
+        assert_eq!(page["columns"][1]["name"], "cnt");
+        assert_eq!(page["columns"][1]["type"], "bigint");
+        if let Some(d) = page["data"].as_array() {
+            rows.extend(d.iter().cloned());
+        }
+        // a replayed token is refused
+        assert_eq!(c.get(&next).send().await.unwrap().status(), 404);
+        match page["nextUri"].as_str() {
+            Some(n) => next = n.to_string(),
+            None => {
+                last = page;
+                break;
+            }
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(
+        rows,
+        vec![
+            json!(["2026-12-01", 10]),
+            json!(["2026-12-02", 20]),
+            json!(["2026-12-03", 30])
+        ]
+    );
+    assert_eq!(last["stats"]["state"], "FINISHED");
+    let seen = trino.statements();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].user, "rb");
+    assert_eq!(seen[0].state, QueryState::Finished);
+    assert_eq!(seen[0].pages_served, 2);
+}
+
+#[tokio::test]
+async fn statements_fail_with_trino_errors_and_can_be_abandoned() {
+    use rb_testkit::http::trino::StatementResult;
+    use serde_json::json;
+    let trino = FakeTrino::start().await.unwrap();
+    trino.script_statement(
+        "SELECT nope FROM orders",
+        StatementResult::error(
+            TrinoErrorCode::new(47, "COLUMN_NOT_FOUND", "USER_ERROR"),
+            "line 1:8: Column 'nope' cannot be resolved",
+        ),
+    );
+    trino.script_statement(
+        "SELECT n FROM big",
+        StatementResult::rows(
+            &[("n", "integer")],
+            (0..10).map(|i| vec![json!(i)]).collect(),
+        )
+        .page_size(3),
+    );
+    let c = client();
+    let post = |sql: &'static str| {
+        let c = c.clone();
+        let url = format!("{}/v1/statement", trino.base_url());
+        async move {
+            let v: Value = c
+                .post(url)
+                .header("X-Trino-User", "rb")
+                .body(sql)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v
+        }
+    };
+    for (sql, name) in [
+        ("SELECT nope FROM orders", "COLUMN_NOT_FOUND"),
+        ("SELECT 42", "NOT_SUPPORTED"),
+    ] {
+        let first = post(sql).await;
+        let page: Value = c
+            .get(first["nextUri"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["stats"]["state"], "FAILED");
+        assert_eq!(page["error"]["errorName"], name);
+        assert!(page.get("nextUri").is_none());
+    }
+    // a client that stops reading abandons the query with DELETE nextUri
+    let first = post("SELECT n FROM big").await;
+    let page: Value = c
+        .get(first["nextUri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let next = page["nextUri"].as_str().unwrap();
+    assert_eq!(c.delete(next).send().await.unwrap().status(), 204);
+    assert_eq!(c.get(next).send().await.unwrap().status(), 404);
+    let big = trino
+        .statements()
+        .into_iter()
+        .find(|s| s.sql == "SELECT n FROM big")
+        .unwrap();
+    assert_eq!(big.state, QueryState::Failed);
+}
+
+#[tokio::test]
+async fn fully_blocked_queries_say_so() {
+    let trino = FakeTrino::start().await.unwrap();
+    trino.add_query(QuerySpec::new("etl", "SELECT 1").fully_blocked(true));
+    let list: Value = client()
+        .get(format!("{}/v1/query", trino.base_url()))
+        .header("X-Trino-User", "etl")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["queryStats"]["fullyBlocked"], true);
+    assert_eq!(
+        list[0]["queryStats"]["blockedReasons"][0],
+        "WAITING_FOR_MEMORY"
+    );
+}

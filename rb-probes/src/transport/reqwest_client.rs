@@ -159,7 +159,7 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> TransportError {
         TransportError::Timeout(timeout)
     } else if e.is_connect() {
         TransportError::Connect(msg)
-    } else if e.is_body() || e.is_decode() {
+    } else if e.is_body() || e.is_decode() || closed_mid_answer(&msg) {
         TransportError::Body(msg)
     } else if e.is_builder() {
         TransportError::Invalid(msg)
@@ -172,6 +172,13 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> TransportError {
     } else {
         TransportError::Other(msg)
     }
+}
+
+/// hyper's wording when the server closed the connection after taking the request but before a
+/// complete answer (headers announced a body it never sent, or no answer at all): a broken answer,
+/// not a refused connection.
+fn closed_mid_answer(msg: &str) -> bool {
+    msg.contains("connection closed before message completed")
 }
 
 trait WithoutUrl {

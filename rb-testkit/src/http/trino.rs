@@ -15,6 +15,14 @@
 //! | `PUT /v1/query/{id}/preempted` | as killed, with `ADMINISTRATIVELY_PREEMPTED` |
 //! | `GET /v1/queryState` | `[QueryStateInfo]` of unfinished queries |
 //! | `GET /ui/api/stats` | **401** `WWW-Authenticate: Trino-Form-Login` (it needs a Web-UI session, as in Trino) |
+//! | `POST /v1/statement` (body: the SQL) | the client protocol's first `QueryResults` (`QUEUED`, `nextUri`) |
+//! | `GET /v1/statement/queued/{id}/{slug}/{token}`, `…/executing/{id}/{slug}/{token}` | the next `QueryResults`: `columns` and one page of `data` each, until the last page (no `nextUri`, `FINISHED`), or `error` (`FAILED`) |
+//! | `DELETE /v1/statement/{queued,executing}/{id}/{slug}/{token}` | **204**: the client abandons the query (it ends FAILED / `USER_CANCELED`) |
+//!
+//! Statements answer what a test scripted with [`FakeTrino::script_statement`] (matched on the SQL
+//! with whitespace collapsed and a trailing `;` dropped): columns and rows returned a page at a time
+//! through `nextUri` like real Trino, or an error (`errorName`, `errorCode`, `message`). An unscripted
+//! statement fails with `NOT_SUPPORTED`. A wrong or replayed token is a **404**, as is an unknown id.
 //!
 //! Every `/v1/query*` and `/v1/queryState` route needs a user, exactly as Trino over plain HTTP:
 //! `X-Trino-Original-User`, else `X-Trino-User`, else `X-Presto-User`, else a Basic-auth user name
@@ -132,7 +140,8 @@ pub struct TrinoErrorCode {
 }
 
 impl TrinoErrorCode {
-    fn new(code: i64, name: &str, kind: &str) -> Self {
+    /// A code with its number, name and type (`USER_ERROR`, `INTERNAL_ERROR`, …).
+    pub fn new(code: i64, name: &str, kind: &str) -> Self {
         Self {
             code,
             name: name.to_string(),
@@ -180,6 +189,7 @@ pub struct QuerySpec {
     peak_memory_bytes: Option<u64>,
     age: Duration,
     resource_group: Vec<String>,
+    blocked: bool,
 }
 
 impl QuerySpec {
@@ -195,7 +205,14 @@ impl QuerySpec {
             peak_memory_bytes: None,
             age: Duration::ZERO,
             resource_group: vec!["global".to_string()],
+            blocked: false,
         }
+    }
+    /// Fully blocked (`queryStats.fullyBlocked`, blocked reason `WAITING_FOR_MEMORY`): what Trino's
+    /// cluster stats count as a blocked query when it is RUNNING.
+    pub fn fully_blocked(mut self, blocked: bool) -> Self {
+        self.blocked = blocked;
+        self
     }
     /// Initial state.
     pub fn state(mut self, state: QueryState) -> Self {
@@ -279,6 +296,8 @@ struct TrinoState {
     counter: u64,
     queries: BTreeMap<String, QueryRec>,
     order: Vec<String>,
+    scripts: BTreeMap<String, StatementResult>,
+    statements: BTreeMap<String, Statement>,
 }
 
 type Shared = Arc<Mutex<TrinoState>>;
@@ -323,6 +342,8 @@ impl FakeTrino {
             counter: 0,
             queries: BTreeMap::new(),
             order: Vec::new(),
+            scripts: BTreeMap::new(),
+            statements: BTreeMap::new(),
         }));
         let http = FakeHttp::start(router(state.clone())).await?;
         Ok(Self { http, state })
@@ -508,6 +529,27 @@ impl FakeTrino {
         lock(&self.state).shutting_down = shutting_down;
     }
 
+    /// Answer the statement `sql` (whitespace collapsed, trailing `;` dropped) with `result`.
+    pub fn script_statement(&self, sql: &str, result: StatementResult) {
+        lock(&self.state).scripts.insert(normalize_sql(sql), result);
+    }
+
+    /// Every statement submitted through `POST /v1/statement`, in order.
+    pub fn statements(&self) -> Vec<StatementSnapshot> {
+        let st = lock(&self.state);
+        let mut v: Vec<&Statement> = st.statements.values().collect();
+        v.sort_by_key(|s| s.seq);
+        v.into_iter()
+            .map(|s| StatementSnapshot {
+                query_id: s.id.clone(),
+                sql: s.sql.clone(),
+                user: s.user.clone(),
+                state: s.state,
+                pages_served: s.pages_served,
+            })
+            .collect()
+    }
+
     /// Owner-only access control: users view and kill only their own queries, except `admins`.
     pub fn restrict_to_owners(&self, admins: &[&str]) {
         lock(&self.state).admins = Some(admins.iter().map(|s| s.to_string()).collect());
@@ -544,6 +586,11 @@ fn router(state: Shared) -> Router {
         .route("/v1/query/{id}/preempted", put(preempt_query))
         .route("/v1/queryState", get(query_state_list))
         .route("/ui/api/stats", get(ui_stats))
+        .route("/v1/statement", axum::routing::post(post_statement))
+        .route(
+            "/v1/statement/{phase}/{id}/{slug}/{token}",
+            get(poll_statement).delete(cancel_statement),
+        )
         .with_state(state)
 }
 
@@ -643,8 +690,8 @@ fn query_stats(q: &QueryRec, now: i64) -> Value {
         "failedCpuTime": "0.00ns",
         "totalScheduledTime": airlift_duration(q.spec.cpu),
         "failedScheduledTime": "0.00ns",
-        "fullyBlocked": false,
-        "blockedReasons": [],
+        "fullyBlocked": q.spec.blocked,
+        "blockedReasons": if q.spec.blocked { json!(["WAITING_FOR_MEMORY"]) } else { json!([]) },
         "progressPercentage": if q.state == QueryState::Finished { 100.0 } else { 0.0 },
         "runningPercentage": if running { 100.0 } else { 0.0 },
     });
@@ -1046,6 +1093,286 @@ async fn ui_stats() -> Response {
         "Unauthorized",
     )
         .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client protocol: POST /v1/statement and its nextUri pages
+// ---------------------------------------------------------------------------------------------
+
+/// What a scripted statement answers (see [`FakeTrino::script_statement`]).
+#[derive(Debug, Clone)]
+pub struct StatementResult {
+    columns: Vec<(String, String)>,
+    rows: Vec<Vec<Value>>,
+    page_size: usize,
+    error: Option<(TrinoErrorCode, String)>,
+}
+
+impl StatementResult {
+    /// Columns `(name, type)` (`("cnt", "bigint")`) and rows of JSON values, 100 rows a page.
+    pub fn rows(columns: &[(&str, &str)], rows: Vec<Vec<Value>>) -> Self {
+        Self {
+            columns: columns
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+            rows,
+            page_size: 100,
+            error: None,
+        }
+    }
+
+    /// Rows per `nextUri` page (at least 1).
+    pub fn page_size(mut self, rows: usize) -> Self {
+        self.page_size = rows.max(1);
+        self
+    }
+
+    /// The statement fails with this error code and message.
+    pub fn error(code: TrinoErrorCode, message: &str) -> Self {
+        Self {
+            columns: Vec::new(),
+            rows: Vec::new(),
+            page_size: 100,
+            error: Some((code, message.to_string())),
+        }
+    }
+
+    /// `SYNTAX_ERROR` (1, USER_ERROR) with this message (`line 1:8: mismatched input …`).
+    pub fn syntax_error(message: &str) -> Self {
+        Self::error(
+            TrinoErrorCode::new(1, "SYNTAX_ERROR", "USER_ERROR"),
+            message,
+        )
+    }
+}
+
+/// A statement as the fake saw it (see [`FakeTrino::statements`]).
+#[derive(Debug, Clone)]
+pub struct StatementSnapshot {
+    /// Its query id.
+    pub query_id: String,
+    /// The SQL as sent.
+    pub sql: String,
+    /// The user it ran as.
+    pub user: String,
+    /// `QUEUED`, `RUNNING`, `FINISHED` or `FAILED`.
+    pub state: QueryState,
+    /// How many data pages the client fetched.
+    pub pages_served: usize,
+}
+
+#[derive(Debug)]
+struct Statement {
+    seq: u64,
+    id: String,
+    slug: String,
+    sql: String,
+    user: String,
+    result: StatementResult,
+    /// The token the next poll must carry.
+    token: u64,
+    /// Rows already sent.
+    sent: usize,
+    state: QueryState,
+    pages_served: usize,
+}
+
+fn normalize_sql(sql: &str) -> String {
+    let s = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    s.trim_end_matches(';').trim_end().to_string()
+}
+
+fn statement_stats(state: QueryState, sent: usize) -> Value {
+    json!({
+        "state": state.as_str(),
+        "queued": state == QueryState::Queued,
+        "scheduled": state != QueryState::Queued,
+        "nodes": 1,
+        "totalSplits": 1,
+        "queuedSplits": 0,
+        "runningSplits": 0,
+        "completedSplits": if state.is_done() { 1 } else { 0 },
+        "cpuTimeMillis": 0,
+        "wallTimeMillis": 0,
+        "queuedTimeMillis": 0,
+        "elapsedTimeMillis": 0,
+        "processedRows": sent,
+        "processedBytes": 0,
+        "physicalInputBytes": 0,
+        "peakMemoryBytes": 0,
+        "spilledBytes": 0,
+    })
+}
+
+fn statement_results(st: &Statement, base: &str, extra: Value) -> Value {
+    let mut v = json!({
+        "id": st.id,
+        "infoUri": format!("{base}/ui/query.html?{}", st.id),
+        "stats": statement_stats(st.state, st.sent),
+        "warnings": [],
+    });
+    if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    v
+}
+
+async fn post_statement(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let user = match authenticate(&headers) {
+        Ok(u) => u,
+        Err(m) => return unauthorized(m),
+    };
+    let sql = String::from_utf8_lossy(&body).into_owned();
+    if sql.trim().is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "SQL statement is empty",
+        )
+            .into_response();
+    }
+    let base = base_url(&headers);
+    let mut st = lock(&s);
+    st.counter += 1;
+    let seq = st.counter;
+    let now = st.clock.now_ms();
+    let stamp = time::OffsetDateTime::from_unix_timestamp(now / 1000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let id = format!(
+        "{:04}{:02}{:02}_{:02}{:02}{:02}_{:05}_{}",
+        stamp.year(),
+        u8::from(stamp.month()),
+        stamp.day(),
+        stamp.hour(),
+        stamp.minute(),
+        stamp.second(),
+        seq - 1,
+        st.coordinator_id
+    );
+    let result = st
+        .scripts
+        .get(&normalize_sql(&sql))
+        .cloned()
+        .unwrap_or_else(|| {
+            StatementResult::error(
+                TrinoErrorCode::new(13, "NOT_SUPPORTED", "USER_ERROR"),
+                &format!(
+                    "fake Trino: no result scripted for statement: {}",
+                    normalize_sql(&sql)
+                ),
+            )
+        });
+    let stmt = Statement {
+        seq,
+        id: id.clone(),
+        slug: format!("y{:x}", seq.wrapping_mul(0x9e37_79b9)),
+        sql,
+        user,
+        result,
+        token: 1,
+        sent: 0,
+        state: QueryState::Queued,
+        pages_served: 0,
+    };
+    let next = format!("{base}/v1/statement/queued/{id}/{}/1", stmt.slug);
+    let v = statement_results(&stmt, &base, json!({ "nextUri": next }));
+    st.statements.insert(id, stmt);
+    json_response(StatusCode::OK, v)
+}
+
+fn statement_not_found(id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("Query not found: {id}"),
+    )
+        .into_response()
+}
+
+async fn poll_statement(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path((_phase, id, slug, token)): Path<(String, String, String, String)>,
+) -> Response {
+    let base = base_url(&headers);
+    let mut st = lock(&s);
+    let Some(stmt) = st.statements.get_mut(&id) else {
+        return statement_not_found(&id);
+    };
+    if stmt.slug != slug || token.parse::<u64>().ok() != Some(stmt.token) || stmt.state.is_done() {
+        return statement_not_found(&id);
+    }
+    stmt.token += 1;
+    if let Some((code, message)) = stmt.result.error.clone() {
+        stmt.state = QueryState::Failed;
+        let error = json!({
+            "message": message,
+            "errorCode": code.code,
+            "errorName": code.name,
+            "errorType": code.kind,
+            "failureInfo": {"type": "io.trino.spi.TrinoException", "message": message, "suppressed": [], "stack": []},
+        });
+        let v = statement_results(stmt, &base, json!({ "error": error }));
+        return json_response(StatusCode::OK, v);
+    }
+    let columns: Vec<Value> = stmt
+        .result
+        .columns
+        .iter()
+        .map(|(n, t)| json!({"name": n, "type": t, "typeSignature": {"rawType": t, "arguments": []}}))
+        .collect();
+    let end = (stmt.sent + stmt.result.page_size).min(stmt.result.rows.len());
+    let page: Vec<Value> = stmt
+        .result
+        .rows
+        .get(stmt.sent..end)
+        .unwrap_or(&[])
+        .iter()
+        .map(|r| Value::Array(r.clone()))
+        .collect();
+    stmt.sent = end;
+    stmt.pages_served += 1;
+    let mut extra = json!({ "columns": columns });
+    if let Some(obj) = extra.as_object_mut() {
+        if !page.is_empty() {
+            obj.insert("data".into(), Value::Array(page));
+        }
+        if stmt.sent < stmt.result.rows.len() {
+            stmt.state = QueryState::Running;
+            obj.insert(
+                "nextUri".into(),
+                json!(format!(
+                    "{base}/v1/statement/executing/{id}/{slug}/{}",
+                    stmt.token
+                )),
+            );
+            obj.insert(
+                "partialCancelUri".into(),
+                json!(format!("{base}/v1/statement/partialCancel/{id}/0/{slug}/1")),
+            );
+        } else {
+            stmt.state = QueryState::Finished;
+        }
+    }
+    let v = statement_results(stmt, &base, extra);
+    json_response(StatusCode::OK, v)
+}
+
+async fn cancel_statement(
+    State(s): State<Shared>,
+    Path((_phase, id, slug, _token)): Path<(String, String, String, String)>,
+) -> Response {
+    let mut st = lock(&s);
+    match st.statements.get_mut(&id) {
+        Some(stmt) if stmt.slug == slug => {
+            if !stmt.state.is_done() {
+                stmt.state = QueryState::Failed;
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => statement_not_found(&id),
+    }
 }
 
 #[cfg(test)]
