@@ -25,7 +25,7 @@ use crate::time::Timestamp;
 
 pub use memory::MemoryJournal;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteJournal;
+pub use sqlite::{sqlite_schema_version, SqliteJournal};
 
 /// One journaled event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
