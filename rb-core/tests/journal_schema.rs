@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use common::*;
 use rb_core::journal::{
-    sqlite_schema_version, Entry, Event, Journal, MemoryJournal, SqliteJournal,
+    reader, sqlite_schema_version, Entry, Event, Journal, MemoryJournal, SqliteJournal,
 };
 use rb_core::policy::{AutoApprove, SafetyPolicy};
 use rb_core::prelude::*;
@@ -266,8 +266,11 @@ async fn a_journal_from_a_newer_release_is_refused_naming_both_versions_and_left
                 == 0,
         "nothing waits in the write-ahead log either"
     );
-    // still refused the second time (nothing was marked)
+    // still refused the second time (nothing was marked), and by the reader too
     assert!(SqliteJournal::open(&path).await.is_err());
+    let e = reader::open_sqlite(&path).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Invalid);
+    assert!(e.message.contains(&future.to_string()), "{}", e.message);
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
@@ -284,4 +287,26 @@ async fn an_unversioned_table_of_another_shape_is_not_adopted() {
     let e = SqliteJournal::open(&path).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Invalid);
     assert!(e.message.contains("unexpected columns"), "{}", e.message);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reader_reads_an_unversioned_journal_without_migrating_it() {
+    let entries = engine_entries().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    write_unversioned(&path, &entries).await;
+    let r = reader::open_sqlite(&path).await.unwrap();
+    let list = reader::list(&r).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, entries[0].incident);
+    assert_eq!(list[0].events, entries.len());
+    r.close().await;
+    let mut c = raw(&path).await;
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = '_sqlx_migrations'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    c.close().await.unwrap();
+    assert_eq!(n, 0, "reading does not migrate");
 }

@@ -5,6 +5,7 @@
 //! its open incidents without repeating any step recorded as started or done.
 
 mod memory;
+pub mod reader;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
