@@ -37,6 +37,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod coordination;
 pub mod engine;
 pub mod error;
 pub mod escalation;
@@ -58,6 +59,10 @@ pub mod time;
 
 pub use async_trait::async_trait;
 
+pub use coordination::{
+    CoordinationError, CoordinationErrorKind, Coordinator, FencingToken, InProcessCoordinator,
+    Lease, OpenOrGet, Resource,
+};
 pub use engine::{BindingStatus, Engine, EngineBuilder, TickReport};
 pub use error::{
     ApprovalError, BoxError, Error, ErrorKind, JournalError, NotifyError, ProbeError,

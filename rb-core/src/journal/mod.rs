@@ -5,6 +5,7 @@
 //! its open incidents without repeating any step recorded as started or done.
 
 mod memory;
+pub mod reader;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -25,7 +26,7 @@ use crate::time::Timestamp;
 
 pub use memory::MemoryJournal;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteJournal;
+pub use sqlite::{sqlite_schema_version, SqliteJournal};
 
 /// One journaled event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
 };
@@ -14,6 +15,140 @@ use tokio::sync::Mutex;
 use super::{Entry, Event, Journal};
 use crate::error::{ErrorKind, JournalError};
 use crate::time::Timestamp;
+
+/// The journal's schema: migrations embedded at compile time from `rb-core/migrations`.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// The newest journal schema version this binary knows (the highest embedded migration).
+pub fn sqlite_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The columns of `rb_journal` as version 1 (and the code before versioned schemas) created them.
+const V1_COLUMNS: [(&str, &str); 5] = [
+    ("seq", "INTEGER"),
+    ("incident", "TEXT"),
+    ("at_ms", "INTEGER"),
+    ("kind", "TEXT"),
+    ("body", "TEXT"),
+];
+
+async fn has_table(
+    conn: &mut SqliteConnection,
+    name: &str,
+    table: &str,
+) -> Result<bool, JournalError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| err(name, "read schema", e))?;
+    Ok(n > 0)
+}
+
+/// The journal's newest applied schema version (None without a migrations table); an error when it
+/// is newer than this binary knows. Reads only.
+async fn refuse_newer(
+    conn: &mut SqliteConnection,
+    name: &str,
+) -> Result<Option<i64>, JournalError> {
+    if !has_table(conn, name, "_sqlx_migrations").await? {
+        return Ok(None);
+    }
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| err(name, "read schema version", e))?;
+    let known = sqlite_schema_version();
+    match newest {
+        Some(v) if v > known => Err(JournalError::new(
+            name,
+            ErrorKind::Invalid,
+            format!(
+                "the journal's schema is version {v}, newer than version {known}, the newest this \
+                 rb knows: it was written by a newer release; refusing to open it (nothing was \
+                 changed) — read it with that release or newer"
+            ),
+        )),
+        v => Ok(v),
+    }
+}
+
+/// Bring the schema up to date: refuse a newer one, adopt an unversioned one, run the migrations.
+async fn migrate(conn: &mut SqliteConnection, name: &str) -> Result<(), JournalError> {
+    let applied = refuse_newer(conn, name).await?;
+    if applied.is_none() && has_table(conn, name, "rb_journal").await? {
+        adopt(conn, name).await?;
+    }
+    MIGRATOR.run(&mut *conn).await.map_err(|e| {
+        JournalError::new(name, ErrorKind::Storage, format!("migrate the schema: {e}"))
+            .with_source(e)
+    })
+}
+
+/// A journal written before schemas were versioned: check its table is version 1's, then record
+/// migration 1 as applied (in one transaction, so a crash leaves it unadopted, never half).
+async fn adopt(conn: &mut SqliteConnection, name: &str) -> Result<(), JournalError> {
+    let rows = sqlx::query("SELECT name, type FROM pragma_table_info('rb_journal') ORDER BY cid")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| err(name, "read the rb_journal columns", e))?;
+    let columns: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>("name")?,
+                r.try_get::<String, _>("type")?.to_ascii_uppercase(),
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(|e| err(name, "read the rb_journal columns", e))?;
+    let expected: Vec<(String, String)> = V1_COLUMNS
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    if columns != expected {
+        return Err(JournalError::new(
+            name,
+            ErrorKind::Invalid,
+            format!(
+                "an unversioned rb_journal table with unexpected columns {columns:?} (expected \
+                 {expected:?}): not adopting it"
+            ),
+        ));
+    }
+    let Some(first) = MIGRATOR.iter().find(|m| m.version == 1) else {
+        return Err(JournalError::new(
+            name,
+            ErrorKind::Invalid,
+            "no migration 1 embedded",
+        ));
+    };
+    let adopt = async {
+        let mut tx = conn.begin().await?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS rb_journal_incident ON rb_journal (incident, seq)")
+            .execute(&mut *tx)
+            .await?;
+        tx.ensure_migrations_table().await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => e,
+            other => sqlx::Error::Migrate(Box::new(other)),
+        })?;
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (?, ?, TRUE, ?, 0)",
+        )
+        .bind(first.version)
+        .bind(&*first.description)
+        .bind(&*first.checksum)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    };
+    adopt
+        .await
+        .map_err(|e| err(name, "adopt the unversioned journal as schema version 1", e))
+}
 
 /// A journal in a SQLite file (WAL, synchronous=FULL: an append that returned is on disk).
 ///
@@ -31,7 +166,13 @@ fn err(name: &str, what: &str, e: impl std::error::Error + Send + Sync + 'static
 }
 
 impl SqliteJournal {
-    /// Open (creating if needed) the journal at `path`.
+    /// Open (creating if needed) the journal at `path`, bringing its schema up to date.
+    ///
+    /// The schema is versioned by migrations embedded in the binary (`rb-core/migrations`): a new file
+    /// gets all of them; a file written before schemas were versioned (an `rb_journal` table and no
+    /// `_sqlx_migrations` table) is adopted as version 1, then migrated forward. A file whose schema is
+    /// newer than this binary knows (written by a newer release) is refused with an
+    /// [`ErrorKind::Invalid`] error naming both versions, and left untouched.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, JournalError> {
         let path: PathBuf = path.as_ref().to_path_buf();
         let name = format!("sqlite:{}", path.display());
@@ -43,22 +184,50 @@ impl SqliteJournal {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(5));
         let mut conn = opts.connect().await.map_err(|e| err(&name, "open", e))?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS rb_journal (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                incident TEXT NOT NULL,
-                at_ms INTEGER NOT NULL,
-                kind TEXT NOT NULL,
-                body TEXT NOT NULL
-            )",
-        )
-        .execute(&mut conn)
-        .await
-        .map_err(|e| err(&name, "create table", e))?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS rb_journal_incident ON rb_journal (incident, seq)")
-            .execute(&mut conn)
-            .await
-            .map_err(|e| err(&name, "create index", e))?;
+        if let Err(e) = migrate(&mut conn, &name).await {
+            let _ = conn.close().await;
+            return Err(e);
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(Some(conn))),
+            name,
+        })
+    }
+
+    /// Open an existing journal read-only, for a reader: never creates the file, never migrates it
+    /// (a journal one or more versions behind is read as it is — the columns read have not changed
+    /// since version 1), refuses a schema newer than this binary knows.
+    pub(crate) async fn open_read_only(path: impl AsRef<Path>) -> Result<Self, JournalError> {
+        let path: PathBuf = path.as_ref().to_path_buf();
+        let name = format!("sqlite:{}", path.display());
+        if !path.is_file() {
+            return Err(JournalError::new(
+                &name,
+                ErrorKind::Invalid,
+                "no journal file at this path",
+            ));
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| err(&name, "options", e))?
+            .filename(&path)
+            .read_only(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let mut conn = opts.connect().await.map_err(|e| err(&name, "open", e))?;
+        let checked = async {
+            if !has_table(&mut conn, &name, "rb_journal").await? {
+                return Err(JournalError::new(
+                    &name,
+                    ErrorKind::Invalid,
+                    "not an rb journal: it has no rb_journal table",
+                ));
+            }
+            refuse_newer(&mut conn, &name).await.map(|_| ())
+        }
+        .await;
+        if let Err(e) = checked {
+            let _ = conn.close().await;
+            return Err(e);
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(Some(conn))),
             name,
@@ -76,12 +245,22 @@ impl SqliteJournal {
         JournalError::new(&self.name, ErrorKind::Storage, "the journal is closed")
     }
 
-    fn kind(event: &Event) -> &'static str {
-        match event {
-            Event::Opened { .. } => "opened",
-            Event::Closed { .. } => "closed",
-            _ => "event",
+    /// The `kind` column of an event: its serde tag (`opened`, `started`, `maintenance`, ...), read back
+    /// from the encoded body so the two can never disagree.
+    fn kind(&self, body: &str) -> Result<String, JournalError> {
+        #[derive(serde::Deserialize)]
+        struct Tag {
+            event: String,
         }
+        serde_json::from_str::<Tag>(body)
+            .map(|t| t.event)
+            .map_err(|e| {
+                JournalError::new(
+                    &self.name,
+                    ErrorKind::Invalid,
+                    format!("encoded event has no tag: {e}"),
+                )
+            })
     }
 
     /// Run `f` on the connection in a blocking task (see the type's docs for why).
@@ -159,7 +338,7 @@ impl Journal for SqliteJournal {
             JournalError::new(&self.name, ErrorKind::Invalid, format!("encode event: {e}"))
         })?;
         let incident = incident.to_string();
-        let kind = Self::kind(event);
+        let kind = self.kind(&body)?;
         let res = self
             .with_conn("append", move |conn| {
                 futures::executor::block_on(
