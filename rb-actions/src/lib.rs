@@ -23,3 +23,9 @@
 //! All are on by default; `cargo check -p rb-actions --no-default-features --features <family>` builds
 //! one family alone.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(any(feature = "kafka-connect", feature = "trino"))]
+mod http_call;
+
+#[cfg(feature = "kafka-connect")]
+pub mod kafka_connect;
