@@ -29,3 +29,6 @@ mod http_call;
 
 #[cfg(feature = "kafka-connect")]
 pub mod kafka_connect;
+
+#[cfg(feature = "notify")]
+pub mod notify;
