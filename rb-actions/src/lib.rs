@@ -32,3 +32,6 @@ pub mod kafka_connect;
 
 #[cfg(feature = "notify")]
 pub mod notify;
+
+#[cfg(feature = "trino")]
+pub mod trino;
