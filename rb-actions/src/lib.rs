@@ -35,3 +35,6 @@ pub mod notify;
 
 #[cfg(feature = "trino")]
 pub mod trino;
+
+#[cfg(feature = "exec")]
+pub mod exec;
