@@ -1,4 +1,5 @@
 //! Kafka Connect remediations against the fake worker, through the real reqwest client.
+#![cfg(feature = "kafka-connect")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -608,4 +609,77 @@ async fn through_the_engine_in_dry_run_nothing_is_restarted() {
         &x.event,
         Event::Planned { dry_run: true, plan, .. } if plan.description.contains("onlyFailed=true")
     )));
+}
+
+#[tokio::test]
+async fn after_a_human_fixed_the_configuration_the_restart_after_fix_runs() {
+    let fake = fake_with("orders-sink", 2).await;
+    fake.fail_task("orders-sink", 1, CONFIG).unwrap();
+    let kc = handle(&fake, secs(10));
+    assert_eq!(
+        kc.restart()
+            .plan(&ctx("orders-sink"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Refused
+    );
+    let r = kc.restart_after_fix();
+    assert!(r.requires_human());
+    assert_eq!(r.id(), "kafka_connect.restart_after_fix");
+    let c = ctx("orders-sink");
+    let p = r.plan(&c).await.unwrap();
+    assert_eq!(p.params["tasks"], serde_json::json!([1]));
+    let o = r.apply(&p, &c).await.unwrap();
+    assert!(matches!(
+        r.verify(&p, &o, &c).await.unwrap(),
+        Verification::Succeeded { .. }
+    ));
+    assert_eq!(fake.task_state("orders-sink", 1), Some(State::Running));
+}
+
+#[tokio::test(start_paused = true)]
+async fn through_the_engine_the_restart_after_fix_waits_for_a_person() {
+    for human in [false, true] {
+        let fake = Arc::new(fake_with("orders-sink", 2).await);
+        fake.fail_task("orders-sink", 1, CONFIG).unwrap();
+        let kc = handle(&fake, secs(30));
+        let pb = Playbook::new(
+            "connect-config",
+            "Kafka Connect task failed on its configuration",
+        )
+        .detect(
+            Arc::new(FailedTasks(fake.clone())),
+            Schedule::every(secs(30)),
+            metric("kafka_connect_connector_failed_task_count").above(0.0),
+        )
+        .incident_per(&["connector"])
+        .mitigate(Arc::new(kc.restart_after_fix()))
+        .escalate_to("Data Platform On-call");
+        let approver: Arc<dyn rb_core::policy::Approver> = if human {
+            Arc::new(rb_core::policy::CallbackApprover::new(
+                mins(30),
+                |_req| async {
+                    rb_core::policy::Decision::Granted {
+                        by: "alice (fixed file=)".into(),
+                    }
+                },
+            ))
+        } else {
+            Arc::new(AutoApprove)
+        };
+        let engine = Engine::builder(Runbook::new("t").playbook(pb))
+            .clock(Clock::starting_at(T0))
+            .approver(approver)
+            .build()
+            .await
+            .unwrap();
+        run(&engine, mins(3)).await;
+        let restarted = fake.task_restart_count("orders-sink", 1).unwrap();
+        assert_eq!(restarted, u32::from(human), "human = {human}");
+        assert_eq!(
+            fake.task_state("orders-sink", 1),
+            Some(if human { State::Running } else { State::Failed })
+        );
+    }
 }

@@ -1,4 +1,5 @@
 //! Notifiers against the fake Slack webhook and the fake PagerDuty Events API, through reqwest.
+#![cfg(feature = "notify")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};

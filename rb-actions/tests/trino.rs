@@ -1,4 +1,5 @@
 //! Killing Trino queries against the fake coordinator, through reqwest.
+#![cfg(feature = "trino")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;

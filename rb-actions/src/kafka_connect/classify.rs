@@ -42,6 +42,7 @@ const CONFIG_MARKERS: &[&str] = &[
     "Failed to find any class that implements Connector",
     "Missing required configuration",
     "InvalidConfigurationException",
+    "InvalidTopicException",
     "UnknownTopicOrPartitionException: This server does not host this topic-partition",
 ];
 
@@ -122,6 +123,8 @@ mod tests {
 
     const MISSING_PLUGIN: &str = "org.apache.kafka.connect.errors.ConnectException: Failed to find any class that implements Connector and which name matches io.debezium.connector.mysql.MySqlConnector\n";
 
+    const BAD_TOPIC: &str = "org.apache.kafka.connect.errors.ConnectException: Unrecoverable exception from producer send callback\n\tat org.apache.kafka.connect.runtime.WorkerSourceTask.maybeThrowProducerSendException(WorkerSourceTask.java:348)\nCaused by: org.apache.kafka.common.errors.InvalidTopicException: Invalid topics: [rb invalid topic!]\n";
+
     const TIMEOUT: &str = "org.apache.kafka.connect.errors.ConnectException: Exiting WorkerSourceTask due to unrecoverable exception.\n\
         Caused by: org.apache.kafka.common.errors.TimeoutException: Expiring 12 record(s) for orders-0:120001 ms has passed since batch creation\n";
 
@@ -133,7 +136,7 @@ mod tests {
 
     #[test]
     fn configuration_errors_need_a_human() {
-        for t in [CONFIG, MISSING_PLUGIN] {
+        for t in [CONFIG, MISSING_PLUGIN, BAD_TOPIC] {
             let c = classify_trace(t);
             assert!(matches!(c, TraceClass::Configuration { .. }), "{c:?}: {t}");
             assert!(c.needs_human());

@@ -7,6 +7,7 @@
 //! | remediation | id | risk | idempotent | reversible (undo) | exact calls |
 //! | --- | --- | --- | --- | --- | --- |
 //! | [`RestartConnector`] | `kafka_connect.restart` | disruptive | yes | nothing to undo (no config, offset or data changes) | `GET /connectors/<n>/status`; `POST /connectors/<n>/restart?includeTasks=true&onlyFailed=true` (202; a pre-3.0 worker's 204 is followed by `POST /connectors/<n>/tasks/<t>/restart` per failed task) |
+//! | [`RestartConnector`] from [`KafkaConnect::restart_after_fix`] | `kafka_connect.restart_after_fix` | disruptive, **a human approves every plan** | yes | nothing to undo | as `kafka_connect.restart` |
 //! | [`RestartTask`] | `kafka_connect.restart_task` | disruptive | yes | nothing to undo | `GET /connectors/<n>/status`; `POST /connectors/<n>/tasks/<t>/restart` (204) |
 //! | [`PauseConnector`] | `kafka_connect.pause` | disruptive | yes | `PUT /connectors/<n>/resume` | `GET /connectors/<n>/status`; `PUT /connectors/<n>/pause` (202) |
 //! | [`ResumeConnector`] | `kafka_connect.resume` | safe | yes | `PUT /connectors/<n>/pause` | `GET /connectors/<n>/status`; `PUT /connectors/<n>/resume` (202) |
@@ -23,8 +24,12 @@
 //! puts a human step before the restart: a `Playbook::escalate_to("Kafka SME")` with no automatic
 //! step for that case, or two playbooks — one keyed on the configuration finding (escalation only),
 //! one on the transient failure (this restart). When the human has fixed the configuration the task
-//! still shows the old trace; the human restarts it (or resolves the incident and lets the next
-//! incident's plan, which reads the status again, do it).
+//! still shows the old trace until it restarts: [`KafkaConnect::restart_after_fix`] is the restart
+//! for that moment — it requires a human's approval of every plan (the approval *is* the human saying
+//! "fixed"), skips the trace check and starts the backoff history again. A playbook for
+//! configuration failures therefore reads `.mitigate(kc.restart_after_fix())` with an approver that
+//! asks the on-call: the engine journals the question, the human fixes the config, approves, and
+//! the restart runs and verifies.
 //!
 //! **409 during a rebalance.** A write answered 409 (the worker is rebalancing or its configuration is
 //! stale) is tried again after a delay (default 3 tries 5 s apart, [`KafkaConnect::conflict_retry`]); only
@@ -207,7 +212,21 @@ impl KafkaConnect {
 
     /// Restart a connector with its failed tasks.
     pub fn restart(&self) -> RestartConnector {
-        RestartConnector(self.clone())
+        RestartConnector {
+            kc: self.clone(),
+            after_fix: false,
+        }
+    }
+
+    /// The restart that follows a human's fix of the configuration (`kafka_connect.restart_after_fix`):
+    /// it does not refuse on a configuration or authorization trace (the trace is the old one until
+    /// the restart) and ignores the backoff (the history starts again), but a human must approve every
+    /// plan of it ([`Remediation::requires_human`]): the approval is the human saying "fixed".
+    pub fn restart_after_fix(&self) -> RestartConnector {
+        RestartConnector {
+            kc: self.clone(),
+            after_fix: true,
+        }
     }
 
     /// Restart one failed task.
@@ -399,6 +418,11 @@ impl KafkaConnect {
         entry.ran_after_restart = false;
     }
 
+    /// Forget the restart history of `name` (a human fixed it).
+    fn forget(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
     fn record_running(&self, name: &str, ctx: &ActionContext) {
         if let Some(entry) = self.lock().get_mut(name) {
             entry.ran_after_restart = true;
@@ -502,16 +526,28 @@ const NO_UNDO: &str =
 /// Restart a connector with its failed tasks: `POST /connectors/<n>/restart?includeTasks=true&onlyFailed=true`.
 /// See the [module docs](self).
 #[derive(Debug, Clone)]
-pub struct RestartConnector(KafkaConnect);
+pub struct RestartConnector {
+    kc: KafkaConnect,
+    after_fix: bool,
+}
 
 #[async_trait]
 impl Remediation for RestartConnector {
     fn id(&self) -> &str {
-        "kafka_connect.restart"
+        if self.after_fix {
+            "kafka_connect.restart_after_fix"
+        } else {
+            "kafka_connect.restart"
+        }
     }
 
     fn risk(&self) -> Risk {
         Risk::Disruptive
+    }
+
+    /// The restart after a fix needs a human's word that the configuration is fixed.
+    fn requires_human(&self) -> bool {
+        self.after_fix
     }
 
     /// `onlyFailed=true` restarts only FAILED instances: a second restart of a running connector
@@ -521,28 +557,33 @@ impl Remediation for RestartConnector {
     }
 
     fn verify_within(&self) -> Duration {
-        self.0.verify_within
+        self.kc.verify_within
     }
 
     async fn plan(&self, ctx: &ActionContext) -> Result<Plan, RemediationError> {
         let id = self.id();
-        let name = self.0.connector(id, ctx)?;
-        let status = self.0.status(id, name).await?;
+        let name = self.kc.connector(id, ctx)?;
+        let status = self.kc.status(id, name).await?;
         let failed = status.failed_tasks();
         let connector_failed = status.connector.state == "FAILED";
         if failed.is_empty() && !connector_failed {
             if status.all_running() {
-                self.0.record_running(name, ctx);
+                self.kc.record_running(name, ctx);
             }
             return Ok(Plan::nothing_to_do(
                 id,
                 format!("{name} has nothing FAILED: {}", status.summary()),
             ));
         }
-        self.0.refuse_if_needs_human(id, &status, &failed, true)?;
-        let attempt = match self.0.backoff_gate(id, name, ctx)? {
-            Ok(attempt) => attempt,
-            Err(wait) => return Ok(wait),
+        let attempt = if self.after_fix {
+            self.kc.forget(name);
+            1
+        } else {
+            self.kc.refuse_if_needs_human(id, &status, &failed, true)?;
+            match self.kc.backoff_gate(id, name, ctx)? {
+                Ok(attempt) => attempt,
+                Err(wait) => return Ok(wait),
+            }
         };
         let mut what = Vec::new();
         if connector_failed {
@@ -553,7 +594,7 @@ impl Remediation for RestartConnector {
         }
         Ok(Plan::new(
             id,
-            vec![self.0.target.clone()],
+            vec![self.kc.target.clone()],
             format!(
                 "POST /connectors/{}/restart?includeTasks=true&onlyFailed=true: restart {} of {name} (automatic restart #{attempt}); now {}",
                 segment(name),
@@ -563,7 +604,7 @@ impl Remediation for RestartConnector {
         )
         .expect(format!(
             "{name} and its tasks RUNNING within {}",
-            human(self.0.verify_within)
+            human(self.kc.verify_within)
         ))
         .params(json!({
             "connector": name,
@@ -576,21 +617,21 @@ impl Remediation for RestartConnector {
 
     async fn apply(&self, plan: &Plan, ctx: &ActionContext) -> Result<Outcome, RemediationError> {
         let id = self.id();
-        let name = param_str(&self.0, id, plan, "connector")?;
+        let name = param_str(&self.kc, id, plan, "connector")?;
         let tasks = param_tasks(plan);
         let path = format!(
             "/connectors/{}/restart?includeTasks=true&onlyFailed=true",
             segment(&name)
         );
-        let resp = self.0.write(id, Method::Post, path).await;
-        self.0.count_restart(&name, &resp, ctx);
+        let resp = self.kc.write(id, Method::Post, path).await;
+        self.kc.count_restart(&name, &resp, ctx);
         let resp = resp?;
         let mut details = json!({ "connector": name, "tasks": tasks, "status": resp.status });
         if resp.status == 204 && !tasks.is_empty() {
             // A worker before Kafka 3.0 ignores includeTasks/onlyFailed and restarts only the
             // connector object (204): restart each failed task on its own.
             for t in &tasks {
-                self.0
+                self.kc
                     .write(
                         id,
                         Method::Post,
@@ -606,10 +647,10 @@ impl Remediation for RestartConnector {
                 Ok(s) => details["answer"] = json!(s.summary()),
                 Err(e) => {
                     return Err(self
-                        .0
+                        .kc
                         .caller(id)
                         .error(
-                            &self.0.client.url(&format!("/connectors/{}/restart", segment(&name))),
+                            &self.kc.client.url(&format!("/connectors/{}/restart", segment(&name))),
                             ErrorKind::OutcomeUnknown,
                             format!(
                                 "the restart of {name} was answered HTTP {} with a body that is not a connector status ({e}): it may or may not have happened",
@@ -634,8 +675,8 @@ impl Remediation for RestartConnector {
         _outcome: &Outcome,
         ctx: &ActionContext,
     ) -> Result<Verification, RemediationError> {
-        let name = param_str(&self.0, self.id(), plan, "connector")?;
-        self.0.verify_running(self.id(), &name, None, ctx).await
+        let name = param_str(&self.kc, self.id(), plan, "connector")?;
+        self.kc.verify_running(self.id(), &name, None, ctx).await
     }
 }
 
