@@ -38,3 +38,6 @@ pub mod trino;
 
 #[cfg(feature = "exec")]
 pub mod exec;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
