@@ -232,8 +232,10 @@ async fn through_the_engine_dry_run_runs_nothing_and_auto_approval_runs_it_once(
             .detect(g.arc(), Schedule::every(secs(1)), metric("busy").above(0.5))
             .mitigate(Arc::new(rem))
             .escalate_to("Data Platform On-call");
-        let mut policy = SafetyPolicy::default();
-        policy.dry_run = dry;
+        let policy = SafetyPolicy {
+            dry_run: dry,
+            ..SafetyPolicy::default()
+        };
         let e = Engine::builder(Runbook::new("t").playbook(pb))
             .approver(Arc::new(AutoApprove))
             .policy(policy)

@@ -329,8 +329,10 @@ async fn through_the_engine_the_kill_needs_approval_and_is_dry_run_safe() {
                 .mitigate(Arc::new(kill(&s.fake, secs(30))))
                 .escalate_to("Data Platform On-call"),
         );
-        let mut policy = SafetyPolicy::default();
-        policy.dry_run = dry;
+        let policy = SafetyPolicy {
+            dry_run: dry,
+            ..SafetyPolicy::default()
+        };
         let engine = Engine::builder(runbook)
             .clock(Clock::starting_at(Timestamp(1_795_590_000_000)))
             .approver(approver)
