@@ -683,3 +683,57 @@ async fn through_the_engine_the_restart_after_fix_waits_for_a_person() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn through_the_engine_a_connector_failing_again_is_cooled_down_while_another_is_restarted() {
+    let fake = Arc::new(FakeKafkaConnect::start().await.unwrap());
+    for n in ["orders-sink", "payments-sink"] {
+        fake.add_connector(n, ConnectorType::Sink, 1).unwrap();
+    }
+    fake.fail_task("orders-sink", 0, TRANSIENT).unwrap();
+    let kc = handle(&fake, secs(30));
+    let engine = Engine::builder(runbook(&fake, &kc))
+        .clock(Clock::starting_at(T0))
+        .approver(Arc::new(AutoApprove))
+        .build()
+        .await
+        .unwrap();
+    run(&engine, mins(4)).await;
+    assert_eq!(fake.task_restart_count("orders-sink", 0), Some(1));
+    assert!(
+        engine.open_incidents().await.is_empty(),
+        "recovered and closed"
+    );
+
+    // orders-sink fails again within its cool-down; payments-sink fails for the first time
+    fake.fail_task("orders-sink", 0, TRANSIENT).unwrap();
+    fake.fail_task("payments-sink", 0, TRANSIENT).unwrap();
+    run(&engine, mins(1)).await;
+    assert_eq!(
+        fake.task_restart_count("payments-sink", 0),
+        Some(1),
+        "another connector is not held back by orders-sink's cool-down"
+    );
+    assert_eq!(
+        fake.task_restart_count("orders-sink", 0),
+        Some(1),
+        "orders-sink is not restarted again yet"
+    );
+    let incidents = engine.incidents().await.unwrap();
+    let second = incidents
+        .iter()
+        .filter(|i| i.record.key["connector"] == "orders-sink")
+        .max_by_key(|i| i.record.opened_at)
+        .unwrap();
+    assert!(
+        second.timeline.iter().any(|x| matches!(
+            &x.event,
+            Event::Refused { reason, .. } if reason.contains("cool")
+        ) || matches!(
+            &x.event,
+            Event::Skipped { reason, .. } if reason.contains("backing off")
+        )),
+        "{:?}",
+        second.timeline.iter().map(|x| &x.event).collect::<Vec<_>>()
+    );
+}
