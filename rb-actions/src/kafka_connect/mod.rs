@@ -592,11 +592,16 @@ impl Remediation for RestartConnector {
         if !failed.is_empty() {
             what.push(format!("FAILED task(s) {}", ids(&failed)));
         }
+        let why = if self.after_fix {
+            "after a human fixed its configuration".to_string()
+        } else {
+            format!("automatic restart #{attempt}")
+        };
         Ok(Plan::new(
             id,
             vec![self.kc.target.clone()],
             format!(
-                "POST /connectors/{}/restart?includeTasks=true&onlyFailed=true: restart {} of {name} (automatic restart #{attempt}); now {}",
+                "POST /connectors/{}/restart?includeTasks=true&onlyFailed=true: restart {} of {name} ({why}); now {}",
                 segment(name),
                 what.join(" and "),
                 status.summary()
