@@ -12,13 +12,13 @@
 //! | --- | --- | --- |
 //! | `flink` | reqwest (through rb-probes) | `flink` |
 //! | `nessie` | reqwest (through rb-probes) | `nessie` |
-//! | `kafka-connect` | reqwest (through rb-probes) | `kafka_connect` |
-//! | `trino` | reqwest (through rb-probes) | `trino` |
+//! | `kafka-connect` | reqwest (through rb-probes) | [`kafka_connect`] |
+//! | `trino` | reqwest (through rb-probes) | [`trino`] |
 //! | `postgres` | sqlx (through rb-probes) | `postgres` |
 //! | `mysql` | sqlx (through rb-probes) | `mysql` |
-//! | `kafka` | rdkafka | `kafka` |
-//! | `exec` | tokio process | `exec` |
-//! | `notify` | reqwest (through rb-probes) | `notify` |
+//! | `kafka` | rdkafka | [`kafka`] |
+//! | `exec` | tokio process | [`exec`] |
+//! | `notify` | reqwest (through rb-probes) | [`notify`] |
 //!
 //! All are on by default; `cargo check -p rb-actions --no-default-features --features <family>` builds
 //! one family alone.
@@ -31,3 +31,21 @@ mod rest;
 pub mod flink;
 #[cfg(feature = "nessie")]
 pub mod nessie;
+
+#[cfg(any(feature = "kafka-connect", feature = "trino"))]
+mod http_call;
+
+#[cfg(feature = "kafka-connect")]
+pub mod kafka_connect;
+
+#[cfg(feature = "notify")]
+pub mod notify;
+
+#[cfg(feature = "trino")]
+pub mod trino;
+
+#[cfg(feature = "exec")]
+pub mod exec;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;

@@ -24,7 +24,7 @@
 //!
 //! | feature | default | pulls in | gives |
 //! | --- | --- | --- | --- |
-//! | `http` | yes | axum, reqwest, regex, sha2 | [`http`]: fakes of Flink, Nessie, Kafka Connect, Trino, Prometheus, MinIO, Loki; an Alertmanager webhook sender; fault injection and request records |
+//! | `http` | yes | axum, reqwest, regex, sha2 | [`http`]: fakes of Flink, Nessie, Kafka Connect, Trino, Prometheus, MinIO, Loki, a Slack webhook and PagerDuty's Events API v2; an Alertmanager webhook sender; fault injection and request records |
 //! | `kafka` | yes | rdkafka (builds librdkafka with cc + make) | [`kafka`]: a fake Kafka on librdkafka's mock cluster with exact, seeded consumer-group lag |
 //! | `cassandra` | yes | cassandra-protocol | [`cassandra`]: a fake N-node ring speaking CQL native protocol v4, and its `nodetool status` |
 //! | `mocks` | yes | mockall | [`mocks`]: mocks of `Probe`, `Remediation`, `Approver`, `Notifier`, `Journal` |

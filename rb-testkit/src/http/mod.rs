@@ -1,4 +1,5 @@
-//! HTTP fakes of the systems a lakehouse runbook talks to, built on axum.
+//! HTTP fakes of the systems a lakehouse runbook talks to, built on axum (and of the paging
+//! endpoints it notifies: a Slack incoming webhook, PagerDuty's Events API v2).
 //!
 //! Every fake is a [`FakeHttp`] server on `127.0.0.1:<ephemeral>` that starts in milliseconds and stops
 //! when its handle is dropped. It shares one request record ([`RequestLog`]) and one fault injector
@@ -24,7 +25,9 @@ pub mod kafka_connect;
 pub mod loki;
 pub mod minio;
 pub mod nessie;
+pub mod pagerduty;
 pub mod prometheus;
+pub mod slack;
 pub mod trino;
 
 pub use fault::{Fault, FaultHandle, Faults};
