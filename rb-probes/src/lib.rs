@@ -15,8 +15,8 @@
 //! | --- | --- | --- |
 //! | `kafka` | rdkafka (builds librdkafka) | [`kafka`] |
 //! | `cassandra` | cdrs-tokio | [`cassandra`] |
-//! | `postgres` | sqlx (postgres, rustls) | `postgres` |
-//! | `mysql` | sqlx (mysql, rustls) | `mysql` |
+//! | `postgres` | sqlx (postgres, rustls) | [`postgres`] (shared: [`sql`]) |
+//! | `mysql` | sqlx (mysql, rustls) | [`mysql`] (shared: [`sql`]) |
 //! | `flink` | reqwest | `flink` |
 //! | `nessie` | reqwest | `nessie` |
 //! | `prometheus` | reqwest | `prometheus` |
@@ -34,3 +34,8 @@ pub mod common;
 
 #[cfg(feature = "http-transport")]
 pub mod transport;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sql")]
+pub mod sql;

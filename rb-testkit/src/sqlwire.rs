@@ -37,6 +37,7 @@ pub(crate) enum Framing {
     /// PostgreSQL: a one-byte answer to an SSL/GSS request, then `type:u8 len:i32be body`.
     Postgres,
     /// MySQL: `len:u24le seq:u8 payload`.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     Mysql,
 }
 

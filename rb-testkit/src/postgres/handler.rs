@@ -158,13 +158,11 @@ impl Backend {
                 c.session.query_age = Some(Duration::ZERO);
             }
             match in_xact {
-                Some(true) => {
-                    if c.session.xact_age.is_none() {
-                        c.session.xact_age = Some(Duration::ZERO)
-                    }
+                Some(true) if c.session.xact_age.is_none() => {
+                    c.session.xact_age = Some(Duration::ZERO)
                 }
                 Some(false) => c.session.xact_age = None,
-                None => {}
+                _ => {}
             }
         }
     }
