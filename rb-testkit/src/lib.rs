@@ -51,6 +51,8 @@ pub mod http;
 pub mod cassandra;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql"))]

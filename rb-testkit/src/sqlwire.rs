@@ -264,22 +264,45 @@ async fn downstream(
                     client.flush().await?;
                     return Ok(());
                 }
-                Some(WireFault::Malformed) => {
-                    injected = true;
-                    match framing {
-                        // No backend message has type '\u{1}'.
-                        Framing::Postgres => head[0] = 1,
-                        // A column definition whose catalog claims 250 bytes of a 3-byte packet.
-                        Framing::Mysql => {
-                            body = vec![250, b'x', b'y'];
-                            head[..3].copy_from_slice(&3u32.to_le_bytes()[..3]);
+                Some(WireFault::Malformed) => match framing {
+                    // No backend message has type '\u{1}'.
+                    Framing::Postgres => {
+                        head[0] = 1;
+                        injected = true;
+                    }
+                    // A column definition whose column type is no MySQL type (0x20).
+                    Framing::Mysql => {
+                        if let Some(at) = mysql_column_type_offset(&body) {
+                            body[at] = 0x20;
+                            injected = true;
                         }
                     }
-                }
+                },
                 _ => {}
             }
         }
         client.write_all(&head).await?;
         client.write_all(&body).await?;
     }
+}
+
+/// Where the column type byte of a MySQL column definition packet is: after six length-encoded
+/// strings (catalog, schema, table alias, table, alias, name), the fixed-fields length (0x0c), the
+/// collation (2 bytes) and the display length (4 bytes).
+fn mysql_column_type_offset(body: &[u8]) -> Option<usize> {
+    let mut i = 0usize;
+    for _ in 0..6 {
+        let first = *body.get(i)?;
+        let (prefix, len) = match first {
+            0..=250 => (1, usize::from(first)),
+            0xfc => (
+                3,
+                usize::from(u16::from_le_bytes([*body.get(i + 1)?, *body.get(i + 2)?])),
+            ),
+            _ => return None,
+        };
+        i += prefix + len;
+    }
+    let at = i + 1 + 2 + 4;
+    (at < body.len()).then_some(at)
 }
