@@ -35,6 +35,8 @@ pub mod common;
 #[cfg(feature = "http-transport")]
 pub mod transport;
 
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sql")]
