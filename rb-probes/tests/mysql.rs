@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use rb_core::time::Clock;
-use rb_core::{ErrorKind, Observation, Probe, ProbeContext, Secret, Target};
+use rb_core::{Observation, Probe, ProbeContext, Secret, Target};
 use rb_probes::mysql::{MySqlConnectionsProbe, SqlxMySqlSource};
 use rb_probes::sql::{SaturationConfig, SqlConnections, SqlEndpoint, SqlSessions, SqlTls};
 use rb_testkit::mysql::{FakeMysql, MyProcess, MyProtocol};
-use rb_testkit::sqlwire::WireFault;
 
 fn endpoint(my: &FakeMysql) -> SqlEndpoint {
     SqlEndpoint::new(
@@ -223,52 +222,6 @@ async fn without_process_privilege_the_observation_is_incomplete() {
     assert!(!obs.complete);
     assert!(obs.gaps[0].contains("PROCESS"), "{:?}", obs.gaps);
     assert_eq!(value(&obs, "db_connections_used"), 11.0);
-}
-
-/// Inject `fault` into a fresh fake and observe once; the error kind.
-pub async fn fault_kind(fault: &str) -> ErrorKind {
-    let my = FakeMysql::start().await.unwrap();
-    let mut p = probe(&my);
-    match fault {
-        "latency" => my.set_latency(Duration::from_secs(2)),
-        "hang" => my.set_fault(Some(WireFault::Hang)),
-        "refused" => my.refuse_connections().await,
-        "bad_password" => {
-            p = MySqlConnectionsProbe::connect(
-                Target::new("mysql", "mysql-main"),
-                SqlEndpoint::new("127.0.0.1", my.port(), my.user(), Secret::new("hunter2"))
-                    .tls(SqlTls::Disable),
-                SaturationConfig::default(),
-            )
-        }
-        "drop_mid_result" => my.set_fault(Some(WireFault::DropMidResult)),
-        "malformed" => my.set_fault(Some(WireFault::Malformed)),
-        other => panic!("unknown fault {other}"),
-    }
-    let e = p
-        .observe(&ctx(Duration::from_millis(500)))
-        .await
-        .unwrap_err();
-    let text = format!("{e} {e:?}");
-    assert!(
-        text.contains("mysql-main") && !text.contains("hunter2"),
-        "{text}"
-    );
-    e.kind
-}
-
-#[tokio::test]
-async fn every_fault_of_the_fake_has_its_kind() {
-    for (fault, kind) in [
-        ("latency", ErrorKind::Timeout),
-        ("hang", ErrorKind::Timeout),
-        ("refused", ErrorKind::Unreachable),
-        ("bad_password", ErrorKind::Unauthorized),
-        ("drop_mid_result", ErrorKind::BadResponse),
-        ("malformed", ErrorKind::BadResponse),
-    ] {
-        assert_eq!(fault_kind(fault).await, kind, "{fault}");
-    }
 }
 
 #[test]

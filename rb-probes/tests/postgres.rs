@@ -9,7 +9,6 @@ use rb_core::{ErrorKind, Observation, Probe, ProbeContext, Secret, Target};
 use rb_probes::postgres::{PgConnectionsProbe, SqlxPgSource};
 use rb_probes::sql::{SaturationConfig, SqlConnections, SqlEndpoint, SqlSessions, SqlTls};
 use rb_testkit::postgres::{FakePostgres, PgSession, QueryProtocol};
-use rb_testkit::sqlwire::WireFault;
 
 fn endpoint(pg: &FakePostgres) -> SqlEndpoint {
     SqlEndpoint::new(
@@ -270,46 +269,6 @@ async fn debug_and_errors_never_show_the_password() {
         text.contains("pg-main") && text.contains(&pg.port().to_string()),
         "{text}"
     );
-}
-
-/// Inject `fault` into a fresh fake and observe once; the error kind.
-pub async fn fault_kind(fault: &str) -> ErrorKind {
-    let pg = FakePostgres::start().await.unwrap();
-    let mut p = probe(&pg);
-    let deadline = Duration::from_millis(500);
-    match fault {
-        "latency" => pg.set_latency(Duration::from_secs(2)),
-        "hang" => pg.set_fault(Some(WireFault::Hang)),
-        "refused" => pg.refuse_connections().await,
-        "bad_password" => {
-            p = PgConnectionsProbe::connect(
-                Target::new("postgres", "pg-main"),
-                SqlEndpoint::new("127.0.0.1", pg.port(), pg.user(), Secret::new("nope"))
-                    .tls(SqlTls::Disable),
-                SaturationConfig::default(),
-            )
-        }
-        "drop_mid_result" => pg.set_fault(Some(WireFault::DropMidResult)),
-        "malformed" => pg.set_fault(Some(WireFault::Malformed)),
-        other => panic!("unknown fault {other}"),
-    }
-    let e = p.observe(&ctx(deadline)).await.unwrap_err();
-    assert!(e.to_string().contains("pg-main"), "{e}");
-    e.kind
-}
-
-#[tokio::test]
-async fn every_fault_of_the_fake_has_its_kind() {
-    for (fault, kind) in [
-        ("latency", ErrorKind::Timeout),
-        ("hang", ErrorKind::Timeout),
-        ("refused", ErrorKind::Unreachable),
-        ("bad_password", ErrorKind::Unauthorized),
-        ("drop_mid_result", ErrorKind::BadResponse),
-        ("malformed", ErrorKind::BadResponse),
-    ] {
-        assert_eq!(fault_kind(fault).await, kind, "{fault}");
-    }
 }
 
 #[test]
