@@ -180,12 +180,13 @@ pub fn observe_snapshot(
                 format!("SHOW GLOBAL STATUS has no {name}"),
             )
         })?;
-        v.trim().parse::<i64>().map_err(|_| {
-            site.error(
+        match v.trim().parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(n),
+            _ => Err(site.error(
                 ErrorKind::BadResponse,
-                format!("SHOW GLOBAL STATUS: {name} is not an integer: {v:?}"),
-            )
-        })
+                format!("SHOW GLOBAL STATUS: {name} is not a non-negative integer: {v:?}"),
+            )),
+        }
     };
     let connected = counter("Threads_connected")?;
     let running = counter("Threads_running")?;
@@ -252,7 +253,7 @@ pub fn observe_snapshot(
         server_version: snap.version.clone(),
         max_connections: snap.max_connections,
         reserved: 0,
-        used_override: Some((connected - 1).max(0)),
+        used_override: Some(connected.saturating_sub(1).max(0)),
         own_session: snap.own_id,
         dialect: Dialect::Mysql,
     };
@@ -308,6 +309,95 @@ impl<S: MySqlSource> Probe for MySqlConnectionsProbe<S> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    use proptest::prelude::*;
+    use rb_core::time::Clock;
+
+    const SITE: ProbeSite<'static> = ProbeSite {
+        probe: "mysql.connections",
+        target: "my",
+        endpoint: "mysql://rb@h:3306/",
+    };
+
+    fn snap(status: &[(&str, &str)]) -> MySqlSnapshot {
+        MySqlSnapshot {
+            max_connections: 10,
+            version: "8.0.36".into(),
+            own_id: 7,
+            user: "rb".into(),
+            status: status
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            processlist: vec![MySqlProcessRow {
+                id: 7,
+                user: "rb".into(),
+                host: "127.0.0.1:5".into(),
+                db: String::new(),
+                command: "Query".into(),
+                time: 0,
+                state: "executing".into(),
+                info: PROCESSLIST_SQL.into(),
+            }],
+            innodb_trx: vec![],
+        }
+    }
+
+    fn run(s: &MySqlSnapshot) -> Result<Observation, ProbeError> {
+        let mut obs = Observation::new("mysql.connections", "my", Clock::system().now());
+        observe_snapshot(&SITE, s, &SaturationConfig::default(), &mut obs).map(|_| obs)
+    }
+
+    const NAMES: [&str; 5] = [
+        "Threads_connected",
+        "Threads_running",
+        "Aborted_connects",
+        "Aborted_clients",
+        "Max_used_connections",
+    ];
+
+    #[test]
+    fn errors_name_the_counter_and_the_value() {
+        let mut st: Vec<(&str, &str)> = NAMES.iter().map(|n| (*n, "1")).collect();
+        st[1].1 = "many";
+        let e = run(&snap(&st)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadResponse);
+        assert!(
+            e.message.contains("Threads_running") && e.message.contains("many"),
+            "{e}"
+        );
+        st.remove(1);
+        let e = run(&snap(&st)).unwrap_err();
+        assert!(e.message.contains("has no Threads_running"), "{e}");
+        let mut s = snap(&NAMES.iter().map(|n| (*n, "1")).collect::<Vec<_>>());
+        s.own_id = 8;
+        assert!(run(&s).unwrap_err().message.contains("CONNECTION_ID() = 8"));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_counters_never_panic_and_errors_name_the_status(
+            values in proptest::collection::vec(".{0,10}", 5),
+            max in any::<i64>(),
+        ) {
+            let st: Vec<(&str, &str)> = NAMES.iter().zip(&values).map(|(n, v)| (*n, v.as_str())).collect();
+            let mut s = snap(&st);
+            s.max_connections = max;
+            if let Err(e) = run(&s) {
+                prop_assert_eq!(e.kind, ErrorKind::BadResponse);
+            }
+        }
+
+        #[test]
+        fn mutated_numbers_never_panic(connected in any::<i64>(), max in any::<i64>()) {
+            let c = connected.to_string();
+            let mut st: Vec<(&str, &str)> = NAMES.iter().map(|n| (*n, "0")).collect();
+            st[0].1 = &c;
+            let mut s = snap(&st);
+            s.max_connections = max;
+            let _ = run(&s);
+        }
+    }
 
     #[test]
     fn client_host_without_port() {

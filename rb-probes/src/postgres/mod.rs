@@ -148,12 +148,13 @@ pub fn observe_snapshot(
 ) -> Result<(), ProbeError> {
     let int = |name: &str, required: bool| -> Result<Option<i64>, ProbeError> {
         match setting(&snap.settings, name) {
-            Some(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
-                site.error(
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(Some(n)),
+                _ => Err(site.error(
                     ErrorKind::BadResponse,
-                    format!("pg_settings: {name} is not an integer: {v:?}"),
-                )
-            }),
+                    format!("pg_settings: {name} is not a non-negative integer: {v:?}"),
+                )),
+            },
             None if required => Err(site.error(
                 ErrorKind::BadResponse,
                 format!("pg_settings has no row for {name}"),
@@ -221,7 +222,7 @@ pub fn observe_snapshot(
         engine: "postgres",
         server_version: format!("{}.{}", version / 10_000, version % 10_000),
         max_connections: max,
-        reserved: superuser + reserved,
+        reserved: superuser.saturating_add(reserved),
         used_override: None,
         own_session: i64::from(own_pid),
         dialect: Dialect::Postgres,
@@ -268,5 +269,111 @@ impl<S: PgSource> Probe for PgConnectionsProbe<S> {
         let mut obs = Observation::new(self.id(), &self.target.name, ctx.now());
         observe_snapshot(&site, &snap, &self.config, &mut obs)?;
         Ok(obs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use proptest::prelude::*;
+    use rb_core::time::Clock;
+
+    const SITE: ProbeSite<'static> = ProbeSite {
+        probe: "postgres.connections",
+        target: "pg",
+        endpoint: "postgres://rb@h:5432/db",
+    };
+
+    fn snap(settings: &[(&str, &str)]) -> PgSnapshot {
+        PgSnapshot {
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            activity: vec![PgActivityRow {
+                pid: 1,
+                usename: "rb".into(),
+                datname: "db".into(),
+                application_name: "rb-probe".into(),
+                client_addr: String::new(),
+                state: "active".into(),
+                backend_type: "client backend".into(),
+                xact_age_s: Some(0.0),
+                query_age_s: Some(0.0),
+                state_age_s: Some(0.0),
+                query: String::new(),
+                own: true,
+            }],
+        }
+    }
+
+    fn run(s: &PgSnapshot) -> Result<Observation, ProbeError> {
+        let mut obs = Observation::new("postgres.connections", "pg", Clock::system().now());
+        observe_snapshot(&SITE, s, &SaturationConfig::default(), &mut obs).map(|_| obs)
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_the_value() {
+        let e = run(&snap(&[
+            ("max_connections", "lots"),
+            ("superuser_reserved_connections", "3"),
+            ("server_version_num", "150000"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadResponse);
+        assert!(
+            e.message.contains("max_connections") && e.message.contains("lots"),
+            "{e}"
+        );
+        let e = run(&snap(&[
+            ("max_connections", "10"),
+            ("superuser_reserved_connections", "3"),
+            ("server_version_num", "160000"),
+        ]))
+        .unwrap_err();
+        assert!(e.message.contains("reserved_connections"), "{e}");
+        let mut s = snap(&[
+            ("max_connections", "10"),
+            ("superuser_reserved_connections", "3"),
+            ("server_version_num", "150000"),
+        ]);
+        s.activity[0].own = false;
+        assert!(run(&s).unwrap_err().message.contains("own session"));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_settings_never_panic_and_errors_name_the_setting(
+            max in ".{0,12}", su in ".{0,12}", res in ".{0,12}", ver in ".{0,12}",
+        ) {
+            let s = snap(&[
+                ("max_connections", &max),
+                ("superuser_reserved_connections", &su),
+                ("reserved_connections", &res),
+                ("server_version_num", &ver),
+            ]);
+            if let Err(e) = run(&s) {
+                prop_assert_eq!(e.kind, ErrorKind::BadResponse);
+                prop_assert!(e.message.contains("pg_settings"), "{}", e);
+            }
+        }
+
+        #[test]
+        fn mutated_numbers_never_panic(max in any::<i64>(), su in any::<i64>(), res in any::<i64>()) {
+            let (m, s, r) = (max.to_string(), su.to_string(), res.to_string());
+            let snap = snap(&[
+                ("max_connections", &m),
+                ("superuser_reserved_connections", &s),
+                ("reserved_connections", &r),
+                ("server_version_num", "160004"),
+            ]);
+            if let Ok(obs) = run(&snap) {
+                // unknown is never healthy: no usable slot means no usable-based percentage
+                if max.checked_sub(su).and_then(|v| v.checked_sub(res)).is_none_or(|u| u <= 0) {
+                    prop_assert!(!obs.complete);
+                }
+            }
+        }
     }
 }

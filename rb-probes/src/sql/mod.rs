@@ -367,7 +367,7 @@ pub(crate) fn summarize(
     cfg: &SaturationConfig,
 ) {
     let used = limits.used_override.unwrap_or(sessions.len() as i64);
-    let usable = limits.max_connections - limits.reserved;
+    let usable = limits.max_connections.saturating_sub(limits.reserved);
     let pct = |n: i64, d: i64| (n as f64) * 100.0 / (d as f64);
     let used_percent = if limits.max_connections > 0 {
         pct(used, limits.max_connections)
