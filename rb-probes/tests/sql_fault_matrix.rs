@@ -13,13 +13,14 @@ use rb_probes::sql::{SaturationConfig, SqlEndpoint, SqlTls};
 use rb_testkit::sqlwire::WireFault;
 
 /// Every fault the fakes inject (wire faults, refused connections, wrong credentials).
-const FAULTS: [&str; 6] = [
+const FAULTS: [&str; 7] = [
     "latency",
     "hang",
     "refused",
     "bad_password",
     "drop_mid_result",
     "malformed",
+    "overrun",
 ];
 const DEADLINE: Duration = Duration::from_millis(500);
 
@@ -44,6 +45,7 @@ fn wire(fault: &str) -> Option<WireFault> {
         "hang" => Some(WireFault::Hang),
         "drop_mid_result" => Some(WireFault::DropMidResult),
         "malformed" => Some(WireFault::Malformed),
+        "overrun" => Some(WireFault::Overrun),
         _ => None,
     }
 }

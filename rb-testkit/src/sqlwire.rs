@@ -26,9 +26,14 @@ pub enum WireFault {
     /// definition of a result set (MySQL), send the first half of that message, then close the
     /// connection.
     DropMidResult,
-    /// Replace the first result message (PostgreSQL `DataRow`, MySQL column definition) with bytes
-    /// that are no valid message of the protocol, and keep the connection open.
+    /// Corrupt the first result message and keep the connection open: PostgreSQL gets a message
+    /// of an unknown type in place of the first `DataRow`; MySQL a first column definition whose
+    /// column type is no MySQL type (0x20).
     Malformed,
+    /// Send a first result message whose inner length runs past its end: PostgreSQL a `DataRow`
+    /// whose first field claims 1,000,000 bytes; MySQL a column definition whose catalog claims 250
+    /// bytes of a 3-byte packet. (sqlx 0.8 panics on the MySQL one: a probe must survive it.)
+    Overrun,
 }
 
 /// Which framing the front door applies to the server's bytes.
@@ -278,6 +283,21 @@ async fn downstream(
                         }
                     }
                 },
+                Some(WireFault::Overrun) => {
+                    injected = true;
+                    match framing {
+                        // field count 1, first field length 1,000,000, 4 bytes of it
+                        Framing::Postgres => {
+                            body = vec![0, 1, 0, 0x0f, 0x42, 0x40, b'a', b'b', b'c', b'd'];
+                            let len = (body.len() + 4) as i32;
+                            head[1..5].copy_from_slice(&len.to_be_bytes());
+                        }
+                        Framing::Mysql => {
+                            body = vec![250, b'x', b'y'];
+                            head[..3].copy_from_slice(&3u32.to_le_bytes()[..3]);
+                        }
+                    }
+                }
                 _ => {}
             }
         }

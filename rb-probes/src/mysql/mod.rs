@@ -33,7 +33,10 @@ pub use sqlx_source::SqlxMySqlSource;
 use std::collections::HashMap;
 use std::fmt::Debug;
 
+use std::panic::AssertUnwindSafe;
+
 use async_trait::async_trait;
+use futures::FutureExt;
 use rb_core::{labels, ErrorKind, Observation, Probe, ProbeContext, ProbeError, Target};
 
 use crate::common::ProbeSite;
@@ -293,10 +296,22 @@ impl<S: MySqlSource> Probe for MySqlConnectionsProbe<S> {
         };
         let snap = site
             .within(ctx, async {
-                self.source.snapshot().await.map_err(|e| match e.source {
-                    Some(src) => site.error(e.kind, e.message).with_source(src),
-                    None => site.error(e.kind, e.message),
-                })
+                // sqlx panics on some malformed answers (a length past the end of a packet): a
+                // broken server is a bad response, not a crash of the engine's task.
+                match AssertUnwindSafe(self.source.snapshot())
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(snap)) => Ok(snap),
+                    Ok(Err(e)) => Err(match e.source {
+                        Some(src) => site.error(e.kind, e.message).with_source(src),
+                        None => site.error(e.kind, e.message),
+                    }),
+                    Err(_) => Err(site.error(
+                        ErrorKind::BadResponse,
+                        "the driver failed on the server's answer (it panicked decoding it)",
+                    )),
+                }
             })
             .await?;
         let mut obs = Observation::new(self.id(), &self.target.name, ctx.now());

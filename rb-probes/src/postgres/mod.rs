@@ -30,7 +30,10 @@ pub use sqlx_source::SqlxPgSource;
 
 use std::fmt::Debug;
 
+use std::panic::AssertUnwindSafe;
+
 use async_trait::async_trait;
+use futures::FutureExt;
 use rb_core::{ErrorKind, Observation, Probe, ProbeContext, ProbeError, Target};
 
 use crate::common::ProbeSite;
@@ -260,10 +263,22 @@ impl<S: PgSource> Probe for PgConnectionsProbe<S> {
         };
         let snap = site
             .within(ctx, async {
-                self.source.snapshot().await.map_err(|e| match e.source {
-                    Some(src) => site.error(e.kind, e.message).with_source(src),
-                    None => site.error(e.kind, e.message),
-                })
+                // sqlx panics on some malformed answers (a length past the end of a packet): a
+                // broken server is a bad response, not a crash of the engine's task.
+                match AssertUnwindSafe(self.source.snapshot())
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(snap)) => Ok(snap),
+                    Ok(Err(e)) => Err(match e.source {
+                        Some(src) => site.error(e.kind, e.message).with_source(src),
+                        None => site.error(e.kind, e.message),
+                    }),
+                    Err(_) => Err(site.error(
+                        ErrorKind::BadResponse,
+                        "the driver failed on the server's answer (it panicked decoding it)",
+                    )),
+                }
             })
             .await?;
         let mut obs = Observation::new(self.id(), &self.target.name, ctx.now());
