@@ -10,9 +10,9 @@
 //!
 //! | statement | answer |
 //! | --- | --- |
-//! | [`VARIABLES_SQL`] | `max_connections` (BIGINT UNSIGNED), `version` (VARCHAR), `own_id` (BIGINT UNSIGNED) |
+//! | [`VARIABLES_SQL`] | `max_connections` (BIGINT UNSIGNED), `version` (VARCHAR), `own_id` (INT UNSIGNED on MariaDB, BIGINT UNSIGNED on MySQL 8: by `version`) |
 //! | [`STATUS_SQL`] (`SHOW GLOBAL STATUS WHERE Variable_name IN ('…', …)`, any list) | `(Variable_name, Value)` VARCHAR rows; `Threads_connected` and `Threads_running` are counted from the model unless set, `Aborted_connects` grows with each failed login |
-//! | [`PROCESSLIST_SQL`], `SHOW [FULL] PROCESSLIST` | every scripted process and every live connection (the asking one as `Query` running its own statement) |
+//! | [`PROCESSLIST_SQL`], `SHOW [FULL] PROCESSLIST` | every scripted process and every live connection (the asking one as `Query` running its own statement); MariaDB's `SHOW` adds `Progress` |
 //! | [`INNODB_TRX_SQL`] | the scripted transactions and those of live connections (`START TRANSACTION` / `BEGIN`) |
 //! | `SELECT CONNECTION_ID()`, `SELECT @@max_connections`, `SELECT @@version`, `SELECT 1` | one row |
 //! | `KILL [CONNECTION \| QUERY] <id>` | the process removed (a live connection closed) or its statement ended; recorded in [`FakeMysql::kills`]; error 1094 for an unknown id |
@@ -236,6 +236,13 @@ impl Model {
             .filter(|p| p.command != "Daemon" && p.user != "system user")
             .count();
         (scripted + self.live.len()) as u64
+    }
+
+    /// Whether `version` names MariaDB (its column types differ from MySQL 8's here and there).
+    fn is_mariadb(&self) -> bool {
+        self.variables
+            .get("version")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("mariadb"))
     }
 
     fn note_connected(&mut self) {

@@ -172,6 +172,8 @@ pub(super) fn parse(sql: &str) -> Result<Stmt, Refusal> {
 #[derive(Debug, Clone)]
 enum V {
     U(Option<u64>),
+    U32(Option<u32>),
+    F(Option<f64>),
     I32(Option<i32>),
     I(Option<i64>),
     S(Option<String>),
@@ -189,14 +191,21 @@ fn col(name: &str, ty: ColumnType, flags: ColumnFlags) -> Column {
 const UNSIGNED: ColumnFlags = ColumnFlags::UNSIGNED_FLAG;
 const NN: ColumnFlags = ColumnFlags::NOT_NULL_FLAG;
 
-fn columns(stmt: &Stmt) -> Vec<Column> {
+/// The column types of MariaDB 10.11 (checked by peers/tests/diff_mariadb.rs) or MySQL 8.
+fn columns(stmt: &Stmt, mariadb: bool) -> Vec<Column> {
     use ColumnType::*;
     let s = |n: &str| col(n, MYSQL_TYPE_VAR_STRING, ColumnFlags::empty());
+    // CONNECTION_ID() is INT UNSIGNED on MariaDB, BIGINT UNSIGNED on MySQL 8.
+    let conn_id = if mariadb {
+        MYSQL_TYPE_LONG
+    } else {
+        MYSQL_TYPE_LONGLONG
+    };
     match stmt {
         Stmt::Variables => vec![
             col("max_connections", MYSQL_TYPE_LONGLONG, UNSIGNED),
             s("version"),
-            col("own_id", MYSQL_TYPE_LONGLONG, UNSIGNED | NN),
+            col("own_id", conn_id, UNSIGNED | NN),
         ],
         Stmt::Status(_) => vec![
             col("Variable_name", MYSQL_TYPE_VAR_STRING, NN),
@@ -210,24 +219,30 @@ fn columns(stmt: &Stmt) -> Vec<Column> {
             col("COMMAND", MYSQL_TYPE_VAR_STRING, NN),
             col("TIME", MYSQL_TYPE_LONG, NN),
             s("STATE"),
-            s("INFO"),
+            col("INFO", MYSQL_TYPE_BLOB, ColumnFlags::BLOB_FLAG),
         ],
-        Stmt::ShowProcesslist { .. } => vec![
-            col("Id", MYSQL_TYPE_LONGLONG, NN),
-            col("User", MYSQL_TYPE_VAR_STRING, NN),
-            col("Host", MYSQL_TYPE_VAR_STRING, NN),
-            s("db"),
-            col("Command", MYSQL_TYPE_VAR_STRING, NN),
-            col("Time", MYSQL_TYPE_LONG, NN),
-            s("State"),
-            s("Info"),
-        ],
+        Stmt::ShowProcesslist { .. } => {
+            let mut c = vec![
+                col("Id", MYSQL_TYPE_LONGLONG, NN),
+                col("User", MYSQL_TYPE_VAR_STRING, NN),
+                col("Host", MYSQL_TYPE_VAR_STRING, NN),
+                s("db"),
+                col("Command", MYSQL_TYPE_VAR_STRING, NN),
+                col("Time", MYSQL_TYPE_LONG, NN),
+                s("State"),
+                col("Info", MYSQL_TYPE_LONG_BLOB, ColumnFlags::BLOB_FLAG),
+            ];
+            if mariadb {
+                c.push(col("Progress", MYSQL_TYPE_DOUBLE, NN));
+            }
+            c
+        }
         Stmt::InnodbTrx => vec![
             col("trx_mysql_thread_id", MYSQL_TYPE_LONGLONG, UNSIGNED | NN),
             col("trx_state", MYSQL_TYPE_VAR_STRING, NN),
             col("trx_age_s", MYSQL_TYPE_LONGLONG, ColumnFlags::empty()),
         ],
-        Stmt::ConnectionId => vec![col("CONNECTION_ID()", MYSQL_TYPE_LONGLONG, UNSIGNED | NN)],
+        Stmt::ConnectionId => vec![col("CONNECTION_ID()", conn_id, UNSIGNED | NN)],
         Stmt::Variable(name) if name == "max_connections" => {
             vec![col(&format!("@@{name}"), MYSQL_TYPE_LONGLONG, UNSIGNED)]
         }
@@ -237,8 +252,8 @@ fn columns(stmt: &Stmt) -> Vec<Column> {
     }
 }
 
-fn process_row(p: &MyProcess) -> Vec<V> {
-    vec![
+fn process_row(p: &MyProcess, progress: bool) -> Vec<V> {
+    let mut row = vec![
         V::I(Some(p.id as i64)),
         V::S(Some(p.user.clone())),
         V::S(Some(p.host.clone())),
@@ -247,7 +262,11 @@ fn process_row(p: &MyProcess) -> Vec<V> {
         V::I32(Some(i32::try_from(p.time).unwrap_or(i32::MAX))),
         V::S(p.state.clone()),
         V::S(p.info.clone()),
-    ]
+    ];
+    if progress {
+        row.push(V::F(Some(0.0)));
+    }
+    row
 }
 
 impl Conn {
@@ -281,6 +300,12 @@ impl Conn {
     /// Carry out `stmt`: rows, or an OK, or an error.
     fn run(&self, stmt: &Stmt) -> Result<Option<Vec<Vec<V>>>, Refusal> {
         let mut m = lock(&self.model);
+        let mariadb = m.is_mariadb();
+        let conn_id = if mariadb {
+            V::U32(Some(self.id as u32))
+        } else {
+            V::U(Some(self.id))
+        };
         let rows = match stmt {
             Stmt::Variables => {
                 let max = m
@@ -290,7 +315,7 @@ impl Conn {
                 vec![vec![
                     V::U(max),
                     V::S(m.variables.get("version").cloned()),
-                    V::U(Some(self.id)),
+                    conn_id,
                 ]]
             }
             Stmt::Variable(name) => {
@@ -350,12 +375,14 @@ impl Conn {
                     .map(|(k, v)| vec![V::S(Some(k)), V::S(Some(v))])
                     .collect()
             }
-            Stmt::Processlist | Stmt::ShowProcesslist { .. } => m
-                .scripted
-                .iter()
-                .chain(m.live.values().map(|l| &l.process))
-                .map(process_row)
-                .collect(),
+            Stmt::Processlist | Stmt::ShowProcesslist { .. } => {
+                let progress = mariadb && matches!(stmt, Stmt::ShowProcesslist { .. });
+                m.scripted
+                    .iter()
+                    .chain(m.live.values().map(|l| &l.process))
+                    .map(|p| process_row(p, progress))
+                    .collect()
+            }
             Stmt::InnodbTrx => {
                 let mut trx: Vec<(u64, String, Duration)> = m
                     .trx
@@ -377,7 +404,7 @@ impl Conn {
                     })
                     .collect()
             }
-            Stmt::ConnectionId => vec![vec![V::U(Some(self.id))]],
+            Stmt::ConnectionId => vec![vec![conn_id]],
             Stmt::SelectOne => vec![vec![V::I(Some(1))]],
             Stmt::Kill { id, query_only } => {
                 let id = *id;
@@ -447,7 +474,7 @@ impl Conn {
             Err(r) => results.error(r.kind, r.message.as_bytes()).await,
             Ok(None) => results.completed(OkResponse::default()).await,
             Ok(Some(rows)) => {
-                let cols = columns(&stmt);
+                let cols = columns(&stmt, lock(&self.model).is_mariadb());
                 let mut w = results.start(&cols).await?;
                 for row in rows {
                     for v in row {
@@ -455,6 +482,8 @@ impl Conn {
                             V::U(x) => w.write_col(x)?,
                             V::I(x) => w.write_col(x)?,
                             V::I32(x) => w.write_col(x)?,
+                            V::U32(x) => w.write_col(x)?,
+                            V::F(x) => w.write_col(x)?,
                             V::S(x) => w.write_col(x)?,
                         }
                     }
@@ -535,7 +564,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Conn {
             Ok(stmt) => {
                 self.next_stmt += 1;
                 let id = self.next_stmt;
-                let cols = columns(&stmt);
+                let cols = columns(&stmt, lock(&self.model).is_mariadb());
                 self.prepared.insert(id, stmt);
                 info.reply(id, &[], &cols).await
             }
