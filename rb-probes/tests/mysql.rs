@@ -233,3 +233,22 @@ fn the_fake_answers_exactly_the_statements_the_probe_sends() {
     assert_eq!(p::PROCESSLIST_SQL, f::PROCESSLIST_SQL);
     assert_eq!(p::INNODB_TRX_SQL, f::INNODB_TRX_SQL);
 }
+
+#[tokio::test]
+async fn tls_required_against_a_server_without_tls_is_refused_not_plain() {
+    let my = FakeMysql::start().await.unwrap();
+    let p = MySqlConnectionsProbe::connect(
+        Target::new("mysql", "mysql-main"),
+        endpoint(&my).tls(SqlTls::Require),
+        SaturationConfig::default(),
+    );
+    let e = p.observe(&ctx(Duration::from_secs(5))).await.unwrap_err();
+    assert_eq!(e.kind, rb_core::ErrorKind::Rejected, "{e}");
+    assert!(e.message.contains("TLS"), "{e}");
+    let p = MySqlConnectionsProbe::connect(
+        Target::new("mysql", "mysql-main"),
+        endpoint(&my).tls(SqlTls::Prefer),
+        SaturationConfig::default(),
+    );
+    p.observe(&ctx(Duration::from_secs(5))).await.unwrap();
+}

@@ -282,3 +282,30 @@ fn the_fake_answers_exactly_the_statements_the_probe_sends() {
         rb_testkit::postgres::ACTIVITY_SQL
     );
 }
+
+#[tokio::test]
+async fn tls_required_against_a_server_without_tls_is_refused_not_plain() {
+    let pg = FakePostgres::start().await.unwrap();
+    for tls in [
+        SqlTls::Require,
+        SqlTls::VerifyCa {
+            ca_pem: "-----BEGIN CERTIFICATE-----\nnot a cert\n-----END CERTIFICATE-----\n".into(),
+        },
+    ] {
+        let p = PgConnectionsProbe::connect(
+            Target::new("postgres", "pg-main"),
+            endpoint(&pg).tls(tls),
+            SaturationConfig::default(),
+        );
+        let e = p.observe(&ctx(Duration::from_secs(5))).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Rejected, "{e}");
+        assert!(e.message.contains("TLS"), "{e}");
+    }
+    // Prefer falls back to plain TCP when the server has no TLS.
+    let p = PgConnectionsProbe::connect(
+        Target::new("postgres", "pg-main"),
+        endpoint(&pg).tls(SqlTls::Prefer),
+        SaturationConfig::default(),
+    );
+    p.observe(&ctx(Duration::from_secs(5))).await.unwrap();
+}
