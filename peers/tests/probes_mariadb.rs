@@ -52,6 +52,9 @@ async fn truth(db: &MariaDb) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
 async fn probe_counts_equal_show_processlist() {
     let db = MariaDb::from_env(&PeerEnv::load().unwrap()).unwrap();
     let held = db.open_sessions(3, 2).await.unwrap();
+    // INNODB_TRX ages are whole seconds (TIMESTAMPDIFF): let the transactions be 1 s old, so that
+    // they are over the 0 s threshold.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let probe = MySqlConnectionsProbe::connect(
         Target::new("mysql", "mariadb-peer"),
         SqlEndpoint::new(&db.host, db.port, &db.user, Secret::new(&db.password))
