@@ -15,8 +15,8 @@
 //! | --- | --- | --- |
 //! | `kafka` | rdkafka (builds librdkafka) | [`kafka`] |
 //! | `cassandra` | cdrs-tokio (with rustls for TLS), tokio process | [`cassandra`] |
-//! | `postgres` | sqlx (postgres, rustls) | `postgres` |
-//! | `mysql` | sqlx (mysql, rustls) | `mysql` |
+//! | `postgres` | sqlx (postgres, rustls) | [`postgres`] (shared: [`sql`]) |
+//! | `mysql` | sqlx (mysql, rustls) | [`mysql`] (shared: [`sql`]) |
 //! | `flink` | reqwest | [`flink`]: cluster overview, live job state, restarts, checkpoints, classified exceptions, vertex busy/back-pressure |
 //! | `nessie` | reqwest | [`nessie`]: API and management health, reference HEADs, commit log, branch vs backup |
 //! | `prometheus` | reqwest | [`prometheus`] (instant and range PromQL queries as rb samples), [`exposition`] (text format parser) |
@@ -61,7 +61,13 @@ pub mod kafka_connect;
 pub mod loki;
 #[cfg(feature = "minio")]
 pub mod minio;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "trino")]
 pub mod trino;

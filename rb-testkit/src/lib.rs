@@ -27,6 +27,8 @@
 //! | `http` | yes | axum, reqwest, regex, sha2 | [`http`]: fakes of Flink, Nessie, Kafka Connect, Trino, Prometheus, MinIO, Loki, a Slack webhook and PagerDuty's Events API v2; an Alertmanager webhook sender; fault injection and request records |
 //! | `kafka` | yes | rdkafka (builds librdkafka with cc + make) | [`kafka`]: a fake Kafka on librdkafka's mock cluster with exact, seeded consumer-group lag |
 //! | `cassandra` | yes | cassandra-protocol | [`cassandra`]: a fake N-node ring speaking CQL native protocol v4, and its `nodetool status` |
+//! | `postgres` | yes | pgwire | [`postgres`]: a fake PostgreSQL (simple and extended query protocol) with scripted settings and `pg_stat_activity`, `pg_terminate_backend`, wire-level faults |
+//! | `mysql` | yes | opensrv-mysql | [`mysql`]: a fake MySQL / MariaDB with scripted variables, status, processlist and `INNODB_TRX`, `KILL`, wire-level faults |
 //! | `mocks` | yes | mockall | [`mocks`]: mocks of `Probe`, `Remediation`, `Approver`, `Notifier`, `Journal` |
 //!
 //! Always there: [`scenario`] (the harness), [`clock`] (the virtual clock), [`doubles`] (recording
@@ -49,3 +51,9 @@ pub mod http;
 pub mod cassandra;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub mod sqlwire;
