@@ -34,3 +34,6 @@ pub mod common;
 
 #[cfg(feature = "http-transport")]
 pub mod transport;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
