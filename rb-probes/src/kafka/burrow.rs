@@ -748,7 +748,9 @@ mod tests {
         assert_eq!(e.status, PartitionStatus::NotEnoughData);
     }
 
-    fn window(parts: &[(&str, i32, &[(Option<i64>, i64)])], members: Option<usize>) -> GroupWindow {
+    type Pairs<'a> = &'a [(Option<i64>, i64)];
+
+    fn window(parts: &[(&str, i32, Pairs<'_>)], members: Option<usize>) -> GroupWindow {
         let mut w = GroupWindow {
             members,
             state: Some(GroupState::Stable),

@@ -10,7 +10,8 @@
 //!   partitions by leader and sends one ListOffsets per leader broker, answering per partition (a
 //!   broker down fails its partitions, not the call). `fetch_watermarks` is one request per partition
 //!   and is not used;
-//! * group description: `fetch_group_list(Some(group))` (ListGroups/DescribeGroups).
+//! * group description: one Metadata request (tells an unreachable cluster from a slow one), then
+//!   `fetch_group_list(Some(group))` (DescribeGroups).
 //!
 //! Clients are created once and kept (connections stay warm between observations): one without a
 //! group for metadata and offsets, one per consumer group for its committed offsets.
@@ -23,9 +24,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rb_core::ErrorKind;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::client::{
     BrokerInfo, ClientError, ClusterMetadata, GroupDescription, GroupMember, GroupState,
@@ -35,6 +36,94 @@ use super::config::{KafkaConfig, PropertyValue};
 
 /// The most per-group consumers kept; past it, an unused one is dropped.
 const MAX_GROUP_CLIENTS: usize = 256;
+
+/// How many queued client events one drain serves at most.
+const MAX_EVENTS_PER_DRAIN: usize = 256;
+/// A drain stops after this many empty polls in a row (a served log event also polls as empty).
+const EMPTY_POLLS_TO_STOP: usize = 8;
+
+/// Remembers the last transport failure librdkafka reported (connection refused, reset, name
+/// resolution, all brokers down), so that a call that ends without an answer can say whether the
+/// cluster was unreachable or merely slow.
+#[derive(Default)]
+struct Watch {
+    transport: Mutex<Option<String>>,
+}
+
+impl ClientContext for Watch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let unreachable = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::Resolve
+            )
+        );
+        if unreachable {
+            if let Ok(mut t) = self.transport.lock() {
+                *t = Some(reason.to_owned());
+            }
+        } else {
+            tracing::debug!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Watch {}
+
+type Consumer_ = BaseConsumer<Watch>;
+
+/// Serve the client's queued events (errors, logs) so they reach [`Watch`] and do not pile up.
+fn drain(c: &Consumer_) {
+    let mut empty = 0;
+    for _ in 0..MAX_EVENTS_PER_DRAIN {
+        if c.poll(Duration::ZERO).is_none() {
+            empty += 1;
+            if empty >= EMPTY_POLLS_TO_STOP {
+                break;
+            }
+        } else {
+            empty = 0;
+        }
+    }
+}
+
+/// After a call that got an answer: serve queued events, then forget transport failures (the
+/// cluster answered since).
+fn answered(c: &Consumer_) {
+    drain(c);
+    if let Ok(mut t) = c.context().transport.lock() {
+        *t = None;
+    }
+}
+
+/// A call's error, refined: a timeout or transport failure while a transport failure is on record
+/// since the last answer means the cluster is unreachable (and says why); a transport failure
+/// without any failed connection means the brokers were still being connected to: a timeout.
+fn refine(c: &Consumer_, e: &KafkaError, bootstrap: &str) -> ClientError {
+    drain(c);
+    let mut err = call_error(e, bootstrap);
+    if matches!(err.kind, ErrorKind::Timeout | ErrorKind::Unreachable) {
+        let seen = c.context().transport.lock().ok().and_then(|t| t.clone());
+        match seen {
+            Some(reason) => {
+                err = ClientError::new(
+                    ErrorKind::Unreachable,
+                    format!("no broker reachable (bootstrap {bootstrap}): {reason}"),
+                );
+            }
+            None if err.kind == ErrorKind::Unreachable => {
+                err = ClientError::new(
+                    ErrorKind::Timeout,
+                    format!("no answer from the cluster in time (bootstrap {bootstrap}): {e}"),
+                );
+            }
+            None => {}
+        }
+    }
+    err
+}
 
 /// The [`KafkaClient`] for real clusters, over rdkafka.
 ///
@@ -52,8 +141,8 @@ pub struct RdKafkaClient {
 
 struct Inner {
     config: KafkaConfig,
-    base: Arc<BaseConsumer>,
-    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    base: Arc<Consumer_>,
+    groups: Mutex<HashMap<String, Arc<Consumer_>>>,
 }
 
 impl fmt::Debug for RdKafkaClient {
@@ -89,7 +178,7 @@ impl RdKafkaClient {
         &self.inner.config
     }
 
-    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer>, ClientError> {
+    fn group_consumer(&self, group: &str) -> Result<Arc<Consumer_>, ClientError> {
         let mut groups = match self.inner.groups.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -143,7 +232,7 @@ impl RdKafkaClient {
     }
 }
 
-fn create_consumer(config: &KafkaConfig, group: Option<&str>) -> Result<BaseConsumer, ClientError> {
+fn create_consumer(config: &KafkaConfig, group: Option<&str>) -> Result<Consumer_, ClientError> {
     let mut cc = ClientConfig::new();
     for (key, value) in config.properties() {
         match value {
@@ -158,12 +247,13 @@ fn create_consumer(config: &KafkaConfig, group: Option<&str>) -> Result<BaseCons
         cc.set("group.id", g);
     }
     // Never format `cc` (its Debug shows the password): errors carry librdkafka's text only.
-    cc.create::<BaseConsumer>().map_err(|e| {
-        ClientError::new(
-            ErrorKind::Invalid,
-            format!("librdkafka refused the client configuration: {e}"),
-        )
-    })
+    cc.create_with_context::<_, Consumer_>(Watch::default())
+        .map_err(|e| {
+            ClientError::new(
+                ErrorKind::Invalid,
+                format!("librdkafka refused the client configuration: {e}"),
+            )
+        })
 }
 
 /// Run `f` on the blocking pool.
@@ -294,7 +384,8 @@ impl KafkaClient for RdKafkaClient {
                 let one = (topics.len() == 1).then(|| topics[0].as_str());
                 let md = base
                     .fetch_metadata(one, timeout)
-                    .map_err(|e| call_error(&e, &bootstrap))?;
+                    .map_err(|e| refine(&base, &e, &bootstrap))?;
+                answered(&base);
                 let brokers = md
                     .brokers()
                     .iter()
@@ -360,7 +451,8 @@ impl KafkaClient for RdKafkaClient {
             move || {
                 let got = consumer
                     .committed_offsets(tpl_of(&parts), timeout)
-                    .map_err(|e| call_error(&e, &bootstrap))?;
+                    .map_err(|e| refine(&consumer, &e, &bootstrap))?;
+                answered(&consumer);
                 aligned(&parts, &got, |o| match o {
                     Offset::Offset(o) => Ok(Some(o)),
                     Offset::Invalid => Ok(None),
@@ -391,7 +483,7 @@ impl KafkaClient for RdKafkaClient {
                     tpl.set_all_offsets(Offset::End)
                         .map_err(|e| (None, call_error(&e, &bootstrap)))?;
                     base.offsets_for_times(tpl, left)
-                        .map_err(|e| (e.rdkafka_error_code(), call_error(&e, &bootstrap)))
+                        .map_err(|e| (e.rdkafka_error_code(), refine(&base, &e, &bootstrap)))
                 };
                 let got = match ask(timeout) {
                     Ok(got) => got,
@@ -406,6 +498,7 @@ impl KafkaClient for RdKafkaClient {
                     }
                     Err((_, e)) => return Err(e),
                 };
+                answered(&base);
                 aligned(&parts, &got, |o| match o {
                     Offset::Offset(o) => Ok(o),
                     other => Err(format!("no log-end offset (answer {other:?})")),
@@ -426,9 +519,17 @@ impl KafkaClient for RdKafkaClient {
         let bootstrap = self.bootstrap_str();
         blocking(
             move || {
+                // librdkafka's group listing answers "timed out" when no broker is reachable; a
+                // one-topic Metadata request first tells an unreachable cluster apart (its
+                // topic-level answer, even "not authorized", does not matter).
+                let started = std::time::Instant::now();
+                base.fetch_metadata(Some("__consumer_offsets"), timeout)
+                    .map_err(|e| refine(&base, &e, &bootstrap))?;
+                answered(&base);
                 let list = base
-                    .fetch_group_list(Some(&group), timeout)
-                    .map_err(|e| call_error(&e, &bootstrap))?;
+                    .fetch_group_list(Some(&group), timeout.saturating_sub(started.elapsed()))
+                    .map_err(|e| refine(&base, &e, &bootstrap))?;
+                answered(&base);
                 Ok(list
                     .groups()
                     .iter()
