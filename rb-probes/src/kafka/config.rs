@@ -141,6 +141,12 @@ pub struct KafkaConfig {
     pub tls: Option<Tls>,
     /// How long an idle connection may stay open (librdkafka's `connections.max.idle.ms`).
     pub connections_max_idle: Duration,
+    /// The most partitions one OffsetFetch or ListOffsets call carries (default 500). Larger
+    /// lists are split into calls of this size, all sent at once: librdkafka matches each
+    /// partition of an answer against the request's list one by one, which is quadratic in the
+    /// list's length (10,000 partitions in one call cost about 60 times 2,000; see
+    /// `benches/README.md`).
+    pub partitions_per_request: usize,
 }
 
 impl fmt::Debug for KafkaConfig {
@@ -163,6 +169,7 @@ impl KafkaConfig {
             sasl: None,
             tls: None,
             connections_max_idle: Duration::from_secs(9 * 60),
+            partitions_per_request: 500,
         }
     }
 
@@ -175,6 +182,12 @@ impl KafkaConfig {
     /// Speak TLS.
     pub fn tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Split offset requests into calls of at most `n` partitions (at least 1).
+    pub fn partitions_per_request(mut self, n: usize) -> Self {
+        self.partitions_per_request = n.max(1);
         self
     }
 

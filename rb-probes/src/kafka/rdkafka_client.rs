@@ -89,6 +89,42 @@ fn drain(c: &Consumer_) {
     }
 }
 
+/// How long the reachability check may wait for one bootstrap address.
+const CONNECT_CHECK: Duration = Duration::from_millis(50);
+
+/// When librdkafka reported no connection failure (it may still be connecting): try a TCP
+/// connection to each bootstrap server. `Some(why)` if none accepts one.
+fn refused(bootstrap: &str) -> Option<String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let mut failures = Vec::new();
+    for server in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let server = server.rsplit("://").next().unwrap_or(server);
+        let addrs = match server.to_socket_addrs() {
+            Ok(a) => a.collect::<Vec<_>>(),
+            Err(e) => {
+                failures.push(format!("{server}: {e}"));
+                continue;
+            }
+        };
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, CONNECT_CHECK) {
+                Ok(_) => return None,
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        failures.push(format!(
+            "{server}: {}",
+            last.unwrap_or_else(|| "no address".to_owned())
+        ));
+    }
+    Some(format!("connect failed: {}", failures.join("; ")))
+}
+
 /// After a call that got an answer: serve queued events, then forget transport failures (the
 /// cluster answered since).
 fn answered(c: &Consumer_) {
@@ -106,6 +142,7 @@ fn refine(c: &Consumer_, e: &KafkaError, bootstrap: &str) -> ClientError {
     let mut err = call_error(e, bootstrap);
     if matches!(err.kind, ErrorKind::Timeout | ErrorKind::Unreachable) {
         let seen = c.context().transport.lock().ok().and_then(|t| t.clone());
+        let seen = seen.or_else(|| refused(bootstrap));
         match seen {
             Some(reason) => {
                 err = ClientError::new(
@@ -202,6 +239,77 @@ impl RdKafkaClient {
 
     fn bootstrap_str(&self) -> String {
         self.inner.config.bootstrap.clone()
+    }
+
+    async fn committed_chunk(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+        timeout: Duration,
+    ) -> Result<Vec<PartitionAnswer<Option<i64>>>, ClientError> {
+        let consumer = self.group_consumer(group)?;
+        let parts = partitions.to_vec();
+        let bootstrap = self.bootstrap_str();
+        blocking(
+            move || {
+                let got = consumer
+                    .committed_offsets(tpl_of(&parts), timeout)
+                    .map_err(|e| refine(&consumer, &e, &bootstrap))?;
+                answered(&consumer);
+                aligned(&parts, &got, |o| match o {
+                    Offset::Offset(o) => Ok(Some(o)),
+                    Offset::Invalid => Ok(None),
+                    other => Err(format!("unexpected committed offset {other:?}")),
+                })
+            },
+            self.bootstrap_str(),
+        )
+        .await
+    }
+
+    async fn ends_chunk(
+        &self,
+        partitions: &[TopicPartition],
+        timeout: Duration,
+    ) -> Result<Vec<PartitionAnswer<i64>>, ClientError> {
+        let base = self.inner.base.clone();
+        let parts = partitions.to_vec();
+        let bootstrap = self.bootstrap_str();
+        blocking(
+            move || {
+                let started = std::time::Instant::now();
+                let ask = |left: Duration| -> Result<
+                    TopicPartitionList,
+                    (Option<RDKafkaErrorCode>, ClientError),
+                > {
+                    let mut tpl = tpl_of(&parts);
+                    tpl.set_all_offsets(Offset::End)
+                        .map_err(|e| (None, call_error(&e, &bootstrap)))?;
+                    base.offsets_for_times(tpl, left)
+                        .map_err(|e| (e.rdkafka_error_code(), refine(&base, &e, &bootstrap)))
+                };
+                let got = match ask(timeout) {
+                    Ok(got) => got,
+                    // A broker connection torn down while the request was in flight (a broker that
+                    // just went down): librdkafka fails the whole call once; the next call answers
+                    // per partition. Ask once more within the same time budget.
+                    Err((Some(RDKafkaErrorCode::DestroyBroker), _)) => {
+                        match ask(timeout.saturating_sub(started.elapsed())) {
+                            Ok(got) => got,
+                            Err((_, e)) => return Err(e),
+                        }
+                    }
+                    Err((_, e)) => return Err(e),
+                };
+                answered(&base);
+                aligned(&parts, &got, |o| match o {
+                    Offset::Offset(o) => Ok(o),
+                    other => Err(format!("no log-end offset (answer {other:?})")),
+                })
+            },
+            self.bootstrap_str(),
+        )
+        .await
     }
 
     /// Log-end offsets the naive way: `fetch_watermarks` per partition, one ListOffsets each.
@@ -444,24 +552,11 @@ impl KafkaClient for RdKafkaClient {
         partitions: &[TopicPartition],
         timeout: Duration,
     ) -> Result<Vec<PartitionAnswer<Option<i64>>>, ClientError> {
-        let consumer = self.group_consumer(group)?;
-        let parts = partitions.to_vec();
-        let bootstrap = self.bootstrap_str();
-        blocking(
-            move || {
-                let got = consumer
-                    .committed_offsets(tpl_of(&parts), timeout)
-                    .map_err(|e| refine(&consumer, &e, &bootstrap))?;
-                answered(&consumer);
-                aligned(&parts, &got, |o| match o {
-                    Offset::Offset(o) => Ok(Some(o)),
-                    Offset::Invalid => Ok(None),
-                    other => Err(format!("unexpected committed offset {other:?}")),
-                })
-            },
-            self.bootstrap_str(),
-        )
-        .await
+        let n = self.inner.config.partitions_per_request.max(1);
+        let calls = partitions
+            .chunks(n)
+            .map(|chunk| self.committed_chunk(group, chunk, timeout));
+        Ok(futures::future::try_join_all(calls).await?.concat())
     }
 
     async fn end_offsets(
@@ -469,44 +564,11 @@ impl KafkaClient for RdKafkaClient {
         partitions: &[TopicPartition],
         timeout: Duration,
     ) -> Result<Vec<PartitionAnswer<i64>>, ClientError> {
-        let base = self.inner.base.clone();
-        let parts = partitions.to_vec();
-        let bootstrap = self.bootstrap_str();
-        blocking(
-            move || {
-                let started = std::time::Instant::now();
-                let ask = |left: Duration| -> Result<
-                    TopicPartitionList,
-                    (Option<RDKafkaErrorCode>, ClientError),
-                > {
-                    let mut tpl = tpl_of(&parts);
-                    tpl.set_all_offsets(Offset::End)
-                        .map_err(|e| (None, call_error(&e, &bootstrap)))?;
-                    base.offsets_for_times(tpl, left)
-                        .map_err(|e| (e.rdkafka_error_code(), refine(&base, &e, &bootstrap)))
-                };
-                let got = match ask(timeout) {
-                    Ok(got) => got,
-                    // A broker connection torn down while the request was in flight (a broker that
-                    // just went down): librdkafka fails the whole call once; the next call answers
-                    // per partition. Ask once more within the same time budget.
-                    Err((Some(RDKafkaErrorCode::DestroyBroker), _)) => {
-                        match ask(timeout.saturating_sub(started.elapsed())) {
-                            Ok(got) => got,
-                            Err((_, e)) => return Err(e),
-                        }
-                    }
-                    Err((_, e)) => return Err(e),
-                };
-                answered(&base);
-                aligned(&parts, &got, |o| match o {
-                    Offset::Offset(o) => Ok(o),
-                    other => Err(format!("no log-end offset (answer {other:?})")),
-                })
-            },
-            self.bootstrap_str(),
-        )
-        .await
+        let n = self.inner.config.partitions_per_request.max(1);
+        let calls = partitions
+            .chunks(n)
+            .map(|chunk| self.ends_chunk(chunk, timeout));
+        Ok(futures::future::try_join_all(calls).await?.concat())
     }
 
     async fn describe_group(
