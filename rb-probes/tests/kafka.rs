@@ -213,12 +213,16 @@ async fn a_downed_broker_gives_an_incomplete_observation_naming_its_partitions()
     fake.broker_up(2).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_are_o_brokers_not_o_partitions() {
+/// Warms a lag probe up, then checks the exact requests of three observations.
+async fn assert_lag_requests(partitions: i32, per_call: usize) {
     let fake = FakeKafka::start(3).unwrap();
-    fake.create_topic("orders", 96, 3).unwrap();
-    fake.set_lag("g", "orders", &seeded_lags(3, 96, 0..=1000).unwrap())
-        .unwrap();
+    fake.create_topic("orders", partitions, 3).unwrap();
+    fake.set_lag(
+        "g",
+        "orders",
+        &seeded_lags(3, partitions as usize, 0..=50).unwrap(),
+    )
+    .unwrap();
     let probe = lag_probe(&fake, "g", &["orders"]);
     // First observation: connections, ApiVersions, FindCoordinator.
     probe.observe(&ctx(Duration::from_secs(10))).await.unwrap();
@@ -226,26 +230,34 @@ async fn requests_are_o_brokers_not_o_partitions() {
         fake.clear_requests().unwrap();
         let obs = probe.observe(&ctx(Duration::from_secs(10))).await.unwrap();
         assert!(obs.complete);
-        assert_eq!(summary(&obs).measured, 96);
+        assert_eq!(summary(&obs).measured, partitions as usize);
         let reqs = fake.requests().unwrap();
-        let by_api = |api| fake.requests_by_broker(api).unwrap();
+        let count = |api| rb_testkit::kafka::count_requests(&reqs, api);
         assert_eq!(
-            rb_testkit::kafka::count_requests(&reqs, KafkaApi::OffsetFetch),
-            1,
+            count(KafkaApi::OffsetFetch),
+            per_call,
             "round {round}: {reqs:?}"
         );
         assert_eq!(
-            by_api(KafkaApi::ListOffsets),
-            BTreeMap::from([(1, 1), (2, 1), (3, 1)]),
+            rb_testkit::kafka::requests_by_broker(&reqs, KafkaApi::ListOffsets),
+            BTreeMap::from([(1, per_call), (2, per_call), (3, per_call)]),
             "round {round}"
         );
-        assert_eq!(
-            rb_testkit::kafka::count_requests(&reqs, KafkaApi::Metadata),
-            1,
-            "round {round}"
-        );
-        assert_eq!(reqs.len(), 5, "round {round}: {reqs:?}");
+        assert_eq!(count(KafkaApi::Metadata), 1, "round {round}");
+        assert_eq!(reqs.len(), 1 + 4 * per_call, "round {round}: {reqs:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_o_brokers_not_o_partitions() {
+    // 96 partitions over 3 brokers: 1 Metadata, 1 OffsetFetch, 1 ListOffsets per broker.
+    assert_lag_requests(96, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_2000_partitions_in_calls_of_500() {
+    // 2,000 partitions: 4 calls of 500, each one OffsetFetch and one ListOffsets per broker.
+    assert_lag_requests(2_000, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

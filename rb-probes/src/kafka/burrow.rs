@@ -806,6 +806,32 @@ mod tests {
         assert_eq!(e.status, GroupStatus::NotEnoughData);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_the_group_is_its_worst_partition(
+            parts in proptest::collection::vec(
+                proptest::collection::vec((proptest::option::of(0i64..1000), 0i64..1000, 0u64..120), 0..14),
+                0..6,
+            ),
+            members in proptest::option::of(0usize..3),
+        ) {
+            let mut w = GroupWindow { members, ..GroupWindow::default() };
+            for (i, pts) in parts.iter().enumerate() {
+                let mut at = 0;
+                for (c, e, dt) in pts {
+                    at += dt;
+                    w.push(TopicPartition::new("t", i as i32), WindowPoint { committed: *c, end: *e, at: Timestamp(T0 + at * 1000) });
+                }
+            }
+            let e = evaluate_group(&w, &BurrowRules::default(), Timestamp(T0 + 600_000));
+            let any_err = e.partitions.iter().any(|(_, p)| p.status.is_error());
+            proptest::prop_assert_eq!(any_err, e.status == GroupStatus::Err);
+            if e.status == GroupStatus::Ok {
+                proptest::prop_assert!(e.partitions.iter().all(|(_, p)| p.status == PartitionStatus::Ok));
+            }
+        }
+    }
+
     #[test]
     fn a_deleted_group_stops_reporting() {
         let stall: &[(Option<i64>, i64)] = &[(Some(10), 20), (Some(10), 40), (Some(10), 60)];
