@@ -14,6 +14,7 @@
 //! | feature | pulls in | gives |
 //! | --- | --- | --- |
 //! | `kafka` | rdkafka (builds librdkafka) | [`kafka`] |
+//! | `kafka-tls` (not default) | `kafka` + rdkafka's `ssl` (librdkafka with OpenSSL) | TLS and SASL SCRAM for [`kafka`] |
 //! | `cassandra` | cdrs-tokio | [`cassandra`] |
 //! | `postgres` | sqlx (postgres, rustls) | `postgres` |
 //! | `mysql` | sqlx (mysql, rustls) | `mysql` |

@@ -880,3 +880,44 @@ async fn fault_matrix() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+// ---- TLS and SCRAM ----------------------------------------------------------------------------
+
+fn tls_and_scram_configs() -> Vec<(&'static str, KafkaConfig)> {
+    vec![
+        (
+            "tls",
+            KafkaConfig::new("127.0.0.1:9093").tls(rb_probes::kafka::Tls::system()),
+        ),
+        (
+            "scram",
+            KafkaConfig::new("127.0.0.1:9092").sasl(Sasl {
+                mechanism: SaslMechanism::ScramSha512,
+                username: "rb".into(),
+                password: Secret::new("scram-pa55-xyz"),
+            }),
+        ),
+    ]
+}
+
+#[cfg(not(feature = "kafka-tls"))]
+#[test]
+fn tls_and_scram_without_the_kafka_tls_feature_are_refused_as_invalid() {
+    for (what, cfg) in tls_and_scram_configs() {
+        let err = RdKafkaClient::new(cfg)
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert_eq!(err.kind, ErrorKind::Invalid, "{what}: {err}");
+        assert!(err.message.contains("librdkafka refused"), "{what}: {err}");
+        assert!(!err.message.contains("scram-pa55-xyz"), "{what}: {err}");
+    }
+}
+
+#[cfg(feature = "kafka-tls")]
+#[test]
+fn tls_and_scram_with_the_kafka_tls_feature_are_accepted() {
+    for (what, cfg) in tls_and_scram_configs() {
+        let c = RdKafkaClient::new(cfg).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(!format!("{c:?}").contains("scram-pa55-xyz"));
+    }
+}

@@ -4,7 +4,10 @@
 //! The probes are generic over [`KafkaClient`] (four batched calls over plain values);
 //! [`RdKafkaClient`] is the adapter for real clusters (rdkafka / librdkafka), configured by
 //! [`KafkaConfig`] (bootstrap servers, SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512, TLS with a CA and
-//! a client certificate; credentials are [`rb_core::Secret`]s and `Debug` redacts them).
+//! a client certificate; credentials are [`rb_core::Secret`]s and `Debug` redacts them). TLS and
+//! SCRAM need librdkafka built with OpenSSL: cargo feature `kafka-tls`; without it such a
+//! configuration is refused when the client is created ([`rb_core::ErrorKind::Invalid`]). SASL PLAIN
+//! over plaintext works with `kafka` alone.
 //!
 //! ```no_run
 //! use rb_core::Target;
