@@ -7,26 +7,7 @@
 //! [`PartitionOffsets`](super::PartitionOffsets) fact the lag probe attaches when asked to
 //! ([`ConsumerLagProbe::with_partition_fact`](super::ConsumerLagProbe::with_partition_fact)).
 //!
-//! # Rules, in order (per partition, over the last `window` points)
-//!
-//! 1. Fewer than `min_points` points with a committed offset, or the newest point has none, or the
-//!    newest point is older than `stale_after` at evaluation time → **not enough data**.
-//! 2. The committed offset went down between two points → **REWIND**.
-//! 3. The newest committed offset is at or past the log end, or the lag was zero at some point of
-//!    the window → **OK**. This is where Burrow's users found it wrong: a slow topic that gets no new
-//!    records leaves a caught-up consumer with nothing to commit, and that is not STOP.
-//! 4. The committed offset did not move over the window and the lag stayed above zero: the group
-//!    has no member → **STOP** (nobody consumes); it has members, or its membership is unknown →
-//!    **STALL** (a consumer is there, its offset is not moving). OffsetFetch carries no commit
-//!    time, so membership, not commit age, tells a stopped consumer from a stuck one.
-//! 5. The committed offset moved, but the lag never went down between two points and ended higher
-//!    than it began → **WARN** (the consumer falls behind). A lag that holds steady while the
-//!    consumer commits is a consumer keeping pace: OK (Burrow warns on it).
-//! 6. Otherwise **OK**.
-//!
-//! The group's status is its worst partition: any STOP, STALL or REWIND → **ERR**; else any WARN →
-//! **WARN**; else any "not enough data" → **not enough data**; else **OK**. A group the coordinator
-//! reports `Dead` (deleted) is **gone**: it stops reporting instead of keeping its last status.
+//! The rules are documented on [`evaluate_partition`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -176,6 +157,27 @@ fn judged(
 
 /// Judge one partition on its points (oldest first), knowing how many members the group has
 /// (`None`: unknown), at `now`.
+///
+/// # Rules, in order (per partition, over the last `window` points)
+///
+/// 1. Fewer than `min_points` points with a committed offset, or the newest point has none, or the
+///    newest point is older than `stale_after` at evaluation time → **not enough data**.
+/// 2. The committed offset went down between two points → **REWIND**.
+/// 3. The newest committed offset is at or past the log end, or the lag was zero at some point of
+///    the window → **OK**. This is where Burrow's users found it wrong: a slow topic that gets no new
+///    records leaves a caught-up consumer with nothing to commit, and that is not STOP.
+/// 4. The committed offset did not move over the window and the lag stayed above zero: the group
+///    has no member → **STOP** (nobody consumes); it has members, or its membership is unknown →
+///    **STALL** (a consumer is there, its offset is not moving). OffsetFetch carries no commit
+///    time, so membership, not commit age, tells a stopped consumer from a stuck one.
+/// 5. The committed offset moved, but the lag never went down between two points and ended higher
+///    than it began → **WARN** (the consumer falls behind). A lag that holds steady while the
+///    consumer commits is a consumer keeping pace: OK (Burrow warns on it).
+/// 6. Otherwise **OK**.
+///
+/// The group's status is its worst partition: any STOP, STALL or REWIND → **ERR**; else any WARN →
+/// **WARN**; else any "not enough data" → **not enough data**; else **OK**. A group the coordinator
+/// reports `Dead` (deleted) is **gone**: it stops reporting instead of keeping its last status.
 pub fn evaluate_partition(
     points: &[WindowPoint],
     members: Option<usize>,

@@ -41,7 +41,7 @@
 //! one 1 + 4 + 12 — never one request per partition (`fetch_watermarks` is not used).
 //!
 //! [`BurrowStatus`] is a [`rb_core::Symptom`] over the lag probe's [`PartitionOffsets`] facts (the
-//! rules are on [`burrow`]); [`evaluate_group`] / [`evaluate_partition`] are the pure evaluator.
+//! rules are on [`evaluate_partition`]); [`evaluate_group`] / [`evaluate_partition`] are the pure evaluator.
 //!
 //! ## Metrics of [`ConsumerLagProbe`]
 //!
