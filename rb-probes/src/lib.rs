@@ -14,6 +14,7 @@
 //! | feature | pulls in | gives |
 //! | --- | --- | --- |
 //! | `kafka` | rdkafka (builds librdkafka) | [`kafka`] |
+//! | `kafka-tls` (not default) | `kafka` + rdkafka's `ssl` (librdkafka with OpenSSL) | TLS and SASL SCRAM for [`kafka`] |
 //! | `cassandra` | cdrs-tokio (with rustls for TLS), tokio process | [`cassandra`] |
 //! | `postgres` | sqlx (postgres, rustls) | [`postgres`] (shared: [`sql`]) |
 //! | `mysql` | sqlx (mysql, rustls) | [`mysql`] (shared: [`sql`]) |
@@ -55,6 +56,8 @@ mod rest;
 pub mod exposition;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "kafka-connect")]
 pub mod kafka_connect;
 #[cfg(feature = "loki")]

@@ -1,0 +1,117 @@
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Consumer-group lag of 2,000 and 10,000 partitions on 3 mock brokers (librdkafka's mock cluster,
+//! through rdkafka), with 0 and 5 ms of injected round-trip time: the batched probe
+//! (`ConsumerLagProbe`: Metadata, then OffsetFetch and one ListOffsets per leader concurrently)
+//! beside a naive loop (`fetch_watermarks` per partition).
+//!
+//! Run: `cargo bench -p rb-benches --bench kafka_lag`. Results are recorded in `benches/README.md`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rb_core::time::Clock;
+use rb_core::{Probe, ProbeContext, Target};
+use rb_probes::kafka::{
+    ConsumerLag, ConsumerLagProbe, KafkaClient, KafkaConfig, RdKafkaClient, TopicPartition,
+};
+use rb_testkit::kafka::{seeded_lags, FakeKafka};
+
+const GROUP: &str = "flink-orders";
+const TOPIC: &str = "orders";
+
+fn cluster(partitions: i32) -> FakeKafka {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic(TOPIC, partitions, 3).unwrap();
+    let lags = seeded_lags(11, partitions as usize, 0..=200).unwrap();
+    fake.set_lag(GROUP, TOPIC, &lags).unwrap();
+    fake
+}
+
+fn ctx() -> ProbeContext {
+    ProbeContext::with_timeout(Clock::system(), Duration::from_secs(60))
+}
+
+fn bench_lag(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("kafka_lag");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+
+    for partitions in [2_000i32, 10_000] {
+        let fake = cluster(partitions);
+        let truth = fake.total_lag(GROUP, TOPIC).unwrap();
+        let client = RdKafkaClient::new(KafkaConfig::new(fake.bootstrap_servers())).unwrap();
+        let probe = ConsumerLagProbe::new(
+            Target::new("kafka", "bench"),
+            client.clone(),
+            GROUP,
+            [TOPIC],
+        );
+        for rtt_ms in [0u64, 5] {
+            fake.set_rtt_all(Duration::from_millis(rtt_ms)).unwrap();
+            // Warm: connections, coordinator; and check the reading is exact.
+            let obs = rt.block_on(probe.observe(&ctx())).unwrap();
+            let s: ConsumerLag = obs.facts.get().unwrap().unwrap();
+            assert_eq!(s.lag_sum, truth);
+            assert!(obs.complete);
+            group.throughput(Throughput::Elements(partitions as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("batched_probe/rtt_{rtt_ms}ms"), partitions),
+                &partitions,
+                |b, _| {
+                    b.to_async(&rt).iter(|| async {
+                        let obs = probe.observe(&ctx()).await.unwrap();
+                        assert!(obs.complete);
+                        obs
+                    })
+                },
+            );
+        }
+        fake.set_rtt_all(Duration::ZERO).unwrap();
+
+        // The naive loop: one ListOffsets per partition (plus the one OffsetFetch). At 5 ms it
+        // costs partitions × 5 ms, so it runs on the first 200 partitions only (linear: ×10 for
+        // 2,000); at 0 ms on all 2,000. Not at 10,000.
+        if partitions == 2_000 {
+            for (rtt_ms, n) in [(0u64, 2_000i32), (5, 200)] {
+                fake.set_rtt_all(Duration::from_millis(rtt_ms)).unwrap();
+                let parts: Vec<TopicPartition> =
+                    (0..n).map(|p| TopicPartition::new(TOPIC, p)).collect();
+                group.throughput(Throughput::Elements(n as u64));
+                group.bench_with_input(
+                    BenchmarkId::new(format!("naive_per_partition/rtt_{rtt_ms}ms"), n),
+                    &n,
+                    |b, _| {
+                        b.to_async(&rt).iter(|| async {
+                            let committed = client
+                                .committed_offsets(GROUP, &parts, Duration::from_secs(60))
+                                .await
+                                .unwrap();
+                            let ends = client
+                                .end_offsets_one_by_one(&parts, Duration::from_secs(60))
+                                .await
+                                .unwrap();
+                            let lag: i64 = committed
+                                .iter()
+                                .zip(&ends)
+                                .map(|(c, e)| e.as_ref().unwrap() - c.as_ref().unwrap().unwrap())
+                                .sum();
+                            lag
+                        })
+                    },
+                );
+            }
+            fake.set_rtt_all(Duration::ZERO).unwrap();
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_lag);
+criterion_main!(benches);

@@ -1,0 +1,116 @@
+//! rb's Kafka probes against a real Kafka 4.x broker (started by `peers/scripts/kafka.sh`): the
+//! lag probe's per-partition lag equals the LAG column of `kafka-consumer-groups --describe` on an
+//! idle group, the group probe reads its state, the topic probe matches `kafka-topics --describe`,
+//! and an unknown group is said to be unknown.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rb_core::time::Clock;
+use rb_core::{ErrorKind, Probe, ProbeContext, Target};
+use rb_peers::kafka::Kafka;
+use rb_peers::PeerEnv;
+use rb_probes::kafka::{
+    ConsumerGroupProbe, ConsumerLag, ConsumerLagProbe, GroupDescription, GroupState, KafkaConfig,
+    PartitionOffsets, RdKafkaClient, TopicDescriptionProbe, TopicDescriptions,
+};
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn ctx() -> ProbeContext {
+    ProbeContext::with_timeout(Clock::system(), Duration::from_secs(20))
+}
+
+#[tokio::test]
+#[ignore = "real-peer tier: run peers/run.sh"]
+async fn lag_state_and_topic_match_the_kafka_cli() {
+    let kafka = Kafka::from_env(&PeerEnv::load().unwrap()).unwrap();
+    let topic = unique("rb-probe-lag");
+    let group = unique("rb-probe-group");
+    let sc = kafka
+        .build_lag(&topic, &group, 4, 50, &[0, 10, 35, 50])
+        .await
+        .unwrap();
+    let client = RdKafkaClient::new(KafkaConfig::new(&kafka.bootstrap)).unwrap();
+    let target = Target::new("kafka", "peer");
+
+    // Lag, per partition, against kafka-consumer-groups --describe (LAG column).
+    let probe = ConsumerLagProbe::new(target.clone(), client.clone(), &group, [topic.as_str()])
+        .with_partition_fact(true)
+        .with_group_state(true);
+    let obs = probe.observe(&ctx()).await.unwrap();
+    assert!(obs.complete, "{:?}", obs.gaps);
+    let rows = kafka.describe_group(&group).await.unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let offsets: PartitionOffsets = obs.facts.get().unwrap().unwrap();
+    for row in &rows {
+        let p = offsets
+            .partitions
+            .iter()
+            .find(|p| p.topic == row.topic && p.partition == row.partition)
+            .unwrap();
+        assert_eq!(p.committed, row.current_offset, "{row:?}");
+        assert_eq!(p.end, row.log_end_offset, "{row:?}");
+        assert_eq!(
+            p.committed.zip(p.end).map(|(c, e)| e - c),
+            row.lag,
+            "{row:?}"
+        );
+    }
+    let s: ConsumerLag = obs.facts.get().unwrap().unwrap();
+    assert_eq!(s.lag_sum, sc.total_lag());
+    assert_eq!(s.lag_max, Some(50));
+    assert_eq!(s.without_commit_count, 0);
+    // A group that never joined: Empty, no member (the CLI prints "-" as consumer id).
+    assert_eq!(s.state, Some(GroupState::Empty), "{s:?}");
+    assert_eq!(s.members, Some(0));
+    assert!(rows.iter().all(|r| r.consumer_id == "-"));
+
+    // Group state through its own probe.
+    let obs = ConsumerGroupProbe::new(target.clone(), client.clone(), &group)
+        .observe(&ctx())
+        .await
+        .unwrap();
+    let d: GroupDescription = obs.facts.get().unwrap().unwrap();
+    assert_eq!(d.state, GroupState::Empty);
+    assert!(d.members.is_empty());
+
+    // Topic description against kafka-topics --describe.
+    let obs = TopicDescriptionProbe::new(target.clone(), client.clone(), [topic.as_str()])
+        .observe(&ctx())
+        .await
+        .unwrap();
+    let got: TopicDescriptions = obs.facts.get().unwrap().unwrap();
+    let cli = kafka.describe_topic(&topic).await.unwrap();
+    let t = &got.topics[0];
+    assert_eq!(t.partitions.len() as i32, cli.partition_count);
+    assert_eq!(t.replication_factor as i32, cli.replication_factor);
+    for (mine, theirs) in t.partitions.iter().zip(&cli.partitions) {
+        assert_eq!(mine.partition, theirs.partition);
+        assert_eq!(mine.leader, theirs.leader);
+        assert_eq!(mine.replicas, theirs.replicas);
+        assert_eq!(mine.isr, theirs.isr);
+    }
+    assert!(t.under_replicated.is_empty() && t.offline.is_empty());
+
+    // An unknown group is said to be unknown, by both probes.
+    let nobody = unique("rb-nobody");
+    let err = ConsumerLagProbe::new(target.clone(), client.clone(), &nobody, [topic.as_str()])
+        .observe(&ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    assert!(err.message.contains("unknown consumer group"), "{err}");
+    let err = ConsumerGroupProbe::new(target, client, &nobody)
+        .observe(&ctx())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    assert!(err.message.contains("unknown consumer group"), "{err}");
+}
