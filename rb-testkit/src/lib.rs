@@ -27,6 +27,7 @@
 //! | `http` | yes | axum, reqwest, regex, sha2 | [`http`]: fakes of Flink, Nessie, Kafka Connect, Trino, Prometheus, MinIO, Loki; an Alertmanager webhook sender; fault injection and request records |
 //! | `kafka` | yes | rdkafka (builds librdkafka with cc + make) | [`kafka`]: a fake Kafka on librdkafka's mock cluster with exact, seeded consumer-group lag |
 //! | `cassandra` | yes | cassandra-protocol | [`cassandra`]: a fake N-node ring speaking CQL native protocol v4, and its `nodetool status` |
+//! | `http` + `kafka` + `cassandra` | yes | all of the above | [`lakehouse`]: `FakeLakehouse`, every fake of the seed runbook's situations in one call, with a method to bring about each situation and one to heal it |
 //! | `mocks` | yes | mockall | [`mocks`]: mocks of `Probe`, `Remediation`, `Approver`, `Notifier`, `Journal` |
 //!
 //! Always there: [`scenario`] (the harness), [`clock`] (the virtual clock), [`doubles`] (recording
@@ -49,3 +50,6 @@ pub mod http;
 pub mod cassandra;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+
+#[cfg(all(feature = "http", feature = "kafka", feature = "cassandra"))]
+pub mod lakehouse;
