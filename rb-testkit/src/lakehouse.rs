@@ -70,7 +70,11 @@
 //!   it (tokio does not auto-advance while a blocking task is pending).
 //! * **cdrs-tokio** runs on tokio (its timeouts and reconnection back-off are tokio timers, so a
 //!   paused clock skips them), and the fake ring's server tasks are tokio tasks; the fake pushes
-//!   `STATUS_CHANGE` events at once instead of waiting for a failure detector.
+//!   `STATUS_CHANGE` events at once instead of waiting for a failure detector. Building a session
+//!   on a refused contact point (a node taken down by
+//!   [`cassandra_node_down`](FakeLakehouse::cassandra_node_down)) does not fail fast: the driver
+//!   retries on its reconnection back-off, so on a paused clock the caller's own deadline passes
+//!   (virtually, at once) — bound every session build with `tokio::time::timeout`.
 //! * **reqwest**: build clients with `pool_idle_timeout(None)`; the idle-pool timer otherwise lets
 //!   a paused clock jump ahead.
 //!
