@@ -657,6 +657,18 @@ impl FakeLakehouse {
         Ok(())
     }
 
+    /// **Paimon/Nessie cannot commit — MinIO side.** The runbook's other check for this situation:
+    /// MinIO's usable free space drops to `free_bytes` (`minio_cluster_capacity_usable_free_bytes`
+    /// in MinIO's v2 metrics and in Prometheus follows).
+    pub fn minio_low_on_space(&self, free_bytes: u64) {
+        self.minio.set_usable_free(free_bytes);
+    }
+
+    /// Heal MinIO's space: half of the usable capacity free again (as at start).
+    pub fn heal_minio(&self) {
+        self.minio.set_usable_free(1 << 39);
+    }
+
     // -----------------------------------------------------------------------------------------
     // §4 Kafka Connect connector fails
     // -----------------------------------------------------------------------------------------

@@ -307,7 +307,22 @@ async fn kafka_backlog_and_heal() {
         .await,
         12_000.0
     );
+    // the job's Kafka source reports the backlog (Flink fetches metrics every 10 s)
+    let source = lake.flink().vertices(lake.flink_job_id()).unwrap()[0]
+        .0
+        .clone();
+    let pending = format!(
+        "{}/jobs/{}/vertices/{source}/subtasks/metrics?get=Source__orders.pendingRecords&agg=sum",
+        lake.flink().base_url(),
+        lake.flink_job_id()
+    );
+    sleep(Duration::from_secs(11)).await;
+    let (_, m) = get(&http(), &pending).await;
+    assert_eq!(m[0]["sum"], 72_000.0, "{m}");
     lake.heal_kafka_backlog().unwrap();
+    sleep(Duration::from_secs(11)).await;
+    let (_, m) = get(&http(), &pending).await;
+    assert_eq!(m[0]["sum"], (BASELINE_LAG * 6) as f64, "{m}");
     assert_eq!(
         kafka_lag(&c, ORDERS_TOPIC, ORDERS_PARTITIONS),
         vec![BASELINE_LAG; ORDERS_PARTITIONS as usize]
@@ -472,8 +487,31 @@ async fn nessie_conflict_and_heal() {
     let backup = lake.nessie().head(BACKUP_BRANCH).unwrap();
     let main_now = lake.nessie().head("main").unwrap();
     assert_eq!(backup, main_now);
-    let r = merge(main_now, backup).await.unwrap();
+    let r = merge(main_now.clone(), backup).await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // a writer that re-reads main commits again
+    let (_, content) = get(&h, &format!("{api}/trees/main/contents/lake.orders")).await;
+    let mut table = content["content"].clone();
+    table["snapshotId"] = json!(1000);
+    let r = h
+        .post(format!("{api}/trees/main@{main_now}/history/commit"))
+        .json(&json!({"commitMeta": {"message": "paimon commit"}, "operations": [{"type": "PUT", "key": {"elements": ["lake", "orders"]}, "content": table}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // the MinIO side of the situation
+    lake.minio_low_on_space(1 << 30);
+    assert_eq!(
+        prom(&lake, "minio_cluster_capacity_usable_free_bytes").await,
+        (1u64 << 30) as f64
+    );
+    lake.heal_minio();
+    assert_eq!(
+        prom(&lake, "minio_cluster_capacity_usable_free_bytes").await,
+        (1u64 << 39) as f64
+    );
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
