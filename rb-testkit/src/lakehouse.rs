@@ -75,6 +75,8 @@
 //!   [`cassandra_node_down`](FakeLakehouse::cassandra_node_down)) does not fail fast: the driver
 //!   retries on its reconnection back-off, so on a paused clock the caller's own deadline passes
 //!   (virtually, at once) — bound every session build with `tokio::time::timeout`.
+//! * **Loki**: the situations log at the fake's "now"; `query_range`'s `end` (default now) is
+//!   exclusive, as in Loki, so on a paused clock a line is returned once tokio time has moved on.
 //! * **reqwest**: build clients with `pool_idle_timeout(None)`; the idle-pool timer otherwise lets
 //!   a paused clock jump ahead.
 //!
@@ -678,11 +680,15 @@ impl FakeLakehouse {
     /// trace to Loki under `container="connect"`.
     pub fn connector_failed(&self, name: &str, trace: &str) -> Result<()> {
         let tasks = self.connect_task_ids(name)?;
+        let worker_task = match self.connect.connector_type(name) {
+            Some(ConnectorType::Sink) => "WorkerSinkTask",
+            _ => "WorkerSourceTask",
+        };
         for t in tasks {
             self.connect.fail_task(name, t, trace)?;
             self.loki.log(
                 CONNECT_LOG_LABELS,
-                &format!("ERROR WorkerSinkTask{{id={name}-{t}}} Task threw an uncaught and unrecoverable exception. Task is being killed and will not recover until manually restarted\n{trace}"),
+                &format!("ERROR {worker_task}{{id={name}-{t}}} Task threw an uncaught and unrecoverable exception. Task is being killed and will not recover until manually restarted (org.apache.kafka.connect.runtime.WorkerTask)\n{trace}"),
             );
         }
         Ok(())

@@ -534,6 +534,23 @@ async fn connector_failed_and_heal_and_the_paused_decoy() {
         2.0
     );
     assert!(lake.connector_failed("nope", trace).is_err());
+    // the worker's log carries the trace (visible once time moves: `end` is exclusive, as in Loki)
+    sleep(Duration::from_secs(1)).await;
+    let url = format!("{}/loki/api/v1/query_range", lake.loki().http().base_url());
+    let r: Value = http()
+        .get(url)
+        .query(&[("query", r#"{container="connect"}"#)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let logs = r.to_string();
+    assert!(
+        logs.contains("WorkerSourceTask{id=orders-cdc-1}") && logs.contains("binlog position"),
+        "{r}"
+    );
 
     lake.heal_connector(CDC_CONNECTOR).unwrap();
     let s = connector_status(&lake, CDC_CONNECTOR).await;

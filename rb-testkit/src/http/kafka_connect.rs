@@ -755,6 +755,11 @@ impl FakeKafkaConnect {
             .map(|c| c.restarts)
     }
 
+    /// Whether `connector` is a source or a sink (`None`: unknown connector).
+    pub fn connector_type(&self, connector: &str) -> Option<ConnectorType> {
+        lock(&self.state).connectors.get(connector).map(|c| c.kind)
+    }
+
     /// Connector names, sorted.
     pub fn connector_names(&self) -> Vec<String> {
         lock(&self.state).connectors.keys().cloned().collect()
