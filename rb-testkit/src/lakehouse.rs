@@ -226,6 +226,8 @@ pub struct FakeLakehouse {
     trino: FakeTrino,
     prometheus: FakePrometheus,
     loki: FakeLoki,
+    // Hook: FakePostgres and FakeMysql (another branch) join here when merged, with their
+    // `postgres-main` / `mysql-main` targets and a real `db_saturation`.
     script: Mutex<Script>,
 }
 
@@ -238,7 +240,7 @@ impl Drop for FakeLakehouse {
 }
 
 impl FakeLakehouse {
-    /// Start every fake and wire them (a few tens of milliseconds). Needs a tokio runtime; the
+    /// Start every fake and wire them (well under a second). Needs a tokio runtime; the
     /// Cassandra ring binds `127.0.0.1`–`127.0.0.3` on one shared port.
     pub async fn start() -> Result<FakeLakehouse> {
         // Kafka: the orders topic, read by the Flink job's group a little behind.
