@@ -29,6 +29,7 @@
 //! | `cassandra` | yes | cassandra-protocol | [`cassandra`]: a fake N-node ring speaking CQL native protocol v4, and its `nodetool status` |
 //! | `postgres` | yes | pgwire | [`postgres`]: a fake PostgreSQL (simple and extended query protocol) with scripted settings and `pg_stat_activity`, `pg_terminate_backend`, wire-level faults |
 //! | `mysql` | yes | opensrv-mysql | [`mysql`]: a fake MySQL / MariaDB with scripted variables, status, processlist and `INNODB_TRX`, `KILL`, wire-level faults |
+//! | `http` + `kafka` + `cassandra` | yes | all of the above | [`lakehouse`]: `FakeLakehouse`, every fake of the seed runbook's situations in one call, with a method to bring about each situation and one to heal it |
 //! | `mocks` | yes | mockall | [`mocks`]: mocks of `Probe`, `Remediation`, `Approver`, `Notifier`, `Journal` |
 //!
 //! Always there: [`scenario`] (the harness), [`clock`] (the virtual clock), [`doubles`] (recording
@@ -57,3 +58,6 @@ pub mod mysql;
 pub mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod sqlwire;
+
+#[cfg(all(feature = "http", feature = "kafka", feature = "cassandra"))]
+pub mod lakehouse;

@@ -755,9 +755,89 @@ impl FakeKafkaConnect {
             .map(|c| c.restarts)
     }
 
+    /// Whether `connector` is a source or a sink (`None`: unknown connector).
+    pub fn connector_type(&self, connector: &str) -> Option<ConnectorType> {
+        lock(&self.state).connectors.get(connector).map(|c| c.kind)
+    }
+
     /// Connector names, sorted.
     pub fn connector_names(&self) -> Vec<String> {
         lock(&self.state).connectors.keys().cloned().collect()
+    }
+
+    /// Pause `connector` as `PUT /connectors/{name}/pause` does (its RUNNING instances become
+    /// PAUSED; a FAILED instance stays FAILED), without a request in the record: an operator's
+    /// deliberate pause, outside the code under test.
+    pub fn pause_connector(&self, connector: &str) -> std::result::Result<(), ConnectFakeError> {
+        self.set_target(connector, State::Paused)
+    }
+
+    /// Resume `connector` as `PUT /connectors/{name}/resume` does, without a request in the record.
+    pub fn resume_connector(&self, connector: &str) -> std::result::Result<(), ConnectFakeError> {
+        self.set_target(connector, State::Running)
+    }
+
+    fn set_target(&self, connector: &str, to: State) -> std::result::Result<(), ConnectFakeError> {
+        let mut w = lock(&self.state);
+        w.settle();
+        let c = w.get_mut(connector, || format!("Unknown connector {connector}"))?;
+        let was_stopped = c.target == State::Stopped;
+        c.target = to;
+        if was_stopped {
+            c.rebuild_tasks()?;
+        }
+        set_running_instances(c, to);
+        Ok(())
+    }
+
+    /// Restart the FAILED instances of `connector` as
+    /// `POST /connectors/{name}/restart?includeTasks=true&onlyFailed=true` does (restart counters
+    /// included; a task scripted to fail again fails again), without a request in the record: the
+    /// restart an operator makes after fixing the cause, outside the code under test.
+    pub fn restart_failed(&self, connector: &str) -> std::result::Result<(), ConnectFakeError> {
+        let mut w = lock(&self.state);
+        w.settle();
+        let at = Instant::now() + w.restart_delay;
+        let c = w.get_mut(connector, || format!("Unknown connector: {connector}"))?;
+        if c.inst.state == State::Failed {
+            c.restart_connector(State::Restarting, at);
+        }
+        let failed: Vec<usize> = c
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.inst.state == State::Failed)
+            .map(|(i, _)| i)
+            .collect();
+        for i in failed {
+            c.restart_task(i, State::Restarting, at);
+        }
+        Ok(())
+    }
+
+    /// A closure giving the live FAILED task count of `connector` (what the worker exports as
+    /// `kafka_connect_connector_failed_task_count{connector=…}`), for
+    /// [`FakePrometheus::gauge_fn`](super::prometheus::FakePrometheus::gauge_fn).
+    pub fn failed_task_gauge(&self, connector: &str) -> impl Fn() -> f64 + Send + Sync + 'static {
+        let state = self.state.clone();
+        let connector = connector.to_string();
+        move || {
+            let mut w = lock(&state);
+            w.settle();
+            w.connectors.get(&connector).map_or(0, |c| {
+                c.tasks
+                    .iter()
+                    .filter(|t| t.inst.state == State::Failed)
+                    .count()
+            }) as f64
+        }
+    }
+
+    /// A closure giving the live connector count (`kafka_connect_worker_connector_count`, summed
+    /// over workers), for [`FakePrometheus::gauge_fn`](super::prometheus::FakePrometheus::gauge_fn).
+    pub fn connector_count_gauge(&self) -> impl Fn() -> f64 + Send + Sync + 'static {
+        let state = self.state.clone();
+        move || lock(&state).connectors.len() as f64
     }
 }
 

@@ -212,6 +212,13 @@ impl FakeMinio {
         st.usable_free = free.min(st.usable_total);
     }
 
+    /// A closure giving the live usable free bytes (`minio_cluster_capacity_usable_free_bytes`), for
+    /// [`FakePrometheus::gauge_fn`](super::prometheus::FakePrometheus::gauge_fn).
+    pub fn usable_free_gauge(&self) -> impl Fn() -> f64 + Send + Sync + 'static {
+        let state = self.state.clone();
+        move || lock(&state).usable_free as f64
+    }
+
     /// Require `Authorization: Bearer <token>` on the metrics endpoint (`None`: public).
     pub fn require_metrics_token(&self, token: Option<&str>) {
         lock(&self.state).metrics_token = token.map(str::to_string);

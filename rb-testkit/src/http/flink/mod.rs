@@ -314,6 +314,19 @@ impl FakeFlink {
             .ok_or_else(|| FakeFlinkError::UnknownJob(job.to_string()))
     }
 
+    /// A closure giving the live `numRestarts` of `job` (what the Prometheus reporter exports as
+    /// `flink_jobmanager_job_numRestarts`; 0 for an unknown job), for
+    /// [`FakePrometheus::gauge_fn`](super::prometheus::FakePrometheus::gauge_fn).
+    pub fn num_restarts_gauge(&self, job: &str) -> impl Fn() -> f64 + Send + Sync + 'static {
+        let state = self.state.clone();
+        let job = job.to_string();
+        move || {
+            let mut c = lock(&state);
+            c.advance(Instant::now());
+            c.job(&job).map_or(0.0, |j| j.num_restarts as f64)
+        }
+    }
+
     /// Restarts so far (the live value of the `numRestarts` metric).
     pub fn num_restarts(&self, job: &str) -> Result<u64, FakeFlinkError> {
         self.with(|c, _| c.job(job).map(|j| j.num_restarts))

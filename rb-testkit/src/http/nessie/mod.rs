@@ -200,6 +200,18 @@ impl FakeNessie {
         Ok((s.hash, t.hash))
     }
 
+    /// Point branch `name` at the current HEAD of reference `to`, as
+    /// `PUT /api/v2/trees/{name}@{its head}` with `to`'s reference does (without a request in the
+    /// record). Returns the new hash.
+    pub fn assign_branch(&self, name: &str, to: &str) -> Result<String, NessieFakeError> {
+        let mut repo = lock(&self.state);
+        let (_, _, target) = repo.named(to)?;
+        let (_, _, head) = repo.named(name)?;
+        let spec = repo::RefSpec::parse(&format!("{name}@{head}"))?;
+        repo.assign(&spec, Some(RefKind::Branch), &target)
+            .map(|r| r.hash)
+    }
+
     /// The hash `reference` (any v2 ref syntax, e.g. `main`, `main~1`) resolves to, or `None`.
     pub fn head(&self, reference: &str) -> Option<String> {
         let repo = lock(&self.state);
