@@ -129,7 +129,7 @@ done
 t=$(now)
 if [ $# -eq 0 ] && [ ${#FAILED_STARTS[@]} -eq 0 ]; then
   say "cargo test -p rb-peers -- --ignored --test-threads=1"
-  (cd "$ROOT" && cargo test -p rb-peers -- --ignored --test-threads=1) || STATUS=1
+  (cd "$ROOT" && cargo test -p rb-peers --no-fail-fast -- --ignored --test-threads=1) || STATUS=1
 else
   # shellcheck disable=SC2046
   read -r -a TARGETS <<< "$(test_targets "${OK_SERVERS[@]}")"
@@ -137,7 +137,7 @@ else
     say "no test file for the servers that started (${OK_SERVERS[*]:-none})"
   else
     say "cargo test -p rb-peers ${TARGETS[*]} -- --ignored --test-threads=1"
-    (cd "$ROOT" && cargo test -p rb-peers "${TARGETS[@]}" -- --ignored --test-threads=1) || STATUS=1
+    (cd "$ROOT" && cargo test -p rb-peers --no-fail-fast "${TARGETS[@]}" -- --ignored --test-threads=1) || STATUS=1
   fi
 fi
 phase "tests" "$(elapsed "$t" "$(now)")"

@@ -250,7 +250,9 @@ async fn killed_taskmanager_is_seen_live_and_counted() {
     let j = loop {
         let obs = probe.observe(&ctx()).await.unwrap();
         let j = fact(&obs);
-        if obs.complete && j.restarts == Some(n) && !j.exceptions.is_empty() {
+        // at least the restart we caused: the job may fail again while no slot is back (a
+        // NoResourceAvailable restart), which counts too
+        if obs.complete && j.restarts.is_some_and(|r| r >= n) && !j.exceptions.is_empty() {
             break j;
         }
         assert!(
@@ -263,16 +265,16 @@ async fn killed_taskmanager_is_seen_live_and_counted() {
     };
     assert_eq!(j.state, "RUNNING");
     assert_eq!(j.restarts, f.num_restarts().await.unwrap());
-    assert_eq!(
-        j.latest_failure(),
-        Some(FailureCategory::LostTaskManager),
-        "{:?}",
-        j.exceptions
-    );
+    // the lost TaskManager is among the latest exceptions, classified as such (a later
+    // NoResourceAvailable failure may come first)
+    let lost = j
+        .exceptions
+        .iter()
+        .find(|e| e.category == FailureCategory::LostTaskManager);
+    let lost =
+        lost.unwrap_or_else(|| panic!("no lost-TaskManager exception in {:?}", j.exceptions));
     assert!(
-        j.exceptions[0].message.contains("is no longer reachable")
-            || j.exceptions[0].message.contains("TaskManager"),
-        "{:?}",
-        j.exceptions[0]
+        lost.message.contains("is no longer reachable") || lost.message.contains("TaskManager"),
+        "{lost:?}"
     );
 }
