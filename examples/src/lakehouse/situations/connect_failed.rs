@@ -76,7 +76,6 @@ pub fn playbook(s: &Systems) -> Playbook {
         .diagnose(status_probe(s))
         .diagnose(connect_logs(s))
         .mitigate_as("restart-failed-tasks", Arc::new(connect.restart()))
-        .recover_on_detect(metric(FAILED_TASKS).max().at_most(0.0))
         .stable_for(t.stable_for)
         .review_item("Was the connector's configuration (or the source database) fixed before the restart? (seed §4)")
         .review_item("Did the failed-task alert fire before the connector count dropped on the dashboard?")
@@ -102,7 +101,6 @@ pub fn count_drop(s: &Systems) -> Playbook {
             "confirm-connectors",
             "Confirm in the Kafka Connect panel which connector is gone and recreate it from its saved config",
         )
-        .recover_on_detect(metric("kafka_connect_connectors").at_least(1.0))
         .stable_for(t.stable_for)
         .review_item("Who or what deleted the connector? (seed §4: the connector count dropped)")
         .escalate_to("Kafka SME")
