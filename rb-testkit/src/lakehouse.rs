@@ -34,9 +34,11 @@
 //! as Alertmanager notifies one); it has no server to start. [`FakeLakehouse::alert_sender`] gives
 //! one pointed at your receiver.
 //!
-//! FakePostgres and FakeMysql are being built on another branch; they join the lakehouse (with
-//! `postgres-main` / `mysql-main` targets and a real saturation through sessions) when merged. Until
-//! then [`FakeLakehouse::db_saturation`] only moves the exporter series in Prometheus.
+//! | PostgreSQL | [`FakePostgres`] | `max_connections` 100; database `lake`, [`DB_BASELINE_SESSIONS`] idle sessions of the application | `postgres/postgres-main` |
+//! | MySQL | [`FakeMysql`] (MariaDB 10.11) | `max_connections` 151; [`DB_BASELINE_SESSIONS`] sleeping connections of the application | `mysql/mysql-main` |
+//!
+//! [`FakeLakehouse::db_saturation`] opens real (scripted) sessions on either database: the
+//! probes' `pg_stat_activity` / processlist and the exporter series in Prometheus agree.
 //!
 //! ## Prometheus series
 //!
@@ -51,7 +53,8 @@
 //! | `flink_jobmanager_job_numRestarts{job_name="orders-enrichment"}` | the job's restarts |
 //! | `trino_execution_queuedqueries` | QUEUED queries |
 //! | `minio_cluster_capacity_usable_free_bytes` | MinIO's usable free bytes |
-//! | `pg_stat_database_numbackends{datname="lake"}`, `pg_settings_max_connections` | set by [`FakeLakehouse::db_saturation`] (scripted: no FakePostgres yet) |
+//! | `pg_stat_database_numbackends{datname="lake"}`, `pg_settings_max_connections` | [`FakePostgres`]'s client sessions on `lake` and its setting |
+//! | `mysql_global_status_threads_connected`, `mysql_global_variables_max_connections` | [`FakeMysql`]'s client connections and its variable |
 //!
 //! # Time
 //!
@@ -106,6 +109,9 @@ use crate::http::prometheus::FakePrometheus;
 use crate::http::trino::{FakeTrino, QuerySpec, QueryState};
 use crate::http::{FakeHttp, Fault};
 use crate::kafka::{FakeKafka, FakeKafkaError, LagTimeline};
+use crate::mysql::{FakeMysql, MyProcess, MysqlFakeError};
+use crate::postgres::{FakePostgres, PgFakeError, PgSession};
+use std::sync::Arc;
 
 /// The topic the pipeline reads (CDC of the orders table).
 pub const ORDERS_TOPIC: &str = "orders";
@@ -125,6 +131,12 @@ pub const SINK_CONNECTOR: &str = "payments-sink";
 pub const BACKUP_BRANCH: &str = "backup";
 /// The Nessie table key the Paimon sink commits.
 pub const ORDERS_TABLE: &str = "lake.orders";
+/// The application role / user whose sessions fill the databases.
+pub const DB_APP_USER: &str = "orders_app";
+/// The `application_name` of the application's PostgreSQL sessions.
+pub const DB_APP_NAME: &str = "orders-api";
+/// Client sessions of the application on each database when healthy.
+pub const DB_BASELINE_SESSIONS: usize = 10;
 /// The quiet topic of [`FakeLakehouse::quiet_topic`].
 pub const QUIET_TOPIC: &str = "orders-audit";
 /// The group reading [`QUIET_TOPIC`].
@@ -156,6 +168,12 @@ pub enum LakehouseError {
     /// The Nessie fake refused.
     #[error("fake lakehouse: nessie: {0}")]
     Nessie(#[from] NessieFakeError),
+    /// The PostgreSQL fake refused.
+    #[error("fake lakehouse: postgres: {0}")]
+    Postgres(#[from] PgFakeError),
+    /// The MySQL fake refused.
+    #[error("fake lakehouse: mysql: {0}")]
+    Mysql(#[from] MysqlFakeError),
     /// A situation method was given something the lakehouse does not have.
     #[error("fake lakehouse: {0}")]
     Invalid(String),
@@ -200,6 +218,16 @@ pub enum HttpSystem {
     Loki,
 }
 
+/// The databases of [`FakeLakehouse::db_saturation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Database {
+    /// [`FakePostgres`] (`postgres-main`).
+    Postgres,
+    /// [`FakeMysql`] (`mysql-main`).
+    Mysql,
+}
+
 /// What the situation methods changed, so the heal methods undo exactly that.
 #[derive(Debug, Default)]
 struct Script {
@@ -209,6 +237,8 @@ struct Script {
     trino_queued: Vec<String>,
     trino_heavy: Option<String>,
     lag_spike: Option<JoinHandle<()>>,
+    pg_added: Vec<i32>,
+    my_added: Vec<u64>,
 }
 
 /// The lakehouse: one of each fake, wired together (see the [module docs](self)). Dropping it stops
@@ -226,8 +256,8 @@ pub struct FakeLakehouse {
     trino: FakeTrino,
     prometheus: FakePrometheus,
     loki: FakeLoki,
-    // Hook: FakePostgres and FakeMysql (another branch) join here when merged, with their
-    // `postgres-main` / `mysql-main` targets and a real `db_saturation`.
+    postgres: Arc<FakePostgres>,
+    mysql: Arc<FakeMysql>,
     script: Mutex<Script>,
 }
 
@@ -304,6 +334,35 @@ impl FakeLakehouse {
         trino.set_state(&done, QueryState::Finished);
         let loki = FakeLoki::start().await?;
 
+        // Databases: the application's sessions, a few background processes.
+        let postgres = Arc::new(
+            FakePostgres::builder()
+                .setting("max_connections", "100")
+                .start()
+                .await?,
+        );
+        for b in [
+            "autovacuum launcher",
+            "logical replication launcher",
+            "checkpointer",
+        ] {
+            postgres.add_session(PgSession::background(b));
+        }
+        let mysql = Arc::new(FakeMysql::start().await?);
+        mysql.add_process(MyProcess::daemon("Waiting on empty queue"));
+        for _ in 0..DB_BASELINE_SESSIONS {
+            postgres.add_session(
+                PgSession::client(DB_APP_USER, "lake")
+                    .app(DB_APP_NAME)
+                    .query("SELECT id, status FROM orders WHERE id = $1"),
+            );
+            mysql.add_process(
+                MyProcess::client(DB_APP_USER, "10.0.3.7:41234")
+                    .db("shop")
+                    .sleeping(3),
+            );
+        }
+
         // Prometheus: live series from the fakes.
         let prometheus = FakePrometheus::start().await?;
         {
@@ -344,6 +403,32 @@ impl FakeLakehouse {
             minio.usable_free_gauge(),
         );
 
+        {
+            let pg = postgres.clone();
+            prometheus.gauge_fn(
+                "pg_stat_database_numbackends",
+                &[("datname", "lake")],
+                move || {
+                    pg.sessions()
+                        .iter()
+                        .filter(|s| {
+                            s.backend_type == "client backend"
+                                && s.datname.as_deref() == Some("lake")
+                        })
+                        .count() as f64
+                },
+            );
+            prometheus.set("pg_settings_max_connections", &[], 100.0);
+            let my = mysql.clone();
+            prometheus.gauge_fn("mysql_global_status_threads_connected", &[], move || {
+                my.processes()
+                    .iter()
+                    .filter(|p| p.command != "Daemon")
+                    .count() as f64
+            });
+            prometheus.set("mysql_global_variables_max_connections", &[], 151.0);
+        }
+
         Ok(FakeLakehouse {
             kafka,
             connect,
@@ -356,6 +441,8 @@ impl FakeLakehouse {
             trino,
             prometheus,
             loki,
+            postgres,
+            mysql,
             script: Mutex::new(Script::default()),
         })
     }
@@ -428,6 +515,16 @@ impl FakeLakehouse {
         &self.loki
     }
 
+    /// PostgreSQL (`max_connections` 100).
+    pub fn postgres(&self) -> &FakePostgres {
+        &self.postgres
+    }
+
+    /// MySQL / MariaDB (`max_connections` 151).
+    pub fn mysql(&self) -> &FakeMysql {
+        &self.mysql
+    }
+
     /// An Alertmanager stand-in that posts webhook payloads to `receiver_url` (receiver `rb`,
     /// grouped by `alertname`, external URL of a lakehouse Alertmanager).
     pub fn alert_sender(&self, receiver_url: &str) -> AlertmanagerSender {
@@ -453,7 +550,7 @@ impl FakeLakehouse {
     /// One [`Target`] per system, named `<system>-main`, labelled with where it listens (`url`,
     /// `bootstrap` for Kafka, `contact` for Cassandra, `management_url` for Nessie):
     /// `kafka-main`, `connect-main`, `flink-main`, `cassandra-main`, `nessie-main`, `minio-main`,
-    /// `trino-main`, `prometheus-main`, `loki-main`.
+    /// `trino-main`, `prometheus-main`, `loki-main`, `postgres-main`, `mysql-main` (`addr`).
     pub fn targets(&self) -> Vec<Target> {
         let contact = self
             .cassandra
@@ -473,6 +570,9 @@ impl FakeLakehouse {
             Target::new("trino", "trino-main").label("url", self.trino.http().base_url()),
             Target::new("prometheus", "prometheus-main").label("url", self.prometheus.base_url()),
             Target::new("loki", "loki-main").label("url", self.loki.http().base_url()),
+            Target::new("postgres", "postgres-main")
+                .label("addr", self.postgres.addr().to_string()),
+            Target::new("mysql", "mysql-main").label("addr", self.mysql.addr().to_string()),
         ]
     }
 
@@ -786,30 +886,98 @@ impl FakeLakehouse {
     // §4 MySQL/PostgreSQL connection saturation
     // -----------------------------------------------------------------------------------------
 
-    /// **MySQL/PostgreSQL connection saturation — hook.** FakePostgres/FakeMysql are being built
-    /// on another branch; when merged, this opens real sessions up to `pct` % of
-    /// `max_connections`. Until then it sets what postgres_exporter would report:
-    /// `pg_stat_database_numbackends{datname="lake"}` = `pct` % of
-    /// `pg_settings_max_connections` (100).
-    pub fn db_saturation(&self, pct: f64) -> Result<()> {
+    /// **MySQL/PostgreSQL connection saturation.** Client sessions of the application on `db`
+    /// grow to `pct` % of `max_connections` (100 on PostgreSQL, 151 on MySQL): a third of the
+    /// added ones **idle in transaction** for 15 minutes (the pool leak to shed), the rest idle or
+    /// running. The probes' catalog queries and the exporter series in Prometheus see them.
+    /// Sessions already above `pct` are not removed (use
+    /// [`heal_db_saturation`](Self::heal_db_saturation)).
+    pub fn db_saturation(&self, db: Database, pct: f64) -> Result<()> {
         if !(0.0..=100.0).contains(&pct) {
             return Err(LakehouseError::Invalid(format!(
                 "db_saturation: {pct} is not a percentage within 0..=100"
             )));
         }
-        self.prometheus
-            .set("pg_settings_max_connections", &[], 100.0);
-        self.prometheus.set(
-            "pg_stat_database_numbackends",
-            &[("datname", "lake")],
-            pct.round(),
-        );
+        let max = match db {
+            Database::Postgres => 100.0,
+            Database::Mysql => 151.0,
+        };
+        let want = (pct / 100.0 * max).round() as usize;
+        let have = self.db_client_sessions(db);
+        let idle_tx_age = Duration::from_secs(15 * 60);
+        for i in 0..want.saturating_sub(have) {
+            let leaked = i % 3 == 0;
+            match db {
+                Database::Postgres => {
+                    let s = PgSession::client(DB_APP_USER, "lake").app(DB_APP_NAME);
+                    let s = if leaked {
+                        s.state("idle in transaction")
+                            .xact_age(idle_tx_age)
+                            .state_age(idle_tx_age - Duration::from_secs(5))
+                            .query("UPDATE orders SET status = 'PAID' WHERE id = 4711")
+                    } else if i % 3 == 1 {
+                        s.state("active")
+                            .query_age(Duration::from_secs(2))
+                            .query("SELECT * FROM orders WHERE customer_id = 42")
+                    } else {
+                        s.query("SELECT 1")
+                    };
+                    let pid = self.postgres.add_session(s);
+                    self.script().pg_added.push(pid);
+                }
+                Database::Mysql => {
+                    let p = MyProcess::client(DB_APP_USER, "10.0.3.7:41234").db("shop");
+                    let p = if i % 3 == 1 {
+                        p.running("SELECT * FROM orders WHERE customer_id = 42", 2)
+                    } else {
+                        p.sleeping(if leaked { 900 } else { 4 })
+                    };
+                    let id = self.mysql.add_process(p);
+                    if leaked {
+                        self.mysql.add_trx(id, idle_tx_age);
+                    }
+                    self.script().my_added.push(id);
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Heal the database saturation hook: back to 10 sessions.
-    pub fn heal_db_saturation(&self) -> Result<()> {
-        self.db_saturation(10.0)
+    /// Client sessions of the application (and any other client) on `db` now.
+    pub fn db_client_sessions(&self, db: Database) -> usize {
+        match db {
+            Database::Postgres => self
+                .postgres
+                .sessions()
+                .iter()
+                .filter(|s| s.backend_type == "client backend")
+                .count(),
+            Database::Mysql => self
+                .mysql
+                .processes()
+                .iter()
+                .filter(|p| p.command != "Daemon")
+                .count(),
+        }
+    }
+
+    /// Heal the saturation: the application's pool shrinks back, every session added by
+    /// [`db_saturation`](Self::db_saturation) that is still there goes away.
+    pub fn heal_db_saturation(&self, db: Database) -> Result<()> {
+        match db {
+            Database::Postgres => {
+                for pid in std::mem::take(&mut self.script().pg_added) {
+                    self.postgres.remove_session(pid);
+                }
+            }
+            Database::Mysql => {
+                let ids = std::mem::take(&mut self.script().my_added);
+                for id in ids {
+                    self.mysql.remove_process(id);
+                }
+            }
+        }
+        Ok(())
     }
 
     // -----------------------------------------------------------------------------------------

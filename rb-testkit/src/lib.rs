@@ -59,5 +59,11 @@ pub mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod sqlwire;
 
-#[cfg(all(feature = "http", feature = "kafka", feature = "cassandra"))]
+#[cfg(all(
+    feature = "http",
+    feature = "kafka",
+    feature = "cassandra",
+    feature = "postgres",
+    feature = "mysql"
+))]
 pub mod lakehouse;

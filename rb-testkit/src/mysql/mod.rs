@@ -411,6 +411,15 @@ impl FakeMysql {
         id
     }
 
+    /// Remove a scripted process (and its transaction); whether it was there.
+    pub fn remove_process(&self, id: u64) -> bool {
+        let mut m = lock(&self.model);
+        let before = m.scripted.len();
+        m.scripted.retain(|p| p.id != id);
+        m.trx.retain(|t| t.thread_id != id);
+        m.scripted.len() != before
+    }
+
     /// Open an InnoDB transaction for connection `thread_id`, `age` old.
     pub fn add_trx(&self, thread_id: u64, age: Duration) {
         let mut m = lock(&self.model);
