@@ -11,6 +11,7 @@
 //! | playbook | seed §4 | detected by | temporary fix |
 //! | --- | --- | --- | --- |
 //! | [`connect_failed`](situations::connect_failed) | Kafka Connect connector fails | failed tasks > 0, or the connector count drops | restart the connector with its failed tasks, under backoff |
+//! | [`db_saturation`](situations::db_saturation) | MySQL/PostgreSQL connection saturation | used connections > 90 % of `max_connections` | shed sessions idle in a transaction (at most 30); a human shrinks the pool |
 //!
 //! Targets are named as in `FakeLakehouse::targets()`: `kafka-main`, `connect-main`, `flink-main`,
 //! `cassandra-main`, `nessie-main`, `minio-main`, `trino-main`, `prometheus-main`, `loki-main`,

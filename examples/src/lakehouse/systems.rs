@@ -326,8 +326,30 @@ impl Endpoints {
             prometheus: lake.prometheus().base_url(),
             loki: lake.loki().http().base_url(),
             alertmanager: None,
-            postgres: None,
-            mysql: None,
+            postgres: Some(fake_sql(
+                lake.postgres().addr(),
+                &lake.postgres().user(),
+                &lake.postgres().password(),
+                Some("lake"),
+            )),
+            mysql: Some(fake_sql(
+                lake.mysql().addr(),
+                &lake.mysql().user(),
+                &lake.mysql().password(),
+                None,
+            )),
         }
     }
+}
+
+fn fake_sql(addr: SocketAddr, user: &str, password: &str, db: Option<&str>) -> SqlEndpoint {
+    let mut ep = SqlEndpoint::new(
+        addr.ip().to_string(),
+        addr.port(),
+        user,
+        Secret::new(password.to_string()),
+    );
+    ep.tls = rb_probes::sql::SqlTls::Disable;
+    ep.database = db.map(str::to_string);
+    ep
 }

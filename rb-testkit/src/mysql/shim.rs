@@ -25,6 +25,9 @@ pub(super) async fn serve(listener: TcpListener, model: Shared) {
         let Ok((socket, peer)) = listener.accept().await else {
             continue;
         };
+        // Small packets go out at once (no Nagle delay on loopback, which a paused clock would
+        // turn into a client's timeout).
+        let _ = socket.set_nodelay(true);
         let id = lock(&model).alloc_id();
         let conn = Conn {
             id,

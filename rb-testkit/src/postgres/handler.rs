@@ -37,6 +37,9 @@ pub(super) async fn serve(listener: TcpListener, model: Shared) {
         let Ok((socket, peer)) = listener.accept().await else {
             continue;
         };
+        // Small messages go out at once (no Nagle delay on loopback, which a paused clock would
+        // turn into a client's timeout).
+        let _ = socket.set_nodelay(true);
         let pid = lock(&model).alloc_pid();
         let backend = Arc::new(Backend {
             pid,

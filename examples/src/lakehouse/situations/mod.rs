@@ -14,11 +14,13 @@ use rb_testkit::lakehouse::FakeLakehouse;
 use super::Systems;
 
 pub mod connect_failed;
+pub mod db_saturation;
 
 /// Every situation's playbooks, in the order of seed §4.
 pub fn all(systems: &Systems) -> Vec<Playbook> {
     let mut out = Vec::new();
     out.extend(connect_failed::playbooks(systems));
+    out.extend(db_saturation::playbooks(systems));
     out
 }
 
