@@ -1,5 +1,6 @@
 //! Seed §4 "Kafka Connect connector fails" on the fake lakehouse: detected per connector, restarted
 //! with its failed tasks, recovered; a connector paused on purpose opens nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;

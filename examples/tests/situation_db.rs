@@ -1,5 +1,6 @@
 //! Seed §4 "MySQL/PostgreSQL connection saturation" on the fake lakehouse: > 90 % opens an
 //! incident per database with the sessions listed; 85 % opens nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;
