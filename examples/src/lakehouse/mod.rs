@@ -17,6 +17,8 @@
 //! `cassandra-main`, `nessie-main`, `minio-main`, `trino-main`, `prometheus-main`, `loki-main`,
 //! `postgres-main`, `mysql-main`.
 
+pub mod checklist;
+pub mod day;
 pub mod situations;
 mod systems;
 
