@@ -523,6 +523,29 @@ pub async fn play_day(
     Ok(report)
 }
 
+/// The ids of the mitigation steps of `incident` that were applied successfully, in order (its
+/// playbook's step ids, found in `runbook`).
+pub fn applied_steps(runbook: &rb_core::Runbook, incident: &Incident) -> Vec<String> {
+    let steps = runbook
+        .playbooks()
+        .iter()
+        .find(|p| p.id() == incident.record.playbook)
+        .map(|p| p.mitigations())
+        .unwrap_or_default();
+    incident
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Finished { step, ok: true, .. } => Some(
+                steps
+                    .get(*step)
+                    .map_or_else(|| format!("#{step}"), |s| s.id.clone()),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The summary table: per scene, the incident, its detection latency, how it ended and what was
 /// applied; then the day's counts.
 pub fn summary(report: &DayReport, color: bool) -> String {
