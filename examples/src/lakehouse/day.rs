@@ -240,8 +240,10 @@ impl Palette {
     }
 }
 
-/// Prints new journal entries as the day goes, one line each.
-struct Timeline {
+/// Prints new journal entries as they are recorded, one line each (`HH:MM:SS`, a mark, the
+/// incident, what happened), in colour when asked; keeps the plain lines.
+#[derive(Debug)]
+pub struct Timeline {
     seen: HashMap<String, u64>,
     palette: Palette,
     print: bool,
@@ -250,6 +252,22 @@ struct Timeline {
 }
 
 impl Timeline {
+    /// A timeline printing to stdout when `print`, in colour when `color`.
+    pub fn new(print: bool, color: bool) -> Self {
+        Self {
+            seen: HashMap::new(),
+            palette: Palette(color),
+            print,
+            lines: Vec::new(),
+            day_start: Timestamp(0),
+        }
+    }
+
+    /// The lines so far, without colour.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
     fn line(&mut self, plain: String, painted: String) {
         if self.print {
             println!("{painted}");
@@ -281,7 +299,8 @@ impl Timeline {
         self.line(plain, painted);
     }
 
-    async fn catch_up(&mut self, journal: &dyn Journal) -> Result<(), rb_core::JournalError> {
+    /// Print every entry of `journal` not printed yet, oldest first.
+    pub async fn catch_up(&mut self, journal: &dyn Journal) -> Result<(), rb_core::JournalError> {
         let ids = journal.incidents().await?;
         let mut fresh = Vec::new();
         for id in ids {
@@ -364,9 +383,7 @@ pub async fn play_day(
     let journal_path = opts.out_dir.join("journal.db");
     let _ = std::fs::remove_file(&journal_path);
     let journal = Arc::new(SqliteJournal::open(&journal_path).await?);
-    let color = opts.color.unwrap_or_else(|| {
-        std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-    });
+    let color = opts.color.unwrap_or_else(color_by_default);
     let approvals: Arc<Mutex<Vec<String>>> = Arc::default();
     let asked = approvals.clone();
     let approver = CallbackApprover::new(Duration::from_secs(15 * 60), move |req| {
@@ -393,13 +410,8 @@ pub async fn play_day(
     let clock = engine.clock();
     let day_start = clock.now();
     let t0 = tokio::time::Instant::now();
-    let mut timeline = Timeline {
-        seen: HashMap::new(),
-        palette: Palette(color),
-        print: opts.print,
-        lines: Vec::new(),
-        day_start,
-    };
+    let mut timeline = Timeline::new(opts.print, color);
+    timeline.day_start = day_start;
     let mut pending: Vec<Cue> = cues;
     pending.sort_by_key(|c| std::cmp::Reverse(c.at));
     let mut running: Vec<Running> = Vec::new();
@@ -544,6 +556,11 @@ pub fn applied_steps(runbook: &rb_core::Runbook, incident: &Incident) -> Vec<Str
             _ => None,
         })
         .collect()
+}
+
+/// Colour when stdout is a terminal and `NO_COLOR` is unset.
+pub fn color_by_default() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// The summary table: per scene, the incident, its detection latency, how it ended and what was

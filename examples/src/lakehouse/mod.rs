@@ -18,6 +18,7 @@
 //! `postgres-main`, `mysql-main`.
 
 pub mod checklist;
+pub mod config;
 pub mod day;
 pub mod situations;
 mod systems;
@@ -74,15 +75,30 @@ pub fn on_call() -> OnCall {
     OnCall::seed()
 }
 
-/// The whole runbook: every situation's playbook, the impact map, the on-call table and the
-/// checklist.
+/// Whether every probe that detects for `playbook` has an address to reach (a system left out of
+/// a configuration file leaves its target without `url` / `bootstrap` / `contact` / `addr`).
+pub fn configured(playbook: &rb_core::Playbook) -> bool {
+    playbook.detectors().iter().all(|d| match &d.source {
+        rb_core::playbook::Source::Probe { probe, .. } => {
+            let labels = &probe.target().labels;
+            ["url", "bootstrap", "contact", "addr"]
+                .iter()
+                .filter_map(|k| labels.get(*k))
+                .all(|v| !v.is_empty())
+        }
+        _ => true,
+    })
+}
+
+/// The whole runbook: every situation's playbook whose systems are [`configured`], the impact
+/// map, the on-call table and the checklist.
 pub fn runbook(systems: &Systems) -> Runbook {
     let mut rb = Runbook::new(RUNBOOK)
         .impact(impact())
         .on_call(on_call())
         .checklist(CHECKLIST.iter().map(|s| (*s).to_string()).collect())
         .default_role("Data Platform On-call");
-    for playbook in situations::all(systems) {
+    for playbook in situations::all(systems).into_iter().filter(configured) {
         rb = rb.playbook(playbook);
     }
     rb
