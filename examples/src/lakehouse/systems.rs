@@ -252,14 +252,9 @@ impl Systems {
             Some(url) => Some(http("alertmanager", url, basic(&c.alertmanager), t)?),
             None => None,
         };
-        let target = |kind: &str, name: &str, url: &str| {
-            let t = Target::new(kind, name);
-            if url.is_empty() {
-                t
-            } else {
-                t.label("url", url)
-            }
-        };
+        // The address label is set even when empty: a playbook whose system has no address is
+        // left out of the runbook (`configured`).
+        let target = |kind: &str, name: &str, url: &str| Target::new(kind, name).label("url", url);
         let sql_label = |s: &Option<SqlEndpoint>| {
             s.as_ref()
                 .map(|s| format!("{}:{}", s.host, s.port))
