@@ -282,9 +282,16 @@ impl Kafka {
     }
 
     /// Stop broker `id` (2 or 3: node 1 runs the controller) with `kafka.sh stop-broker`: a
-    /// controlled shutdown; returns when its process is gone.
-    pub async fn stop_broker(&self, id: i32) -> Result<()> {
-        self.script(&["stop-broker", &id.to_string()]).await
+    /// controlled shutdown; returns when its process is gone. The guard starts the broker again
+    /// when dropped (a failed test leaves the cluster whole for the tests after it); prefer
+    /// [`StoppedBroker::start`], which says how the start went.
+    pub async fn stop_broker(&self, id: i32) -> Result<StoppedBroker> {
+        let guard = StoppedBroker {
+            kafka: Some(self.clone()),
+            id,
+        };
+        self.script(&["stop-broker", &id.to_string()]).await?;
+        Ok(guard)
     }
 
     /// Start broker `id` again with `kafka.sh start-broker` (returns when it is STARTED, at most
@@ -472,6 +479,52 @@ impl Kafka {
             )
             .await?;
         parse_topic_describe(&out)
+    }
+}
+
+/// A broker stopped by [`Kafka::stop_broker`]; started again by [`StoppedBroker::start`], or
+/// when dropped.
+#[derive(Debug)]
+pub struct StoppedBroker {
+    kafka: Option<Kafka>,
+    id: i32,
+}
+
+impl StoppedBroker {
+    /// The stopped broker's id.
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// Start the broker again (`kafka.sh start-broker`; returns when it is STARTED).
+    pub async fn start(mut self) -> Result<()> {
+        match self.kafka.take() {
+            Some(k) => k.start_broker(self.id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for StoppedBroker {
+    fn drop(&mut self) {
+        let Some(k) = self.kafka.take() else {
+            return;
+        };
+        // Blocking on purpose: this runs while a test unwinds, before the next test starts.
+        let out = std::process::Command::new("bash")
+            .arg(&k.script)
+            .args(["start-broker", &self.id.to_string()])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "starting broker {} again failed ({}): {}",
+                self.id,
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("starting broker {} again: {e}", self.id),
+        }
     }
 }
 

@@ -197,7 +197,8 @@ async fn a_stopped_broker_shows_under_replicated_and_offline_partitions_then_hea
     // Broker 2 stopped (a controlled shutdown): every rf3 partition and rf2's partition 1 lost a
     // replica; rf1's partition 0 lost its only one and is offline.
     let t = Instant::now();
-    kafka.stop_broker(STOPPED).await.unwrap();
+    // Started again when dropped, should an assertion below fail.
+    let stopped = kafka.stop_broker(STOPPED).await.unwrap();
     eprintln!("broker {STOPPED} stopped in {:?}", t.elapsed());
     let broken: Health = [
         (rf3.clone(), (vec![0, 1, 2], vec![])),
@@ -239,7 +240,7 @@ async fn a_stopped_broker_shows_under_replicated_and_offline_partitions_then_hea
 
     // Broker 2 back: it rejoins every ISR and leads rf1's partition 0 again.
     let t = Instant::now();
-    kafka.start_broker(STOPPED).await.unwrap();
+    stopped.start().await.unwrap();
     eprintln!("broker {STOPPED} started in {:?}", t.elapsed());
     let t = Instant::now();
     let (obs, d) = observe_until(&probe, &healthy, "the healed cluster").await;
