@@ -1,4 +1,5 @@
-//! Kafka 4.x and Kafka Connect (started by `peers/scripts/kafka.sh`).
+//! Kafka 4.x — three brokers on 127.0.0.1–3, node 1 also the KRaft controller — and Kafka Connect
+//! (started by `peers/scripts/kafka.sh`).
 //!
 //! [`Kafka`]: create topics, produce a known number of messages per partition, commit chosen
 //! offsets for a group without joining it (rdkafka `BaseConsumer::commit` of a partition list),
@@ -23,11 +24,16 @@ use serde_json::{json, Value};
 
 use crate::PeerEnv;
 
-/// The Kafka broker of the tier and the CLI tools next to it.
+/// The Kafka brokers of the tier and the CLI tools next to them.
 #[derive(Debug, Clone)]
 pub struct Kafka {
-    /// `127.0.0.1:19092`
+    /// `127.0.0.1:19092,127.0.0.2:19092,127.0.0.3:19092`
     pub bootstrap: String,
+    /// Broker id → `host:port` (ids 1, 2, 3).
+    pub brokers: BTreeMap<i32, String>,
+    /// `peers/scripts/kafka.sh`, which stops and starts one broker (`stop-broker N`,
+    /// `start-broker N`).
+    pub script: PathBuf,
     /// `java -cp` value that holds Kafka's jars (CLI tools included).
     pub classpath: String,
     /// The `java` binary.
@@ -113,6 +119,8 @@ impl Kafka {
     pub fn from_env(env: &PeerEnv) -> Result<Self> {
         Ok(Self {
             bootstrap: env.get("KAFKA_BOOTSTRAP")?.to_string(),
+            brokers: parse_brokers(env.get("KAFKA_BROKERS")?)?,
+            script: PathBuf::from(env.get("KAFKA_SCRIPT")?),
             classpath: env.get("KAFKA_CLASSPATH")?.to_string(),
             java: PathBuf::from(env.get("KAFKA_JAVA")?),
             version: env.get("KAFKA_VERSION")?.to_string(),
@@ -187,6 +195,109 @@ impl Kafka {
             r.map_err(|(t, e)| anyhow!("deleting topic {t}: {e}"))?;
         }
         Ok(())
+    }
+
+    /// Create `topic` with one partition per entry of `assignment` (partition `p` on the brokers
+    /// `assignment[p]`, the first its preferred leader), and wait (at most 30 s) until every
+    /// partition has a leader and all its replicas in sync.
+    pub async fn create_topic_on(&self, topic: &str, assignment: &[Vec<i32>]) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .config()
+            .create()
+            .context("creating the admin client")?;
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let replicas: Vec<&[i32]> = assignment.iter().map(Vec::as_slice).collect();
+        let partitions = i32::try_from(assignment.len()).context("partition count")?;
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(
+                    topic,
+                    partitions,
+                    TopicReplication::Variable(&replicas),
+                )],
+                &opts,
+            )
+            .await
+            .context("CreateTopics")?;
+        for r in results {
+            r.map_err(|(t, e)| anyhow!("creating topic {t}: {e}"))?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let consumer: BaseConsumer = self
+                .config()
+                .create()
+                .context("creating a metadata client")?;
+            let topic_owned = topic.to_string();
+            let want = assignment.to_vec();
+            let ready = tokio::task::spawn_blocking(move || {
+                consumer
+                    .fetch_metadata(Some(&topic_owned), Duration::from_secs(5))
+                    .map(|md| {
+                        md.topics().iter().any(|t| {
+                            t.error().is_none()
+                                && t.partitions().len() == want.len()
+                                && t.partitions().iter().all(|p| {
+                                    let mut isr = p.isr().to_vec();
+                                    isr.sort_unstable();
+                                    let mut all =
+                                        want.get(p.id() as usize).cloned().unwrap_or_default();
+                                    all.sort_unstable();
+                                    p.leader() >= 0 && isr == all
+                                })
+                        })
+                    })
+            })
+            .await
+            .context("metadata task")??;
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("topic {topic}: not every partition has a leader and a full ISR after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn script(&self, args: &[&str]) -> Result<()> {
+        let run = tokio::process::Command::new("bash")
+            .arg(&self.script)
+            .args(args)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .map_err(|_| anyhow!("{} {args:?}: no answer in 120 s", self.script.display()))?
+            .with_context(|| format!("running {}", self.script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} {args:?} failed ({}): {}",
+                self.script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Stop broker `id` (2 or 3: node 1 runs the controller) with `kafka.sh stop-broker`: a
+    /// controlled shutdown; returns when its process is gone. The guard starts the broker again
+    /// when dropped (a failed test leaves the cluster whole for the tests after it); prefer
+    /// [`StoppedBroker::start`], which says how the start went.
+    pub async fn stop_broker(&self, id: i32) -> Result<StoppedBroker> {
+        let guard = StoppedBroker {
+            kafka: Some(self.clone()),
+            id,
+        };
+        self.script(&["stop-broker", &id.to_string()]).await?;
+        Ok(guard)
+    }
+
+    /// Start broker `id` again with `kafka.sh start-broker` (returns when it is STARTED, at most
+    /// 60 s).
+    pub async fn start_broker(&self, id: i32) -> Result<()> {
+        self.script(&["start-broker", &id.to_string()]).await
     }
 
     /// Produce `per_partition` messages to each of `partitions` partitions (acks=all, awaited).
@@ -371,6 +482,146 @@ impl Kafka {
     }
 }
 
+/// A broker stopped by [`Kafka::stop_broker`]; started again by [`StoppedBroker::start`], or
+/// when dropped.
+#[derive(Debug)]
+pub struct StoppedBroker {
+    kafka: Option<Kafka>,
+    id: i32,
+}
+
+impl StoppedBroker {
+    /// The stopped broker's id.
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// Start the broker again (`kafka.sh start-broker`; returns when it is STARTED).
+    pub async fn start(mut self) -> Result<()> {
+        match self.kafka.take() {
+            Some(k) => k.start_broker(self.id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for StoppedBroker {
+    fn drop(&mut self) {
+        let Some(k) = self.kafka.take() else {
+            return;
+        };
+        // Blocking on purpose: this runs while a test unwinds, before the next test starts.
+        let out = std::process::Command::new("bash")
+            .arg(&k.script)
+            .args(["start-broker", &self.id.to_string()])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "starting broker {} again failed ({}): {}",
+                self.id,
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("starting broker {} again: {e}", self.id),
+        }
+    }
+}
+
+/// The partition filters of `kafka-topics --describe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionFilter {
+    /// `--under-replicated-partitions`.
+    UnderReplicated,
+    /// `--unavailable-partitions`.
+    Unavailable,
+}
+
+impl Kafka {
+    /// Ground truth: `kafka-topics --describe --topic 'a|b|…' <filter>` — the partitions of
+    /// `topics` the CLI lists under `filter`, as (topic, partition line), sorted.
+    pub async fn describe_partitions(
+        &self,
+        topics: &[&str],
+        filter: PartitionFilter,
+    ) -> Result<Vec<(String, TopicPartitionInfo)>> {
+        let flag = match filter {
+            PartitionFilter::UnderReplicated => "--under-replicated-partitions",
+            PartitionFilter::Unavailable => "--unavailable-partitions",
+        };
+        let pattern = topics.join("|");
+        let out = self
+            .cli(
+                "org.apache.kafka.tools.TopicCommand",
+                &[
+                    "--bootstrap-server",
+                    &self.bootstrap,
+                    "--describe",
+                    "--topic",
+                    &pattern,
+                    flag,
+                ],
+            )
+            .await?;
+        let mut rows = parse_partition_lines(&out)?;
+        rows.retain(|(t, _)| topics.contains(&t.as_str()));
+        Ok(rows)
+    }
+}
+
+/// Parse the `Partition:` lines of `kafka-topics --describe` (with a partition filter such as
+/// `--under-replicated-partitions` the CLI prints only those, without the topic line), sorted by
+/// topic and partition.
+pub fn parse_partition_lines(out: &str) -> Result<Vec<(String, TopicPartitionInfo)>> {
+    let mut rows = Vec::new();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let f = fields(line);
+        let Some(p) = f.get("Partition") else {
+            continue;
+        };
+        let topic = f
+            .get("Topic")
+            .ok_or_else(|| anyhow!("no Topic in {line:?}"))?
+            .clone();
+        rows.push((topic, partition_info(&f, p, line)?));
+    }
+    rows.sort_by(|a, b| (&a.0, a.1.partition).cmp(&(&b.0, b.1.partition)));
+    Ok(rows)
+}
+
+fn partition_info(f: &BTreeMap<String, String>, p: &str, line: &str) -> Result<TopicPartitionInfo> {
+    let leader = match f.get("Leader").map(String::as_str) {
+        None | Some("none") | Some("-1") => None,
+        Some(l) => Some(l.parse().with_context(|| format!("Leader in {line:?}"))?),
+    };
+    Ok(TopicPartitionInfo {
+        partition: p
+            .parse()
+            .with_context(|| format!("Partition in {line:?}"))?,
+        leader,
+        replicas: id_list(f.get("Replicas").map(String::as_str).unwrap_or(""))?,
+        isr: id_list(f.get("Isr").map(String::as_str).unwrap_or(""))?,
+    })
+}
+
+/// Parse `KAFKA_BROKERS` (`id@host:port,…`).
+pub fn parse_brokers(s: &str) -> Result<BTreeMap<i32, String>> {
+    s.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| {
+            let (id, addr) = x
+                .trim()
+                .split_once('@')
+                .ok_or_else(|| anyhow!("KAFKA_BROKERS entry {x:?} is not id@host:port"))?;
+            Ok((
+                id.parse()
+                    .with_context(|| format!("broker id in KAFKA_BROKERS entry {x:?}"))?,
+                addr.to_string(),
+            ))
+        })
+        .collect()
+}
+
 fn dash_or_i64(s: &str) -> Result<Option<i64>> {
     if s == "-" {
         Ok(None)
@@ -453,18 +704,7 @@ pub fn parse_topic_describe(out: &str) -> Result<TopicDescription> {
             let d = desc
                 .as_mut()
                 .ok_or_else(|| anyhow!("partition line before the topic line: {line:?}"))?;
-            let leader = match f.get("Leader").map(String::as_str) {
-                None | Some("none") | Some("-1") => None,
-                Some(l) => Some(l.parse().with_context(|| format!("Leader in {line:?}"))?),
-            };
-            d.partitions.push(TopicPartitionInfo {
-                partition: p
-                    .parse()
-                    .with_context(|| format!("Partition in {line:?}"))?,
-                leader,
-                replicas: id_list(f.get("Replicas").map(String::as_str).unwrap_or(""))?,
-                isr: id_list(f.get("Isr").map(String::as_str).unwrap_or(""))?,
-            });
+            d.partitions.push(partition_info(&f, p, line)?);
         } else if let Some(count) = f.get("PartitionCount") {
             desc = Some(TopicDescription {
                 topic: f.get("Topic").cloned().unwrap_or_default(),
@@ -744,5 +984,21 @@ g               t               0          4               10              6    
         assert_eq!(d.partitions[0].leader, Some(1));
         assert_eq!(d.partitions[1].leader, None);
         assert!(d.partitions[1].isr.is_empty());
+    }
+
+    #[test]
+    fn parses_filtered_partition_lines_and_brokers() {
+        let out = "\tTopic: b\tTopicId: x\tPartition: 1\tLeader: 3\tReplicas: 2,3,1\tIsr: 3,1\tElr: \tLastKnownElr: \n\
+\tTopic: a\tTopicId: y\tPartition: 0\tLeader: none\tReplicas: 2\tIsr: 2\tElr: \tLastKnownElr: \n";
+        let rows = parse_partition_lines(out).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].0, "a");
+        assert_eq!(rows[0].1.leader, None);
+        assert_eq!(rows[1].1.replicas, [2, 3, 1]);
+        assert_eq!(rows[1].1.isr, [3, 1]);
+        assert!(parse_partition_lines("\tPartition: 0\tLeader: 1\n").is_err());
+        let b = parse_brokers("1@127.0.0.1:19092,2@127.0.0.2:19092").unwrap();
+        assert_eq!(b.get(&2).map(String::as_str), Some("127.0.0.2:19092"));
+        assert!(parse_brokers("127.0.0.1:19092").is_err());
     }
 }
