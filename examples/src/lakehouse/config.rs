@@ -382,18 +382,19 @@ impl LakehouseConfig {
                     .unwrap_or_else(|| Secret::new(String::new()));
                 let mut ep = SqlEndpoint::new(s.host.clone(), s.port, s.user.clone(), password);
                 ep.database = s.database.clone();
-                ep.tls =
-                    match s.tls.as_deref() {
-                        None | Some("prefer") => SqlTls::Prefer,
-                        Some("disable") => SqlTls::Disable,
-                        Some("require") => SqlTls::Require,
-                        Some(other) => return Err(ConfigError::Invalid {
+                ep.tls = match s.tls.as_deref() {
+                    None | Some("prefer") => SqlTls::Prefer,
+                    Some("disable") => SqlTls::Disable,
+                    Some("require") => SqlTls::Require,
+                    Some(other) => {
+                        return Err(ConfigError::Invalid {
                             section: format!("[{section}]"),
                             message: format!(
                                 "tls = {other:?}: expected \"disable\", \"prefer\" or \"require\""
                             ),
-                        }),
-                    };
+                        })
+                    }
+                };
                 Ok(Some(ep))
             };
 
