@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rb_core::policy::{AutoApprove, SafetyPolicy};
+use rb_core::policy::{CallbackApprover, Decision, SafetyPolicy};
 use rb_core::{Engine, MemoryJournal, Resolution, Runbook};
 use rb_examples::lakehouse::situations::{connect_failed, play, Scene};
 use rb_examples::lakehouse::{Credentials, Endpoints, Systems, Timings};
@@ -24,7 +24,15 @@ async fn engine(lake: &FakeLakehouse, dry_run: bool) -> Engine {
     }
     Engine::builder(runbook)
         .journal(Arc::new(MemoryJournal::new()))
-        .approver(Arc::new(AutoApprove))
+        // a scripted human on call: approves what is asked (the restart after a fix needs a human)
+        .approver(Arc::new(CallbackApprover::new(
+            Duration::from_secs(900),
+            |_req| async {
+                Decision::Granted {
+                    by: "on-call (scripted)".into(),
+                }
+            },
+        )))
         .policy(SafetyPolicy {
             dry_run,
             ..SafetyPolicy::default()
@@ -146,4 +154,65 @@ async fn dry_run_sends_no_mutating_request() {
         "{}",
         lake.connect().http().requests().describe()
     );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_configuration_error_waits_for_a_human_fix_then_restarts() {
+    let lake = FakeLakehouse::start().await.expect("lakehouse");
+    let engine = engine(&lake, false).await;
+    let scene = connect_failed::ConnectorMisconfigured::payments_sink();
+    let t = play(
+        &scene,
+        &lake,
+        &engine,
+        Duration::from_secs(30),
+        Duration::from_secs(3600),
+    )
+    .await
+    .expect("scene");
+    let story = story(&engine).await;
+    assert!(
+        t < Duration::from_secs(3600),
+        "the connector never ran again:\n{story}"
+    );
+    engine.run_for(Duration::from_secs(400)).await.expect("run");
+    let incidents = engine.incidents().await.expect("incidents");
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let inc = &incidents[0];
+    assert!(scene.expect().unwrap().matches(inc));
+    assert_eq!(
+        inc.applied_actions(),
+        vec!["kafka_connect.restart_after_fix".to_string()]
+    );
+    assert!(inc
+        .timeline
+        .iter()
+        .any(|e| matches!(&e.event, rb_core::Event::TaskDone { .. })));
+    assert_eq!(inc.resolution, Some(Resolution::Recovered));
+    // no automatic restart before the fix: exactly one restart request
+    let restarts = lake
+        .connect()
+        .http()
+        .requests()
+        .matching("POST", "/connectors/*/restart");
+    assert_eq!(restarts.len(), 1, "{restarts:#?}");
+    assert_eq!(
+        restarts[0].path,
+        format!("/connectors/{SINK_CONNECTOR}/restart")
+    );
+}
+
+async fn story(engine: &Engine) -> String {
+    let mut out = Vec::new();
+    for inc in engine.incidents().await.expect("incidents") {
+        for e in &inc.timeline {
+            out.push(format!(
+                "{} {} {}",
+                e.at.rfc3339(),
+                inc.record.id,
+                rb_core::report::describe(&e.event)
+            ));
+        }
+    }
+    out.join("\n")
 }

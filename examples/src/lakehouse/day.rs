@@ -188,6 +188,10 @@ pub fn script() -> Vec<Cue> {
                 percent: 96.0,
             }),
         ),
+        cue(
+            180,
+            Arc::new(connect_failed::ConnectorMisconfigured::payments_sink()),
+        ),
     ];
     cues.sort_by_key(|c| c.at);
     cues

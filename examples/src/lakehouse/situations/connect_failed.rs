@@ -10,10 +10,12 @@
 //!   every `Caused by:`) and its class (configuration, authorization, transient…), and the
 //!   worker's log lines from Loki (`{container="connect"}`: the seed's "read the stack trace in
 //!   the connect container logs").
-//! * **Mitigate** — rb-actions' restart with failed tasks
+//! * **Mitigate** — when the trace is transient: rb-actions' restart with failed tasks
 //!   (`POST /connectors/<n>/restart?includeTasks=true&onlyFailed=true`; the seed's bare
-//!   `/restart` restarts only the connector object), under Strimzi-style backoff; a task failing
-//!   on configuration or authorization is not restarted automatically (a human fixes the config).
+//!   `/restart` restarts only the connector object), under Strimzi-style backoff. When the trace
+//!   says configuration or authorization (a restart would fail the same way): a human task "fix
+//!   the connector's configuration", then the restart after the fix (approved by a human: the
+//!   seed's "restart … after fixing the config").
 //! * **Recover** — no failed task on that connector for the stability window.
 //! * **Escalate** — Kafka SME (30 min SLA), then the Data Platform on-call.
 
@@ -21,7 +23,7 @@ use std::sync::Arc;
 
 use rb_core::prelude::*;
 use rb_core::symptom::metric;
-use rb_probes::kafka_connect::ConnectStatus;
+use rb_probes::kafka_connect::{ConnectStatus, ConnectorsFact, TraceClass};
 use rb_probes::loki::LokiLogs;
 
 use crate::lakehouse::Systems;
@@ -59,6 +61,22 @@ fn connect_logs(s: &Systems) -> Arc<dyn Probe> {
     )
 }
 
+/// Whether a failed instance of the incident's connector failed on configuration or authorization
+/// (from the diagnosis' [`ConnectorsFact`]).
+pub fn needs_fix(ctx: &ActionContext) -> bool {
+    let Some(name) = ctx.label("connector") else {
+        return false;
+    };
+    ctx.fact::<ConnectorsFact>()
+        .and_then(|f| f.connector(name).cloned())
+        .is_some_and(|c| {
+            std::iter::once(&c.instance)
+                .chain(c.tasks.iter().map(|t| &t.instance))
+                .filter(|i| i.state == "FAILED")
+                .any(|i| i.trace_class.is_some_and(TraceClass::blocks_restart))
+        })
+}
+
 /// Failed tasks > 0 for the for-duration, one incident per connector; restart with failed tasks.
 pub fn playbook(s: &Systems) -> Playbook {
     let t = &s.timings;
@@ -76,6 +94,16 @@ pub fn playbook(s: &Systems) -> Playbook {
         .diagnose(status_probe(s))
         .diagnose(connect_logs(s))
         .mitigate_as("restart-failed-tasks", Arc::new(connect.restart()))
+        .when("the failed tasks' traces are transient (a restart may help)", |ctx| {
+            !needs_fix(ctx)
+        })
+        .human_task(
+            "fix-config",
+            "Fix the connector's configuration (or its access): the trace says a restart would fail the same way",
+        )
+        .when("a trace says configuration or authorization", needs_fix)
+        .mitigate_as("restart-after-fix", Arc::new(connect.restart_after_fix()))
+        .when("a trace says configuration or authorization", needs_fix)
         .stable_for(t.stable_for)
         .review_item("Was the connector's configuration (or the source database) fixed before the restart? (seed §4)")
         .review_item("Did the failed-task alert fire before the connector count dropped on the dashboard?")
@@ -202,5 +230,84 @@ impl crate::lakehouse::situations::Scene for ConnectorPaused {
         lake.resume_connector(&self.connector)
             .map_err(|e| crate::lakehouse::situations::SceneError::new(self.name(), e))?;
         Ok(true)
+    }
+}
+
+/// **Real:** the sink connector fails on its configuration (an invalid setting): a restart would
+/// fail the same way, so a (scripted) human fixes the configuration when asked, then the restart
+/// after the fix runs.
+#[derive(Debug, Clone)]
+pub struct ConnectorMisconfigured {
+    /// The connector.
+    pub connector: String,
+}
+
+impl ConnectorMisconfigured {
+    /// `payments-sink` with an invalid `topics.regex`.
+    pub fn payments_sink() -> Self {
+        Self {
+            connector: rb_testkit::lakehouse::SINK_CONNECTOR.to_string(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::lakehouse::situations::Scene for ConnectorMisconfigured {
+    fn name(&self) -> String {
+        format!("connector {} fails on its configuration", self.connector)
+    }
+
+    fn expect(&self) -> Option<crate::lakehouse::situations::Expect> {
+        Some(crate::lakehouse::situations::Expect {
+            playbook: PLAYBOOK,
+            key: vec![("connector", self.connector.clone())],
+            applied: vec!["restart-after-fix"],
+        })
+    }
+
+    async fn start(
+        &self,
+        lake: &rb_testkit::lakehouse::FakeLakehouse,
+    ) -> Result<(), crate::lakehouse::situations::SceneError> {
+        lake.connector_failed(
+            &self.connector,
+            "org.apache.kafka.common.config.ConfigException: Invalid value [payments for configuration topics.regex: Unclosed character class near index 8\n\tat org.apache.kafka.connect.runtime.SinkConnectorConfig.validate(SinkConnectorConfig.java:115)",
+        )
+        .map_err(|e| crate::lakehouse::situations::SceneError::new(self.name(), e))
+    }
+
+    async fn react(
+        &self,
+        lake: &rb_testkit::lakehouse::FakeLakehouse,
+        engine: &Engine,
+        _since_start: std::time::Duration,
+    ) -> Result<bool, crate::lakehouse::situations::SceneError> {
+        // The scripted human fixes the configuration once asked (the task is assigned).
+        for id in engine.open_incidents().await {
+            let Ok(inc) = engine.incident(&id).await else {
+                continue;
+            };
+            let asked = inc.timeline.iter().any(|e| {
+                matches!(&e.event, rb_core::Event::TaskAssigned { task, .. } if task.contains("configuration"))
+            });
+            let done = inc
+                .timeline
+                .iter()
+                .any(|e| matches!(&e.event, rb_core::Event::TaskDone { .. }));
+            if inc.record.playbook == PLAYBOOK
+                && inc.record.key.get("connector") == Some(&self.connector)
+                && asked
+                && !done
+            {
+                engine
+                    .complete_task(&id, "fix-config", "connect admin (scripted)")
+                    .await
+                    .map_err(|e| crate::lakehouse::situations::SceneError::new(self.name(), e))?;
+            }
+        }
+        let running = (0..)
+            .map_while(|t| lake.connect().task_state(&self.connector, t))
+            .all(|s| s == rb_testkit::http::kafka_connect::State::Running);
+        Ok(running)
     }
 }
