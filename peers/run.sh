@@ -4,8 +4,9 @@
 #   peers/run.sh kafka nessie  only these servers, and only their tests
 # Servers (in this order, each only when peers/scripts/<name>.sh exists):
 #   postgres mariadb kafka nessie flink cassandra prometheus
-# Tests of a server: peers/tests/<name>.rs, diff_<name>*.rs (fake vs real), probes_<name>*.rs and
-# actions_<name>*.rs (rb-probes / rb-actions against the real server), run with
+# Tests of a server: peers/tests/<name>.rs, diff_<name>*.rs (fake vs real), probes_<name>*.rs,
+# actions_<name>*.rs (rb-probes / rb-actions against the real server) and lakehouse_<name>*.rs (the
+# lakehouse runbook's playbooks through all five phases on the real server), run with
 #   cargo test -p rb-peers --test <t>… -- --ignored --test-threads=1
 # (every server selected and started: plain `cargo test -p rb-peers -- --ignored --test-threads=1`).
 # Whatever happens (success, failure, Ctrl-C), every server started here is stopped on exit and the
@@ -117,7 +118,8 @@ test_targets() {
   local name f
   for name in "$@"; do
     for f in "$ROOT/peers/tests/$name.rs" "$ROOT"/peers/tests/diff_"$name"*.rs \
-             "$ROOT"/peers/tests/probes_"$name"*.rs "$ROOT"/peers/tests/actions_"$name"*.rs; do
+             "$ROOT"/peers/tests/probes_"$name"*.rs "$ROOT"/peers/tests/actions_"$name"*.rs \
+             "$ROOT"/peers/tests/lakehouse_"$name"*.rs; do
       [ -f "$f" ] && printf -- '--test %s ' "$(basename "$f" .rs)"
     done
   done

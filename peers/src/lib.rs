@@ -13,6 +13,7 @@ pub mod shape;
 pub mod cassandra;
 pub mod flink;
 pub mod kafka;
+pub mod lakehouse;
 pub mod mariadb;
 pub mod nessie;
 pub mod postgres;
