@@ -1030,6 +1030,14 @@ fn lines_not_understood_are_listed_with_line_and_column() {
     assert_eq!(p.not_understood[1].line, 3);
 }
 
+/// Cases per property: `RB_FUZZ_CASES` when set (the long fuzz run, see `tests/fuzz.rs`), else `default`.
+fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("RB_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 mod parser_properties {
     use super::*;
     use proptest::prelude::*;
@@ -1048,6 +1056,8 @@ mod parser_properties {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(super::fuzz_cases(256)))]
+
         #[test]
         fn never_panics_on_arbitrary_text(s in "\\PC*") {
             let _ = parse_status(&s);
@@ -1556,7 +1566,7 @@ mod row_reader_properties {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
+        #![proptest_config(ProptestConfig::with_cases(super::fuzz_cases(128)))]
         /// Whatever rows a node returns, the probe answers an observation or a typed error.
         #[test]
         fn arbitrary_rows_never_panic(

@@ -494,8 +494,16 @@ fn flip(v: &mut serde_json::Value, n: &mut usize, with: &serde_json::Value) -> b
     }
 }
 
+/// Cases per property: `RB_FUZZ_CASES` when set (the long fuzz run, see `tests/fuzz.rs`), else `default`.
+fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("RB_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(fuzz_cases(256)))]
 
     #[test]
     fn parsers_never_panic_on_arbitrary_bytes(which in 0usize..PARSED.len(), body in proptest::collection::vec(any::<u8>(), 0..400)) {

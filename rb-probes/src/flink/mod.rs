@@ -23,7 +23,7 @@
 //!   JobManager does not matter (the checkpoint statistics can be up to `refresh-interval` old,
 //!   which makes the age err on the old side).
 //! - **Exceptions** are the adaptive scheduler's `exceptionHistory.entries` (`exceptionName`,
-//!   `stacktrace`, `timestamp`); each is classified by [`classify`] (schema mismatch,
+//!   `stacktrace`, `timestamp`); each is classified by [`classify()`] (schema mismatch,
 //!   serialization, class not found, out of memory, lost TaskManager, other).
 //! - **Vertex load** comes from the subtask metric aggregates
 //!   (`subtasks/metrics?get=busyTimeMsPerSecond,backPressuredTimeMsPerSecond,numRecordsInPerSecond&agg=max,avg,sum`):
