@@ -28,6 +28,25 @@ pub async fn lake() -> (FakeLakehouse, Systems) {
 
 /// An engine running only `playbooks`, auto-approving, on a memory journal; `dry_run` as told.
 pub async fn engine(playbooks: Vec<Playbook>, dry_run: bool) -> Engine {
+    engine_with(playbooks, dry_run, Arc::new(AutoApprove)).await
+}
+
+/// Like [`engine`], with a scripted on-call engineer who grants every request at once: unlike
+/// the automatic approver, a human may grant destructive steps (a Nessie assign).
+pub async fn engine_with_human(playbooks: Vec<Playbook>, dry_run: bool) -> Engine {
+    let human = rb_core::policy::CallbackApprover::new(Duration::from_secs(600), |_req| async {
+        rb_core::policy::Decision::Granted {
+            by: "scripted on-call".into(),
+        }
+    });
+    engine_with(playbooks, dry_run, Arc::new(human)).await
+}
+
+async fn engine_with(
+    playbooks: Vec<Playbook>,
+    dry_run: bool,
+    approver: Arc<dyn rb_core::policy::Approver>,
+) -> Engine {
     let mut rb = Runbook::new(lakehouse::RUNBOOK)
         .impact(lakehouse::impact())
         .on_call(lakehouse::on_call())
@@ -37,7 +56,7 @@ pub async fn engine(playbooks: Vec<Playbook>, dry_run: bool) -> Engine {
     }
     Engine::builder(rb)
         .journal(Arc::new(MemoryJournal::new()))
-        .approver(Arc::new(AutoApprove))
+        .approver(approver)
         // the fakes (Prometheus, Loki) stamp their answers on the system clock moved by tokio time
         .clock(Clock::system())
         .incident_id_seed(7)

@@ -21,7 +21,8 @@
 //!   hash. (2) When the merge did not apply (its dry run conflicts): [`AssignBranch`] assigns
 //!   `main` back to a known-good hash with the current hash as the expected one, when the
 //!   playbook is given one ([`playbook_with_known_good`]); otherwise a human resolves the
-//!   conflict ([`RESOLVE_STEP`]). Merge and assign ask the approver first.
+//!   conflict ([`RESOLVE_STEP`]). Merge (disruptive) and assign (destructive) ask the approver
+//!   first; an automatic approver never grants the assign, a human must.
 //! * **Recover** — both detect symptoms ok for the stability window.
 //! * **MinIO low on space** — a second playbook, [`MINIO_SPACE`], on `minio-main`: usable free
 //!   space under [`MINIO_FREE_FLOOR`] for the for-duration pages a human to free space (expire
