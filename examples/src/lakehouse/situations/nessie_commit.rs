@@ -114,13 +114,20 @@ fn token(s: &Systems) -> HttpAuth {
         .unwrap_or_default()
 }
 
-/// The clients: the server root (probes) and the v2 API (actions).
-fn clients(s: &Systems) -> Result<(Arc<dyn HttpClient>, Arc<dyn HttpClient>), BuildError> {
+/// The clients Nessie is reached through.
+struct Clients {
+    /// The server root, for the probes.
+    root: Arc<dyn HttpClient>,
+    /// The v2 API, for the actions.
+    api: Arc<dyn HttpClient>,
+}
+
+fn clients(s: &Systems) -> Result<Clients, BuildError> {
     let root = nessie_root(s);
-    Ok((
-        client(s, &root, token(s))?,
-        client(s, &format!("{root}/api/v2"), token(s))?,
-    ))
+    Ok(Clients {
+        root: client(s, &root, token(s))?,
+        api: client(s, &format!("{root}/api/v2"), token(s))?,
+    })
 }
 
 fn branch_probe(s: &Systems, root: Arc<dyn HttpClient>) -> Arc<dyn Probe> {
@@ -153,7 +160,7 @@ fn base(s: &Systems, root: &Arc<dyn HttpClient>) -> Playbook {
         .service("paimon-nessie")
         .detect(
             branch_probe(s, root.clone()),
-            every.clone(),
+            every,
             all_of(vec![
                 Box::new(
                     metric("nessie_branch_commits_behind")
@@ -219,7 +226,7 @@ fn finish(p: Playbook, s: &Systems) -> Playbook {
 /// The cannot-commit playbook: merge from the backup; a conflict the merge cannot resolve goes
 /// to a human.
 pub fn playbook(s: &Systems) -> Result<Playbook, BuildError> {
-    let (root, api) = clients(s)?;
+    let Clients { root, api } = clients(s)?;
     let endpoint = NessieEndpoint::new(s.nessie.clone(), api);
     let p = merge_step(base(s, &root), &endpoint)
         .human_task(
@@ -236,7 +243,7 @@ pub fn playbook_with_known_good(
     s: &Systems,
     known_good: impl Into<String>,
 ) -> Result<Playbook, BuildError> {
-    let (root, api) = clients(s)?;
+    let Clients { root, api } = clients(s)?;
     let endpoint = NessieEndpoint::new(s.nessie.clone(), api);
     let p = merge_step(base(s, &root), &endpoint)
         .mitigate_as(
@@ -286,9 +293,8 @@ pub fn minio_space(s: &Systems) -> Playbook {
 pub fn is_nessie_fix(r: &RecordedRequest) -> bool {
     let merge = r.method == "POST"
         && r.path.ends_with("/history/merge")
-        && !r
-            .json()
-            .is_some_and(|b| b["isDryRun"].as_bool() == Some(true));
+        && r.json()
+            .is_none_or(|b| b["isDryRun"].as_bool() != Some(true));
     let assign = r.method == "PUT" && r.path.starts_with(&format!("/api/v2/trees/{BRANCH}@"));
     merge || assign
 }
