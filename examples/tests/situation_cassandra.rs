@@ -143,3 +143,37 @@ async fn in_dry_run_the_node_is_detected_and_nothing_is_written() {
     assert_eq!(common::mutating_requests(&lake), Vec::<String>::new());
     assert_ne!(inc.step_state(0), StepState::Done);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_node_missing_from_the_ring_pages_a_human() {
+    let (lake, systems) = common::lake().await;
+    let engine = common::engine(cassandra_down::playbooks(&systems), false).await;
+    let t = systems.timings.clone();
+    let started = engine.clock().now();
+    // `nodetool removenode`: 127.0.0.3 leaves the ring altogether (no DN line, just absent)
+    lake.cassandra().remove_node(2).unwrap();
+    let until = tokio::time::Instant::now() + t.for_duration + t.probe_every * 2;
+    while tokio::time::Instant::now() < until {
+        engine.run_for(Duration::from_secs(5)).await.unwrap();
+    }
+    let incs = common::incidents_of(&engine, cassandra_down::MISSING).await;
+    assert_eq!(incs.len(), 1, "{incs:#?}\n{:#?}", engine.status().await);
+    let inc = &incs[0];
+    let after = common::opened_after(inc, started);
+    assert!(
+        after >= t.for_duration && after <= t.for_duration + t.probe_every,
+        "opened {after:?} after the start"
+    );
+    let v = inc.record.violated.as_ref().unwrap();
+    assert_eq!(v.name, "cassandra_nodes_missing_expected");
+    assert_eq!(v.value, 1.0);
+    assert_eq!(v.threshold, 0.0);
+    assert!(inc
+        .timeline
+        .iter()
+        .any(|e| matches!(e.event, Event::TaskAssigned { step: 0, .. })));
+    // a node that is gone is not a node that is down
+    assert!(common::incidents_of(&engine, cassandra_down::PLAYBOOK)
+        .await
+        .is_empty());
+}
