@@ -10,7 +10,10 @@
 //!
 //! | playbook | seed §4 | detected by | temporary fix |
 //! | --- | --- | --- | --- |
+//! | [`cassandra_down`](situations::cassandra_down) | Cassandra node down | a node `DN`, or an expected `UN` node missing | wait a stage; then a human starts a replacement node and lets it bootstrap |
+//! | [`nessie_commit`](situations::nessie_commit) | Paimon/Nessie cannot commit | `main` diverged from the backup branch, or Nessie's `/q/health` DOWN; MinIO usable free space low | merge from the backup branch (Nessie's dry run first), or assign back to a known-good hash; low MinIO space pages a human |
 //! | [`connect_failed`](situations::connect_failed) | Kafka Connect connector fails | failed tasks > 0, or the connector count drops | restart the connector with its failed tasks, under backoff |
+//! | [`trino_backlog`](situations::trino_backlog) | Trino backlog grows | `trino_execution_queuedqueries > 0` for the for-duration | kill the heaviest queries (at most 2 per incident) |
 //! | [`db_saturation`](situations::db_saturation) | MySQL/PostgreSQL connection saturation | used connections > 90 % of `max_connections` | shed sessions idle in a transaction (at most 30); a human shrinks the pool |
 //!
 //! Targets are named as in `FakeLakehouse::targets()`: `kafka-main`, `connect-main`, `flink-main`,

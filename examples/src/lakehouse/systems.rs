@@ -22,7 +22,7 @@ pub struct Endpoints {
     pub flink: String,
     /// Cassandra contact points (native protocol).
     pub cassandra: Vec<SocketAddr>,
-    /// Nessie's API (`http://nessie:19120`, the v2 API under `/api/v2`).
+    /// Nessie's server root (`http://nessie:19120`; the v2 API is under `/api/v2`).
     pub nessie: String,
     /// Nessie's management port (`http://nessie:9000`, `/q/health`).
     pub nessie_management: String,
@@ -314,7 +314,7 @@ impl Endpoints {
             kafka_connect: lake.connect().base_url(),
             flink: lake.flink().base_url(),
             cassandra: lake.cassandra_contact_points(),
-            nessie: lake.nessie().api_url(),
+            nessie: lake.nessie().api().base_url(),
             nessie_management: lake.nessie().management_url(),
             minio: lake.minio().base_url(),
             trino: lake.trino().http().base_url(),

@@ -13,13 +13,19 @@ use rb_testkit::lakehouse::FakeLakehouse;
 
 use super::Systems;
 
+pub mod cassandra_down;
 pub mod connect_failed;
 pub mod db_saturation;
+pub mod nessie_commit;
+pub mod trino_backlog;
 
 /// Every situation's playbooks, in the order of seed §4.
 pub fn all(systems: &Systems) -> Vec<Playbook> {
     let mut out = Vec::new();
+    out.extend(cassandra_down::playbooks(systems));
+    out.extend(nessie_commit::playbooks(systems));
     out.extend(connect_failed::playbooks(systems));
+    out.extend(trino_backlog::playbooks(systems));
     out.extend(db_saturation::playbooks(systems));
     out
 }
