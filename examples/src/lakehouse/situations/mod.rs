@@ -14,10 +14,14 @@ use rb_testkit::lakehouse::FakeLakehouse;
 use super::Systems;
 
 pub mod connect_failed;
+pub mod flink_restarting;
+pub mod kafka_backlog;
 
 /// Every situation's playbooks, in the order of seed §4.
 pub fn all(systems: &Systems) -> Vec<Playbook> {
     let mut out = Vec::new();
+    out.extend(kafka_backlog::playbooks(systems));
+    out.extend(flink_restarting::playbooks(systems));
     out.extend(connect_failed::playbooks(systems));
     out
 }
