@@ -24,7 +24,7 @@
 //!   * anything else → a task for a human to read the exceptions and the log and fix the cause.
 //! * **Recover** — the job RUNNING, and no more than [`MAX_RESTARTS`] restarts within the window,
 //!   for the stability window.
-//! * **Escalate** — Flink SME (30 min SLA), then the Data Platform on-call.
+//! * **Escalate** — the Data Platform on-call (15 min SLA; the seed's §5 has no Flink SME).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -159,7 +159,7 @@ pub fn playbook(s: &Systems) -> Playbook {
         .review_item("Which upstream schema change broke the job, and why did the type mapping not allow it? (seed §4)")
         .review_item("Was the job restored from the newest checkpoint, and was data cross-checked after the restore?")
         .review_item("Why was a TaskManager lost (OOM kill, heap, host)? Is one spare TaskManager needed?")
-        .escalate_to("Flink SME")
+        .escalate_to("Data Platform On-call")
 }
 
 /// The index of step `id` of this playbook in the engine's runbook.
