@@ -23,8 +23,11 @@ use rb_testkit::lakehouse::{self as fake, FakeLakehouse, HttpSystem};
 const STEP: Duration = Duration::from_secs(5);
 
 async fn setup(dry_run: bool) -> (FakeLakehouse, Engine, Timings) {
+    setup_with(dry_run, Timings::seed()).await
+}
+
+async fn setup_with(dry_run: bool, timings: Timings) -> (FakeLakehouse, Engine, Timings) {
     let lake = FakeLakehouse::start().await.unwrap();
-    let timings = Timings::seed();
     let systems = Systems::new(
         Endpoints::from_fake(&lake),
         Credentials::default(),
@@ -282,6 +285,34 @@ async fn a_group_that_stops_committing_while_it_rebalances_opens_nothing() {
     assert!((scene.rate * scene.pause.as_secs() as i64) as f64 > THRESHOLD);
     assert_eq!(scene.pause, Timings::seed().probe_every);
     decoy_opens_nothing(&scene).await;
+}
+
+/// The decoys are sized to tempt: without the for-duration, the spike and the rebalance would
+/// each open an incident (so the tests above can fail).
+#[tokio::test(start_paused = true)]
+async fn without_the_for_duration_the_spike_and_the_rebalance_would_page() {
+    let careless = Timings {
+        for_duration: Duration::ZERO,
+        ..Timings::seed()
+    };
+    for scene in [
+        Box::new(LagSpike::seed()) as Box<dyn Scene>,
+        Box::new(Rebalance::seed()),
+    ] {
+        let (lake, engine, _) = setup_with(false, careless.clone()).await;
+        play(
+            scene.as_ref(),
+            &lake,
+            &engine,
+            STEP,
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+        let all = incidents(&engine).await;
+        assert_eq!(all.len(), 1, "{}: {all:#?}", scene.name());
+        assert!(all[0].record.violated.as_ref().unwrap().value > THRESHOLD);
+    }
 }
 
 /// Kafka API keys that change a cluster or a group (a probe joining the group would rebalance
