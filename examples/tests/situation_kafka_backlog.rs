@@ -46,6 +46,9 @@ async fn setup_with(dry_run: bool, timings: Timings) -> (FakeLakehouse, Engine, 
         .build()
         .await
         .unwrap();
+    // a healthy minute first: the probes see the pipeline at its baseline lag
+    engine.run_for(Duration::from_secs(60)).await.unwrap();
+    assert!(engine.incidents().await.unwrap().is_empty());
     (lake, engine, timings)
 }
 
