@@ -11,7 +11,7 @@
 //!   job; with Alertmanager in front, route `FlinkJobRestarting` to the on-call and let this probe
 //!   drive the playbook.
 //! * **Diagnose** — the job again (its exception history, each entry classified by rb-probes'
-//!   [`classify`](rb_probes::flink::classify): schema mismatch, serialization, class not found,
+//!   [`classify`](rb_probes::flink::classify()): schema mismatch, serialization, class not found,
 //!   out of memory, lost TaskManager, other), and the JobManager's log lines from Loki
 //!   (`{container="flink-jobmanager"}`, the seed's "inspect logs via Loki").
 //! * **Mitigate**, by the newest exception's class:
