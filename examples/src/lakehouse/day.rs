@@ -150,13 +150,17 @@ pub enum DayError {
 
 /// The day's script: when each situation and decoy happens. Every situation of seed §4 at least
 /// once; at 01:00 a connector fails while PostgreSQL saturates (two incidents at once on
-/// different targets).
+/// different targets). The decoys come first, each sized to tempt a careless rule.
 pub fn script() -> Vec<Cue> {
-    use super::situations::{connect_failed, db_saturation};
+    use super::situations::{
+        cassandra_down, connect_failed, db_saturation, flink_restarting, kafka_backlog,
+        nessie_commit, trino_backlog,
+    };
     use rb_testkit::lakehouse::{Database, SINK_CONNECTOR};
     let min = |m: u64| Duration::from_secs(m * 60);
     let cue = |m: u64, scene: Arc<dyn Scene>| Cue { at: min(m), scene };
     let mut cues = vec![
+        // decoys
         cue(
             5,
             Arc::new(connect_failed::ConnectorPaused {
@@ -164,6 +168,7 @@ pub fn script() -> Vec<Cue> {
                 for_how_long: min(20),
             }),
         ),
+        cue(8, Arc::new(kafka_backlog::LagSpike::seed())),
         cue(10, Arc::new(ProbeTimesOutOnce(HttpSystem::Connect))),
         cue(
             15,
@@ -173,6 +178,26 @@ pub fn script() -> Vec<Cue> {
                 for_how_long: min(20),
             }),
         ),
+        cue(
+            20,
+            Arc::new(kafka_backlog::QuietTopic {
+                for_how_long: min(15),
+            }),
+        ),
+        cue(
+            30,
+            Arc::new(flink_restarting::RestartOnce {
+                observe_for: min(15),
+            }),
+        ),
+        cue(
+            40,
+            Arc::new(nessie_commit::HealthTimesOutOnce {
+                for_how_long: min(5),
+            }),
+        ),
+        cue(50, Arc::new(kafka_backlog::Rebalance::seed())),
+        // the situations of seed §4
         cue(60, Arc::new(connect_failed::ConnectorFails::orders_cdc())),
         cue(
             60,
@@ -181,6 +206,7 @@ pub fn script() -> Vec<Cue> {
                 percent: 95.0,
             }),
         ),
+        cue(90, Arc::new(kafka_backlog::Backlog::orders())),
         cue(
             120,
             Arc::new(db_saturation::Saturated {
@@ -188,10 +214,16 @@ pub fn script() -> Vec<Cue> {
                 percent: 96.0,
             }),
         ),
+        cue(150, Arc::new(flink_restarting::SchemaCrashLoop::new())),
         cue(
             180,
             Arc::new(connect_failed::ConnectorMisconfigured::payments_sink()),
         ),
+        cue(210, Arc::new(cassandra_down::NodeDown::new(1, min(20)))),
+        cue(240, Arc::new(nessie_commit::CommitConflict::new())),
+        cue(270, Arc::new(trino_backlog::Backlog::new(8))),
+        cue(300, Arc::new(nessie_commit::MinioLowSpace::new(20 << 30))),
+        cue(330, Arc::new(flink_restarting::LostTaskManager::new())),
     ];
     cues.sort_by_key(|c| c.at);
     cues

@@ -10,6 +10,8 @@
 //!
 //! | playbook | seed §4 | detected by | temporary fix |
 //! | --- | --- | --- | --- |
+//! | [`kafka_backlog`](situations::kafka_backlog) | Kafka backlog grows | `records_lag_max` > 5,000 for the for-duration (lag probe over rdkafka) while the group falls behind or stalls (Burrow-style status); one incident per group/topic | rescale the consuming Flink job in place to the autoscaler's parallelism |
+//! | [`flink_restarting`](situations::flink_restarting) | Flink job restarts repeatedly | `numRestarts` up by more than 2 in 5 min, or the job down for the for-duration; one incident per job | schema error: a human deploys the fixed JAR, then restore from the latest checkpoint; lost TaskManager: a human scales out |
 //! | [`cassandra_down`](situations::cassandra_down) | Cassandra node down | a node `DN`, or an expected `UN` node missing | wait a stage; then a human starts a replacement node and lets it bootstrap |
 //! | [`nessie_commit`](situations::nessie_commit) | Paimon/Nessie cannot commit | `main` diverged from the backup branch, or Nessie's `/q/health` DOWN; MinIO usable free space low | merge from the backup branch (Nessie's dry run first), or assign back to a known-good hash; low MinIO space pages a human |
 //! | [`connect_failed`](situations::connect_failed) | Kafka Connect connector fails | failed tasks > 0, or the connector count drops | restart the connector with its failed tasks, under backoff |

@@ -16,12 +16,16 @@ use super::Systems;
 pub mod cassandra_down;
 pub mod connect_failed;
 pub mod db_saturation;
+pub mod flink_restarting;
+pub mod kafka_backlog;
 pub mod nessie_commit;
 pub mod trino_backlog;
 
 /// Every situation's playbooks, in the order of seed §4.
 pub fn all(systems: &Systems) -> Vec<Playbook> {
     let mut out = Vec::new();
+    out.extend(kafka_backlog::playbooks(systems));
+    out.extend(flink_restarting::playbooks(systems));
     out.extend(cassandra_down::playbooks(systems));
     out.extend(nessie_commit::playbooks(systems));
     out.extend(connect_failed::playbooks(systems));
