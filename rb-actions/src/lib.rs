@@ -49,3 +49,6 @@ pub mod exec;
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
