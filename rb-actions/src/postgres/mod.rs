@@ -237,7 +237,11 @@ impl PlannedSession {
             self.application,
             self.state,
             human(secs_f64(self.state_seconds)),
-            self.query
+            if self.query.is_empty() {
+                "(no statement)"
+            } else {
+                &self.query
+            }
         )
     }
 }
@@ -445,6 +449,11 @@ impl TerminateSessions {
 }
 
 /// Run a client call, turning a driver panic into an error of `kind`.
+/// Close a connection; a driver that panics on the way out loses nothing.
+async fn close(conn: Box<dyn PgSessionConn>) {
+    let _ = AssertUnwindSafe(conn.close()).catch_unwind().await;
+}
+
 async fn guard<T>(
     fut: impl std::future::Future<Output = Result<T, SourceError>>,
     kind: ErrorKind,
@@ -486,7 +495,7 @@ impl Remediation for TerminateSessions {
         }
         let mut conn = self.connect_conn().await?;
         let read = self.read(&mut conn, true).await;
-        conn.close().await;
+        close(conn).await;
         let (rows, supers) = read?;
         let judge = self.judge(ctx, &supers);
         let mut excluded: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -574,7 +583,7 @@ impl Remediation for TerminateSessions {
         }
         let mut conn = self.connect_conn().await?;
         let result = self.terminate_on(&mut conn, &planned, ctx).await;
-        conn.close().await;
+        close(conn).await;
         result
     }
 
@@ -596,7 +605,7 @@ impl Remediation for TerminateSessions {
         }
         let mut conn = self.connect_conn().await?;
         let read = self.read(&mut conn, false).await;
-        conn.close().await;
+        close(conn).await;
         let (rows, _) = read?;
         let still: Vec<String> = gone
             .iter()
