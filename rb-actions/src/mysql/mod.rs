@@ -878,3 +878,20 @@ impl KillSessions {
         })))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn grantees_hosts_and_statements() {
+        assert_eq!(grantee_user("'dba'@'%'"), "dba");
+        assert_eq!(grantee_user("'we@ird'@'10.0.0.%'"), "we@ird");
+        assert_eq!(host_only("10.0.0.5:51234"), "10.0.0.5");
+        assert_eq!(host_only("[::1]:5"), "::1");
+        assert_eq!(host_only("localhost"), "localhost");
+        assert_eq!(KillMode::Connection.statement(7), "KILL CONNECTION 7");
+        assert_eq!(KillMode::Query.statement(7), "KILL QUERY 7");
+    }
+}
