@@ -16,8 +16,12 @@
 //! | [`INNODB_TRX_SQL`] | the scripted transactions and those of live connections (`START TRANSACTION` / `BEGIN`) |
 //! | `SELECT CONNECTION_ID()`, `SELECT @@max_connections`, `SELECT @@version`, `SELECT 1` | one row |
 //! | `KILL [CONNECTION \| QUERY] <id>` | the process removed (a live connection closed) or its statement ended; recorded in [`FakeMysql::kills`]; error 1094 for an unknown id |
+//! | [`ADMINS_SQL`] | one `GRANTEE` (`'user'@'host'`) row per account with `SUPER` or `CONNECTION ADMIN` ([`FakeMysqlBuilder::admin`]; `'root'@'localhost'` by default) |
 //! | `SET …`, `USE <db>` | OK |
 //! | `START TRANSACTION`, `BEGIN`, `COMMIT`, `ROLLBACK` | the live connection's transaction opens / closes in `INNODB_TRX` |
+//!
+//! [`FakeMysql::set_kill_fault`] makes `KILL` misbehave as a real server or network can: refused with
+//! error 1095 (`You are not owner of thread`), or carried out with its answer never sent.
 //!
 //! Anything else gets an error packet — 1064 (`ER_PARSE_ERROR`, SQLSTATE 42000) for an unknown
 //! statement, 1235 (`ER_NOT_SUPPORTED_YET`) for another shape of a known table — never silence.
@@ -51,6 +55,21 @@ pub const PROCESSLIST_SQL: &str =
 /// The InnoDB transactions statement the fake answers (the rb mysql probe sends exactly this).
 pub const INNODB_TRX_SQL: &str = "SELECT trx_mysql_thread_id, trx_state, \
 TIMESTAMPDIFF(SECOND, trx_started, NOW()) AS trx_age_s FROM information_schema.INNODB_TRX";
+
+/// The administrators statement the fake answers (the rb mysql session-killing remediation sends
+/// exactly this).
+pub const ADMINS_SQL: &str = "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES \
+WHERE PRIVILEGE_TYPE IN ('SUPER', 'CONNECTION ADMIN', 'CONNECTION_ADMIN')";
+
+/// How `KILL` misbehaves ([`FakeMysql::set_kill_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KillFault {
+    /// Refused with error 1095 (`You are not owner of thread <id>`): nothing killed.
+    Denied,
+    /// The kill is carried out, then the asking connection never gets an answer.
+    LoseAnswer,
+}
 
 /// Errors of the fake's control API.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +223,8 @@ pub(crate) struct Model {
     pending_abort: BTreeMap<u64, AbortHandle>,
     statements: Vec<ReceivedStatement>,
     kills: Vec<Kill>,
+    admins: Vec<String>,
+    kill_fault: Option<KillFault>,
     next_id: u64,
     max_used: u64,
     aborted_connects: u64,
@@ -255,6 +276,7 @@ impl Model {
 pub struct FakeMysqlBuilder {
     variables: BTreeMap<String, String>,
     status: BTreeMap<String, String>,
+    admins: Vec<String>,
     user: String,
     password: String,
 }
@@ -272,6 +294,7 @@ impl Default for FakeMysqlBuilder {
         Self {
             variables,
             status,
+            admins: vec!["'root'@'localhost'".to_string()],
             user: "rb".to_string(),
             password: "rb-fake-pass".to_string(),
         }
@@ -288,6 +311,16 @@ impl FakeMysqlBuilder {
     /// Set a status counter (overrides what the fake would count).
     pub fn status(mut self, name: &str, value: &str) -> Self {
         self.status.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// Give `'user'@'host'` `SUPER` (it is listed by [`ADMINS_SQL`]; `'root'@'localhost'` is by
+    /// default).
+    pub fn admin(mut self, user: &str, host: &str) -> Self {
+        let grantee = format!("'{user}'@'{host}'");
+        if !self.admins.contains(&grantee) {
+            self.admins.push(grantee);
+        }
         self
     }
 
@@ -314,6 +347,8 @@ impl FakeMysqlBuilder {
             pending_abort: BTreeMap::new(),
             statements: Vec::new(),
             kills: Vec::new(),
+            admins: self.admins,
+            kill_fault: None,
             next_id: 100,
             max_used: 0,
             aborted_connects: 0,
@@ -454,6 +489,21 @@ impl FakeMysql {
     /// Forget the statements received so far.
     pub fn clear_statements(&self) {
         lock(&self.model).statements.clear();
+    }
+
+    /// Give or take `SUPER` of `'user'@'host'`.
+    pub fn set_admin(&self, user: &str, host: &str, admin: bool) {
+        let grantee = format!("'{user}'@'{host}'");
+        let mut m = lock(&self.model);
+        m.admins.retain(|g| g != &grantee);
+        if admin {
+            m.admins.push(grantee);
+        }
+    }
+
+    /// Make `KILL` misbehave (`None`: carry it out normally).
+    pub fn set_kill_fault(&self, fault: Option<KillFault>) {
+        lock(&self.model).kill_fault = fault;
     }
 
     /// Inject a fault (`None` clears it).

@@ -15,8 +15,8 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpListener;
 
 use super::{
-    lock, Kill, Live, MyProcess, MyProtocol, ReceivedStatement, Shared, INNODB_TRX_SQL,
-    PROCESSLIST_SQL, VARIABLES_SQL,
+    lock, Kill, KillFault, Live, MyProcess, MyProtocol, ReceivedStatement, Shared, ADMINS_SQL,
+    INNODB_TRX_SQL, PROCESSLIST_SQL, VARIABLES_SQL,
 };
 
 /// Accept connections on the private listener, one opensrv session each.
@@ -69,6 +69,7 @@ pub(super) enum Stmt {
     Processlist,
     ShowProcesslist { full: bool },
     InnodbTrx,
+    Admins,
     ConnectionId,
     Variable(String),
     SelectOne,
@@ -117,6 +118,9 @@ pub(super) fn parse(sql: &str) -> Result<Stmt, Refusal> {
     }
     if n == normalize(INNODB_TRX_SQL) {
         return Ok(Stmt::InnodbTrx);
+    }
+    if n == normalize(ADMINS_SQL) {
+        return Ok(Stmt::Admins);
     }
     if let Some(list) = n
         .strip_prefix("show global status where variable_name in (")
@@ -245,6 +249,7 @@ fn columns(stmt: &Stmt, mariadb: bool) -> Vec<Column> {
             col("trx_state", MYSQL_TYPE_VAR_STRING, NN),
             col("trx_age_s", MYSQL_TYPE_LONGLONG, ColumnFlags::empty()),
         ],
+        Stmt::Admins => vec![col("GRANTEE", MYSQL_TYPE_VAR_STRING, NN)],
         Stmt::ConnectionId => vec![col("CONNECTION_ID()", conn_id, UNSIGNED | NN)],
         Stmt::Variable(name) if name == "max_connections" => {
             vec![col(&format!("@@{name}"), MYSQL_TYPE_LONGLONG, UNSIGNED)]
@@ -407,10 +412,21 @@ impl Conn {
                     })
                     .collect()
             }
+            Stmt::Admins => m
+                .admins
+                .iter()
+                .map(|g| vec![V::S(Some(g.clone()))])
+                .collect(),
             Stmt::ConnectionId => vec![vec![conn_id]],
             Stmt::SelectOne => vec![vec![V::I(Some(1))]],
             Stmt::Kill { id, query_only } => {
                 let id = *id;
+                if m.kill_fault == Some(KillFault::Denied) {
+                    return Err(Refusal {
+                        kind: ErrorKind::ER_KILL_DENIED_ERROR,
+                        message: format!("You are not owner of thread {id}"),
+                    });
+                }
                 let mut found = false;
                 if *query_only {
                     if let Some(p) = m.scripted.iter_mut().find(|p| p.id == id) {
@@ -473,6 +489,12 @@ impl Conn {
         self.set_running(Some(sql));
         let outcome = self.run(&stmt);
         self.set_running(None);
+        let lose = matches!(stmt, Stmt::Kill { .. })
+            && lock(&self.model).kill_fault == Some(KillFault::LoseAnswer);
+        if lose {
+            // The kill happened; its answer never leaves.
+            std::future::pending::<()>().await;
+        }
         match outcome {
             Err(r) => results.error(r.kind, r.message.as_bytes()).await,
             Ok(None) => results.completed(OkResponse::default()).await,
@@ -621,6 +643,7 @@ mod tests {
         assert_eq!(parse(VARIABLES_SQL), Ok(Stmt::Variables));
         assert_eq!(parse(PROCESSLIST_SQL), Ok(Stmt::Processlist));
         assert_eq!(parse(INNODB_TRX_SQL), Ok(Stmt::InnodbTrx));
+        assert_eq!(parse(ADMINS_SQL), Ok(Stmt::Admins));
         assert!(
             matches!(parse(STATUS_SQL), Ok(Stmt::Status(v)) if v.len() == 5 && v[0] == "Threads_connected")
         );

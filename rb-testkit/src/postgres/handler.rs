@@ -27,8 +27,8 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 
 use super::{
-    lock, LiveConn, PgAuth, PgSession, QueryProtocol, ReceivedStatement, Shared, Termination,
-    ACTIVITY_SQL,
+    lock, LiveConn, PgAuth, PgSession, QueryProtocol, ReceivedStatement, Shared, TerminateFault,
+    Termination, ACTIVITY_SQL, SUPERUSERS_SQL,
 };
 
 /// Accept connections on the private listener, one pgwire session each.
@@ -170,6 +170,14 @@ impl Backend {
         }
     }
 
+    /// With [`TerminateFault::LoseAnswer`], never answer (the termination already happened).
+    async fn maybe_lose_answer(&self) {
+        let lose = lock(&self.model).terminate_fault == Some(TerminateFault::LoseAnswer);
+        if lose {
+            std::future::pending::<()>().await;
+        }
+    }
+
     fn record(&self, sql: &str, protocol: QueryProtocol) {
         lock(&self.model).statements.push(ReceivedStatement {
             sql: sql.to_string(),
@@ -295,6 +303,7 @@ pub(super) enum Stmt {
     CurrentSetting(String),
     BackendPid(String),
     Activity,
+    Superusers,
     Terminate(Option<i32>),
     Begin,
     Commit,
@@ -339,6 +348,9 @@ pub(super) fn parse(sql: &str) -> PgWireResult<Stmt> {
     }
     if n == normalize(ACTIVITY_SQL) {
         return Ok(Stmt::Activity);
+    }
+    if n == normalize(SUPERUSERS_SQL) {
+        return Ok(Stmt::Superusers);
     }
     let settings_prefix = "select name, setting from pg_settings where name in (";
     if let Some(list) = n.strip_prefix(settings_prefix) {
@@ -427,6 +439,7 @@ fn fields(stmt: &Stmt, format: &Format) -> Vec<FieldInfo> {
             ("query".into(), Type::TEXT),
             ("own".into(), Type::BOOL),
         ],
+        Stmt::Superusers => vec![("rolname".into(), Type::TEXT)],
         Stmt::Terminate(_) => vec![("pg_terminate_backend".into(), Type::BOOL)],
         Stmt::SelectOne => vec![("?column?".into(), Type::INT4)],
         Stmt::Version => vec![("version".into(), Type::TEXT)],
@@ -515,6 +528,11 @@ impl Backend {
                     })
                     .collect()
             }
+            Stmt::Superusers => m
+                .superusers
+                .iter()
+                .map(|r| vec![Val::Text(Some(r.clone()))])
+                .collect(),
             Stmt::Terminate(pid) => {
                 let Some(pid) = pid.or(param_pid) else {
                     return Err(user_error(
@@ -523,6 +541,13 @@ impl Backend {
                         "pg_terminate_backend($1) needs one int4 parameter",
                     ));
                 };
+                if m.terminate_fault == Some(TerminateFault::Denied) {
+                    return Err(user_error(
+                        "ERROR",
+                        "42501",
+                        "permission denied to terminate process",
+                    ));
+                }
                 let mut found = false;
                 let before = m.scripted.len();
                 m.scripted.retain(|s| s.pid != pid);
@@ -616,9 +641,14 @@ impl SimpleQueryHandler for Backend {
         // Several statements in one Query message: answered one after the other; the first error
         // ends the batch (as a real server does).
         for part in query.split(';').filter(|p| !p.trim().is_empty()) {
-            match parse(part)
-                .and_then(|stmt| self.respond(&stmt, part.trim(), &Format::UnifiedText, None))
-            {
+            let parsed = parse(part);
+            let terminate = matches!(parsed, Ok(Stmt::Terminate(_)));
+            let answer = parsed
+                .and_then(|stmt| self.respond(&stmt, part.trim(), &Format::UnifiedText, None));
+            if terminate {
+                self.maybe_lose_answer().await;
+            }
+            match answer {
                 Ok(r) => out.push(r),
                 Err(PgWireError::UserError(info)) => {
                     out.push(Response::Error(info));
@@ -711,7 +741,11 @@ impl ExtendedQueryHandler for Backend {
         } else {
             None
         };
-        self.respond(stmt, sql, &portal.result_column_format, param_pid)
+        let answer = self.respond(stmt, sql, &portal.result_column_format, param_pid);
+        if matches!(stmt, Stmt::Terminate(_)) {
+            self.maybe_lose_answer().await;
+        }
+        answer
     }
 
     async fn do_describe_statement<C>(
@@ -769,6 +803,7 @@ mod tests {
     fn knows_its_statements_and_refuses_others() {
         assert!(matches!(parse(SETTINGS_SQL), Ok(Stmt::Settings(v)) if v.len() == 4));
         assert!(matches!(parse(ACTIVITY_SQL), Ok(Stmt::Activity)));
+        assert!(matches!(parse(SUPERUSERS_SQL), Ok(Stmt::Superusers)));
         assert!(matches!(
             parse("  select   PG_BACKEND_PID() ;"),
             Ok(Stmt::BackendPid(_))

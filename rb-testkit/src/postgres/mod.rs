@@ -16,12 +16,17 @@
 //! | `SELECT pg_backend_pid()` (optionally `AS <alias>`) | the connection's pid, `int4` |
 //! | [`ACTIVITY_SQL`] | every session of the model plus every live connection (`state` `active` for the one asking, with its own statement as `query`) |
 //! | `SELECT pg_terminate_backend(<pid>)` or `(…($1))` | `true` and the session removed (a live connection is closed), `false` for an unknown pid; recorded in [`FakePostgres::terminated`] |
+//! | [`SUPERUSERS_SQL`] | one `rolname` text row per superuser role ([`FakePostgresBuilder::superuser`]; `postgres` by default) |
 //! | `BEGIN`, `START TRANSACTION`, `COMMIT`, `ROLLBACK` | the connection's state becomes `idle in transaction` / `idle` |
 //! | `SELECT 1`, `SELECT version()` | `?column?` `int4` 1; `version` text |
 //!
 //! Anything else is answered with an `ErrorResponse` — SQLSTATE `42601` (syntax error) for what is not
 //! a statement of the list, `0A000` (feature not supported) for a `pg_stat_activity` or `pg_settings`
 //! statement of another shape — never with silence.
+//!
+//! [`FakePostgres::set_terminate_fault`] makes `pg_terminate_backend` misbehave the way a real server
+//! or network can: refused with SQLSTATE 42501 (the role may not signal that backend), or carried out
+//! with its answer never sent (the caller cannot tell whether it happened).
 //!
 //! Faults ([`crate::sqlwire::WireFault`]) act on the bytes, between the client and pgwire: latency,
 //! refused connections ([`FakePostgres::refuse_connections`]), a server that never answers, a
@@ -66,6 +71,20 @@ extract(epoch FROM (now() - query_start))::float8 AS query_age_s, \
 extract(epoch FROM (now() - state_change))::float8 AS state_age_s, \
 coalesce(query, '') AS query, pid = pg_backend_pid() AS own \
 FROM pg_stat_activity";
+
+/// The superuser statement the fake answers (the rb postgres session-terminating remediation sends
+/// exactly this).
+pub const SUPERUSERS_SQL: &str = "SELECT rolname::text AS rolname FROM pg_roles WHERE rolsuper";
+
+/// How `pg_terminate_backend` misbehaves ([`FakePostgres::set_terminate_fault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TerminateFault {
+    /// Refused with SQLSTATE 42501 (`permission denied to terminate process`): nothing terminated.
+    Denied,
+    /// The backend is terminated, then the asking connection never gets an answer.
+    LoseAnswer,
+}
 
 /// Errors of the fake's control API.
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +266,8 @@ pub(crate) struct Model {
     pending_abort: BTreeMap<i32, AbortHandle>,
     statements: Vec<ReceivedStatement>,
     terminated: Vec<Termination>,
+    superusers: Vec<String>,
+    terminate_fault: Option<TerminateFault>,
     next_pid: i32,
     auth: PgAuth,
     user: String,
@@ -295,6 +316,7 @@ impl Model {
 #[derive(Debug, Clone)]
 pub struct FakePostgresBuilder {
     settings: BTreeMap<String, String>,
+    superusers: Vec<String>,
     auth: PgAuth,
     user: String,
     password: String,
@@ -313,6 +335,7 @@ impl Default for FakePostgresBuilder {
         .collect();
         Self {
             settings,
+            superusers: vec!["postgres".to_string()],
             auth: PgAuth::Md5,
             user: "rb".to_string(),
             password: "rb-fake-pass".to_string(),
@@ -324,6 +347,14 @@ impl FakePostgresBuilder {
     /// Set a setting (`max_connections`, `server_version_num`, …).
     pub fn setting(mut self, name: &str, value: &str) -> Self {
         self.settings.insert(name.to_string(), value.to_string());
+        self
+    }
+
+    /// Make `role` a superuser (`pg_roles.rolsuper`; `postgres` is one by default).
+    pub fn superuser(mut self, role: &str) -> Self {
+        if !self.superusers.iter().any(|r| r == role) {
+            self.superusers.push(role.to_string());
+        }
         self
     }
 
@@ -354,6 +385,8 @@ impl FakePostgresBuilder {
             pending_abort: BTreeMap::new(),
             statements: Vec::new(),
             terminated: Vec::new(),
+            superusers: self.superusers,
+            terminate_fault: None,
             next_pid: 10_000,
             auth: self.auth,
             user: self.user,
@@ -475,6 +508,20 @@ impl FakePostgres {
     /// Every statement received, in order.
     pub fn statements(&self) -> Vec<ReceivedStatement> {
         lock(&self.model).statements.clone()
+    }
+
+    /// Make `role` a superuser or not.
+    pub fn set_superuser(&self, role: &str, superuser: bool) {
+        let mut m = lock(&self.model);
+        m.superusers.retain(|r| r != role);
+        if superuser {
+            m.superusers.push(role.to_string());
+        }
+    }
+
+    /// Make `pg_terminate_backend` misbehave (`None`: carry it out normally).
+    pub fn set_terminate_fault(&self, fault: Option<TerminateFault>) {
+        lock(&self.model).terminate_fault = fault;
     }
 
     /// Forget the statements received so far.
