@@ -521,7 +521,8 @@ fn lock(s: &Shared) -> MutexGuard<'_, ApiState> {
 /// | `GET /-/healthy`, `GET /-/ready` | 200 `OK` |
 ///
 /// `GET /api/v2/alerts` takes Alertmanager's parameters: `active`, `silenced`, `inhibited`,
-/// `unprocessed` (booleans, default `true`; another value → 400), `filter` (repeatable; a matcher
+/// `unprocessed` (booleans, default `true`, read as go-swagger reads them: `true`, `1`, `yes`, `on`…
+/// are true, any other word false), `filter` (repeatable; a matcher
 /// `name="v"`, `!=`, `=~`, `!~`, regexes anchored; a bad one → 400 `"bad matcher format: …"`) and
 /// `receiver` (an anchored regex over receiver names). An alert whose `endsAt` has passed is
 /// resolved and no longer listed. `status.state` is `suppressed` while a silence, an inhibiting
@@ -708,16 +709,11 @@ async fn get_alerts(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Res
     let mut receiver: Option<regex::Regex> = None;
     for (k, v) in &params {
         if let Some(f) = flags.iter_mut().find(|(name, _)| name == k) {
-            f.1 = match v.as_str() {
-                "true" => true,
-                "false" => false,
-                other => {
-                    return api_error(
-                        StatusCode::BAD_REQUEST,
-                        format!("{k} in query must be of type boolean: \"{other}\""),
-                    )
-                }
-            };
+            // go-swagger's boolean: these words are true, anything else false (never an error)
+            f.1 = matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes" | "ok" | "y" | "on" | "selected" | "checked" | "t" | "enabled"
+            );
         } else if k == "filter" {
             match rb_core::Matchers::parse(v) {
                 Ok(ms) if ms.len() == 1 => {
