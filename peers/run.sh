@@ -3,7 +3,7 @@
 #   peers/run.sh               start every server that has a script, run all rb-peers tests, stop all
 #   peers/run.sh kafka nessie  only these servers, and only their tests
 # Servers (in this order, each only when peers/scripts/<name>.sh exists):
-#   postgres mariadb kafka nessie flink cassandra prometheus
+#   postgres mariadb kafka nessie flink cassandra prometheus alertmanager
 # Tests of a server: peers/tests/<name>.rs, diff_<name>*.rs (fake vs real), probes_<name>*.rs,
 # actions_<name>*.rs (rb-probes / rb-actions against the real server) and lakehouse_<name>*.rs (the
 # lakehouse runbook's playbooks through all five phases on the real server), run with
@@ -17,7 +17,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRIPTS=$ROOT/peers/scripts
 RUN=${RB_PEERS_RUN:-$ROOT/.peers}
-ALL=(postgres mariadb kafka nessie flink cassandra prometheus)
+ALL=(postgres mariadb kafka nessie flink cassandra prometheus alertmanager)
 
 say() { printf '[peers/run %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 now() { date +%s.%N; }

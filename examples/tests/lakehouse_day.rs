@@ -196,7 +196,7 @@ async fn a_dry_run_day_changes_nothing_on_any_fake() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = opts(&dir);
     o.dry_run = true;
-    o.max_length = std::time::Duration::from_secs(4 * 3600);
+    o.max_length = std::time::Duration::from_secs(6 * 3600);
     let (lake, _itsm, report) = day(o).await;
     assert!(report.missed.is_empty(), "{:?}", report.missed);
     let mutating = mutating_everywhere(&lake);

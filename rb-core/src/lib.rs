@@ -11,6 +11,7 @@
 //! | feature | default | pulls in | gives |
 //! | --- | --- | --- | --- |
 //! | `sqlite` | yes | `sqlx` (sqlite, bundled libsqlite3) | [`journal::SqliteJournal`], the embedded journal that survives restarts |
+//! | `receiver` | no | `axum`, tokio `net` | [`receiver::AlertReceiver`], an Alertmanager webhook receiver (bearer token, body-size limit) |
 //!
 //! ## Example: a playbook, an engine, a virtual clock
 //!
@@ -49,6 +50,8 @@ pub mod observation;
 pub mod playbook;
 pub mod policy;
 pub mod probe;
+#[cfg(feature = "receiver")]
+pub mod receiver;
 pub mod remediation;
 pub mod report;
 pub mod secret;

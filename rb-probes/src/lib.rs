@@ -27,6 +27,7 @@
 //! | `trino` | reqwest | [`trino`] (queued, running, blocked queries; a SQL probe over the client protocol) |
 //! | `minio` | reqwest | [`minio`] (liveness, write and read quorum, free capacity from the metrics text) |
 //! | `loki` | reqwest | [`loki`] (log lines of a selector over a window, as evidence) |
+//! | `alertmanager` | reqwest | [`alertmanager`] (active alerts for the post-recovery checklist, the engine's reconciliation at start) |
 //!
 //! All are on by default; `cargo check -p rb-probes --no-default-features --features <family>` builds
 //! one family alone.
@@ -247,6 +248,8 @@ pub mod common;
 #[cfg(feature = "http-transport")]
 pub mod transport;
 
+#[cfg(feature = "alertmanager")]
+pub mod alertmanager;
 #[cfg(feature = "cassandra")]
 pub mod cassandra;
 #[cfg(feature = "flink")]
@@ -254,6 +257,7 @@ pub mod flink;
 #[cfg(feature = "nessie")]
 pub mod nessie;
 #[cfg(any(
+    feature = "alertmanager",
     feature = "prometheus",
     feature = "http",
     feature = "kafka-connect",

@@ -1,5 +1,7 @@
-//! An Alertmanager stand-in that **sends**: it POSTs Alertmanager webhook payloads (version `"4"`)
-//! to a receiver URL, the way a real Alertmanager notifies a `webhook_config` receiver.
+//! Alertmanager, both ways: [`AlertmanagerSender`] **sends** — it POSTs Alertmanager webhook payloads
+//! (version `"4"`) to a receiver URL, the way a real Alertmanager notifies a `webhook_config`
+//! receiver — and [`FakeAlertmanager`] **serves** Alertmanager's API v2 (`GET /api/v2/alerts`, what
+//! an engine reconciles with and a checklist asks), with the fault injection of every HTTP fake.
 //!
 //! The payload is built as Alertmanager 0.34 builds it (`notify/webhook`, `template.Data`):
 //! `version`, `groupKey` (`{}:{alertname="X"}`: route key, then the group labels), `truncatedAlerts`,
@@ -31,10 +33,21 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
+
+use super::prometheus::{fmt_rfc3339_ms, parse_form, parse_rfc3339_ns, FakeClock};
+use super::server::json_response;
+use super::FakeHttp;
 
 /// The `endsAt` Alertmanager sends for an alert with no end (Go's zero time).
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -459,6 +472,443 @@ fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The API fake
+// ---------------------------------------------------------------------------------------------
+
+/// How long an alert posted without `endsAt` stays active (Alertmanager's default
+/// `resolve_timeout`).
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Debug, Clone)]
+struct HeldAlert {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    starts_at_ms: i64,
+    ends_at_ms: i64,
+    updated_at_ms: i64,
+    generator_url: String,
+    silenced_by: Vec<String>,
+    inhibited_by: Vec<String>,
+    muted_by: Vec<String>,
+    unprocessed: bool,
+}
+
+#[derive(Debug)]
+struct ApiState {
+    clock: FakeClock,
+    receivers: Vec<String>,
+    /// fingerprint → alert
+    alerts: BTreeMap<String, HeldAlert>,
+}
+
+type Shared = Arc<Mutex<ApiState>>;
+
+fn lock(s: &Shared) -> MutexGuard<'_, ApiState> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running fake of Alertmanager's **API v2**: the alerts it holds, read back by
+/// `GET /api/v2/alerts`, and pushed by `POST /api/v2/alerts` (as Prometheus pushes them). Derefs to
+/// its [`FakeHttp`] (address, request record, [`Faults`](super::Faults)).
+///
+/// | route | answer |
+/// |---|---|
+/// | `GET /api/v2/alerts` | 200 `[gettableAlert]`: `labels`, `annotations`, `startsAt`, `endsAt`, `updatedAt` (`2024-05-01T10:00:00.000Z`), `fingerprint`, `receivers:[{"name"}]`, `generatorURL`, `status:{state, silencedBy, inhibitedBy, mutedBy}` |
+/// | `POST /api/v2/alerts` | 200 empty; a body that is not a list of alerts with labels → 400 with a JSON string |
+/// | `GET /-/healthy`, `GET /-/ready` | 200 `OK` |
+///
+/// `GET /api/v2/alerts` takes Alertmanager's parameters: `active`, `silenced`, `inhibited`,
+/// `unprocessed` (booleans, default `true`, read as go-swagger reads them: `true`, `1`, `yes`, `on`…
+/// are true, any other word false), `filter` (repeatable; a matcher
+/// `name="v"`, `!=`, `=~`, `!~`, regexes anchored; a bad one → 400 `"bad matcher format: …"`) and
+/// `receiver` (an anchored regex over receiver names). An alert whose `endsAt` has passed is
+/// resolved and no longer listed. `status.state` is `suppressed` while a silence, an inhibiting
+/// alert or a mute interval mutes it, `unprocessed` when set so, else `active`. Fingerprints are
+/// Alertmanager's ([`fingerprint`]). Times come from the fake's clock: the wall clock at start plus
+/// tokio's elapsed time, so a paused test clock moves it.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use rb_testkit::http::alertmanager::{AlertSpec, FakeAlertmanager};
+/// let am = FakeAlertmanager::start().await?;
+/// let fp = am.fire(&AlertSpec::new("KafkaConnectFailed").label("connector", "orders-1"));
+/// am.silence(&fp, "2c6d0b7a");           // now suppressed, silencedBy ["2c6d0b7a"]
+/// am.resolve(&fp);                       // gone from GET /api/v2/alerts
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct FakeAlertmanager {
+    http: FakeHttp,
+    state: Shared,
+}
+
+impl Deref for FakeAlertmanager {
+    type Target = FakeHttp;
+    fn deref(&self) -> &FakeHttp {
+        &self.http
+    }
+}
+
+impl FakeAlertmanager {
+    /// Start an Alertmanager holding no alert, every alert routed to the receiver `rb`.
+    pub async fn start() -> std::io::Result<Self> {
+        let state = Arc::new(Mutex::new(ApiState {
+            clock: FakeClock::new(),
+            receivers: vec!["rb".to_string()],
+            alerts: BTreeMap::new(),
+        }));
+        let http = FakeHttp::start(api_router(state.clone())).await?;
+        Ok(Self { http, state })
+    }
+
+    /// The underlying HTTP fake.
+    pub fn http(&self) -> &FakeHttp {
+        &self.http
+    }
+
+    /// The receivers every alert is routed to (default `["rb"]`).
+    pub fn set_receivers(&self, names: &[&str]) {
+        lock(&self.state).receivers = names.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// The fake's "now", Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        lock(&self.state).clock.now_ms()
+    }
+
+    /// Hold `alert` as firing (its `startsAt`, no end; an alert with the same labels is updated, its
+    /// silences and inhibitions kept) and return its fingerprint.
+    pub fn fire(&self, alert: &AlertSpec) -> String {
+        let fp = alert.fingerprint();
+        let mut st = lock(&self.state);
+        let now = st.clock.now_ms();
+        let starts = ms_of(alert.starts_at).min(now);
+        let prev = st.alerts.remove(&fp);
+        let held = HeldAlert {
+            labels: alert.labels.clone(),
+            annotations: alert.annotations.clone(),
+            starts_at_ms: prev.as_ref().map(|p| p.starts_at_ms).unwrap_or(starts),
+            ends_at_ms: i64::MAX,
+            updated_at_ms: now,
+            generator_url: alert.generator_url.clone(),
+            silenced_by: prev
+                .as_ref()
+                .map(|p| p.silenced_by.clone())
+                .unwrap_or_default(),
+            inhibited_by: prev
+                .as_ref()
+                .map(|p| p.inhibited_by.clone())
+                .unwrap_or_default(),
+            muted_by: prev
+                .as_ref()
+                .map(|p| p.muted_by.clone())
+                .unwrap_or_default(),
+            unprocessed: false,
+        };
+        st.alerts.insert(fp.clone(), held);
+        fp
+    }
+
+    /// Resolve the alert `fingerprint` now (it leaves `GET /api/v2/alerts`). False if not held.
+    pub fn resolve(&self, fingerprint: &str) -> bool {
+        self.update(fingerprint, |a, now| {
+            a.ends_at_ms = now;
+            a.updated_at_ms = now;
+        })
+    }
+
+    /// Mute the alert `fingerprint` with the silence `silence_id`.
+    pub fn silence(&self, fingerprint: &str, silence_id: &str) -> bool {
+        self.update(fingerprint, |a, _| {
+            a.silenced_by.push(silence_id.to_string())
+        })
+    }
+
+    /// Let the alert `fingerprint` be inhibited by the alert `by` (a fingerprint).
+    pub fn inhibit(&self, fingerprint: &str, by: &str) -> bool {
+        self.update(fingerprint, |a, _| a.inhibited_by.push(by.to_string()))
+    }
+
+    /// Mute the alert `fingerprint` by the time interval `interval`.
+    pub fn mute(&self, fingerprint: &str, interval: &str) -> bool {
+        self.update(fingerprint, |a, _| a.muted_by.push(interval.to_string()))
+    }
+
+    /// Lift every silence, inhibition and mute of the alert `fingerprint`.
+    pub fn unmute(&self, fingerprint: &str) -> bool {
+        self.update(fingerprint, |a, _| {
+            a.silenced_by.clear();
+            a.inhibited_by.clear();
+            a.muted_by.clear();
+        })
+    }
+
+    /// Mark the alert `fingerprint` as not yet processed by the dispatcher.
+    pub fn set_unprocessed(&self, fingerprint: &str, unprocessed: bool) -> bool {
+        self.update(fingerprint, |a, _| a.unprocessed = unprocessed)
+    }
+
+    /// Fingerprints of the alerts still active (not resolved), muted ones included.
+    pub fn active(&self) -> Vec<String> {
+        let st = lock(&self.state);
+        let now = st.clock.now_ms();
+        st.alerts
+            .iter()
+            .filter(|(_, a)| a.ends_at_ms > now)
+            .map(|(fp, _)| fp.clone())
+            .collect()
+    }
+
+    /// Forget every alert.
+    pub fn clear(&self) {
+        lock(&self.state).alerts.clear();
+    }
+
+    fn update(&self, fingerprint: &str, f: impl FnOnce(&mut HeldAlert, i64)) -> bool {
+        let mut st = lock(&self.state);
+        let now = st.clock.now_ms();
+        match st.alerts.get_mut(fingerprint) {
+            Some(a) => {
+                f(a, now);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn ms_of(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+fn api_router(state: Shared) -> Router {
+    Router::new()
+        .route("/api/v2/alerts", get(get_alerts).post(post_alerts))
+        .route("/-/healthy", get(|| async { "OK" }))
+        .route("/-/ready", get(|| async { "OK" }))
+        .with_state(state)
+}
+
+/// Alertmanager's error answer: the status and a JSON string.
+fn api_error(status: StatusCode, message: String) -> Response {
+    json_response(status, Value::String(message))
+}
+
+async fn get_alerts(State(state): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    let params = parse_form(raw.as_deref().unwrap_or(""));
+    let mut flags = [
+        ("active", true),
+        ("silenced", true),
+        ("inhibited", true),
+        ("unprocessed", true),
+    ];
+    let mut filter = rb_core::Matchers::new();
+    let mut receiver: Option<regex::Regex> = None;
+    for (k, v) in &params {
+        if let Some(f) = flags.iter_mut().find(|(name, _)| name == k) {
+            // go-swagger's boolean: these words are true, anything else false (never an error)
+            f.1 = matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes" | "ok" | "y" | "on" | "selected" | "checked" | "t" | "enabled"
+            );
+        } else if k == "filter" {
+            match rb_core::Matchers::parse(v) {
+                Ok(ms) if ms.len() == 1 => {
+                    for m in ms.iter() {
+                        filter = filter.and(m.clone());
+                    }
+                }
+                Ok(_) => {
+                    return api_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("bad matcher format: {v}: expected one matcher"),
+                    )
+                }
+                Err(e) => {
+                    return api_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("bad matcher format: {v}: {e}"),
+                    )
+                }
+            }
+        } else if k == "receiver" {
+            match regex::Regex::new(&format!("^(?:{v})$")) {
+                Ok(re) => receiver = Some(re),
+                Err(e) => {
+                    return api_error(
+                        StatusCode::BAD_REQUEST,
+                        format!("failed to parse receiver param: {e}"),
+                    )
+                }
+            }
+        }
+    }
+    let [active, silenced, inhibited, unprocessed] = flags.map(|(_, v)| v);
+    let st = lock(&state);
+    let now = st.clock.now_ms();
+    if let Some(re) = &receiver {
+        if !st.receivers.iter().any(|r| re.is_match(r)) {
+            return json_response(StatusCode::OK, json!([]));
+        }
+    }
+    let mut out = Vec::new();
+    for (fp, a) in &st.alerts {
+        if a.ends_at_ms <= now || !filter.matches(&a.labels) {
+            continue;
+        }
+        let suppressed =
+            !a.silenced_by.is_empty() || !a.inhibited_by.is_empty() || !a.muted_by.is_empty();
+        let state_name = if suppressed {
+            "suppressed"
+        } else if a.unprocessed {
+            "unprocessed"
+        } else {
+            "active"
+        };
+        if (!active && state_name == "active")
+            || (!unprocessed && state_name == "unprocessed")
+            || (!silenced && !a.silenced_by.is_empty())
+            || (!inhibited && !a.inhibited_by.is_empty())
+        {
+            continue;
+        }
+        // an alert that has not ended shows the time it would end unless re-sent
+        let ends = if a.ends_at_ms == i64::MAX {
+            a.updated_at_ms + RESOLVE_TIMEOUT.as_millis() as i64
+        } else {
+            a.ends_at_ms
+        };
+        out.push(json!({
+            "annotations": a.annotations,
+            "endsAt": fmt_rfc3339_ms(ends),
+            "fingerprint": fp,
+            "receivers": st.receivers.iter().map(|r| json!({"name": r})).collect::<Vec<_>>(),
+            "startsAt": fmt_rfc3339_ms(a.starts_at_ms),
+            "status": {
+                "inhibitedBy": a.inhibited_by,
+                "mutedBy": a.muted_by,
+                "silencedBy": a.silenced_by,
+                "state": state_name,
+            },
+            "updatedAt": fmt_rfc3339_ms(a.updated_at_ms),
+            "generatorURL": a.generator_url,
+            "labels": a.labels,
+        }));
+    }
+    json_response(StatusCode::OK, Value::Array(out))
+}
+
+struct PostableAlert {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    generator_url: String,
+}
+
+/// Alertmanager's `postableAlerts`: a list of `{labels, annotations?, startsAt?, endsAt?,
+/// generatorURL?}`; the error names the index and field.
+fn postable_alerts(body: &[u8]) -> Result<Vec<PostableAlert>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("parsing alerts body: {e}"))?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| "parsing alerts body: expected a list of alerts".to_string())?;
+    let strings = |i: usize, a: &Value, field: &str| -> Result<BTreeMap<String, String>, String> {
+        match a.get(field) {
+            None | Some(Value::Null) => Ok(BTreeMap::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(format!("{i}.{field}.{k} in body must be of type string")),
+                })
+                .collect(),
+            Some(_) => Err(format!("{i}.{field} in body must be of type object")),
+        }
+    };
+    let text = |i: usize, a: &Value, field: &str| -> Result<Option<String>, String> {
+        match a.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("{i}.{field} in body must be of type string")),
+        }
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Ok(PostableAlert {
+                labels: strings(i, a, "labels")?,
+                annotations: strings(i, a, "annotations")?,
+                starts_at: text(i, a, "startsAt")?,
+                ends_at: text(i, a, "endsAt")?,
+                generator_url: text(i, a, "generatorURL")?.unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+async fn post_alerts(State(state): State<Shared>, body: axum::body::Bytes) -> Response {
+    let alerts = match postable_alerts(&body) {
+        Ok(a) => a,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
+    };
+    let parse = |s: &Option<String>| -> Result<Option<i64>, String> {
+        match s.as_deref() {
+            None | Some("") => Ok(None),
+            Some(t) => parse_rfc3339_ns(t)
+                .map(|ns| Some(i64::try_from(ns / 1_000_000).unwrap_or(0)))
+                .ok_or_else(|| format!("invalid date-time: {t:?}")),
+        }
+    };
+    let mut st = lock(&state);
+    let now = st.clock.now_ms();
+    for a in alerts {
+        if a.labels.is_empty() {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "at least one label pair required".into(),
+            );
+        }
+        let (starts, ends) = match (parse(&a.starts_at), parse(&a.ends_at)) {
+            (Ok(s), Ok(e)) => (s, e),
+            (Err(m), _) | (_, Err(m)) => return api_error(StatusCode::BAD_REQUEST, m),
+        };
+        let fp = fingerprint(&a.labels);
+        let prev = st.alerts.remove(&fp);
+        let still_firing = prev.as_ref().is_some_and(|p| p.ends_at_ms > now);
+        let starts_at_ms = match &prev {
+            Some(p) if still_firing => p.starts_at_ms,
+            _ => starts.unwrap_or(now),
+        };
+        st.alerts.insert(
+            fp,
+            HeldAlert {
+                labels: a.labels,
+                annotations: a.annotations,
+                starts_at_ms,
+                ends_at_ms: ends.unwrap_or(now + RESOLVE_TIMEOUT.as_millis() as i64),
+                updated_at_ms: now,
+                generator_url: a.generator_url,
+                silenced_by: prev
+                    .as_ref()
+                    .map(|p| p.silenced_by.clone())
+                    .unwrap_or_default(),
+                inhibited_by: prev
+                    .as_ref()
+                    .map(|p| p.inhibited_by.clone())
+                    .unwrap_or_default(),
+                muted_by: prev
+                    .as_ref()
+                    .map(|p| p.muted_by.clone())
+                    .unwrap_or_default(),
+                unprocessed: false,
+            },
+        );
+    }
+    StatusCode::OK.into_response()
 }
 
 #[cfg(test)]
