@@ -1,5 +1,3 @@
-#![cfg(all(unix, feature = "sqlite"))]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Crash-resume under SIGKILL: a child process (this test binary, re-executed with an environment
 //! variable that selects the child's role) runs an engine on a SQLite journal, on the real clock with
 //! short durations, over several incidents whose steps write their effect to a side file (appended and
@@ -7,6 +5,8 @@
 //! moments, restarts it on the same files each time, and checks from the side file and the journal:
 //! no non-idempotent step applied twice, no incident lost or duplicated, every incident at the end state
 //! of an uninterrupted run, or handed to a human with the interrupted step named.
+#![cfg(all(unix, feature = "sqlite"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

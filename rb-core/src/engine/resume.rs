@@ -21,6 +21,11 @@ impl Engine {
             *w = windows;
         }
         let mut st = inner.state.lock().await;
+        restore_detection(
+            &mut st.bindings,
+            inner.journal.entries(crate::journal::DETECTION).await?,
+            inner.clock.now(),
+        );
         for id in inner.journal.open_incidents().await? {
             let entries = inner.journal.entries(&id).await?;
             let Some(incident) = Incident::from_entries(entries) else {
@@ -184,6 +189,57 @@ impl Engine {
         }
         inner.publish_open(&st);
         Ok(())
+    }
+}
+
+/// Detection state from the journal's [`crate::journal::DETECTION`] entries: the for-duration streaks
+/// still running (their first observation goes back into the key's history, so the streak is judged
+/// from when it began, not from the restart) and the probes still blind (with the time they went blind).
+/// A streak that began longer ago than the binding's history keeps is not restored: after so long a
+/// gap, nothing says it held meanwhile.
+fn restore_detection(
+    bindings: &mut [Binding],
+    entries: Vec<crate::journal::Entry>,
+    now: Timestamp,
+) {
+    let mut streaks: BTreeMap<(String, Labels), Option<Box<Record>>> = BTreeMap::new();
+    let mut blind: BTreeMap<String, Option<(Timestamp, String)>> = BTreeMap::new();
+    for e in entries {
+        match e.event {
+            Event::Streak {
+                binding,
+                key,
+                began,
+            } => {
+                streaks.insert((binding, key), began);
+            }
+            Event::Blind {
+                binding,
+                since,
+                why,
+            } => {
+                blind.insert(binding, since.map(|t| (t, why)));
+            }
+            _ => {}
+        }
+    }
+    for b in bindings.iter_mut() {
+        if let Some(Some((since, why))) = blind.remove(&b.base) {
+            b.journaled_blind = Some(since);
+            b.blind_since = Some((since, why));
+        }
+    }
+    for ((base, key), began) in streaks {
+        let Some(record) = began else { continue };
+        let Some(b) = bindings.iter_mut().find(|b| b.base == base) else {
+            continue;
+        };
+        if now.since(record.at) > b.max_age || (b.key_by.is_empty() && !key.is_empty()) {
+            continue;
+        }
+        let g = b.group(key, record.at);
+        g.journaled_streak = Some(record.at);
+        g.history.push(*record);
     }
 }
 
