@@ -622,6 +622,7 @@ pub fn describe(e: &Event) -> String {
             format!("Nessie commit linked: {reference}@{hash}")
         }
         Event::Note { text } => text.clone(),
+        Event::StepIds { ids } => format!("Mitigation steps: {}", ids.join(", ")),
         Event::Streak {
             binding,
             began: Some(r),

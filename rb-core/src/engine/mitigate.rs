@@ -79,6 +79,13 @@ impl Inner {
                 },
             )
             .await?;
+            self.append(
+                &o.id,
+                Event::StepIds {
+                    ids: p.mitigation.iter().map(|s| s.id.clone()).collect(),
+                },
+            )
+            .await?;
             if p.mitigation.is_empty() {
                 let msg = format!("{}: no automatic mitigation; a human must act", p.title);
                 self.escalate(o, p, EscalationReason::NeedsHuman, msg)

@@ -111,51 +111,96 @@ impl Engine {
                     },
                 )
                 .await?;
+            // steps are journaled by index into the list of step ids recorded at Mitigate: a playbook
+            // whose steps changed since is not guessed at by index
+            let journaled_ids = incident.timeline.iter().rev().find_map(|e| match &e.event {
+                Event::StepIds { ids } => Some(ids.clone()),
+                _ => None,
+            });
+            let current: Vec<String> = p.mitigation.iter().map(|s| s.id.clone()).collect();
+            let mut steps_changed = None;
+            if let Some(old) = journaled_ids.filter(|old| *old != current) {
+                let mut lines = Vec::new();
+                for (i, sid) in old.iter().enumerate() {
+                    let state = step_state(&incident.timeline, i);
+                    let line = match current.iter().position(|c| c == sid) {
+                        None => format!(
+                            "step {sid} (step {i} when the incident opened, {state:?}) is no longer in the playbook"
+                        ),
+                        Some(j) if j != i => {
+                            format!("step {sid} (step {i} when the incident opened, {state:?}) is now step {j}")
+                        }
+                        Some(_) => continue,
+                    };
+                    inner
+                        .append(&id, Event::Note { text: line.clone() })
+                        .await?;
+                    lines.push(line);
+                }
+                for sid in current.iter().filter(|c| !old.contains(c)) {
+                    let line =
+                        format!("step {sid} is new in the playbook (not run for this incident)");
+                    inner
+                        .append(&id, Event::Note { text: line.clone() })
+                        .await?;
+                    lines.push(line);
+                }
+                steps_changed = Some(lines);
+            }
             tracing::info!(incident = %id, ?stage, "resumed open incident");
             let detect_is_probe = matches!(
                 st.bindings[bi].source_kind(&inner.runbook),
                 Source::Probe { .. }
             );
-            st.open.insert(
-                rec.fingerprint.clone(),
-                Slot::Idle(Box::new(Open {
-                    id: id.clone(),
-                    playbook: pi,
-                    binding: bi,
-                    key: rec.key.clone(),
-                    finding: Some(rec.finding.clone()),
-                    opened_at: rec.opened_at,
-                    blind: rec.fingerprint.starts_with("blind:"),
-                    detect_is_probe,
-                    decided: None,
-                    fresh_detect: false,
-                    muted_until: None,
-                    staged_until: None,
-                    detect_snapshot: None,
-                    paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
-                        Event::Escalated { notification, .. } => Some(notification.role.clone()),
-                        _ => None,
-                    }),
-                    target: rec.target.clone(),
-                    stage,
-                    halted: false,
-                    mitigation_begun: stage == Stage::Mitigate,
-                    next_step: 0,
-                    approval: None,
-                    recover_started: recover_started.filter(|_| stage == Stage::Recover),
-                    recovering_since: None,
-                    recovery_escalated,
-                    page,
-                    checks: p
-                        .recovery
-                        .iter()
-                        .map(|_| Check::new(p.stability_window))
-                        .collect(),
-                    evidence: incident.evidence.clone(),
-                    commit_known: rec.nessie_commit.is_some(),
-                    last_check_labels: Vec::new(),
-                })),
-            );
+            let mut open = Box::new(Open {
+                id: id.clone(),
+                playbook: pi,
+                binding: bi,
+                key: rec.key.clone(),
+                finding: Some(rec.finding.clone()),
+                opened_at: rec.opened_at,
+                blind: rec.fingerprint.starts_with("blind:"),
+                detect_is_probe,
+                decided: None,
+                fresh_detect: false,
+                muted_until: None,
+                staged_until: None,
+                detect_snapshot: None,
+                paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
+                    Event::Escalated { notification, .. } => Some(notification.role.clone()),
+                    _ => None,
+                }),
+                target: rec.target.clone(),
+                stage,
+                halted: false,
+                mitigation_begun: stage == Stage::Mitigate,
+                next_step: 0,
+                approval: None,
+                recover_started: recover_started.filter(|_| stage == Stage::Recover),
+                recovering_since: None,
+                recovery_escalated,
+                page,
+                checks: p
+                    .recovery
+                    .iter()
+                    .map(|_| Check::new(p.stability_window))
+                    .collect(),
+                evidence: incident.evidence.clone(),
+                commit_known: rec.nessie_commit.is_some(),
+                last_check_labels: Vec::new(),
+            });
+            if let Some(lines) = steps_changed.filter(|_| stage == Stage::Mitigate) {
+                // no step runs by a guessed index: the rest of the mitigation is a human's
+                open.halted = true;
+                let msg = format!(
+                    "the playbook's steps changed while the incident was open; no further step is run: {}",
+                    lines.join("; ")
+                );
+                inner
+                    .escalate(&mut open, p, EscalationReason::NeedsHuman, msg)
+                    .await?;
+            }
+            st.open.insert(rec.fingerprint.clone(), Slot::Idle(open));
         }
         // cool-downs, backoff and rate budgets count the actions journaled by earlier runs too: a
         // crash loop of the process cannot get around a budget

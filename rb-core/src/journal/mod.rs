@@ -53,6 +53,13 @@ pub enum Event {
         /// The evidence.
         evidence: Evidence,
     },
+    /// The ids of the playbook's mitigation steps, in order, when the incident entered Mitigate: step
+    /// indexes in later events refer to this list. A restarted engine whose playbook no longer has the
+    /// same steps says so per step and hands the incident to a human rather than guess by index.
+    StepIds {
+        /// The step ids.
+        ids: Vec<String>,
+    },
     /// A mitigation step was planned.
     Planned {
         /// Step index.
