@@ -622,6 +622,19 @@ pub fn describe(e: &Event) -> String {
             format!("Nessie commit linked: {reference}@{hash}")
         }
         Event::Note { text } => text.clone(),
+        Event::StepIds { ids } => format!("Mitigation steps: {}", ids.join(", ")),
+        Event::Streak {
+            binding,
+            began: Some(r),
+            ..
+        } => format!("Detection {binding}: the condition holds since {}", r.at),
+        Event::Streak { binding, .. } => format!("Detection {binding}: the condition ended"),
+        Event::Blind {
+            binding,
+            since: Some(since),
+            why,
+        } => format!("Detection {binding}: cannot see the target since {since}: {why}"),
+        Event::Blind { binding, .. } => format!("Detection {binding}: sees the target again"),
         Event::TaskAssigned { step, task } => format!("Step {step}: task for a human: {task}"),
         Event::TaskDone { step, by } => format!("Step {step}: task done by {by}"),
         Event::Maintenance { window } => format!(

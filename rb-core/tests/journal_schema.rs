@@ -81,7 +81,12 @@ async fn engine_entries() -> Vec<Entry> {
         engine.open_incidents().await.is_empty(),
         "the incident resolved"
     );
-    journal.all()
+    // the incident's own entries (detection state is journaled under a key of its own)
+    journal
+        .all()
+        .into_iter()
+        .filter(|e| e.incident != rb_core::journal::DETECTION)
+        .collect()
 }
 
 /// Write `entries` the way rb wrote journals before schemas were versioned: the same statements, no

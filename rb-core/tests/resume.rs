@@ -1,6 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The SQLite journal survives restarts: an engine restarted on the same file resumes its open incidents
 //! without repeating any step recorded as started or done.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -279,4 +280,76 @@ async fn a_question_pending_at_a_restart_is_asked_again_and_applied_once() {
         entered, 1,
         "the resumed engine does not enter Mitigate twice"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_whose_playbook_lost_a_step_says_so_per_step_and_runs_nothing_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let id = crashed_mid_step(&db).await;
+    // the journal of an incident opened when the playbook's steps were a, b, c
+    let j = SqliteJournal::open(&db).await.unwrap();
+    let entries = j.entries(&id).await.unwrap();
+    j.close().await;
+    std::fs::remove_file(&db).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("journal.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("journal.db-shm"));
+    let j = SqliteJournal::open(&db).await.unwrap();
+    for e in entries {
+        if matches!(e.event, Event::Started { step: 1, .. }) {
+            break; // step a done, b not started
+        }
+        j.append(&id, e.at, &e.event).await.unwrap();
+        if matches!(
+            e.event,
+            Event::Phase {
+                phase: Phase::Mitigate
+            }
+        ) {
+            let ids = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+            j.append(&id, e.at, &Event::StepIds { ids }).await.unwrap();
+        }
+    }
+    j.close().await;
+
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (a, c) = (
+        Recorder::new("a", Risk::Safe, vec![kafka()]),
+        Recorder::new("c", Risk::Safe, vec![kafka()]),
+    );
+    let pager = Pager::default();
+    let e = engine_on(&db, backlog(&g, vec![a.arc(), c.arc()]), &pager).await;
+    e.tick().await.unwrap();
+    assert_eq!((a.applied(), c.applied()), (0, 0), "nothing runs by index");
+    let inc = e.incident(&id).await.unwrap();
+    let notes: Vec<&str> = inc
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Note { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("step b (step 1 when the incident opened")
+                && n.ends_with("is no longer in the playbook")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("step c (step 2") && n.ends_with("is now step 1")),
+        "{notes:?}"
+    );
+    let page = &pager.all()[0];
+    assert_eq!(page.reason, EscalationReason::NeedsHuman);
+    assert!(
+        page.message.contains("step b") && page.message.contains("no longer in the playbook"),
+        "{}",
+        page.message
+    );
+    let review = e.review(&id).await.unwrap().to_markdown();
+    assert!(review.contains("is no longer in the playbook"), "{review}");
 }

@@ -11,6 +11,7 @@ impl Binding {
             state: SymptomState::default(),
             verdict: Verdict::Unevaluated,
             last_seen: at,
+            journaled_streak: None,
         })
     }
 
@@ -212,6 +213,21 @@ impl Engine {
                     }
                     None => b.blind_since = None,
                 }
+                let blind = b.blind_since.as_ref().map(|(t, _)| *t);
+                if blind != b.journaled_blind {
+                    b.journaled_blind = blind;
+                    let why = b
+                        .blind_since
+                        .as_ref()
+                        .map(|(_, w)| w.clone())
+                        .unwrap_or_default();
+                    let ev = Event::Blind {
+                        binding: b.base.clone(),
+                        since: blind,
+                        why,
+                    };
+                    inner.append(crate::journal::DETECTION, ev).await?;
+                }
                 let keys = b.push(record(at, res));
                 changed.extend(keys.into_iter().map(|k| (i, k)));
                 b.prune(at, &st.open);
@@ -293,6 +309,23 @@ impl Engine {
             let was_firing = g.verdict.is_firing();
             g.verdict = evaluate(d.symptom.as_ref(), &g.history, at, &mut g.state);
             b.verdicts.record(g.verdict.label());
+            // a for-duration streak that began or ended is journaled: a restarted engine keeps it
+            let streak = match &g.verdict {
+                Verdict::Pending { since, .. } => Some(*since),
+                _ => None,
+            };
+            if streak != g.journaled_streak {
+                let began = streak.and_then(|since| g.history.records().find(|r| r.at == since));
+                if streak.is_none() || began.is_some() {
+                    g.journaled_streak = streak;
+                    let ev = Event::Streak {
+                        binding: b.base.clone(),
+                        key: key.clone(),
+                        began: began.cloned().map(Box::new),
+                    };
+                    inner.append(crate::journal::DETECTION, ev).await?;
+                }
+            }
             let Verdict::Firing(finding) = &g.verdict else {
                 continue;
             };

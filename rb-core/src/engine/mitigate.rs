@@ -37,6 +37,25 @@ pub(super) fn target_keys(plan: &Plan, instance: &Labels) -> Vec<String> {
     keys
 }
 
+/// The page for a non-idempotent step found started and never finished.
+fn interrupted(step: usize, action: &str) -> String {
+    format!("step {step} ({action}) was started but never finished (engine restart); it is not idempotent, so it is not re-run: check its target by hand")
+}
+
+/// Whether the `interrupted` entry of `step` was followed by its page (journaled, delivered or not).
+fn interrupted_paged(entries: &[crate::journal::Entry], step: usize) -> bool {
+    let Some(at) = entries
+        .iter()
+        .rposition(|e| matches!(e.event, Event::Interrupted { step: s, .. } if s == step))
+    else {
+        return true;
+    };
+    entries[at..].iter().any(|e| {
+        matches!(&e.event, Event::Escalated { notification, .. }
+            if notification.reason == EscalationReason::StepInterrupted)
+    })
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
@@ -57,6 +76,13 @@ impl Inner {
                 &o.id,
                 Event::Phase {
                     phase: Phase::Mitigate,
+                },
+            )
+            .await?;
+            self.append(
+                &o.id,
+                Event::StepIds {
+                    ids: p.mitigation.iter().map(|s| s.id.clone()).collect(),
                 },
             )
             .await?;
@@ -228,9 +254,24 @@ impl Inner {
                     },
                 )
                 .await?;
-                let msg = format!("step {step} ({action}) was started but never finished (engine restart); it is not idempotent, so it is not re-run: check its target by hand");
-                self.escalate(o, p, EscalationReason::StepInterrupted, msg)
-                    .await?;
+                self.escalate(
+                    o,
+                    p,
+                    EscalationReason::StepInterrupted,
+                    interrupted(step, &action),
+                )
+                .await?;
+                return Ok(StepResult::Halt);
+            }
+            // a restart between journaling `interrupted` and the page: the page is still owed
+            StepState::Interrupted if !interrupted_paged(&entries, step) => {
+                self.escalate(
+                    o,
+                    p,
+                    EscalationReason::StepInterrupted,
+                    interrupted(step, &action),
+                )
+                .await?;
                 return Ok(StepResult::Halt);
             }
             StepState::Failed | StepState::Refused | StepState::Interrupted => {

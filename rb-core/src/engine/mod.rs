@@ -215,6 +215,7 @@ impl EngineBuilder {
                     max_age,
                     max_len,
                     blind_since: None,
+                    journaled_blind: None,
                     next_due,
                     probe_series: match &d.source {
                         Source::Probe { probe, .. } => {
@@ -346,6 +347,8 @@ struct Binding {
     max_len: usize,
     /// Since when the probe has not seen its target (an error or an incomplete observation), and why.
     blind_since: Option<(Timestamp, String)>,
+    /// The blind-since time last journaled ([`Event::Blind`]).
+    journaled_blind: Option<Timestamp>,
     next_due: Option<Instant>,
     probe_series: Option<Arc<ProbeSeries>>,
     verdicts: Arc<VerdictSeries>,
@@ -360,6 +363,8 @@ struct Group {
     verdict: Verdict,
     /// When the group's labels were last seen in an observation (per-series keys only).
     last_seen: Timestamp,
+    /// The start of the for-duration streak last journaled ([`Event::Streak`]).
+    journaled_streak: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,11 @@ impl Engine {
             *w = windows;
         }
         let mut st = inner.state.lock().await;
+        restore_detection(
+            &mut st.bindings,
+            inner.journal.entries(crate::journal::DETECTION).await?,
+            inner.clock.now(),
+        );
         for id in inner.journal.open_incidents().await? {
             let entries = inner.journal.entries(&id).await?;
             let Some(incident) = Incident::from_entries(entries) else {
@@ -106,51 +111,96 @@ impl Engine {
                     },
                 )
                 .await?;
+            // steps are journaled by index into the list of step ids recorded at Mitigate: a playbook
+            // whose steps changed since is not guessed at by index
+            let journaled_ids = incident.timeline.iter().rev().find_map(|e| match &e.event {
+                Event::StepIds { ids } => Some(ids.clone()),
+                _ => None,
+            });
+            let current: Vec<String> = p.mitigation.iter().map(|s| s.id.clone()).collect();
+            let mut steps_changed = None;
+            if let Some(old) = journaled_ids.filter(|old| *old != current) {
+                let mut lines = Vec::new();
+                for (i, sid) in old.iter().enumerate() {
+                    let state = step_state(&incident.timeline, i);
+                    let line = match current.iter().position(|c| c == sid) {
+                        None => format!(
+                            "step {sid} (step {i} when the incident opened, {state:?}) is no longer in the playbook"
+                        ),
+                        Some(j) if j != i => {
+                            format!("step {sid} (step {i} when the incident opened, {state:?}) is now step {j}")
+                        }
+                        Some(_) => continue,
+                    };
+                    inner
+                        .append(&id, Event::Note { text: line.clone() })
+                        .await?;
+                    lines.push(line);
+                }
+                for sid in current.iter().filter(|c| !old.contains(c)) {
+                    let line =
+                        format!("step {sid} is new in the playbook (not run for this incident)");
+                    inner
+                        .append(&id, Event::Note { text: line.clone() })
+                        .await?;
+                    lines.push(line);
+                }
+                steps_changed = Some(lines);
+            }
             tracing::info!(incident = %id, ?stage, "resumed open incident");
             let detect_is_probe = matches!(
                 st.bindings[bi].source_kind(&inner.runbook),
                 Source::Probe { .. }
             );
-            st.open.insert(
-                rec.fingerprint.clone(),
-                Slot::Idle(Box::new(Open {
-                    id: id.clone(),
-                    playbook: pi,
-                    binding: bi,
-                    key: rec.key.clone(),
-                    finding: Some(rec.finding.clone()),
-                    opened_at: rec.opened_at,
-                    blind: rec.fingerprint.starts_with("blind:"),
-                    detect_is_probe,
-                    decided: None,
-                    fresh_detect: false,
-                    muted_until: None,
-                    staged_until: None,
-                    detect_snapshot: None,
-                    paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
-                        Event::Escalated { notification, .. } => Some(notification.role.clone()),
-                        _ => None,
-                    }),
-                    target: rec.target.clone(),
-                    stage,
-                    halted: false,
-                    mitigation_begun: stage == Stage::Mitigate,
-                    next_step: 0,
-                    approval: None,
-                    recover_started: recover_started.filter(|_| stage == Stage::Recover),
-                    recovering_since: None,
-                    recovery_escalated,
-                    page,
-                    checks: p
-                        .recovery
-                        .iter()
-                        .map(|_| Check::new(p.stability_window))
-                        .collect(),
-                    evidence: incident.evidence.clone(),
-                    commit_known: rec.nessie_commit.is_some(),
-                    last_check_labels: Vec::new(),
-                })),
-            );
+            let mut open = Box::new(Open {
+                id: id.clone(),
+                playbook: pi,
+                binding: bi,
+                key: rec.key.clone(),
+                finding: Some(rec.finding.clone()),
+                opened_at: rec.opened_at,
+                blind: rec.fingerprint.starts_with("blind:"),
+                detect_is_probe,
+                decided: None,
+                fresh_detect: false,
+                muted_until: None,
+                staged_until: None,
+                detect_snapshot: None,
+                paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
+                    Event::Escalated { notification, .. } => Some(notification.role.clone()),
+                    _ => None,
+                }),
+                target: rec.target.clone(),
+                stage,
+                halted: false,
+                mitigation_begun: stage == Stage::Mitigate,
+                next_step: 0,
+                approval: None,
+                recover_started: recover_started.filter(|_| stage == Stage::Recover),
+                recovering_since: None,
+                recovery_escalated,
+                page,
+                checks: p
+                    .recovery
+                    .iter()
+                    .map(|_| Check::new(p.stability_window))
+                    .collect(),
+                evidence: incident.evidence.clone(),
+                commit_known: rec.nessie_commit.is_some(),
+                last_check_labels: Vec::new(),
+            });
+            if let Some(lines) = steps_changed.filter(|_| stage == Stage::Mitigate) {
+                // no step runs by a guessed index: the rest of the mitigation is a human's
+                open.halted = true;
+                let msg = format!(
+                    "the playbook's steps changed while the incident was open; no further step is run: {}",
+                    lines.join("; ")
+                );
+                inner
+                    .escalate(&mut open, p, EscalationReason::NeedsHuman, msg)
+                    .await?;
+            }
+            st.open.insert(rec.fingerprint.clone(), Slot::Idle(open));
         }
         // cool-downs, backoff and rate budgets count the actions journaled by earlier runs too: a
         // crash loop of the process cannot get around a budget
@@ -184,6 +234,57 @@ impl Engine {
         }
         inner.publish_open(&st);
         Ok(())
+    }
+}
+
+/// Detection state from the journal's [`crate::journal::DETECTION`] entries: the for-duration streaks
+/// still running (their first observation goes back into the key's history, so the streak is judged
+/// from when it began, not from the restart) and the probes still blind (with the time they went blind).
+/// A streak that began longer ago than the binding's history keeps is not restored: after so long a
+/// gap, nothing says it held meanwhile.
+fn restore_detection(
+    bindings: &mut [Binding],
+    entries: Vec<crate::journal::Entry>,
+    now: Timestamp,
+) {
+    let mut streaks: BTreeMap<(String, Labels), Option<Box<Record>>> = BTreeMap::new();
+    let mut blind: BTreeMap<String, Option<(Timestamp, String)>> = BTreeMap::new();
+    for e in entries {
+        match e.event {
+            Event::Streak {
+                binding,
+                key,
+                began,
+            } => {
+                streaks.insert((binding, key), began);
+            }
+            Event::Blind {
+                binding,
+                since,
+                why,
+            } => {
+                blind.insert(binding, since.map(|t| (t, why)));
+            }
+            _ => {}
+        }
+    }
+    for b in bindings.iter_mut() {
+        if let Some(Some((since, why))) = blind.remove(&b.base) {
+            b.journaled_blind = Some(since);
+            b.blind_since = Some((since, why));
+        }
+    }
+    for ((base, key), began) in streaks {
+        let Some(record) = began else { continue };
+        let Some(b) = bindings.iter_mut().find(|b| b.base == base) else {
+            continue;
+        };
+        if now.since(record.at) > b.max_age || (b.key_by.is_empty() && !key.is_empty()) {
+            continue;
+        }
+        let g = b.group(key, record.at);
+        g.journaled_streak = Some(record.at);
+        g.history.push(*record);
     }
 }
 

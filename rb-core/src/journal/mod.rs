@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::JournalError;
 use crate::escalation::Notification;
 use crate::incident::{IncidentRecord, Phase, Resolution};
-use crate::observation::Evidence;
+use crate::observation::{Evidence, Labels};
 use crate::policy::Decision;
 use crate::remediation::{Outcome, Plan, Verification};
 use crate::symptom::Verdict;
@@ -52,6 +52,13 @@ pub enum Event {
     Evidence {
         /// The evidence.
         evidence: Evidence,
+    },
+    /// The ids of the playbook's mitigation steps, in order, when the incident entered Mitigate: step
+    /// indexes in later events refer to this list. A restarted engine whose playbook no longer has the
+    /// same steps says so per step and hands the incident to a human rather than guess by index.
+    StepIds {
+        /// The step ids.
+        ids: Vec<String>,
     },
     /// A mitigation step was planned.
     Planned {
@@ -201,6 +208,30 @@ pub enum Event {
         /// The window.
         window: crate::policy::MaintenanceWindow,
     },
+    /// A for-duration streak of a detect key began (with the observation it began on) or ended
+    /// (`began: None`). Journaled under [`DETECTION`] when it changes, so that an engine restarted in
+    /// the middle of a streak still fires on time.
+    Streak {
+        /// The detect binding (`playbook:target`).
+        binding: String,
+        /// The incident key's labels (empty: per target).
+        #[serde(default, skip_serializing_if = "Labels::is_empty")]
+        key: Labels,
+        /// The observation the streak began on; `None`: the streak ended.
+        began: Option<Box<crate::symptom::Record>>,
+    },
+    /// A detect probe stopped seeing its target (`since` set) or sees it again (`since: None`).
+    /// Journaled under [`DETECTION`] when it changes, so that a restarted engine still pages a probe
+    /// that has been blind for the whole blind-after time.
+    Blind {
+        /// The detect binding (`playbook:target`).
+        binding: String,
+        /// Since when the probe has not seen its target; `None`: it sees again.
+        since: Option<Timestamp>,
+        /// Why it cannot see (empty when it sees again).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        why: String,
+    },
     /// A free note.
     Note {
         /// The text.
@@ -215,6 +246,10 @@ pub enum Event {
 
 /// The journal key maintenance windows are recorded under (not an incident: it never opens).
 pub const MAINTENANCE: &str = "rb:maintenance";
+
+/// The journal key detection state is recorded under ([`Event::Streak`], [`Event::Blind`]): not an
+/// incident, it never opens.
+pub const DETECTION: &str = "rb:detection";
 
 /// One journal entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -121,7 +121,8 @@ pub fn line(entry: &Entry) -> String {
 }
 
 /// The events journaled under `key`, one line each, in order. `key` is an incident id or another
-/// journal key such as [`MAINTENANCE`](super::MAINTENANCE) (maintenance windows). An unknown key
+/// journal key such as [`MAINTENANCE`](super::MAINTENANCE) (maintenance windows) or
+/// [`DETECTION`](super::DETECTION) (for-duration streaks and blind probes). An unknown key
 /// gives no lines.
 pub async fn events(journal: &dyn Journal, key: &str) -> Result<Vec<String>, JournalError> {
     Ok(journal.entries(key).await?.iter().map(line).collect())

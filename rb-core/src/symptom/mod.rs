@@ -175,7 +175,7 @@ pub struct Failure {
 }
 
 /// One entry of a binding's history: an observation or why there is none.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// When the observation was attempted.
     pub at: Timestamp,
