@@ -1,7 +1,8 @@
 //! The lakehouse runbook's MySQL saturation playbook through all five phases on the real MariaDB
 //! of the tier (max_connections 40): the application's pool fills it past 90 %, the incident opens
-//! with the processlist and the open InnoDB transactions, the scripted DBA shrinks the pool when
-//! asked, the incident recovers; the server's own processlist agrees.
+//! with the processlist and the open InnoDB transactions, the connections idle in a transaction
+//! are killed (`KILL CONNECTION`), the incident recovers; the server's own processlist shows
+//! exactly the idle connections left.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
 use std::time::Duration;
@@ -30,24 +31,24 @@ async fn saturation_is_detected_handled_and_recovers_on_the_real_server() {
         ..Endpoints::default()
     };
     let systems = Systems::new(endpoints, Credentials::default(), Timings::fast()).unwrap();
-    let playbooks = db_saturation::playbooks(&systems);
+    let playbooks = db_saturation::playbooks_shedding(&systems, &[db.user.as_str()]);
     assert_eq!(playbooks.len(), 1, "only MySQL is configured");
     let engine = engine(playbooks).await.unwrap();
 
     let before = db.processlist().await.unwrap().len();
-    let want = (db.max_connections as usize * 92)
+    // 94 % of max_connections (the probe's own connection is not counted), 12 of them idle in a
+    // transaction
+    let want = (db.max_connections as usize * 94)
         .div_ceil(100)
         .saturating_sub(before);
-    let held = db.open_sessions(want - want / 3, want / 3).await.unwrap();
-    let ids: Vec<u64> = held
-        .idle_ids
-        .iter()
-        .chain(&held.in_transaction_ids)
-        .copied()
-        .collect();
+    let held = db.open_sessions(want - 12, 12).await.unwrap();
+    let idle_ids = held.idle_ids.clone();
+    let tx_ids = held.in_transaction_ids.clone();
+    // idle in a transaction longer than the shedding threshold (a third of a stage: 10 s)
+    tokio::time::sleep(Duration::from_secs(11)).await;
 
     let mut held = Some(held);
-    let result = run_until(&engine, Duration::from_secs(120), |incidents| {
+    let result = run_until(&engine, Duration::from_secs(180), |incidents| {
         let asked = incidents.iter().any(|i| {
             i.timeline.iter().any(
                 |e| matches!(&e.event, Event::TaskAssigned { task, .. } if task.contains("connection pool")),
@@ -69,8 +70,15 @@ async fn saturation_is_detected_handled_and_recovers_on_the_real_server() {
         }
     })
     .await;
+    let left: Vec<u64> = db
+        .processlist()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
     if let Some(h) = held.take() {
-        let _ = h.close().await;
+        let _ = h.close().await; // the killed ones are gone already
     }
     result.unwrap();
 
@@ -84,14 +92,11 @@ async fn saturation_is_detected_handled_and_recovers_on_the_real_server() {
     assert_eq!(inc.resolution, Some(Resolution::Recovered), "{journal}");
     let evidence = serde_json::to_string(&inc.evidence).unwrap();
     assert!(evidence.contains("idle in transaction"), "{evidence}");
-    // the server agrees: none of the pool's connections is left
-    let left: Vec<u64> = db
-        .processlist()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|p| p.id)
-        .filter(|id| ids.contains(id))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    // the connections idle in a transaction were killed; the idle ones survive
+    assert_eq!(
+        inc.applied_actions(),
+        vec!["mysql.kill_sessions".to_string()]
+    );
+    assert!(tx_ids.iter().all(|id| !left.contains(id)), "{left:?}");
+    assert!(idle_ids.iter().all(|id| left.contains(id)), "{left:?}");
 }

@@ -1,7 +1,9 @@
 //! The lakehouse runbook's PostgreSQL saturation playbook through all five phases on the real
-//! PostgreSQL of the tier (max_connections 40): the application's pool fills it past 90 %, the
-//! incident opens with the sessions listed, the scripted DBA shrinks the pool when asked, the
-//! incident recovers; the server's own `pg_stat_activity` agrees at each point.
+//! PostgreSQL of the tier (max_connections 40, 3 reserved for superusers): the application's pool
+//! fills it past 90 % of the usable connections, the incident opens with the sessions listed, the
+//! sessions idle in a transaction are terminated (`pg_terminate_backend`), the staged human task
+//! is skipped because the database recovered, the incident closes; the server's own
+//! `pg_stat_activity` shows exactly the idle sessions left.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may unwrap
 
 use std::time::Duration;
@@ -31,22 +33,22 @@ async fn saturation_is_detected_handled_and_recovers_on_the_real_server() {
         ..Endpoints::default()
     };
     let systems = Systems::new(endpoints, Credentials::default(), Timings::fast()).unwrap();
-    let playbooks = db_saturation::playbooks(&systems);
+    let playbooks = db_saturation::playbooks_shedding(&systems, &[pg.user.as_str()]);
     assert_eq!(playbooks.len(), 1, "only PostgreSQL is configured");
     let engine = engine(playbooks).await.unwrap();
 
-    // The application's pool: 92 % of max_connections (the probe's own session makes one more
-    // while it looks, and is not counted), a third idle in a transaction.
-    let want = (pg.max_connections as usize * 92).div_ceil(100);
-    let held = pg
-        .open_sessions("orders-api", want - want / 3, want / 3)
-        .await
-        .unwrap();
+    // The application's pool: 35 of the 37 usable connections (the probe's own session takes
+    // one more while it looks, and is not counted), 12 of them idle in a transaction.
+    let (idle, in_tx) = (23, 12);
+    let held = pg.open_sessions("orders-api", idle, in_tx).await.unwrap();
     let ours = pg.activity("orders-api").await.unwrap();
-    assert_eq!(ours.len(), want, "the server sees the pool");
+    assert_eq!(ours.len(), idle + in_tx, "the server sees the pool");
+    let tx_pids: Vec<i32> = held.pids[idle..].to_vec();
+    // idle in a transaction longer than the shedding threshold (a third of a stage: 10 s)
+    tokio::time::sleep(Duration::from_secs(11)).await;
 
     let mut held = Some(held);
-    run_until(&engine, Duration::from_secs(120), |incidents| {
+    let result = run_until(&engine, Duration::from_secs(180), |incidents| {
         let asked = incidents.iter().any(|i| {
             i.timeline.iter().any(
                 |e| matches!(&e.event, Event::TaskAssigned { task, .. } if task.contains("connection pool")),
@@ -68,8 +70,12 @@ async fn saturation_is_detected_handled_and_recovers_on_the_real_server() {
             Ok(closed)
         }
     })
-    .await
-    .unwrap();
+    .await;
+    let left = pg.activity("orders-api").await.unwrap();
+    if let Some(h) = held.take() {
+        let _ = h.close().await; // the terminated ones are gone already
+    }
+    result.unwrap();
 
     let incidents = engine.incidents().await.unwrap();
     assert_eq!(
@@ -89,6 +95,12 @@ async fn saturation_is_detected_handled_and_recovers_on_the_real_server() {
         evidence.contains("idle in transaction"),
         "the sessions are listed"
     );
-    // the server agrees: the pool is gone
-    assert!(pg.activity("orders-api").await.unwrap().is_empty());
+    // the sessions idle in a transaction were terminated; the idle ones survive
+    assert_eq!(
+        inc.applied_actions(),
+        vec!["postgres.terminate_sessions".to_string()]
+    );
+    assert_eq!(left.len(), idle, "{left:?}");
+    assert!(left.iter().all(|a| a.state == "idle"), "{left:?}");
+    assert!(left.iter().all(|a| !tx_pids.contains(&a.pid)), "{left:?}");
 }

@@ -2,16 +2,19 @@
 //! `mysql_global_status_threads_connected` above 90 % of `max_connections`.
 //!
 //! * **Detect** — rb-probes' native connection probes (`pg_stat_activity` with `pg_settings`;
-//!   the processlist with `@@max_connections` and `INNODB_TRX`) every probe interval:
-//!   `db_connections_used_percent > 90` for the for-duration opens one incident per database
-//!   (two playbooks: [`POSTGRES`], [`MYSQL`]). The probe's own session is never counted.
+//!   the processlist with `@@max_connections` and `INNODB_TRX`) every probe interval: more than
+//!   90 % of the *usable* connections (`max_connections` less the slots PostgreSQL reserves for
+//!   superusers, which an application can never take) for the for-duration opens one incident
+//!   per database (two playbooks: [`POSTGRES`], [`MYSQL`]). The probe's own session is never
+//!   counted.
 //! * **Diagnose** — the same probe's facts: connections by state, user, database and application,
 //!   and the long-running and idle-in-transaction sessions with their (redacted) statements — the
 //!   seed's `SHOW PROCESSLIST` / `SELECT * FROM pg_stat_activity`.
-//! * **Mitigate** — a human task "reduce the application's pool size" (seed §4), and, where
-//!   rb-actions' session termination is configured, shed the sessions idle in a transaction for
-//!   more than five minutes (at most [`MAX_TERMINATED`] per incident; never the probe's, system,
-//!   replication or superuser sessions).
+//! * **Mitigate** — first shed the application's sessions idle in a transaction for more than a
+//!   third of a stage (5 minutes with the seed's timings) with rb-actions (`pg_terminate_backend`;
+//!   `KILL CONNECTION` on MySQL), at most [`MAX_TERMINATED`] per incident, never the probe's,
+//!   system, replication or superuser sessions; then, if the database is still saturated a stage
+//!   later, a human task "reduce the application's pool size" (seed §4).
 //! * **Recover** — under 90 % for the stability window.
 //! * **Escalate** — Infra (1 h SLA), then the Data Platform on-call.
 
@@ -22,7 +25,7 @@ use rb_core::prelude::*;
 use rb_core::symptom::metric;
 use rb_probes::mysql::MySqlConnectionsProbe;
 use rb_probes::postgres::PgConnectionsProbe;
-use rb_probes::sql::{SaturationConfig, SqlEndpoint};
+use rb_probes::sql::SaturationConfig;
 
 use crate::lakehouse::Systems;
 
@@ -36,8 +39,17 @@ pub const THRESHOLD_PERCENT: f64 = 90.0;
 pub const MAX_TERMINATED: usize = 30;
 /// A session idle in a transaction longer than this is shed.
 pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(300);
-/// The metric judged.
-pub const USED_PERCENT: &str = "db_connections_used_percent";
+/// The metric judged: used client connections in percent of the usable ones.
+pub const USED_PERCENT: &str = "db_connections_used_percent_of_usable";
+/// The id of the session-shedding step.
+pub const SHED_STEP: &str = "shed-idle-transactions";
+/// The id of the human task.
+pub const POOL_STEP: &str = "reduce-pool";
+
+/// Sessions idle in a transaction at least this long are shed: a third of a stage.
+fn idle_after(s: &Systems) -> Duration {
+    s.timings.stage / 3
+}
 
 fn config() -> SaturationConfig {
     SaturationConfig {
@@ -46,8 +58,15 @@ fn config() -> SaturationConfig {
     }
 }
 
-/// The playbooks of the databases that have an endpoint.
+/// The playbooks of the databases that have an endpoint, shedding the sessions of the
+/// lakehouse's application role (`orders_app`).
 pub fn playbooks(s: &Systems) -> Vec<Playbook> {
+    playbooks_shedding(s, &[rb_testkit::lakehouse::DB_APP_USER])
+}
+
+/// The playbooks of the databases that have an endpoint; the shedding step only touches sessions
+/// of `app_users`.
+pub fn playbooks_shedding(s: &Systems, app_users: &[&str]) -> Vec<Playbook> {
     let mut out = Vec::new();
     if let Some(ep) = &s.endpoints.postgres {
         let probe: Arc<dyn Probe> = Arc::new(PgConnectionsProbe::connect(
@@ -55,12 +74,26 @@ pub fn playbooks(s: &Systems) -> Vec<Playbook> {
             ep.clone(),
             config(),
         ));
+        let mut filter = rb_actions::postgres::SessionFilter::idle_in_transaction(idle_after(s))
+            .users(app_users.iter().copied());
+        if let Some(db) = &ep.database {
+            filter = filter.databases([db.clone()]);
+        }
+        let shed: Arc<dyn Remediation> = Arc::new(
+            rb_actions::postgres::TerminateSessions::connect(
+                s.postgres.clone(),
+                ep.clone(),
+                filter,
+            )
+            .max_per_apply(MAX_TERMINATED)
+            .verify_within(s.timings.verify_within),
+        );
         out.push(playbook(
             s,
             POSTGRES,
             "PostgreSQL connection saturation",
             probe,
-            ep,
+            shed,
         ));
     }
     if let Some(ep) = &s.endpoints.mysql {
@@ -69,7 +102,20 @@ pub fn playbooks(s: &Systems) -> Vec<Playbook> {
             ep.clone(),
             config(),
         ));
-        out.push(playbook(s, MYSQL, "MySQL connection saturation", probe, ep));
+        let filter = rb_actions::mysql::SessionFilter::idle_in_transaction(idle_after(s))
+            .users(app_users.iter().copied());
+        let shed: Arc<dyn Remediation> = Arc::new(
+            rb_actions::mysql::KillSessions::connect(s.mysql.clone(), ep.clone(), filter)
+                .max_per_apply(MAX_TERMINATED)
+                .verify_within(s.timings.verify_within),
+        );
+        out.push(playbook(
+            s,
+            MYSQL,
+            "MySQL connection saturation",
+            probe,
+            shed,
+        ));
     }
     out
 }
@@ -79,7 +125,7 @@ fn playbook(
     id: &'static str,
     title: &str,
     probe: Arc<dyn Probe>,
-    _endpoint: &SqlEndpoint,
+    shed: Arc<dyn Remediation>,
 ) -> Playbook {
     let t = &s.timings;
     Playbook::new(id, title)
@@ -96,10 +142,12 @@ fn playbook(
                 .for_at_least(t.for_duration),
         )
         .diagnose(probe)
+        .mitigate_as(SHED_STEP, shed)
         .human_task(
-            "reduce-pool",
+            POOL_STEP,
             "Reduce the application's connection pool size and look for slow queries (seed §4)",
         )
+        .unless_recovered_within(t.stage)
         .stable_for(t.stable_for)
         .review_item("Which application leaked sessions idle in a transaction, and why? (seed §4)")
         .review_item("Does the pool size of every application fit max_connections together?")
@@ -149,7 +197,7 @@ impl Scene for Saturated {
         Some(Expect {
             playbook: playbook_of(self.db),
             key: vec![],
-            applied: vec![],
+            applied: vec![SHED_STEP],
         })
     }
 
@@ -185,7 +233,12 @@ impl Scene for Saturated {
                 return Ok(true);
             }
         }
-        Ok(lake.db_client_sessions(self.db) < 20)
+        // Over once the database is back under the threshold (the shed sessions are gone).
+        let max = match self.db {
+            rb_testkit::lakehouse::Database::Postgres => 97.0,
+            _ => 151.0,
+        };
+        Ok((lake.db_client_sessions(self.db) as f64) < max * THRESHOLD_PERCENT / 100.0)
     }
 }
 
