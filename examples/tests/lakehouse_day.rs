@@ -56,6 +56,8 @@ fn mutating_everywhere(lake: &FakeLakehouse) -> Vec<String> {
                 .into_iter()
                 // the Trino statement protocol POSTs a read-only query (the cross-check)
                 .filter(|r| !(r.method == "POST" && r.path == "/v1/statement"))
+                // Nessie's dry-run merge (how the merge is planned) changes nothing
+                .filter(|r| !r.json().is_some_and(|v| v["isDryRun"] == true))
                 .map(|r| format!("{sys:?}: {}", r.line())),
         );
     }
@@ -200,10 +202,13 @@ async fn a_dry_run_day_changes_nothing_on_any_fake() {
     let (lake, _itsm, report) = day(o).await;
     assert!(report.missed.is_empty(), "{:?}", report.missed);
     let mutating = mutating_everywhere(&lake);
-    // the scenes' own doing (the paused connector decoy) is the only change
+    // the scenes' own doing is the only change: the paused connector decoy, and the scripted
+    // human who uploads the fixed JAR when the Flink job crash-loops on a schema change
     let unexpected: Vec<&String> = mutating
         .iter()
-        .filter(|m| !m.contains("/pause") && !m.contains("/resume"))
+        .filter(|m| {
+            !m.contains("/pause") && !m.contains("/resume") && !m.contains("POST /jars/upload")
+        })
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:#?}");
     for inc in &report.incidents {

@@ -30,9 +30,11 @@
 //! | Prometheus | [`FakePrometheus`] | live series read from the other fakes (below) | `prometheus/prometheus-main` |
 //! | Loki | [`FakeLoki`] | the situations log what the real containers log | `loki/loki-main` |
 //!
-//! Alertmanager: the testkit's Alertmanager fake is a **sender** (it posts webhooks to a receiver,
-//! as Alertmanager notifies one); it has no server to start. [`FakeLakehouse::alert_sender`] gives
-//! one pointed at your receiver.
+//! Alertmanager: [`FakeLakehouse::alertmanager`] is an Alertmanager **API** fake
+//! ([`FakeAlertmanager`]: `GET`/`POST /api/v2/alerts`, the real response shape, fingerprints,
+//! silences), what a post-recovery checklist or a reconcile at start asks; and
+//! [`FakeLakehouse::alert_sender`] gives a **sender** that posts webhooks to your receiver, as
+//! Alertmanager notifies one.
 //!
 //! | PostgreSQL | [`FakePostgres`] | `max_connections` 100; database `lake`, [`DB_BASELINE_SESSIONS`] idle sessions of the application | `postgres/postgres-main` |
 //! | MySQL | [`FakeMysql`] (MariaDB 10.11) | `max_connections` 151; [`DB_BASELINE_SESSIONS`] sleeping connections of the application | `mysql/mysql-main` |
@@ -99,7 +101,7 @@ use rb_core::Target;
 use tokio::task::JoinHandle;
 
 use crate::cassandra::{CassandraFakeError, FakeRing, Replication};
-use crate::http::alertmanager::AlertmanagerSender;
+use crate::http::alertmanager::{AlertmanagerSender, FakeAlertmanager};
 use crate::http::flink::{FakeFlink, FakeFlinkError, FlinkConfig, JobSpec};
 use crate::http::kafka_connect::{ConnectFakeError, ConnectorType, FakeKafkaConnect};
 use crate::http::loki::FakeLoki;
@@ -216,6 +218,8 @@ pub enum HttpSystem {
     Prometheus,
     /// Loki.
     Loki,
+    /// Alertmanager's API.
+    Alertmanager,
 }
 
 /// The databases of [`FakeLakehouse::db_saturation`].
@@ -258,6 +262,7 @@ pub struct FakeLakehouse {
     loki: FakeLoki,
     postgres: Arc<FakePostgres>,
     mysql: Arc<FakeMysql>,
+    alertmanager: FakeAlertmanager,
     script: Mutex<Script>,
 }
 
@@ -333,6 +338,7 @@ impl FakeLakehouse {
         ));
         trino.set_state(&done, QueryState::Finished);
         let loki = FakeLoki::start().await?;
+        let alertmanager = FakeAlertmanager::start().await?;
 
         // Databases: the application's sessions, a few background processes.
         let postgres = Arc::new(
@@ -443,6 +449,7 @@ impl FakeLakehouse {
             loki,
             postgres,
             mysql,
+            alertmanager,
             script: Mutex::new(Script::default()),
         })
     }
@@ -525,6 +532,11 @@ impl FakeLakehouse {
         &self.mysql
     }
 
+    /// Alertmanager's API (no alert at start).
+    pub fn alertmanager(&self) -> &FakeAlertmanager {
+        &self.alertmanager
+    }
+
     /// An Alertmanager stand-in that posts webhook payloads to `receiver_url` (receiver `rb`,
     /// grouped by `alertname`, external URL of a lakehouse Alertmanager).
     pub fn alert_sender(&self, receiver_url: &str) -> AlertmanagerSender {
@@ -544,6 +556,7 @@ impl FakeLakehouse {
             HttpSystem::Trino => self.trino.http(),
             HttpSystem::Prometheus => self.prometheus.http(),
             HttpSystem::Loki => self.loki.http(),
+            HttpSystem::Alertmanager => self.alertmanager.http(),
         }
     }
 

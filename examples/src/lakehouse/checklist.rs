@@ -163,6 +163,8 @@ pub fn alertname_of(playbook: &str) -> &'static str {
         "trino-backlog" => "TrinoQueriesQueued",
         "postgres-saturation" => "PostgresConnectionsSaturated",
         "mysql-saturation" => "MysqlConnectionsSaturated",
+        "nessie-commit-minio-space" => "MinioLowOnSpace",
+        "cassandra-node-missing" => "CassandraNodeMissing",
         _ => "RunbookIncident",
     }
 }

@@ -63,7 +63,7 @@ impl DayOptions {
             color: None,
             credentials: Credentials::default(),
             timings: Timings::seed(),
-            step: Duration::from_secs(10),
+            step: Duration::from_secs(30),
             max_length: Duration::from_secs(12 * 3600),
         }
     }
@@ -257,6 +257,8 @@ impl Scene for ProbeTimesOutOnce {
 
 struct Running {
     cue: Cue,
+    /// The fingerprint of the alert the lakehouse's Prometheus fires while the situation lasts.
+    alert: Option<String>,
     started: tokio::time::Instant,
     started_at: Timestamp,
     over: bool,
@@ -281,6 +283,7 @@ impl Palette {
 #[derive(Debug)]
 pub struct Timeline {
     seen: HashMap<String, u64>,
+    done: std::collections::HashSet<String>,
     palette: Palette,
     print: bool,
     lines: Vec<String>,
@@ -292,6 +295,7 @@ impl Timeline {
     pub fn new(print: bool, color: bool) -> Self {
         Self {
             seen: HashMap::new(),
+            done: std::collections::HashSet::new(),
             palette: Palette(color),
             print,
             lines: Vec::new(),
@@ -340,8 +344,20 @@ impl Timeline {
         let ids = journal.incidents().await?;
         let mut fresh = Vec::new();
         for id in ids {
+            // a closed incident was read once more after its Closed entry: nothing comes after
+            if self.done.contains(&id) {
+                continue;
+            }
             let last = self.seen.get(&id).copied().unwrap_or(0);
-            for e in journal.entries(&id).await? {
+            let entries = journal.entries(&id).await?;
+            if entries
+                .iter()
+                .any(|e| matches!(e.event, Event::Closed { .. }))
+                && entries.last().is_some_and(|e| e.seq <= last)
+            {
+                self.done.insert(id.clone());
+            }
+            for e in entries {
                 if e.seq > last {
                     fresh.push(e);
                 }
@@ -459,10 +475,22 @@ pub async fn play_day(
         while pending.last().is_some_and(|c| c.at <= now) {
             let Some(cue) = pending.pop() else { break };
             cue.scene.start(lake).await?;
+            // the lakehouse's Prometheus alert rules fire too: the checklist asks Alertmanager
+            // whether the alert cleared
+            let alert = cue.scene.expect().map(|e| {
+                let mut spec = rb_testkit::http::alertmanager::AlertSpec::new(
+                    checklist::alertname_of(e.playbook),
+                );
+                for (k, v) in &e.key {
+                    spec = spec.label(k, v);
+                }
+                lake.alertmanager().fire(&spec)
+            });
             let started_at = clock.now();
             timeline.scene(started_at, &cue.scene.name(), cue.scene.expect().is_none());
             running.push(Running {
                 cue,
+                alert,
                 started: tokio::time::Instant::now(),
                 started_at,
                 over: false,
@@ -475,18 +503,32 @@ pub async fn play_day(
                 .scene
                 .react(lake, &engine, r.started.elapsed())
                 .await?;
+            if r.over {
+                if let Some(fp) = &r.alert {
+                    lake.alertmanager().resolve(fp);
+                }
+            }
         }
         timeline.catch_up(journal.as_ref()).await?;
 
-        // tickets for new incidents; checklists for closed ones
-        for inc in engine.incidents().await? {
-            let id = inc.record.id.clone();
+        // tickets for new incidents; checklists for closed ones (only incidents not finished with
+        // are read back from the journal)
+        let open = journal.open_incidents().await?;
+        for id in journal.incidents().await? {
+            if checklists.contains_key(&id) {
+                continue;
+            }
+            let is_open = open.contains(&id);
+            if ticketed.contains_key(&id) && is_open {
+                continue;
+            }
+            let inc = engine.incident(&id).await?;
             if !ticketed.contains_key(&id) {
                 if let Ok(t) = tickets.open(&inc.record).await {
                     ticketed.insert(id.clone(), t);
                 }
             }
-            if inc.is_closed() && !checklists.contains_key(&id) {
+            if inc.is_closed() {
                 let ticket = ticketed.get(&id).cloned();
                 let review = engine.review(&id).await?;
                 let items = checklist::check(
@@ -504,7 +546,7 @@ pub async fn play_day(
         }
 
         let all_over = pending.is_empty() && running.iter().all(|r| r.over);
-        if (all_over && engine.open_incidents().await.is_empty()) || now >= opts.max_length {
+        if (all_over && open.is_empty()) || now >= opts.max_length {
             break;
         }
     }

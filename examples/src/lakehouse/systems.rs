@@ -320,7 +320,7 @@ impl Endpoints {
             trino: lake.trino().http().base_url(),
             prometheus: lake.prometheus().base_url(),
             loki: lake.loki().http().base_url(),
-            alertmanager: None,
+            alertmanager: Some(lake.alertmanager().http().base_url()),
             postgres: Some(fake_sql(
                 lake.postgres().addr(),
                 &lake.postgres().user(),
