@@ -2,7 +2,7 @@
 # Alertmanager for the real-peer tier: `peers/scripts/alertmanager.sh start|stop|status`.
 # Debian's `prometheus-alertmanager` package (installed with apt-get when missing, without starting the
 # package's own service), run from our own config and data under $RUN/alertmanager, listening on
-# 127.0.0.1:19093 only, clustering off. One route to one receiver, `rb`: a webhook to
+# 127.0.0.1:19193 only (19093 is the Kafka controller's), clustering off. One route to one receiver, `rb`: a webhook to
 # http://127.0.0.1:19798/alertmanager/webhook (where the test serves rb's receiver) with a bearer
 # token read from a file, grouped by alertname, group_wait 1s, group_interval 2s, resolutions sent.
 # Env keys: AM_URL AM_VERSION AM_WEBHOOK_URL AM_WEBHOOK_TOKEN_FILE.
@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NAME=alertmanager
 HOST=127.0.0.1
-PORT=19093
+PORT=19193
 URL=http://$HOST:$PORT
 HOOK_PORT=19798
 HOOK_URL=http://$HOST:$HOOK_PORT/alertmanager/webhook
