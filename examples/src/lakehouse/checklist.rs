@@ -3,7 +3,7 @@
 //!
 //! | item | how rb checks it |
 //! | --- | --- |
-//! | Alert cleared in Alertmanager | `GET /api/v2/alerts?active=true&filter=alertname="…"` on Alertmanager's API: no active alert of the playbook's alert name for the incident's key (left open when no Alertmanager is configured) |
+//! | Alert cleared in Alertmanager | rb-probes' Alertmanager client (`GET /api/v2/alerts` filtered by `alertname` and the incident's key): no alert of the playbook's alert name still active — a silenced or inhibited one has not cleared (left open when no Alertmanager is configured) |
 //! | Checkpoint/savepoint updated | for the Flink playbooks: `GET /jobs/<id>/checkpoints` of the running job — a checkpoint completed after the fix; not applicable elsewhere |
 //! | Data cross-checked | the [`CROSS_CHECK_SQL`] query on Trino (`/v1/statement`), its result shown |
 //! | ITSM ticket moved to Resolved | the ticket sink resolves the incident's ticket |
@@ -15,7 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rb_core::report::{md_item, Review};
 use rb_core::time::Timestamp;
-use rb_core::{IncidentRecord, Probe, ProbeContext};
+use rb_core::{IncidentRecord, Matcher, Matchers, Probe, ProbeContext};
+use rb_probes::alertmanager::AlertmanagerClient;
 use rb_probes::transport::{HttpClient, HttpRequest, Method};
 use rb_probes::trino::{TrinoSql, TrinoSqlResult};
 use serde::Serialize;
@@ -202,49 +203,29 @@ async fn alert_cleared(systems: &Systems, review: &Review) -> CheckedItem {
         return open(item, "no Alertmanager API configured: check it by hand");
     };
     let name = alertname_of(&review.incident.record.playbook);
-    let mut filter = format!("filter=alertname%3D%22{name}%22");
-    for (k, v) in &review.incident.record.key {
-        let _ = std::fmt::Write::write_fmt(
-            &mut filter,
-            format_args!("&filter={k}%3D%22{}%22", urlencode(v)),
-        );
+    let matchers = review.incident.record.key.iter().fold(
+        Matchers::new().and(Matcher::equal("alertname", name)),
+        |m, (k, v)| m.and(Matcher::equal(k.clone(), v.clone())),
+    );
+    let client = AlertmanagerClient::new(
+        am.clone(),
+        rb_core::Target::new("alertmanager", "alertmanager-main"),
+    );
+    match client.still_active(&matchers).await {
+        Ok(None) => ticked(
+            item,
+            format!("Alertmanager has no active {name} alert for this key"),
+        ),
+        Ok(Some(alerts)) => open(
+            item,
+            format!(
+                "{} {name} alert(s) still active (fingerprint {})",
+                alerts.len(),
+                alerts[0].fingerprint
+            ),
+        ),
+        Err(e) => open(item, format!("Alertmanager could not be asked: {e}")),
     }
-    let path = format!("/api/v2/alerts?active=true&silenced=false&inhibited=false&{filter}");
-    match am.send(HttpRequest::get(path)).await {
-        Ok(resp) if resp.is_success() => {
-            match serde_json::from_slice::<Vec<serde_json::Value>>(&resp.body) {
-                Ok(alerts) if alerts.is_empty() => ticked(
-                    item,
-                    format!("Alertmanager has no active {name} alert for this key"),
-                ),
-                Ok(alerts) => open(
-                    item,
-                    format!(
-                        "{} active {name} alert(s) still firing (fingerprint {})",
-                        alerts.len(),
-                        alerts[0]["fingerprint"].as_str().unwrap_or("?")
-                    ),
-                ),
-                Err(e) => open(
-                    item,
-                    format!("Alertmanager's answer is not a list of alerts: {e}"),
-                ),
-            }
-        }
-        Ok(resp) => open(item, format!("Alertmanager answered HTTP {}", resp.status)),
-        Err(e) => open(item, format!("Alertmanager unreachable: {e}")),
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn fixed_at(review: &Review) -> Option<Timestamp> {
