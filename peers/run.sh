@@ -17,6 +17,8 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRIPTS=$ROOT/peers/scripts
 RUN=${RB_PEERS_RUN:-$ROOT/.peers}
+# The tests read the env file of this run (not the one of the checkout their binary was built from).
+export RB_PEERS_RUN="$RUN" RB_PEERS_ENV="$RUN/env"
 ALL=(postgres mariadb kafka nessie flink cassandra prometheus alertmanager)
 
 say() { printf '[peers/run %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -206,24 +206,24 @@ pub fn script() -> Vec<Cue> {
                 percent: 95.0,
             }),
         ),
-        cue(90, Arc::new(kafka_backlog::Backlog::orders())),
+        cue(75, Arc::new(kafka_backlog::Backlog::orders())),
         cue(
-            120,
+            90,
             Arc::new(db_saturation::Saturated {
                 db: Database::Mysql,
                 percent: 96.0,
             }),
         ),
-        cue(150, Arc::new(flink_restarting::SchemaCrashLoop::new())),
+        cue(105, Arc::new(flink_restarting::SchemaCrashLoop::new())),
         cue(
-            180,
+            120,
             Arc::new(connect_failed::ConnectorMisconfigured::payments_sink()),
         ),
-        cue(210, Arc::new(cassandra_down::NodeDown::new(1, min(20)))),
-        cue(240, Arc::new(nessie_commit::CommitConflict::new())),
-        cue(270, Arc::new(trino_backlog::Backlog::new(8))),
-        cue(300, Arc::new(nessie_commit::MinioLowSpace::new(20 << 30))),
-        cue(330, Arc::new(flink_restarting::LostTaskManager::new())),
+        cue(135, Arc::new(cassandra_down::NodeDown::new(1, min(20)))),
+        cue(150, Arc::new(nessie_commit::CommitConflict::new())),
+        cue(165, Arc::new(trino_backlog::Backlog::new(8))),
+        cue(180, Arc::new(nessie_commit::MinioLowSpace::new(20 << 30))),
+        cue(195, Arc::new(flink_restarting::LostTaskManager::new())),
     ];
     cues.sort_by_key(|c| c.at);
     cues

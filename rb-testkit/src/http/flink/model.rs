@@ -540,7 +540,7 @@ pub(crate) struct Cluster {
     pub external_snapshots: HashMap<String, SnapshotInfo>,
     pub metrics: HashMap<String, JobMetricSnap>,
     pub next_fetch: Instant,
-    pub caches: HashMap<String, (Instant, Job)>,
+    pub caches: HashMap<String, (Instant, std::sync::Arc<Job>)>,
     pub program: JobSpec,
     pub failing_dirs: Vec<String>,
     pub base_url: String,
@@ -1354,16 +1354,20 @@ impl Cluster {
     }
 
     /// The job as `/jobs/<id>` and its siblings see it: a copy refreshed every `refresh_interval`.
-    pub(crate) fn cached_job(&mut self, id: &str, now: Instant) -> Option<Job> {
-        let live = self.job(id)?.clone();
+    /// A fresh copy is taken only when the cached one is older than the interval (one clone per
+    /// refresh; a read within the interval shares the cached copy).
+    pub(crate) fn cached_job(&mut self, id: &str, now: Instant) -> Option<std::sync::Arc<Job>> {
+        self.job(id)?;
         let interval = self.cfg.refresh_interval;
-        match self.caches.get(id) {
-            Some((at, job)) if now.saturating_duration_since(*at) < interval => Some(job.clone()),
-            _ => {
-                self.caches.insert(id.to_string(), (now, live.clone()));
-                Some(live)
+        if let Some((at, job)) = self.caches.get(id) {
+            if now.saturating_duration_since(*at) < interval {
+                return Some(std::sync::Arc::clone(job));
             }
         }
+        let live = std::sync::Arc::new(self.job(id)?.clone());
+        self.caches
+            .insert(id.to_string(), (now, std::sync::Arc::clone(&live)));
+        Some(live)
     }
 }
 
