@@ -32,6 +32,8 @@ const NODE: usize = 3;
 
 /// Starts node [`NODE`] again when dropped armed (a failed test must leave the ring whole).
 struct Restart {
+    /// The script that started the ring (`CASSANDRA_SCRIPT`).
+    script: String,
     armed: bool,
 }
 
@@ -41,7 +43,7 @@ impl Drop for Restart {
             return;
         }
         let st = std::process::Command::new("bash")
-            .arg(PeerEnv::repo_root().join("peers/scripts/cassandra.sh"))
+            .arg(&self.script)
             .args(["node-start", &NODE.to_string()])
             .status();
         eprintln!("restarting node {NODE} after a failure: {st:?}");
@@ -59,13 +61,17 @@ async fn all_up(ring: &CassandraRing) -> rb_peers::cassandra::NodetoolStatus {
 #[tokio::test]
 #[ignore = "real-peer tier: run peers/run.sh"]
 async fn a_crashed_node_is_replaced_by_a_human_after_a_stage_and_recovers() {
-    let ring = CassandraRing::from_env(&PeerEnv::load().unwrap()).unwrap();
+    let env = PeerEnv::load().unwrap();
+    let ring = CassandraRing::from_env(&env).unwrap();
     all_up(&ring).await;
     let address = ring.ip(NODE).unwrap();
 
     let t0 = Instant::now();
     ring.kill_node(NODE).await.unwrap();
-    let mut guard = Restart { armed: true };
+    let mut guard = Restart {
+        script: env.get("CASSANDRA_SCRIPT").unwrap().to_string(),
+        armed: true,
+    };
 
     let endpoints = Endpoints {
         cassandra: ring.nodes().to_vec(),
@@ -164,7 +170,10 @@ async fn a_crashed_node_is_replaced_by_a_human_after_a_stage_and_recovers() {
         "{journal}"
     );
     assert_eq!(inc.step_state(0), StepState::Done, "{journal}");
-    assert!(back_after.is_some(), "the scripted human brought the node back");
+    assert!(
+        back_after.is_some(),
+        "the scripted human brought the node back"
+    );
     // nothing was applied automatically: the playbook's only step is the human's
     assert!(inc.applied_actions().is_empty(), "{journal}");
 }

@@ -23,6 +23,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rb_core::incident::Phase;
+use rb_core::policy::Decision;
 use rb_core::{Event, Incident, Resolution};
 use rb_examples::lakehouse::situations::nessie_commit::{self, BRANCH, PLAYBOOK};
 use rb_examples::lakehouse::{Credentials, Endpoints, Systems, Timings};
@@ -60,11 +61,20 @@ async fn reset_backup(nessie: &Nessie, at: &BranchRef) -> BranchRef {
 }
 
 async fn delete_backup(nessie: &Nessie) {
-    let a = nessie.get(&format!("/trees/{BACKUP_BRANCH}")).await.unwrap();
+    let a = nessie
+        .get(&format!("/trees/{BACKUP_BRANCH}"))
+        .await
+        .unwrap();
     if a.status == 200 {
         let b = nessie.branch(BACKUP_BRANCH).await.unwrap();
         let d = nessie.delete_branch(&b).await.unwrap();
-        assert!(d.status < 300, "deleting {}: {} {}", b.spec(), d.status, d.body);
+        assert!(
+            d.status < 300,
+            "deleting {}: {} {}",
+            b.spec(),
+            d.status,
+            d.body
+        );
     } else {
         assert_eq!(a.status, 404, "GET /trees/{BACKUP_BRANCH}: {}", a.body);
     }
@@ -75,7 +85,11 @@ async fn delete_backup(nessie: &Nessie) {
 async fn fork(nessie: &Nessie, ns: &str) -> (BranchRef, BranchRef) {
     let main = nessie.branch(BRANCH).await.unwrap();
     let main = nessie
-        .commit(&main, &format!("create namespace {ns}"), &[put_namespace(&[ns])])
+        .commit(
+            &main,
+            &format!("create namespace {ns}"),
+            &[put_namespace(&[ns])],
+        )
         .await
         .unwrap();
     let backup = reset_backup(nessie, &main).await;
@@ -146,7 +160,11 @@ async fn a_commit_conflict_is_assigned_back_to_the_known_good_hash() {
         .commit(
             &backup,
             &format!("create {ns}.t on backup"),
-            &[put_iceberg_table(&key, "s3://rb-peers/lake/t/backup.json", 1)],
+            &[put_iceberg_table(
+                &key,
+                "s3://rb-peers/lake/t/backup.json",
+                1,
+            )],
         )
         .await
         .unwrap();
@@ -197,10 +215,19 @@ async fn a_commit_conflict_is_assigned_back_to_the_known_good_hash() {
     let out = outcome_of(&inc, "nessie.assign");
     assert_eq!(out["hash"], known_good.hash.as_str(), "{out}");
     assert_eq!(out["previous_hash"], bad.hash.as_str(), "{out}");
-    // the assign waited for the (scripted) on-call's approval
+    // the assign (destructive) ran only with the (scripted) on-call's grant
+    let assign_step = inc
+        .timeline
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::Started { step, action, .. } if action == "nessie.assign" => Some(*step),
+            _ => None,
+        })
+        .unwrap();
     assert!(
         inc.timeline.iter().any(|e| matches!(&e.event,
-            Event::AwaitingApproval { action, .. } if action == "nessie.assign")),
+            Event::Approval { step, decision: Decision::Granted { by }, .. }
+                if *step == assign_step && by == "on-call (scripted)")),
         "{journal}"
     );
 }
@@ -279,7 +306,11 @@ async fn a_diverged_branch_is_merged_from_its_backup() {
         .iter()
         .filter_map(|p| p.as_str())
         .collect();
-    assert_eq!(parents, vec![head.hash.as_str(), backup.hash.as_str()], "{top}");
+    assert_eq!(
+        parents,
+        vec![head.hash.as_str(), backup.hash.as_str()],
+        "{top}"
+    );
     assert_eq!(entries.status, 200, "{}", entries.body);
     let keys: Vec<String> = entries.body["entries"]
         .as_array()
