@@ -4,11 +4,15 @@
 #   peers/run.sh kafka nessie  only these servers, and only their tests
 # Servers (in this order, each only when peers/scripts/<name>.sh exists):
 #   postgres mariadb kafka nessie flink cassandra prometheus alertmanager
-# Tests of a server: peers/tests/<name>.rs, diff_<name>*.rs (fake vs real), probes_<name>*.rs,
-# actions_<name>*.rs (rb-probes / rb-actions against the real server) and lakehouse_<name>*.rs (the
-# lakehouse runbook's playbooks through all five phases on the real server), run with
-#   cargo test -p rb-peers --test <t>… -- --ignored --test-threads=1
-# (every server selected and started: plain `cargo test -p rb-peers -- --ignored --test-threads=1`).
+# Tests of a server: peers/tests/server_<name>.rs (the server and its harness), diff_<name>*.rs (fake
+# vs real), probes_<name>*.rs, actions_<name>*.rs (rb-probes / rb-actions against the real server) and
+# lakehouse_<name>*.rs (the lakehouse runbook's playbooks through all five phases on the real server), run
+# with
+#   cargo test --workspace --all-features --test <t>… -- --ignored --test-threads=1
+# `--workspace --all-features` resolves the same features as the fast tier's `cargo test --workspace
+# --all-features`, so the test binaries that command built are reused as they are (`-p rb-peers` would
+# resolve rb-peers' own feature set and rebuild librdkafka and everything above it). rb-peers' test file
+# names are unique in the workspace, so `--test <t>` picks rb-peers' file only.
 # Whatever happens (success, failure, Ctrl-C), every server started here is stopped on exit and the
 # run fails loudly if one of their processes is left. Exit status: non-zero when a start, a test or
 # the final process check failed. The wall time of each phase is printed at the end.
@@ -119,7 +123,7 @@ done
 test_targets() {
   local name f
   for name in "$@"; do
-    for f in "$ROOT/peers/tests/$name.rs" "$ROOT"/peers/tests/diff_"$name"*.rs \
+    for f in "$ROOT/peers/tests/server_$name.rs" "$ROOT"/peers/tests/diff_"$name"*.rs \
              "$ROOT"/peers/tests/probes_"$name"*.rs "$ROOT"/peers/tests/actions_"$name"*.rs \
              "$ROOT"/peers/tests/lakehouse_"$name"*.rs; do
       [ -f "$f" ] && printf -- '--test %s ' "$(basename "$f" .rs)"
@@ -132,16 +136,18 @@ for name in "${STARTED[@]}"; do
 done
 t=$(now)
 if [ $# -eq 0 ] && [ ${#FAILED_STARTS[@]} -eq 0 ]; then
-  say "cargo test -p rb-peers -- --ignored --test-threads=1"
-  (cd "$ROOT" && cargo test -p rb-peers --no-fail-fast -- --ignored --test-threads=1) || STATUS=1
+  ALL_TARGETS=()
+  for f in "$ROOT"/peers/tests/*.rs; do ALL_TARGETS+=(--test "$(basename "$f" .rs)"); done
+  say "cargo test --workspace --all-features (every rb-peers test file) -- --ignored --test-threads=1"
+  (cd "$ROOT" && cargo test --workspace --all-features --no-fail-fast "${ALL_TARGETS[@]}" -- --ignored --test-threads=1) || STATUS=1
 else
   # shellcheck disable=SC2046
   read -r -a TARGETS <<< "$(test_targets "${OK_SERVERS[@]}")"
   if [ ${#TARGETS[@]} -eq 0 ]; then
     say "no test file for the servers that started (${OK_SERVERS[*]:-none})"
   else
-    say "cargo test -p rb-peers ${TARGETS[*]} -- --ignored --test-threads=1"
-    (cd "$ROOT" && cargo test -p rb-peers --no-fail-fast "${TARGETS[@]}" -- --ignored --test-threads=1) || STATUS=1
+    say "cargo test --workspace --all-features ${TARGETS[*]} -- --ignored --test-threads=1"
+    (cd "$ROOT" && cargo test --workspace --all-features --no-fail-fast "${TARGETS[@]}" -- --ignored --test-threads=1) || STATUS=1
   fi
 fi
 phase "tests" "$(elapsed "$t" "$(now)")"
