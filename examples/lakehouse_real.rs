@@ -13,12 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rb_core::journal::SqliteJournal;
-use rb_core::policy::{CallbackApprover, Decision, SafetyPolicy};
-use rb_core::Engine;
+use rb_core::policy::{CallbackApprover, Decision};
 use rb_examples::lakehouse::config::LakehouseConfig;
 use rb_examples::lakehouse::day::{color_by_default, Timeline};
-use rb_examples::lakehouse::{runbook, Systems};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -43,21 +40,6 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = LakehouseConfig::load(&path)?;
     let out = PathBuf::from(&config.out_dir);
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let systems = Systems::new(
-        config.endpoints.clone(),
-        config.credentials.clone(),
-        config.timings.clone(),
-    )?;
-    let runbook = runbook(&systems);
-    println!(
-        "rb — the lakehouse runbook on {} ({} playbooks; dry-run: {}); journal and reviews in {}",
-        path.display(),
-        runbook.playbooks().len(),
-        config.dry_run,
-        out.display()
-    );
-    let journal = Arc::new(SqliteJournal::open(out.join("journal.db")).await?);
     let approver = CallbackApprover::new(Duration::from_secs(15 * 60), |req| async move {
         println!(
             "? approve {} (risk {:?})? [y/N]",
@@ -78,15 +60,15 @@ async fn main() -> anyhow::Result<()> {
             },
         }
     });
-    let engine = Engine::builder(runbook)
-        .journal(journal.clone())
-        .approver(Arc::new(approver))
-        .policy(SafetyPolicy {
-            dry_run: config.dry_run,
-            ..SafetyPolicy::default()
-        })
-        .build()
-        .await?;
+    let engine = config.engine(Arc::new(approver)).await?;
+    println!(
+        "rb — the lakehouse runbook on {} ({} playbooks; dry-run: {}); journal and reviews in {}",
+        path.display(),
+        engine.runbook().playbooks().len(),
+        config.dry_run,
+        out.display()
+    );
+    let journal = engine.journal().clone();
     let mut timeline = Timeline::new(true, color_by_default());
     let started = tokio::time::Instant::now();
     loop {

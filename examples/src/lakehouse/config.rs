@@ -259,6 +259,34 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 const SECRET_KEYS: &[&str] = &["password", "token", "sasl_password", "secret"];
 
 impl LakehouseConfig {
+    /// The engine this file describes: every client built from its endpoints and credentials, the
+    /// runbook's playbooks for the systems it names, the SQLite journal `journal.db` in `out_dir`
+    /// (created if missing), dry-run as the file says, approvals asked of `approver`. Nothing is
+    /// contacted until the engine runs.
+    pub async fn engine(
+        &self,
+        approver: std::sync::Arc<dyn rb_core::policy::Approver>,
+    ) -> anyhow::Result<rb_core::Engine> {
+        use anyhow::Context as _;
+        let out = Path::new(&self.out_dir);
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let systems = super::Systems::new(
+            self.endpoints.clone(),
+            self.credentials.clone(),
+            self.timings.clone(),
+        )?;
+        let journal = rb_core::journal::SqliteJournal::open(out.join("journal.db")).await?;
+        Ok(rb_core::Engine::builder(super::runbook(&systems))
+            .journal(std::sync::Arc::new(journal))
+            .approver(approver)
+            .policy(rb_core::policy::SafetyPolicy {
+                dry_run: self.dry_run,
+                ..rb_core::policy::SafetyPolicy::default()
+            })
+            .build()
+            .await?)
+    }
+
     /// Read and check `path`; credentials come from the environment (`env` lets tests supply
     /// their own).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
