@@ -560,6 +560,7 @@ pub fn describe(e: &Event) -> String {
             step,
             action,
             attempt,
+            ..
         } => format!("Step {step} {action} started (attempt {attempt})"),
         Event::Finished {
             step,

@@ -95,6 +95,8 @@ async fn crashed_mid_step(db: &std::path::Path) -> String {
             step: 0,
             action: "a".into(),
             attempt: 1,
+            holder: None,
+            token: None,
         },
         Event::Finished {
             step: 0,
@@ -109,6 +111,8 @@ async fn crashed_mid_step(db: &std::path::Path) -> String {
             step: 1,
             action: "b".into(),
             attempt: 1,
+            holder: None,
+            token: None,
         },
     ] {
         j.append(&id, at, &ev).await.unwrap();

@@ -112,6 +112,7 @@ impl Inner {
             }
             if open.stage == Stage::Review {
                 st.open.remove(&d.fingerprint);
+                self.free_key(&d.fingerprint, &open.id).await;
                 report.closed.push(open.id.clone());
             } else {
                 st.open.insert(d.fingerprint, Slot::Idle(open));
@@ -177,6 +178,7 @@ impl Inner {
                             let msg = format!("closed by {by}");
                             let resolution = Resolution::ClosedByHuman { by };
                             self.append(&id, Event::Closed { resolution }).await?;
+                            self.free_key(&key, &id).await;
                             if let Some(Slot::Idle(o)) = st.open.remove(&key) {
                                 self.follow_up(
                                     &id,

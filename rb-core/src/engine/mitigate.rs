@@ -42,6 +42,22 @@ fn interrupted(step: usize, action: &str) -> String {
     format!("step {step} ({action}) was started but never finished (engine restart); it is not idempotent, so it is not re-run: check its target by hand")
 }
 
+/// The holder and fencing token of the latest `started` entry of `step`.
+fn last_started(
+    entries: &[crate::journal::Entry],
+    step: usize,
+) -> Option<(Option<String>, Option<crate::coordination::FencingToken>)> {
+    entries.iter().rev().find_map(|e| match &e.event {
+        Event::Started {
+            step: s,
+            holder,
+            token,
+            ..
+        } if *s == step => Some((holder.clone(), *token)),
+        _ => None,
+    })
+}
+
 /// Whether the `interrupted` entry of `step` was followed by its page (journaled, delivered or not).
 fn interrupted_paged(entries: &[crate::journal::Entry], step: usize) -> bool {
     let Some(at) = entries
@@ -159,7 +175,7 @@ impl Inner {
                     .await?
             };
             match result {
-                StepResult::Waiting => return Ok(false),
+                StepResult::Waiting | StepResult::Elsewhere => return Ok(false),
                 // the plan changed while a human decided: plan and ask again
                 StepResult::Again => continue,
                 StepResult::Halt if !p.continue_after_failure => o.halted = true,
@@ -237,8 +253,26 @@ impl Inner {
     ) -> Result<StepResult, Error> {
         let action = rem.id().to_string();
         // at-most-once: the journal is the truth
-        let entries = self.journal.entries(&o.id).await?;
-        match step_state(&entries, step) {
+        let mut entries = self.journal.entries(&o.id).await?;
+        let mut state = step_state(&entries, step);
+        if matches!(state, StepState::Started | StepState::Done) {
+            // started by another engine: in flight there while its claim is live (it is released
+            // once the step is verified), else it ended meanwhile or its engine is gone
+            let started = last_started(&entries, step);
+            if started
+                .as_ref()
+                .is_some_and(|(h, _)| h.as_ref().is_some_and(|h| *h != self.holder))
+            {
+                let sid = &p.mitigation[step].id;
+                let started = started.as_ref().map(|(h, t)| (h, t));
+                if self.in_flight_elsewhere(&o.id, sid, started).await {
+                    return Ok(StepResult::Elsewhere);
+                }
+                entries = self.journal.entries(&o.id).await?;
+                state = step_state(&entries, step);
+            }
+        }
+        match state {
             StepState::NotStarted => {}
             StepState::Planned if !self.policy.dry_run => {}
             StepState::Started if rem.idempotent() => {
@@ -653,7 +687,53 @@ impl Inner {
         if let Err(reason) = self.check_rates(&plan, o, &action) {
             return self.refuse(o, p, step, &action, reason).await;
         }
-        // apply: journaled before and after; retried only when idempotent and transient, with backoff
+        // across engines: the targets' leases (one remediation per target at a time), then the
+        // step's claim, begun once; only then `started` and apply
+        let ttl = self.hold_ttl(rem);
+        let leases = match self.lease_targets(&keys, ttl).await {
+            Ok(l) => l,
+            Err(reason) => return self.refuse(o, p, step, &action, reason).await,
+        };
+        let claim = match self.claim_and_begin(&o.id, &ctx.step_id, ttl).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.release_all(&leases).await;
+                drop(guards);
+                if e.kind() == crate::coordination::CoordinationErrorKind::Invalid {
+                    let reason = format!("the step could not be claimed: {e}");
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+                tracing::info!(error = %e, "another engine has the step; not applied here");
+                return Ok(StepResult::Elsewhere);
+            }
+        };
+        let mut ctx = ctx;
+        ctx.fencing_token = Some(claim.token);
+        let token = claim.token;
+        let mut held = leases;
+        held.push(claim);
+        let result = self
+            .apply_claimed(o, p, step, rem, plan, ctx, guards, token)
+            .await;
+        self.release_all(&held).await;
+        result
+    }
+
+    /// Apply a claimed step (journaled before and after) and verify it.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_claimed(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: Plan,
+        ctx: ActionContext,
+        guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+        token: crate::coordination::FencingToken,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
+        // apply: before and after; retried only when idempotent and transient, with backoff
         let retries = if rem.idempotent() {
             self.policy.idempotent_retries
         } else {
@@ -673,6 +753,8 @@ impl Inner {
                     step,
                     action: action.clone(),
                     attempt,
+                    holder: Some(self.holder.clone()),
+                    token: Some(token),
                 },
             )
             .await?;

@@ -69,6 +69,10 @@ impl Engine {
                     .await?;
                 continue;
             };
+            if !inner.adopt(&rec.fingerprint, &id).await? {
+                tracing::warn!(incident = %id, key = %rec.fingerprint, "the coordinator has another incident for the key; not resumed here");
+                continue;
+            }
             let p = &inner.runbook.playbooks[pi];
             let stage = match incident.phases.last() {
                 None | Some(Phase::Detect) | Some(Phase::Diagnose) => Stage::Diagnose,

@@ -127,6 +127,14 @@ pub enum Event {
         action: String,
         /// Attempt (1 unless an idempotent action was retried).
         attempt: u32,
+        /// The engine that applies it (its holder name for the coordinator); absent in journals
+        /// written before engines coordinated.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder: Option<String>,
+        /// The fencing token of the step's claim: while it is live, the step is in flight in the
+        /// holder's engine (another engine waits rather than call it interrupted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<crate::coordination::FencingToken>,
     },
     /// Journaled after `apply`.
     Finished {
