@@ -409,6 +409,7 @@ impl ActionContext {
                 sink.clock.now(),
                 &Event::Progress {
                     step: sink.step,
+                    step_id: self.step_id.clone(),
                     key: key.clone(),
                     value: value.clone(),
                 },

@@ -95,6 +95,7 @@ async fn crashed_mid_step(db: &std::path::Path) -> String {
             step: 0,
             action: "a".into(),
             attempt: 1,
+            step_id: String::new(), // a journal from before step events carried ids
             holder: None,
             token: None,
         },
@@ -106,11 +107,13 @@ async fn crashed_mid_step(db: &std::path::Path) -> String {
             error: None,
             error_detail: None,
             outcome_unknown: false,
+            step_id: String::new(),
         },
         Event::Started {
             step: 1,
             action: "b".into(),
             attempt: 1,
+            step_id: String::new(), // a journal from before step events carried ids
             holder: None,
             token: None,
         },
@@ -286,22 +289,23 @@ async fn a_question_pending_at_a_restart_is_asked_again_and_applied_once() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_incident_whose_playbook_lost_a_step_says_so_per_step_and_runs_nothing_by_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("journal.db");
-    let id = crashed_mid_step(&db).await;
-    // the journal of an incident opened when the playbook's steps were a, b, c
-    let j = SqliteJournal::open(&db).await.unwrap();
+/// The journal of an incident opened when the playbook's steps were a, b, c, written as rb wrote it
+/// before step events carried ids (indexes, and a `step_ids` entry at Mitigate): step a done, and
+/// step b started and never finished (`b_started`) or not started.
+async fn opened_under_steps_abc(
+    dir: &std::path::Path,
+    b_started: bool,
+) -> (std::path::PathBuf, String) {
+    let scratch = dir.join("scratch.db");
+    let id = crashed_mid_step(&scratch).await;
+    let j = SqliteJournal::open(&scratch).await.unwrap();
     let entries = j.entries(&id).await.unwrap();
     j.close().await;
-    std::fs::remove_file(&db).unwrap();
-    let _ = std::fs::remove_file(dir.path().join("journal.db-wal"));
-    let _ = std::fs::remove_file(dir.path().join("journal.db-shm"));
+    let db = dir.join("journal.db");
     let j = SqliteJournal::open(&db).await.unwrap();
     for e in entries {
-        if matches!(e.event, Event::Started { step: 1, .. }) {
-            break; // step a done, b not started
+        if !b_started && matches!(e.event, Event::Started { step: 1, .. }) {
+            break;
         }
         j.append(&id, e.at, &e.event).await.unwrap();
         if matches!(
@@ -315,45 +319,142 @@ async fn an_incident_whose_playbook_lost_a_step_says_so_per_step_and_runs_nothin
         }
     }
     j.close().await;
+    (db, id)
+}
 
-    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
-    let (a, c) = (
-        Recorder::new("a", Risk::Safe, vec![kafka()]),
-        Recorder::new("c", Risk::Safe, vec![kafka()]),
-    );
-    let pager = Pager::default();
-    let e = engine_on(&db, backlog(&g, vec![a.arc(), c.arc()]), &pager).await;
-    e.tick().await.unwrap();
-    assert_eq!((a.applied(), c.applied()), (0, 0), "nothing runs by index");
-    let inc = e.incident(&id).await.unwrap();
-    let notes: Vec<&str> = inc
-        .timeline
+fn notes(inc: &rb_core::Incident) -> Vec<String> {
+    inc.timeline
         .iter()
         .filter_map(|e| match &e.event {
-            Event::Note { text } => Some(text.as_str()),
+            Event::Note { text } => Some(text.clone()),
             _ => None,
         })
+        .collect()
+}
+
+/// A playbook over `g` whose steps are `ids`, each a recorder named by its id.
+fn steps(g: &Gauge, ids: &[&str]) -> (Playbook, Vec<Recorder>) {
+    let rems: Vec<Recorder> = ids
+        .iter()
+        .map(|id| Recorder::new(id, Risk::Safe, vec![kafka()]))
         .collect();
+    (backlog(g, rems.iter().map(Recorder::arc).collect()), rems)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_whose_playbook_lost_a_step_resumes_by_id_and_says_which_step_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, id) = opened_under_steps_abc(dir.path(), false).await;
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (pb, rems) = steps(&g, &["a", "c"]);
+    let pager = Pager::default();
+    let e = engine_on(&db, pb, &pager).await;
+    run(&e, mins(1), secs(30)).await;
+    let applied: Vec<usize> = rems.iter().map(Recorder::applied).collect();
+    assert_eq!(
+        applied,
+        vec![0, 1],
+        "a was done before; c, where it is now, runs once"
+    );
+    let inc = e.incident(&id).await.unwrap();
+    let notes = notes(&inc);
     assert!(
         notes
             .iter()
             .any(|n| n.starts_with("step b (step 1 when the incident opened")
-                && n.ends_with("is no longer in the playbook")),
+                && n.contains("is no longer in the playbook: it had not run")),
         "{notes:?}"
     );
     assert!(
         notes
             .iter()
-            .any(|n| n.starts_with("step c (step 2") && n.ends_with("is now step 1")),
+            .any(|n| n.starts_with("step c (step 2") && n.contains("is now step 1")),
         "{notes:?}"
     );
-    let page = &pager.all()[0];
-    assert_eq!(page.reason, EscalationReason::NeedsHuman);
     assert!(
-        page.message.contains("step b") && page.message.contains("no longer in the playbook"),
-        "{}",
-        page.message
+        !pager
+            .all()
+            .iter()
+            .any(|p| p.reason == EscalationReason::NeedsHuman),
+        "nothing for a human: the lost step had not run"
+    );
+    assert_eq!(
+        inc.step_state(0),
+        StepState::Done,
+        "a, by the index it was journaled with"
+    );
+    assert_eq!(
+        rb_core::incident::step_state_of(&inc.timeline, "c", 1),
+        StepState::Done
     );
     let review = e.review(&id).await.unwrap().to_markdown();
     assert!(review.contains("is no longer in the playbook"), "{review}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_whose_playbook_reordered_its_steps_runs_each_remaining_step_once_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, id) = opened_under_steps_abc(dir.path(), false).await;
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (pb, rems) = steps(&g, &["c", "b", "a"]);
+    let e = engine_on(&db, pb, &Pager::default()).await;
+    run(&e, mins(1), secs(30)).await;
+    let applied: Vec<usize> = rems.iter().map(Recorder::applied).collect();
+    assert_eq!(
+        applied,
+        vec![1, 1, 0],
+        "c and b run once each; a (done) is not run again"
+    );
+    let inc = e.incident(&id).await.unwrap();
+    let notes = notes(&inc);
+    for (sid, was, now) in [("a", 0, 2), ("c", 2, 0)] {
+        assert!(
+            notes.iter().any(|n| n
+                .starts_with(&format!("step {sid} (step {was} when the incident opened"))
+                && n.contains(&format!("is now step {now}"))),
+            "{notes:?}"
+        );
+    }
+    // c ran before b, as the playbook now orders them
+    let order: Vec<String> = inc
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Started { step_id, .. } if !step_id.is_empty() => Some(step_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec!["c", "b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_step_whose_outcome_is_unknown_hands_the_incident_to_a_human_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, id) = opened_under_steps_abc(dir.path(), true).await;
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (pb, rems) = steps(&g, &["a", "c"]);
+    let pager = Pager::default();
+    let e = engine_on(&db, pb, &pager).await;
+    run(&e, mins(1), secs(30)).await;
+    let applied: Vec<usize> = rems.iter().map(Recorder::applied).collect();
+    assert_eq!(
+        applied,
+        vec![0, 0],
+        "nothing runs on top of a step that may have half-happened"
+    );
+    let inc = e.incident(&id).await.unwrap();
+    let notes = notes(&inc);
+    assert!(
+        notes.iter().any(
+            |n| n.starts_with("step b (step 1 when the incident opened, Started)")
+                && n.contains("its outcome is unknown: a human must check it")
+        ),
+        "{notes:?}"
+    );
+    let page = pager
+        .all()
+        .into_iter()
+        .find(|p| p.reason == EscalationReason::NeedsHuman)
+        .expect("a human is paged");
+    assert!(page.message.contains("b (Started)"), "{}", page.message);
 }

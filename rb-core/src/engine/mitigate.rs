@@ -2,6 +2,7 @@
 //! before and after), verification; the context a remediation sees; maintenance windows.
 
 use super::*;
+use crate::incident::{entry_step_ids, step_entries, step_outputs_by_id, step_state_of};
 
 /// The lock keys of a plan's targets and the incident's offending instance, sorted and deduplicated
 /// (locks are taken in this order): restarting connector A does not put connector B in cool-down.
@@ -42,31 +43,41 @@ fn interrupted(step: usize, action: &str) -> String {
     format!("step {step} ({action}) was started but never finished (engine restart); it is not idempotent, so it is not re-run: check its target by hand")
 }
 
-/// The holder and fencing token of the latest `started` entry of `step`.
-fn last_started(
-    entries: &[crate::journal::Entry],
-    step: usize,
-) -> Option<(Option<String>, Option<crate::coordination::FencingToken>)> {
-    entries.iter().rev().find_map(|e| match &e.event {
-        Event::Started {
-            step: s,
-            holder,
-            token,
-            ..
-        } if *s == step => Some((holder.clone(), *token)),
-        _ => None,
-    })
+/// The id of step `step` of `p` (empty past its end).
+pub(super) fn sid(p: &Playbook, step: usize) -> String {
+    p.mitigation
+        .get(step)
+        .map(|s| s.id.clone())
+        .unwrap_or_default()
 }
 
-/// Whether the `interrupted` entry of `step` was followed by its page (journaled, delivered or not).
-fn interrupted_paged(entries: &[crate::journal::Entry], step: usize) -> bool {
-    let Some(at) = entries
-        .iter()
-        .rposition(|e| matches!(e.event, Event::Interrupted { step: s, .. } if s == step))
+/// The holder and fencing token of the latest `started` entry of step `id` (at `step`).
+fn last_started(
+    entries: &[crate::journal::Entry],
+    id: &str,
+    step: usize,
+) -> Option<(Option<String>, Option<crate::coordination::FencingToken>)> {
+    step_entries(entries, id, step)
+        .into_iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            Event::Started { holder, token, .. } => Some((holder.clone(), *token)),
+            _ => None,
+        })
+}
+
+/// Whether the `interrupted` entry of step `id` (at `step`) was followed by its page (journaled,
+/// delivered or not).
+fn interrupted_paged(entries: &[crate::journal::Entry], id: &str, step: usize) -> bool {
+    let Some(seq) = step_entries(entries, id, step)
+        .into_iter()
+        .rev()
+        .find(|e| matches!(e.event, Event::Interrupted { .. }))
+        .map(|e| e.seq)
     else {
         return true;
     };
-    entries[at..].iter().any(|e| {
+    entries.iter().filter(|e| e.seq > seq).any(|e| {
         matches!(&e.event, Event::Escalated { notification, .. }
             if notification.reason == EscalationReason::StepInterrupted)
     })
@@ -117,6 +128,7 @@ impl Inner {
                     &o.id,
                     Event::Skipped {
                         step,
+                        step_id: sid(p, step),
                         action: rem.id().to_string(),
                         reason: "an earlier step failed or was refused".into(),
                     },
@@ -199,6 +211,7 @@ impl Inner {
             &o.id,
             Event::Refused {
                 step,
+                step_id: sid(p, step),
                 action: action.to_string(),
                 reason: reason.clone(),
             },
@@ -254,11 +267,12 @@ impl Inner {
         let action = rem.id().to_string();
         // at-most-once: the journal is the truth
         let mut entries = self.journal.entries(&o.id).await?;
-        let mut state = step_state(&entries, step);
+        let id = sid(p, step);
+        let mut state = step_state_of(&entries, &id, step);
         if matches!(state, StepState::Started | StepState::Done) {
             // started by another engine: in flight there while its claim is live (it is released
             // once the step is verified), else it ended meanwhile or its engine is gone
-            let started = last_started(&entries, step);
+            let started = last_started(&entries, &id, step);
             if started
                 .as_ref()
                 .is_some_and(|(h, _)| h.as_ref().is_some_and(|h| *h != self.holder))
@@ -269,7 +283,7 @@ impl Inner {
                     return Ok(StepResult::Elsewhere);
                 }
                 entries = self.journal.entries(&o.id).await?;
-                state = step_state(&entries, step);
+                state = step_state_of(&entries, &id, step);
             }
         }
         match state {
@@ -284,6 +298,7 @@ impl Inner {
                     &o.id,
                     Event::Interrupted {
                         step,
+                        step_id: sid(p, step),
                         action: action.clone(),
                     },
                 )
@@ -298,7 +313,7 @@ impl Inner {
                 return Ok(StepResult::Halt);
             }
             // a restart between journaling `interrupted` and the page: the page is still owed
-            StepState::Interrupted if !interrupted_paged(&entries, step) => {
+            StepState::Interrupted if !interrupted_paged(&entries, &id, step) => {
                 self.escalate(
                     o,
                     p,
@@ -356,6 +371,7 @@ impl Inner {
             &o.id,
             Event::Planned {
                 step,
+                step_id: sid(p, step),
                 plan: plan.clone(),
                 dry_run: self.policy.dry_run,
             },
@@ -366,6 +382,7 @@ impl Inner {
                 &o.id,
                 Event::Skipped {
                     step,
+                    step_id: sid(p, step),
                     action: action.clone(),
                     reason: format!("nothing to do: {why}"),
                 },
@@ -388,6 +405,7 @@ impl Inner {
                 &o.id,
                 Event::Skipped {
                     step,
+                    step_id: sid(p, step),
                     action: action.clone(),
                     reason: "dry-run: planned only".into(),
                 },
@@ -449,6 +467,7 @@ impl Inner {
             &o.id,
             Event::AwaitingApproval {
                 step,
+                step_id: sid(p, step),
                 action: action.clone(),
                 risk,
                 timeout_secs: timeout.as_secs(),
@@ -539,6 +558,7 @@ impl Inner {
             &o.id,
             Event::Approval {
                 step,
+                step_id: sid(p, step),
                 decision: decision.clone(),
                 plan_hash: Some(plan.hash()),
             },
@@ -592,6 +612,7 @@ impl Inner {
                     &o.id,
                     Event::Skipped {
                         step,
+                        step_id: sid(p, step),
                         action: action.clone(),
                         reason: format!(
                             "approved, but the symptom no longer fires ({}): nothing applied",
@@ -751,6 +772,7 @@ impl Inner {
                 &o.id,
                 Event::Started {
                     step,
+                    step_id: sid(p, step),
                     action: action.clone(),
                     attempt,
                     holder: Some(self.holder.clone()),
@@ -767,6 +789,7 @@ impl Inner {
                         &o.id,
                         Event::Finished {
                             step,
+                            step_id: sid(p, step),
                             action: action.clone(),
                             ok: true,
                             outcome: Some(outcome.clone()),
@@ -800,6 +823,7 @@ impl Inner {
                 &o.id,
                 Event::Finished {
                     step,
+                    step_id: sid(p, step),
                     action: action.clone(),
                     ok: false,
                     outcome: None,
@@ -879,6 +903,7 @@ impl Inner {
             &o.id,
             Event::Verified {
                 step,
+                step_id: sid(p, step),
                 verification: verification.clone(),
             },
         )
@@ -901,7 +926,7 @@ impl Inner {
         verdict: &Verdict,
     ) -> Result<Gate, Error> {
         let entries = self.journal.entries(&o.id).await?;
-        let state = step_state(&entries, step);
+        let state = step_state_of(&entries, &st.id, step);
         if state != StepState::NotStarted {
             return Ok(match (&st.human_task, state) {
                 (Some(_), StepState::Started) => Gate::Wait,
@@ -911,18 +936,27 @@ impl Inner {
             });
         }
         if let Some(d) = st.unless_recovered_within {
+            // the last entry of a step before this one (by id: where it is in the playbook now)
+            let ids = entry_step_ids(&entries);
             let since = entries
                 .iter()
+                .zip(&ids)
                 .rev()
-                .find(|e| match &e.event {
+                .find(|(e, id)| match &e.event {
                     Event::Finished { step: s, .. }
                     | Event::Verified { step: s, .. }
                     | Event::Skipped { step: s, .. }
                     | Event::Refused { step: s, .. }
-                    | Event::TaskDone { step: s, .. } => *s < step,
+                    | Event::TaskDone { step: s, .. } => {
+                        let now_at = id
+                            .as_ref()
+                            .and_then(|id| p.mitigation.iter().position(|m| m.id == *id));
+                        now_at.unwrap_or(*s) < step
+                    }
                     Event::Phase { phase } => *phase == Phase::Mitigate,
                     _ => false,
                 })
+                .map(|(e, _)| e)
                 .map(|e| e.at)
                 .unwrap_or_else(|| self.clock.now());
             let due = since.plus(d);
@@ -947,6 +981,7 @@ impl Inner {
                     &o.id,
                     Event::Skipped {
                         step,
+                        step_id: sid(p, step),
                         action: st.remediation.id().to_string(),
                         reason: format!(
                             "recovered within {} of the step before it ({})",
@@ -966,6 +1001,7 @@ impl Inner {
                     &o.id,
                     Event::Skipped {
                         step,
+                        step_id: sid(p, step),
                         action: st.remediation.id().to_string(),
                         reason: format!("condition not met: {}", cond.describe),
                     },
@@ -979,6 +1015,7 @@ impl Inner {
                 &o.id,
                 Event::TaskAssigned {
                     step,
+                    step_id: sid(p, step),
                     task: task.clone(),
                 },
             )
@@ -1015,9 +1052,10 @@ impl Inner {
         step: usize,
         entries: &[crate::journal::Entry],
     ) -> ActionContext {
-        let outputs = step_outputs(entries)
+        let ids: Vec<String> = p.mitigation.iter().map(|s| s.id.clone()).collect();
+        let outputs = step_outputs_by_id(entries, &ids)
             .into_iter()
-            .filter_map(|(i, out)| p.mitigation.get(i).map(|s| (s.id.clone(), out)))
+            .filter(|(id, _)| ids.contains(id))
             .collect();
         let step_id = p
             .mitigation

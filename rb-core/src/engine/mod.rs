@@ -30,9 +30,7 @@ use tracing::Instrument;
 use crate::coordination::{Coordinator, InProcessCoordinator};
 use crate::error::{Error, ErrorKind, ProbeError};
 use crate::escalation::{EscalationReason, LogNotifier, Notification, Notifier, NotifyAction};
-use crate::incident::{
-    step_outputs, step_state, Incident, IncidentRecord, Phase, Resolution, StepState,
-};
+use crate::incident::{step_state_of, Incident, IncidentRecord, Phase, Resolution, StepState};
 use crate::journal::{Event, Journal, MemoryJournal};
 use crate::metrics::{Metrics, ProbeResult, ProbeSeries, VerdictSeries};
 use crate::observation::facts::NessieCommit;
@@ -707,7 +705,7 @@ impl Engine {
             .iter()
             .find(|p| p.id == inc.record.playbook)
             .and_then(|p| p.mitigation.iter().position(|s| s.id == step_id))
-            .filter(|i| step_state(&entries, *i) == StepState::Started)
+            .filter(|i| step_state_of(&entries, step_id, *i) == StepState::Started)
             .ok_or_else(|| {
                 Error::Config(format!(
                     "incident {incident} has no task {step_id:?} waiting for a human"
@@ -718,6 +716,7 @@ impl Engine {
                 incident,
                 Event::TaskDone {
                     step,
+                    step_id: step_id.to_string(),
                     by: by.to_string(),
                 },
             )

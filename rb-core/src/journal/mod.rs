@@ -62,8 +62,12 @@ pub enum Event {
     },
     /// A mitigation step was planned.
     Planned {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The plan.
         plan: Plan,
         /// Whether in dry-run (nothing will be applied).
@@ -72,8 +76,12 @@ pub enum Event {
     /// The approver was asked and did not answer at once: the step waits (the engine keeps
     /// detecting and working other incidents meanwhile).
     AwaitingApproval {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// The action's risk.
@@ -83,8 +91,12 @@ pub enum Event {
     },
     /// An approver decided.
     Approval {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The decision (who, or why not).
         decision: Decision,
         /// The hash of the plan that was approved ([`Plan::hash`]).
@@ -94,8 +106,12 @@ pub enum Event {
     /// A remediation journaled an artifact in the middle of `apply` (the savepoint path before the
     /// resubmit), for later steps and for a resumed engine.
     Progress {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The artifact's name.
         key: String,
         /// Its value.
@@ -103,8 +119,12 @@ pub enum Event {
     },
     /// A step was refused by the safety envelope.
     Refused {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// Why.
@@ -112,8 +132,12 @@ pub enum Event {
     },
     /// A step was skipped (already done, dry-run, or not applicable).
     Skipped {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// Why.
@@ -121,8 +145,12 @@ pub enum Event {
     },
     /// Journaled before `apply`.
     Started {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// Attempt (1 unless an idempotent action was retried).
@@ -138,8 +166,12 @@ pub enum Event {
     },
     /// Journaled after `apply`.
     Finished {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// Whether apply returned Ok.
@@ -158,15 +190,23 @@ pub enum Event {
     },
     /// The verification of a step.
     Verified {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The verification.
         verification: Verification,
     },
     /// A step was found started but never finished (engine restart): a human must look.
     Interrupted {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
     },
@@ -198,15 +238,23 @@ pub enum Event {
     },
     /// A human task was handed out (paged) and waits for its completion.
     TaskAssigned {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The task.
         task: String,
     },
     /// A human said a task is done.
     TaskDone {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// Who.
         by: String,
     },
@@ -250,6 +298,28 @@ pub enum Event {
         /// How it ended.
         resolution: Resolution,
     },
+}
+
+impl Event {
+    /// The step an event is about: its index as journaled and its id (empty in journals written
+    /// before step events carried ids). `None` for events about no step.
+    pub fn step_ref(&self) -> Option<(usize, &str)> {
+        match self {
+            Event::Planned { step, step_id, .. }
+            | Event::AwaitingApproval { step, step_id, .. }
+            | Event::Approval { step, step_id, .. }
+            | Event::Progress { step, step_id, .. }
+            | Event::Refused { step, step_id, .. }
+            | Event::Skipped { step, step_id, .. }
+            | Event::Started { step, step_id, .. }
+            | Event::Finished { step, step_id, .. }
+            | Event::Verified { step, step_id, .. }
+            | Event::Interrupted { step, step_id, .. }
+            | Event::TaskAssigned { step, step_id, .. }
+            | Event::TaskDone { step, step_id, .. } => Some((*step, step_id.as_str())),
+            _ => None,
+        }
+    }
 }
 
 /// The journal key maintenance windows are recorded under (not an incident: it never opens).
