@@ -458,3 +458,214 @@ async fn a_lost_step_whose_outcome_is_unknown_hands_the_incident_to_a_human_nami
         .expect("a human is paged");
     assert!(page.message.contains("b (Started)"), "{}", page.message);
 }
+
+/// An approver that counts the questions it is asked and answers `answer` after `after`.
+fn counting_approver(
+    asked: &Arc<std::sync::atomic::AtomicUsize>,
+    after: std::time::Duration,
+    answer: rb_core::policy::Decision,
+) -> rb_core::policy::CallbackApprover {
+    let asked = asked.clone();
+    rb_core::policy::CallbackApprover::new(mins(30), move |_| {
+        asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let answer = answer.clone();
+        async move {
+            tokio::time::sleep(after).await;
+            answer
+        }
+    })
+}
+
+/// A disruptive step over a firing gauge, asked of an approver that never answers in time; the
+/// engine stops while the question is pending. Returns the journal file, the incident, the count
+/// of questions and the wall clock.
+async fn stopped_while_asking(
+    dir: &std::path::Path,
+    g: &Gauge,
+) -> (
+    std::path::PathBuf,
+    String,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Clock,
+) {
+    let db = dir.join("journal.db");
+    // one wall clock for both runs: the second engine starts where the first one's time is now
+    let wall = clock();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let first = Engine::builder(Runbook::new("t").playbook(approval_pb(g, &rem)))
+        .journal(Arc::new(SqliteJournal::open(&db).await.unwrap()))
+        .clock(wall)
+        .approver(Arc::new(counting_approver(
+            &asked,
+            hours(24),
+            rb_core::policy::Decision::TimedOut,
+        )))
+        .build()
+        .await
+        .unwrap();
+    run(&first, secs(30), secs(30)).await;
+    let id = first.open_incidents().await.pop().unwrap();
+    drop(first);
+    assert_eq!(rem.applied(), 0);
+    (db, id, asked, wall)
+}
+
+fn approval_pb(g: &Gauge, rem: &Recorder) -> Playbook {
+    Playbook::new("p", "P")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(rem.arc())
+}
+
+async fn second_engine(
+    db: &std::path::Path,
+    g: &Gauge,
+    rem: &Recorder,
+    approver: rb_core::policy::CallbackApprover,
+    wall: Clock,
+) -> Engine {
+    Engine::builder(Runbook::new("t").playbook(approval_pb(g, rem)))
+        .journal(Arc::new(SqliteJournal::open(db).await.unwrap()))
+        .clock(wall)
+        .approver(Arc::new(approver))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Journal `decision` for the plan the incident's step was planned with, as an engine does just
+/// before it stops.
+async fn journal_decision(db: &std::path::Path, id: &str, decision: rb_core::policy::Decision) {
+    let j = SqliteJournal::open(db).await.unwrap();
+    let entries = j.entries(id).await.unwrap();
+    let (at, hash) = entries
+        .iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            Event::Planned { plan, .. } => Some((e.at, plan.hash())),
+            _ => None,
+        })
+        .unwrap();
+    let mut ev = serde_json::json!({
+        "event": "approval", "step": 0, "step_id": "flink.rescale", "plan_hash": hash,
+    });
+    ev["decision"] = serde_json::to_value(&decision).unwrap();
+    let ev: Event = serde_json::from_value(ev).unwrap();
+    j.append(id, at, &ev).await.unwrap();
+    j.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_journaled_before_a_restart_for_the_same_plan_is_honoured_and_not_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (db, id, asked_first, wall) = stopped_while_asking(dir.path(), &g).await;
+    assert_eq!(asked_first.load(std::sync::atomic::Ordering::SeqCst), 1);
+    journal_decision(
+        &db,
+        &id,
+        rb_core::policy::Decision::Granted { by: "ana".into() },
+    )
+    .await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let approver = counting_approver(&asked, secs(0), rb_core::policy::Decision::TimedOut);
+    let second = second_engine(&db, &g, &rem, approver, wall).await;
+    run(&second, mins(1), secs(30)).await;
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "not asked again"
+    );
+    assert_eq!(rem.applied(), 1, "the journaled grant is acted on");
+    let inc = second.incident(&id).await.unwrap();
+    assert_eq!(inc.step_state(0), StepState::Done);
+    assert!(inc.timeline.iter().any(|e| matches!(&e.event,
+        Event::Note { text } if text.contains("granted by ana") && text.contains("is honoured"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_denial_journaled_before_a_restart_is_honoured_and_the_approver_is_not_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (db, id, _, wall) = stopped_while_asking(dir.path(), &g).await;
+    journal_decision(
+        &db,
+        &id,
+        rb_core::policy::Decision::Denied {
+            by: "ana".into(),
+            reason: "not during the freeze".into(),
+        },
+    )
+    .await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let grant = rb_core::policy::Decision::Granted { by: "bob".into() };
+    let second = second_engine(
+        &db,
+        &g,
+        &rem,
+        counting_approver(&asked, secs(0), grant),
+        wall,
+    )
+    .await;
+    run(&second, mins(1), secs(30)).await;
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(rem.applied(), 0);
+    let inc = second.incident(&id).await.unwrap();
+    assert_eq!(inc.step_state(0), StepState::Refused);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_question_pending_at_a_restart_keeps_its_first_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (db, id, _, wall) = stopped_while_asking(dir.path(), &g).await;
+    let j = SqliteJournal::open(&db).await.unwrap();
+    let first_asked = j
+        .entries(&id)
+        .await
+        .unwrap()
+        .iter()
+        .find(|e| matches!(e.event, Event::AwaitingApproval { .. }))
+        .unwrap()
+        .at;
+    j.close().await;
+    // down for 20 minutes of a 30-minute question
+    tokio::time::sleep(mins(20)).await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let never = counting_approver(&asked, hours(24), rb_core::policy::Decision::TimedOut);
+    let second = second_engine(&db, &g, &rem, never, wall).await;
+    run(&second, mins(15), secs(30)).await;
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "asked again once"
+    );
+    assert_eq!(rem.applied(), 0);
+    let inc = second.incident(&id).await.unwrap();
+    let timed_out = inc
+        .timeline
+        .iter()
+        .find(|e| {
+            matches!(
+                e.event,
+                Event::Approval {
+                    decision: rb_core::policy::Decision::TimedOut,
+                    ..
+                }
+            )
+        })
+        .expect("the question timed out within the second run");
+    let late = timed_out.at.since(first_asked);
+    assert!(
+        late >= mins(30) && late <= mins(31),
+        "timed out {late:?} after it was first asked, not a whole timeout after the restart"
+    );
+    assert_eq!(inc.step_state(0), StepState::Refused);
+}

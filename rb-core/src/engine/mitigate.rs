@@ -43,6 +43,15 @@ fn interrupted(step: usize, action: &str) -> String {
     format!("step {step} ({action}) was started but never finished (engine restart); it is not idempotent, so it is not re-run: check its target by hand")
 }
 
+/// A decision in a few words.
+fn decision_text(d: &Decision) -> String {
+    match d {
+        Decision::Granted { by } => format!("granted by {by}"),
+        Decision::Denied { by, reason } => format!("denied by {by}: {reason}"),
+        Decision::TimedOut => "timed out".into(),
+    }
+}
+
 /// The id of step `step` of `p` (empty past its end).
 pub(super) fn sid(p: &Playbook, step: usize) -> String {
     p.mitigation
@@ -426,6 +435,72 @@ impl Inner {
         if let Err(reason) = self.check_rates(&plan, o, &action) {
             return self.refuse(o, p, step, &action, reason).await;
         }
+        // approvals are rebuilt from the journal: a decision journaled for this very plan (the engine
+        // stopped between the decision and the step) is honoured, never asked again; a question
+        // still pending when the engine stopped keeps its deadline
+        let hash = plan.hash();
+        let mut pending_until = None;
+        for e in step_entries(&entries, &sid(p, step), step)
+            .into_iter()
+            .rev()
+        {
+            match &e.event {
+                Event::Approval {
+                    decision,
+                    plan_hash: Some(h),
+                    ..
+                } if *h == hash => {
+                    let text = format!(
+                        "step {step} ({action}): the decision journaled at {} for plan {hash} ({}) is honoured; the approver is not asked again",
+                        e.at,
+                        decision_text(decision)
+                    );
+                    self.append(&o.id, Event::Note { text }).await?;
+                    return self
+                        .act_on_decision(
+                            o,
+                            p,
+                            step,
+                            rem,
+                            plan,
+                            ctx,
+                            decision.clone(),
+                            verdict,
+                            false,
+                        )
+                        .await;
+                }
+                Event::Approval { .. } => break,
+                Event::AwaitingApproval { timeout_secs, .. } if pending_until.is_none() => {
+                    pending_until = Some(e.at.plus(Duration::from_secs(*timeout_secs)));
+                }
+                _ => {}
+            }
+        }
+        let mut timeout = self.approver.timeout();
+        if let Some(until) = pending_until {
+            let now = self.clock.now();
+            if now >= until {
+                return self
+                    .decided(
+                        o,
+                        p,
+                        step,
+                        rem,
+                        plan,
+                        ctx,
+                        Decision::TimedOut,
+                        verdict,
+                        false,
+                    )
+                    .await;
+            }
+            timeout = timeout.min(until.since(now));
+            let text = format!(
+                "step {step} ({action}): the question pending when the engine stopped is asked again; it times out at {until}, as first asked"
+            );
+            self.append(&o.id, Event::Note { text }).await?;
+        }
         // approval: an approver that answers at once (auto, deny, a policy) decides within this tick;
         // a human is waited for in a task of its own while the engine goes on (a later tick resumes)
         let req = ApprovalRequest {
@@ -436,7 +511,6 @@ impl Inner {
             plan: plan.clone(),
         };
         let approver = self.approver.clone();
-        let timeout = approver.timeout();
         let mut ask = Box::pin(async move {
             match tokio::time::timeout(timeout, approver.approve(&req)).await {
                 Ok(Ok(d)) => d,
@@ -553,7 +627,6 @@ impl Inner {
         verdict: &Verdict,
         waited: bool,
     ) -> Result<StepResult, Error> {
-        let action = rem.id().to_string();
         self.append(
             &o.id,
             Event::Approval {
@@ -564,6 +637,25 @@ impl Inner {
             },
         )
         .await?;
+        self.act_on_decision(o, p, step, rem, plan, ctx, decision, verdict, waited)
+            .await
+    }
+
+    /// Act on an approver's decision (journaled already).
+    #[allow(clippy::too_many_arguments)]
+    async fn act_on_decision(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: Plan,
+        ctx: ActionContext,
+        decision: Decision,
+        verdict: &Verdict,
+        waited: bool,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
         match decision {
             Decision::Granted { .. } if self.approver.is_automatic() => {
                 // minimum approval per risk: an automatic grant never covers a step that demands a
