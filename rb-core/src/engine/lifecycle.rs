@@ -355,6 +355,17 @@ impl Inner {
                 .instrument(span)
                 .await?;
         }
+        if o.stage == Stage::Review
+            && self
+                .journal
+                .entries(&o.id)
+                .await?
+                .iter()
+                .any(|e| matches!(e.event, Event::Closed { .. }))
+        {
+            // another engine working the same incident closed it first
+            return Ok(probes);
+        }
         if o.stage == Stage::Review {
             let span = tracing::info_span!("rb.phase", phase = "review", incident = %o.id, playbook = %p.id);
             async {
