@@ -53,9 +53,10 @@ pub enum Event {
         /// The evidence.
         evidence: Evidence,
     },
-    /// The ids of the playbook's mitigation steps, in order, when the incident entered Mitigate: step
-    /// indexes in later events refer to this list. A restarted engine whose playbook no longer has the
-    /// same steps says so per step and hands the incident to a human rather than guess by index.
+    /// The ids of the playbook's mitigation steps, in order, when the incident entered Mitigate (and
+    /// again when an engine resumed it under a playbook whose steps changed): the step indexes of
+    /// later events refer to this list. Step events carry their id too; this list maps the indexes
+    /// of journals written before they did. A resumed engine matches steps by id.
     StepIds {
         /// The step ids.
         ids: Vec<String>,
