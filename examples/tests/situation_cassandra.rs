@@ -116,7 +116,7 @@ async fn a_node_still_down_after_the_stage_gets_a_human_replacement() {
     // down 30 minutes: the stage passes, the on-call engineer starts a replacement
     let (inc, _lake) = node_down_healing_after(Duration::from_secs(1800), false).await;
     let assigned = inc.timeline.iter().find_map(|e| match &e.event {
-        Event::TaskAssigned { step: 0, task } => Some((e.at, task.clone())),
+        Event::TaskAssigned { step: 0, task, .. } => Some((e.at, task.clone())),
         _ => None,
     });
     let (at, task) = assigned.expect("the replacement task was handed out");
@@ -126,10 +126,9 @@ async fn a_node_still_down_after_the_stage_gets_a_human_replacement() {
         at.as_millis() - opened.as_millis() >= 900_000,
         "the task waited a stage after the incident opened"
     );
-    assert!(inc
-        .timeline
-        .iter()
-        .any(|e| matches!(&e.event, Event::TaskDone { step: 0, by } if by == "scripted on-call")));
+    assert!(inc.timeline.iter().any(
+        |e| matches!(&e.event, Event::TaskDone { step: 0, by, .. } if by == "scripted on-call")
+    ));
     assert!(inc
         .timeline
         .iter()

@@ -121,7 +121,7 @@ async fn without_a_known_good_hash_a_human_resolves_the_conflict() {
     let inc = &incs[0];
     assert!(inc.timeline.iter().any(|e| matches!(
         &e.event,
-        Event::TaskAssigned { step: 1, task } if task.contains("assign main back")
+        Event::TaskAssigned { step: 1, task, .. } if task.contains("assign main back")
     )));
     assert!(inc
         .timeline

@@ -354,6 +354,9 @@ pub enum Error {
     /// No such incident.
     #[error("no incident {0}")]
     UnknownIncident(String),
+    /// The coordination store refused or failed (see [`crate::coordination`]).
+    #[error(transparent)]
+    Coordination(#[from] crate::coordination::CoordinationError),
 }
 
 impl Error {
@@ -364,6 +367,11 @@ impl Error {
             Error::Journal(e) => e.kind(),
             Error::Signal { .. } => ErrorKind::BadResponse,
             Error::UnknownIncident(_) => ErrorKind::Invalid,
+            Error::Coordination(e) => match e.kind() {
+                crate::coordination::CoordinationErrorKind::Storage => ErrorKind::Storage,
+                crate::coordination::CoordinationErrorKind::Invalid => ErrorKind::Invalid,
+                _ => ErrorKind::Conflict,
+            },
         }
     }
 

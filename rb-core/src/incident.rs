@@ -231,6 +231,81 @@ impl Incident {
     }
 }
 
+/// The id of the step each entry is about, entry by entry: the id the entry carries, or — for an
+/// entry journaled before step events carried ids — the id its index had in the `step_ids` entry in
+/// force when it was written. `None` for entries about no step and for old entries no `step_ids`
+/// entry maps.
+pub fn entry_step_ids(entries: &[Entry]) -> Vec<Option<String>> {
+    let mut in_force: Option<&Vec<String>> = None;
+    entries
+        .iter()
+        .map(|e| {
+            if let Event::StepIds { ids } = &e.event {
+                in_force = Some(ids);
+                return None;
+            }
+            let (index, id) = e.event.step_ref()?;
+            if !id.is_empty() {
+                return Some(id.to_string());
+            }
+            in_force.and_then(|ids| ids.get(index).cloned())
+        })
+        .collect()
+}
+
+/// The entries about step `id` — matched by id; an old entry whose id cannot be told is matched by
+/// `index` (the step's position in the current playbook), as journals before step ids were read.
+pub fn step_entries<'a>(entries: &'a [Entry], id: &str, index: usize) -> Vec<&'a Entry> {
+    entry_step_ids(entries)
+        .into_iter()
+        .zip(entries)
+        .filter(|(sid, e)| match sid {
+            Some(sid) => sid == id,
+            None => e.event.step_ref().is_some_and(|(i, _)| i == index),
+        })
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// The state of step `id` (at `index` in the current playbook) from a timeline, matched by id: an
+/// incident opened under an older version of the playbook finds its steps where they are now.
+pub fn step_state_of(entries: &[Entry], id: &str, index: usize) -> StepState {
+    fold_state(step_entries(entries, id, index).into_iter())
+}
+
+/// The outputs of every step of a timeline, by step id (`ids`: the current playbook's step ids, for
+/// old entries no `step_ids` entry maps).
+pub fn step_outputs_by_id(
+    entries: &[Entry],
+    ids: &[String],
+) -> std::collections::BTreeMap<String, crate::remediation::StepOutput> {
+    let mut out: std::collections::BTreeMap<String, crate::remediation::StepOutput> =
+        Default::default();
+    for (sid, e) in entry_step_ids(entries).into_iter().zip(entries) {
+        let Some((index, _)) = e.event.step_ref() else {
+            continue;
+        };
+        let Some(sid) = sid.or_else(|| ids.get(index).cloned()) else {
+            continue;
+        };
+        match &e.event {
+            Event::Progress { key, value, .. } => {
+                out.entry(sid)
+                    .or_default()
+                    .artifacts
+                    .insert(key.clone(), value.clone());
+            }
+            Event::Finished {
+                ok: true,
+                outcome: Some(o),
+                ..
+            } => out.entry(sid).or_default().outcome = Some(o.clone()),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The outputs of every step of a timeline, by step index: outcomes of finished steps and the
 /// artifacts journaled with [`crate::ActionContext::progress`].
 pub fn step_outputs(
@@ -240,7 +315,9 @@ pub fn step_outputs(
         Default::default();
     for e in entries {
         match &e.event {
-            Event::Progress { step, key, value } => {
+            Event::Progress {
+                step, key, value, ..
+            } => {
                 out.entry(*step)
                     .or_default()
                     .artifacts
@@ -258,31 +335,36 @@ pub fn step_outputs(
     out
 }
 
-/// The state of step `step` from a timeline.
+/// The state of step `step` from a timeline, by the index events were journaled with (see
+/// [`step_state_of`] to match by step id).
 pub fn step_state(entries: &[Entry], step: usize) -> StepState {
+    fold_state(
+        entries
+            .iter()
+            .filter(|e| e.event.step_ref().is_some_and(|(i, _)| i == step)),
+    )
+}
+
+/// The state the entries of one step lead to.
+fn fold_state<'a>(entries: impl Iterator<Item = &'a Entry>) -> StepState {
     let mut st = StepState::NotStarted;
     for e in entries {
         st = match &e.event {
-            Event::Planned {
-                step: s, dry_run, ..
-            } if *s == step && st == StepState::NotStarted => {
+            Event::Planned { dry_run, .. } if st == StepState::NotStarted => {
                 if *dry_run {
                     StepState::Planned
                 } else {
                     st
                 }
             }
-            Event::Refused { step: s, .. } if *s == step => StepState::Refused,
-            Event::Skipped { step: s, .. } if *s == step && st == StepState::NotStarted => {
-                StepState::Skipped
-            }
-            Event::Started { step: s, .. } if *s == step => StepState::Started,
+            Event::Refused { .. } => StepState::Refused,
+            Event::Skipped { .. } if st == StepState::NotStarted => StepState::Skipped,
+            Event::Started { .. } => StepState::Started,
             Event::Finished {
-                step: s,
                 ok,
                 outcome_unknown,
                 ..
-            } if *s == step => {
+            } => {
                 if *ok {
                     StepState::Done
                 } else if *outcome_unknown {
@@ -291,9 +373,9 @@ pub fn step_state(entries: &[Entry], step: usize) -> StepState {
                     StepState::Failed
                 }
             }
-            Event::Interrupted { step: s, .. } if *s == step => StepState::Interrupted,
-            Event::TaskAssigned { step: s, .. } if *s == step => StepState::Started,
-            Event::TaskDone { step: s, .. } if *s == step => StepState::Done,
+            Event::Interrupted { .. } => StepState::Interrupted,
+            Event::TaskAssigned { .. } => StepState::Started,
+            Event::TaskDone { .. } => StepState::Done,
             _ => st,
         };
     }

@@ -271,6 +271,7 @@ pub struct ActionContext {
     /// server-side: the journal then says "outcome unknown", never "failed").
     pub timeout: Duration,
     pub(crate) progress: Option<ProgressSink>,
+    pub(crate) fencing_token: Option<crate::coordination::FencingToken>,
 }
 
 impl ActionContext {
@@ -290,7 +291,25 @@ impl ActionContext {
             clock,
             timeout,
             progress: None,
+            fencing_token: None,
         }
+    }
+
+    /// The fencing token of this step's claim, set by the engine for `apply` (and `verify`) once the
+    /// step is begun under the engine's [`crate::coordination::Coordinator`]; `None` outside an engine
+    /// and while planning.
+    ///
+    /// Tokens only grow: a remediation can hand it to a system that accepts one (a lock service, a
+    /// conditional write such as "update only if the stored token is lower") so that a stalled engine
+    /// whose claim was taken over cannot overwrite the work of the engine that took it over.
+    pub fn fencing_token(&self) -> Option<crate::coordination::FencingToken> {
+        self.fencing_token
+    }
+
+    /// Set the fencing token (builder, for tests and tools).
+    pub fn with_fencing_token(mut self, token: crate::coordination::FencingToken) -> Self {
+        self.fencing_token = Some(token);
+        self
     }
 
     /// Set the finding (builder, for tests and tools).
@@ -390,6 +409,7 @@ impl ActionContext {
                 sink.clock.now(),
                 &Event::Progress {
                     step: sink.step,
+                    step_id: self.step_id.clone(),
                     key: key.clone(),
                     value: value.clone(),
                 },

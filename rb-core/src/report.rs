@@ -59,6 +59,7 @@ impl Review {
                     step,
                     plan,
                     dry_run,
+                    ..
                 } => actions.push(ActionLine {
                     step: *step,
                     action: plan.action.clone(),
@@ -76,6 +77,7 @@ impl Review {
                     step,
                     action,
                     reason,
+                    ..
                 } => {
                     set(&mut actions, *step, action, "refused", reason.clone());
                 }
@@ -83,13 +85,14 @@ impl Review {
                     step,
                     action,
                     reason,
+                    ..
                 } if !actions
                     .iter()
                     .any(|a| a.step == *step && a.status == "dry-run") =>
                 {
                     set(&mut actions, *step, action, "skipped", reason.clone());
                 }
-                Event::Interrupted { step, action } => {
+                Event::Interrupted { step, action, .. } => {
                     set(
                         &mut actions,
                         *step,
@@ -151,7 +154,9 @@ impl Review {
                 Event::Progress { key, value, .. } => {
                     collect_artifacts(&serde_json::json!({ key.as_str(): value }), &mut artifacts);
                 }
-                Event::Verified { step, verification } => {
+                Event::Verified {
+                    step, verification, ..
+                } => {
                     if let Some(a) = actions.iter_mut().rev().find(|a| a.step == *step) {
                         a.verification = Some(match verification {
                             Verification::Succeeded { evidence } => format!("verified: {evidence}"),
@@ -514,6 +519,7 @@ pub fn describe(e: &Event) -> String {
             step,
             plan,
             dry_run,
+            ..
         } => format!(
             "Step {step} planned{}: {} on {} ({}reversible)",
             if *dry_run { " (dry-run)" } else { "" },
@@ -530,6 +536,7 @@ pub fn describe(e: &Event) -> String {
             action,
             risk,
             timeout_secs,
+            ..
         } => format!(
             "Step {step} ({action}, risk {risk:?}) waits for approval, at most {}",
             human(std::time::Duration::from_secs(*timeout_secs))
@@ -538,6 +545,7 @@ pub fn describe(e: &Event) -> String {
             step,
             decision,
             plan_hash,
+            ..
         } => match decision {
             Decision::Granted { by } => match plan_hash {
                 Some(h) => format!("Step {step} approved by {by} (plan {h})"),
@@ -550,16 +558,19 @@ pub fn describe(e: &Event) -> String {
             step,
             action,
             reason,
+            ..
         } => format!("Step {step} {action} refused: {reason}"),
         Event::Skipped {
             step,
             action,
             reason,
+            ..
         } => format!("Step {step} {action} skipped: {reason}"),
         Event::Started {
             step,
             action,
             attempt,
+            ..
         } => format!("Step {step} {action} started (attempt {attempt})"),
         Event::Finished {
             step,
@@ -587,7 +598,9 @@ pub fn describe(e: &Event) -> String {
                 )
             }
         }
-        Event::Verified { step, verification } => match verification {
+        Event::Verified {
+            step, verification, ..
+        } => match verification {
             Verification::Succeeded { evidence } => format!("Step {step} verified: {evidence}"),
             Verification::Failed { evidence } => {
                 format!("Step {step} verification FAILED: {evidence}")
@@ -596,7 +609,7 @@ pub fn describe(e: &Event) -> String {
                 format!("Step {step} verification inconclusive: {why}")
             }
         },
-        Event::Interrupted { step, action } => {
+        Event::Interrupted { step, action, .. } => {
             format!("Step {step} {action} was interrupted (never finished)")
         }
         Event::Recovery { check, verdict } => {
@@ -635,13 +648,15 @@ pub fn describe(e: &Event) -> String {
             why,
         } => format!("Detection {binding}: cannot see the target since {since}: {why}"),
         Event::Blind { binding, .. } => format!("Detection {binding}: sees the target again"),
-        Event::TaskAssigned { step, task } => format!("Step {step}: task for a human: {task}"),
-        Event::TaskDone { step, by } => format!("Step {step}: task done by {by}"),
+        Event::TaskAssigned { step, task, .. } => format!("Step {step}: task for a human: {task}"),
+        Event::TaskDone { step, by, .. } => format!("Step {step}: task done by {by}"),
         Event::Maintenance { window } => format!(
             "Maintenance window on {} until {} by {}: {}",
             window.target, window.until, window.by, window.reason
         ),
-        Event::Progress { step, key, value } => {
+        Event::Progress {
+            step, key, value, ..
+        } => {
             let v = match value {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),

@@ -200,6 +200,9 @@ async fn every_row_is_kinded_by_its_event_and_the_kind_index_is_used() {
             step: 0,
             action: "flink.rescale".into(),
             attempt: 1,
+            step_id: "rescale".into(),
+            holder: None,
+            token: None,
         },
         Event::Acknowledged { by: "ana".into() },
         Event::Closed {

@@ -95,6 +95,9 @@ async fn crashed_mid_step(db: &std::path::Path) -> String {
             step: 0,
             action: "a".into(),
             attempt: 1,
+            step_id: String::new(), // a journal from before step events carried ids
+            holder: None,
+            token: None,
         },
         Event::Finished {
             step: 0,
@@ -104,11 +107,15 @@ async fn crashed_mid_step(db: &std::path::Path) -> String {
             error: None,
             error_detail: None,
             outcome_unknown: false,
+            step_id: String::new(),
         },
         Event::Started {
             step: 1,
             action: "b".into(),
             attempt: 1,
+            step_id: String::new(), // a journal from before step events carried ids
+            holder: None,
+            token: None,
         },
     ] {
         j.append(&id, at, &ev).await.unwrap();
@@ -282,22 +289,23 @@ async fn a_question_pending_at_a_restart_is_asked_again_and_applied_once() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_incident_whose_playbook_lost_a_step_says_so_per_step_and_runs_nothing_by_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("journal.db");
-    let id = crashed_mid_step(&db).await;
-    // the journal of an incident opened when the playbook's steps were a, b, c
-    let j = SqliteJournal::open(&db).await.unwrap();
+/// The journal of an incident opened when the playbook's steps were a, b, c, written as rb wrote it
+/// before step events carried ids (indexes, and a `step_ids` entry at Mitigate): step a done, and
+/// step b started and never finished (`b_started`) or not started.
+async fn opened_under_steps_abc(
+    dir: &std::path::Path,
+    b_started: bool,
+) -> (std::path::PathBuf, String) {
+    let scratch = dir.join("scratch.db");
+    let id = crashed_mid_step(&scratch).await;
+    let j = SqliteJournal::open(&scratch).await.unwrap();
     let entries = j.entries(&id).await.unwrap();
     j.close().await;
-    std::fs::remove_file(&db).unwrap();
-    let _ = std::fs::remove_file(dir.path().join("journal.db-wal"));
-    let _ = std::fs::remove_file(dir.path().join("journal.db-shm"));
+    let db = dir.join("journal.db");
     let j = SqliteJournal::open(&db).await.unwrap();
     for e in entries {
-        if matches!(e.event, Event::Started { step: 1, .. }) {
-            break; // step a done, b not started
+        if !b_started && matches!(e.event, Event::Started { step: 1, .. }) {
+            break;
         }
         j.append(&id, e.at, &e.event).await.unwrap();
         if matches!(
@@ -311,45 +319,353 @@ async fn an_incident_whose_playbook_lost_a_step_says_so_per_step_and_runs_nothin
         }
     }
     j.close().await;
+    (db, id)
+}
 
-    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
-    let (a, c) = (
-        Recorder::new("a", Risk::Safe, vec![kafka()]),
-        Recorder::new("c", Risk::Safe, vec![kafka()]),
-    );
-    let pager = Pager::default();
-    let e = engine_on(&db, backlog(&g, vec![a.arc(), c.arc()]), &pager).await;
-    e.tick().await.unwrap();
-    assert_eq!((a.applied(), c.applied()), (0, 0), "nothing runs by index");
-    let inc = e.incident(&id).await.unwrap();
-    let notes: Vec<&str> = inc
-        .timeline
+fn notes(inc: &rb_core::Incident) -> Vec<String> {
+    inc.timeline
         .iter()
         .filter_map(|e| match &e.event {
-            Event::Note { text } => Some(text.as_str()),
+            Event::Note { text } => Some(text.clone()),
             _ => None,
         })
+        .collect()
+}
+
+/// A playbook over `g` whose steps are `ids`, each a recorder named by its id.
+fn steps(g: &Gauge, ids: &[&str]) -> (Playbook, Vec<Recorder>) {
+    let rems: Vec<Recorder> = ids
+        .iter()
+        .map(|id| Recorder::new(id, Risk::Safe, vec![kafka()]))
         .collect();
+    (backlog(g, rems.iter().map(Recorder::arc).collect()), rems)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_whose_playbook_lost_a_step_resumes_by_id_and_says_which_step_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, id) = opened_under_steps_abc(dir.path(), false).await;
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (pb, rems) = steps(&g, &["a", "c"]);
+    let pager = Pager::default();
+    let e = engine_on(&db, pb, &pager).await;
+    run(&e, mins(1), secs(30)).await;
+    let applied: Vec<usize> = rems.iter().map(Recorder::applied).collect();
+    assert_eq!(
+        applied,
+        vec![0, 1],
+        "a was done before; c, where it is now, runs once"
+    );
+    let inc = e.incident(&id).await.unwrap();
+    let notes = notes(&inc);
     assert!(
         notes
             .iter()
             .any(|n| n.starts_with("step b (step 1 when the incident opened")
-                && n.ends_with("is no longer in the playbook")),
+                && n.contains("is no longer in the playbook: it had not run")),
         "{notes:?}"
     );
     assert!(
         notes
             .iter()
-            .any(|n| n.starts_with("step c (step 2") && n.ends_with("is now step 1")),
+            .any(|n| n.starts_with("step c (step 2") && n.contains("is now step 1")),
         "{notes:?}"
     );
-    let page = &pager.all()[0];
-    assert_eq!(page.reason, EscalationReason::NeedsHuman);
     assert!(
-        page.message.contains("step b") && page.message.contains("no longer in the playbook"),
-        "{}",
-        page.message
+        !pager
+            .all()
+            .iter()
+            .any(|p| p.reason == EscalationReason::NeedsHuman),
+        "nothing for a human: the lost step had not run"
+    );
+    assert_eq!(
+        inc.step_state(0),
+        StepState::Done,
+        "a, by the index it was journaled with"
+    );
+    assert_eq!(
+        rb_core::incident::step_state_of(&inc.timeline, "c", 1),
+        StepState::Done
     );
     let review = e.review(&id).await.unwrap().to_markdown();
     assert!(review.contains("is no longer in the playbook"), "{review}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_whose_playbook_reordered_its_steps_runs_each_remaining_step_once_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, id) = opened_under_steps_abc(dir.path(), false).await;
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (pb, rems) = steps(&g, &["c", "b", "a"]);
+    let e = engine_on(&db, pb, &Pager::default()).await;
+    run(&e, mins(1), secs(30)).await;
+    let applied: Vec<usize> = rems.iter().map(Recorder::applied).collect();
+    assert_eq!(
+        applied,
+        vec![1, 1, 0],
+        "c and b run once each; a (done) is not run again"
+    );
+    let inc = e.incident(&id).await.unwrap();
+    let notes = notes(&inc);
+    for (sid, was, now) in [("a", 0, 2), ("c", 2, 0)] {
+        assert!(
+            notes.iter().any(|n| n
+                .starts_with(&format!("step {sid} (step {was} when the incident opened"))
+                && n.contains(&format!("is now step {now}"))),
+            "{notes:?}"
+        );
+    }
+    // c ran before b, as the playbook now orders them
+    let order: Vec<String> = inc
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Started { step_id, .. } if !step_id.is_empty() => Some(step_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec!["c", "b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_step_whose_outcome_is_unknown_hands_the_incident_to_a_human_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, id) = opened_under_steps_abc(dir.path(), true).await;
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (pb, rems) = steps(&g, &["a", "c"]);
+    let pager = Pager::default();
+    let e = engine_on(&db, pb, &pager).await;
+    run(&e, mins(1), secs(30)).await;
+    let applied: Vec<usize> = rems.iter().map(Recorder::applied).collect();
+    assert_eq!(
+        applied,
+        vec![0, 0],
+        "nothing runs on top of a step that may have half-happened"
+    );
+    let inc = e.incident(&id).await.unwrap();
+    let notes = notes(&inc);
+    assert!(
+        notes.iter().any(
+            |n| n.starts_with("step b (step 1 when the incident opened, Started)")
+                && n.contains("its outcome is unknown: a human must check it")
+        ),
+        "{notes:?}"
+    );
+    let page = pager
+        .all()
+        .into_iter()
+        .find(|p| p.reason == EscalationReason::NeedsHuman)
+        .expect("a human is paged");
+    assert!(page.message.contains("b (Started)"), "{}", page.message);
+}
+
+/// An approver that counts the questions it is asked and answers `answer` after `after`.
+fn counting_approver(
+    asked: &Arc<std::sync::atomic::AtomicUsize>,
+    after: std::time::Duration,
+    answer: rb_core::policy::Decision,
+) -> rb_core::policy::CallbackApprover {
+    let asked = asked.clone();
+    rb_core::policy::CallbackApprover::new(mins(30), move |_| {
+        asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let answer = answer.clone();
+        async move {
+            tokio::time::sleep(after).await;
+            answer
+        }
+    })
+}
+
+/// A disruptive step over a firing gauge, asked of an approver that never answers in time; the
+/// engine stops while the question is pending. Returns the journal file, the incident, the count
+/// of questions and the wall clock.
+async fn stopped_while_asking(
+    dir: &std::path::Path,
+    g: &Gauge,
+) -> (
+    std::path::PathBuf,
+    String,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Clock,
+) {
+    let db = dir.join("journal.db");
+    // one wall clock for both runs: the second engine starts where the first one's time is now
+    let wall = clock();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let first = Engine::builder(Runbook::new("t").playbook(approval_pb(g, &rem)))
+        .journal(Arc::new(SqliteJournal::open(&db).await.unwrap()))
+        .clock(wall)
+        .approver(Arc::new(counting_approver(
+            &asked,
+            hours(24),
+            rb_core::policy::Decision::TimedOut,
+        )))
+        .build()
+        .await
+        .unwrap();
+    run(&first, secs(30), secs(30)).await;
+    let id = first.open_incidents().await.pop().unwrap();
+    drop(first);
+    assert_eq!(rem.applied(), 0);
+    (db, id, asked, wall)
+}
+
+fn approval_pb(g: &Gauge, rem: &Recorder) -> Playbook {
+    Playbook::new("p", "P")
+        .detect(
+            g.arc(),
+            Schedule::every(secs(30)),
+            metric("records_lag_max").above(5_000.0),
+        )
+        .mitigate(rem.arc())
+}
+
+async fn second_engine(
+    db: &std::path::Path,
+    g: &Gauge,
+    rem: &Recorder,
+    approver: rb_core::policy::CallbackApprover,
+    wall: Clock,
+) -> Engine {
+    Engine::builder(Runbook::new("t").playbook(approval_pb(g, rem)))
+        .journal(Arc::new(SqliteJournal::open(db).await.unwrap()))
+        .clock(wall)
+        .approver(Arc::new(approver))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Journal `decision` for the plan the incident's step was planned with, as an engine does just
+/// before it stops.
+async fn journal_decision(db: &std::path::Path, id: &str, decision: rb_core::policy::Decision) {
+    let j = SqliteJournal::open(db).await.unwrap();
+    let entries = j.entries(id).await.unwrap();
+    let (at, hash) = entries
+        .iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            Event::Planned { plan, .. } => Some((e.at, plan.hash())),
+            _ => None,
+        })
+        .unwrap();
+    let mut ev = serde_json::json!({
+        "event": "approval", "step": 0, "step_id": "flink.rescale", "plan_hash": hash,
+    });
+    ev["decision"] = serde_json::to_value(&decision).unwrap();
+    let ev: Event = serde_json::from_value(ev).unwrap();
+    j.append(id, at, &ev).await.unwrap();
+    j.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_journaled_before_a_restart_for_the_same_plan_is_honoured_and_not_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (db, id, asked_first, wall) = stopped_while_asking(dir.path(), &g).await;
+    assert_eq!(asked_first.load(std::sync::atomic::Ordering::SeqCst), 1);
+    journal_decision(
+        &db,
+        &id,
+        rb_core::policy::Decision::Granted { by: "ana".into() },
+    )
+    .await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let approver = counting_approver(&asked, secs(0), rb_core::policy::Decision::TimedOut);
+    let second = second_engine(&db, &g, &rem, approver, wall).await;
+    run(&second, mins(1), secs(30)).await;
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "not asked again"
+    );
+    assert_eq!(rem.applied(), 1, "the journaled grant is acted on");
+    let inc = second.incident(&id).await.unwrap();
+    assert_eq!(inc.step_state(0), StepState::Done);
+    assert!(inc.timeline.iter().any(|e| matches!(&e.event,
+        Event::Note { text } if text.contains("granted by ana") && text.contains("is honoured"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_denial_journaled_before_a_restart_is_honoured_and_the_approver_is_not_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (db, id, _, wall) = stopped_while_asking(dir.path(), &g).await;
+    journal_decision(
+        &db,
+        &id,
+        rb_core::policy::Decision::Denied {
+            by: "ana".into(),
+            reason: "not during the freeze".into(),
+        },
+    )
+    .await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let grant = rb_core::policy::Decision::Granted { by: "bob".into() };
+    let second = second_engine(
+        &db,
+        &g,
+        &rem,
+        counting_approver(&asked, secs(0), grant),
+        wall,
+    )
+    .await;
+    run(&second, mins(1), secs(30)).await;
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(rem.applied(), 0);
+    let inc = second.incident(&id).await.unwrap();
+    assert_eq!(inc.step_state(0), StepState::Refused);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_question_pending_at_a_restart_keeps_its_first_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (db, id, _, wall) = stopped_while_asking(dir.path(), &g).await;
+    let j = SqliteJournal::open(&db).await.unwrap();
+    let first_asked = j
+        .entries(&id)
+        .await
+        .unwrap()
+        .iter()
+        .find(|e| matches!(e.event, Event::AwaitingApproval { .. }))
+        .unwrap()
+        .at;
+    j.close().await;
+    // down for 20 minutes of a 30-minute question
+    tokio::time::sleep(mins(20)).await;
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let never = counting_approver(&asked, hours(24), rb_core::policy::Decision::TimedOut);
+    let second = second_engine(&db, &g, &rem, never, wall).await;
+    run(&second, mins(15), secs(30)).await;
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "asked again once"
+    );
+    assert_eq!(rem.applied(), 0);
+    let inc = second.incident(&id).await.unwrap();
+    let timed_out = inc
+        .timeline
+        .iter()
+        .find(|e| {
+            matches!(
+                e.event,
+                Event::Approval {
+                    decision: rb_core::policy::Decision::TimedOut,
+                    ..
+                }
+            )
+        })
+        .expect("the question timed out within the second run");
+    let late = timed_out.at.since(first_asked);
+    assert!(
+        late >= mins(30) && late <= mins(31),
+        "timed out {late:?} after it was first asked, not a whole timeout after the restart"
+    );
+    assert_eq!(inc.step_state(0), StepState::Refused);
 }

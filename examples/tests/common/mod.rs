@@ -104,7 +104,7 @@ pub fn outcome(inc: &Incident, step: usize) -> Option<serde_json::Value> {
 /// Whether step `step` was verified as succeeded.
 pub fn verified(inc: &Incident, step: usize) -> bool {
     inc.timeline.iter().any(|e| {
-        matches!(&e.event, Event::Verified { step: s, verification: Verification::Succeeded { .. } } if *s == step)
+        matches!(&e.event, Event::Verified { step: s, verification: Verification::Succeeded { .. }, .. } if *s == step)
     })
 }
 

@@ -354,6 +354,9 @@ impl Engine {
             }
             let target = d.source.target().clone();
             let id = incident_id(at, &p.id, &mut st.id_rng);
+            if !inner.may_open(&g.fingerprint, &id).await {
+                continue; // another engine's incident has the key
+            }
             let latest_obs = g.history.latest().and_then(|r| r.result.as_ref().ok());
             let commit = latest_obs
                 .and_then(|o| o.facts.get::<NessieCommit>())
@@ -471,6 +474,9 @@ impl Engine {
             let target = p.detectors[b.detector].source.target().clone();
             let summary = format!("cannot see {}: {} since {}", target.name, why, since);
             let id = incident_id(at, &format!("blind-{}", p.id), &mut st.id_rng);
+            if !inner.may_open(&fingerprint, &id).await {
+                continue; // another engine's incident has the key
+            }
             let finding = Finding::new("probe blind", summary.clone(), *since);
             let rec = IncidentRecord {
                 id: id.clone(),

@@ -112,6 +112,7 @@ impl Inner {
             }
             if open.stage == Stage::Review {
                 st.open.remove(&d.fingerprint);
+                self.free_key(&d.fingerprint, &open.id).await;
                 report.closed.push(open.id.clone());
             } else {
                 st.open.insert(d.fingerprint, Slot::Idle(open));
@@ -177,6 +178,7 @@ impl Inner {
                             let msg = format!("closed by {by}");
                             let resolution = Resolution::ClosedByHuman { by };
                             self.append(&id, Event::Closed { resolution }).await?;
+                            self.free_key(&key, &id).await;
                             if let Some(Slot::Idle(o)) = st.open.remove(&key) {
                                 self.follow_up(
                                     &id,
@@ -352,6 +354,17 @@ impl Inner {
                 .recover(o, p, &verdict, manual)
                 .instrument(span)
                 .await?;
+        }
+        if o.stage == Stage::Review
+            && self
+                .journal
+                .entries(&o.id)
+                .await?
+                .iter()
+                .any(|e| matches!(e.event, Event::Closed { .. }))
+        {
+            // another engine working the same incident closed it first
+            return Ok(probes);
         }
         if o.stage == Stage::Review {
             let span = tracing::info_span!("rb.phase", phase = "review", incident = %o.id, playbook = %p.id);

@@ -2,6 +2,7 @@
 //! before and after), verification; the context a remediation sees; maintenance windows.
 
 use super::*;
+use crate::incident::{entry_step_ids, step_entries, step_outputs_by_id, step_state_of};
 
 /// The lock keys of a plan's targets and the incident's offending instance, sorted and deduplicated
 /// (locks are taken in this order): restarting connector A does not put connector B in cool-down.
@@ -42,15 +43,50 @@ fn interrupted(step: usize, action: &str) -> String {
     format!("step {step} ({action}) was started but never finished (engine restart); it is not idempotent, so it is not re-run: check its target by hand")
 }
 
-/// Whether the `interrupted` entry of `step` was followed by its page (journaled, delivered or not).
-fn interrupted_paged(entries: &[crate::journal::Entry], step: usize) -> bool {
-    let Some(at) = entries
-        .iter()
-        .rposition(|e| matches!(e.event, Event::Interrupted { step: s, .. } if s == step))
+/// A decision in a few words.
+fn decision_text(d: &Decision) -> String {
+    match d {
+        Decision::Granted { by } => format!("granted by {by}"),
+        Decision::Denied { by, reason } => format!("denied by {by}: {reason}"),
+        Decision::TimedOut => "timed out".into(),
+    }
+}
+
+/// The id of step `step` of `p` (empty past its end).
+pub(super) fn sid(p: &Playbook, step: usize) -> String {
+    p.mitigation
+        .get(step)
+        .map(|s| s.id.clone())
+        .unwrap_or_default()
+}
+
+/// The holder and fencing token of the latest `started` entry of step `id` (at `step`).
+fn last_started(
+    entries: &[crate::journal::Entry],
+    id: &str,
+    step: usize,
+) -> Option<(Option<String>, Option<crate::coordination::FencingToken>)> {
+    step_entries(entries, id, step)
+        .into_iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            Event::Started { holder, token, .. } => Some((holder.clone(), *token)),
+            _ => None,
+        })
+}
+
+/// Whether the `interrupted` entry of step `id` (at `step`) was followed by its page (journaled,
+/// delivered or not).
+fn interrupted_paged(entries: &[crate::journal::Entry], id: &str, step: usize) -> bool {
+    let Some(seq) = step_entries(entries, id, step)
+        .into_iter()
+        .rev()
+        .find(|e| matches!(e.event, Event::Interrupted { .. }))
+        .map(|e| e.seq)
     else {
         return true;
     };
-    entries[at..].iter().any(|e| {
+    entries.iter().filter(|e| e.seq > seq).any(|e| {
         matches!(&e.event, Event::Escalated { notification, .. }
             if notification.reason == EscalationReason::StepInterrupted)
     })
@@ -101,6 +137,7 @@ impl Inner {
                     &o.id,
                     Event::Skipped {
                         step,
+                        step_id: sid(p, step),
                         action: rem.id().to_string(),
                         reason: "an earlier step failed or was refused".into(),
                     },
@@ -159,7 +196,7 @@ impl Inner {
                     .await?
             };
             match result {
-                StepResult::Waiting => return Ok(false),
+                StepResult::Waiting | StepResult::Elsewhere => return Ok(false),
                 // the plan changed while a human decided: plan and ask again
                 StepResult::Again => continue,
                 StepResult::Halt if !p.continue_after_failure => o.halted = true,
@@ -183,6 +220,7 @@ impl Inner {
             &o.id,
             Event::Refused {
                 step,
+                step_id: sid(p, step),
                 action: action.to_string(),
                 reason: reason.clone(),
             },
@@ -237,8 +275,27 @@ impl Inner {
     ) -> Result<StepResult, Error> {
         let action = rem.id().to_string();
         // at-most-once: the journal is the truth
-        let entries = self.journal.entries(&o.id).await?;
-        match step_state(&entries, step) {
+        let mut entries = self.journal.entries(&o.id).await?;
+        let id = sid(p, step);
+        let mut state = step_state_of(&entries, &id, step);
+        if matches!(state, StepState::Started | StepState::Done) {
+            // started by another engine: in flight there while its claim is live (it is released
+            // once the step is verified), else it ended meanwhile or its engine is gone
+            let started = last_started(&entries, &id, step);
+            if started
+                .as_ref()
+                .is_some_and(|(h, _)| h.as_ref().is_some_and(|h| *h != self.holder))
+            {
+                let sid = &p.mitigation[step].id;
+                let started = started.as_ref().map(|(h, t)| (h, t));
+                if self.in_flight_elsewhere(&o.id, sid, started).await {
+                    return Ok(StepResult::Elsewhere);
+                }
+                entries = self.journal.entries(&o.id).await?;
+                state = step_state_of(&entries, &id, step);
+            }
+        }
+        match state {
             StepState::NotStarted => {}
             StepState::Planned if !self.policy.dry_run => {}
             StepState::Started if rem.idempotent() => {
@@ -250,6 +307,7 @@ impl Inner {
                     &o.id,
                     Event::Interrupted {
                         step,
+                        step_id: sid(p, step),
                         action: action.clone(),
                     },
                 )
@@ -264,7 +322,7 @@ impl Inner {
                 return Ok(StepResult::Halt);
             }
             // a restart between journaling `interrupted` and the page: the page is still owed
-            StepState::Interrupted if !interrupted_paged(&entries, step) => {
+            StepState::Interrupted if !interrupted_paged(&entries, &id, step) => {
                 self.escalate(
                     o,
                     p,
@@ -322,6 +380,7 @@ impl Inner {
             &o.id,
             Event::Planned {
                 step,
+                step_id: sid(p, step),
                 plan: plan.clone(),
                 dry_run: self.policy.dry_run,
             },
@@ -332,6 +391,7 @@ impl Inner {
                 &o.id,
                 Event::Skipped {
                     step,
+                    step_id: sid(p, step),
                     action: action.clone(),
                     reason: format!("nothing to do: {why}"),
                 },
@@ -354,6 +414,7 @@ impl Inner {
                 &o.id,
                 Event::Skipped {
                     step,
+                    step_id: sid(p, step),
                     action: action.clone(),
                     reason: "dry-run: planned only".into(),
                 },
@@ -374,6 +435,72 @@ impl Inner {
         if let Err(reason) = self.check_rates(&plan, o, &action) {
             return self.refuse(o, p, step, &action, reason).await;
         }
+        // approvals are rebuilt from the journal: a decision journaled for this very plan (the engine
+        // stopped between the decision and the step) is honoured, never asked again; a question
+        // still pending when the engine stopped keeps its deadline
+        let hash = plan.hash();
+        let mut pending_until = None;
+        for e in step_entries(&entries, &sid(p, step), step)
+            .into_iter()
+            .rev()
+        {
+            match &e.event {
+                Event::Approval {
+                    decision,
+                    plan_hash: Some(h),
+                    ..
+                } if *h == hash => {
+                    let text = format!(
+                        "step {step} ({action}): the decision journaled at {} for plan {hash} ({}) is honoured; the approver is not asked again",
+                        e.at,
+                        decision_text(decision)
+                    );
+                    self.append(&o.id, Event::Note { text }).await?;
+                    return self
+                        .act_on_decision(
+                            o,
+                            p,
+                            step,
+                            rem,
+                            plan,
+                            ctx,
+                            decision.clone(),
+                            verdict,
+                            false,
+                        )
+                        .await;
+                }
+                Event::Approval { .. } => break,
+                Event::AwaitingApproval { timeout_secs, .. } if pending_until.is_none() => {
+                    pending_until = Some(e.at.plus(Duration::from_secs(*timeout_secs)));
+                }
+                _ => {}
+            }
+        }
+        let mut timeout = self.approver.timeout();
+        if let Some(until) = pending_until {
+            let now = self.clock.now();
+            if now >= until {
+                return self
+                    .decided(
+                        o,
+                        p,
+                        step,
+                        rem,
+                        plan,
+                        ctx,
+                        Decision::TimedOut,
+                        verdict,
+                        false,
+                    )
+                    .await;
+            }
+            timeout = timeout.min(until.since(now));
+            let text = format!(
+                "step {step} ({action}): the question pending when the engine stopped is asked again; it times out at {until}, as first asked"
+            );
+            self.append(&o.id, Event::Note { text }).await?;
+        }
         // approval: an approver that answers at once (auto, deny, a policy) decides within this tick;
         // a human is waited for in a task of its own while the engine goes on (a later tick resumes)
         let req = ApprovalRequest {
@@ -384,7 +511,6 @@ impl Inner {
             plan: plan.clone(),
         };
         let approver = self.approver.clone();
-        let timeout = approver.timeout();
         let mut ask = Box::pin(async move {
             match tokio::time::timeout(timeout, approver.approve(&req)).await {
                 Ok(Ok(d)) => d,
@@ -415,6 +541,7 @@ impl Inner {
             &o.id,
             Event::AwaitingApproval {
                 step,
+                step_id: sid(p, step),
                 action: action.clone(),
                 risk,
                 timeout_secs: timeout.as_secs(),
@@ -500,16 +627,35 @@ impl Inner {
         verdict: &Verdict,
         waited: bool,
     ) -> Result<StepResult, Error> {
-        let action = rem.id().to_string();
         self.append(
             &o.id,
             Event::Approval {
                 step,
+                step_id: sid(p, step),
                 decision: decision.clone(),
                 plan_hash: Some(plan.hash()),
             },
         )
         .await?;
+        self.act_on_decision(o, p, step, rem, plan, ctx, decision, verdict, waited)
+            .await
+    }
+
+    /// Act on an approver's decision (journaled already).
+    #[allow(clippy::too_many_arguments)]
+    async fn act_on_decision(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: Plan,
+        ctx: ActionContext,
+        decision: Decision,
+        verdict: &Verdict,
+        waited: bool,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
         match decision {
             Decision::Granted { .. } if self.approver.is_automatic() => {
                 // minimum approval per risk: an automatic grant never covers a step that demands a
@@ -558,6 +704,7 @@ impl Inner {
                     &o.id,
                     Event::Skipped {
                         step,
+                        step_id: sid(p, step),
                         action: action.clone(),
                         reason: format!(
                             "approved, but the symptom no longer fires ({}): nothing applied",
@@ -653,7 +800,53 @@ impl Inner {
         if let Err(reason) = self.check_rates(&plan, o, &action) {
             return self.refuse(o, p, step, &action, reason).await;
         }
-        // apply: journaled before and after; retried only when idempotent and transient, with backoff
+        // across engines: the targets' leases (one remediation per target at a time), then the
+        // step's claim, begun once; only then `started` and apply
+        let ttl = self.hold_ttl(rem);
+        let leases = match self.lease_targets(&keys, ttl).await {
+            Ok(l) => l,
+            Err(reason) => return self.refuse(o, p, step, &action, reason).await,
+        };
+        let claim = match self.claim_and_begin(&o.id, &ctx.step_id, ttl).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.release_all(&leases).await;
+                drop(guards);
+                if e.kind() == crate::coordination::CoordinationErrorKind::Invalid {
+                    let reason = format!("the step could not be claimed: {e}");
+                    return self.refuse(o, p, step, &action, reason).await;
+                }
+                tracing::info!(error = %e, "another engine has the step; not applied here");
+                return Ok(StepResult::Elsewhere);
+            }
+        };
+        let mut ctx = ctx;
+        ctx.fencing_token = Some(claim.token);
+        let token = claim.token;
+        let mut held = leases;
+        held.push(claim);
+        let result = self
+            .apply_claimed(o, p, step, rem, plan, ctx, guards, token)
+            .await;
+        self.release_all(&held).await;
+        result
+    }
+
+    /// Apply a claimed step (journaled before and after) and verify it.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_claimed(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: Plan,
+        ctx: ActionContext,
+        guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+        token: crate::coordination::FencingToken,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
+        // apply: before and after; retried only when idempotent and transient, with backoff
         let retries = if rem.idempotent() {
             self.policy.idempotent_retries
         } else {
@@ -671,8 +864,11 @@ impl Inner {
                 &o.id,
                 Event::Started {
                     step,
+                    step_id: sid(p, step),
                     action: action.clone(),
                     attempt,
+                    holder: Some(self.holder.clone()),
+                    token: Some(token),
                 },
             )
             .await?;
@@ -685,6 +881,7 @@ impl Inner {
                         &o.id,
                         Event::Finished {
                             step,
+                            step_id: sid(p, step),
                             action: action.clone(),
                             ok: true,
                             outcome: Some(outcome.clone()),
@@ -718,6 +915,7 @@ impl Inner {
                 &o.id,
                 Event::Finished {
                     step,
+                    step_id: sid(p, step),
                     action: action.clone(),
                     ok: false,
                     outcome: None,
@@ -797,6 +995,7 @@ impl Inner {
             &o.id,
             Event::Verified {
                 step,
+                step_id: sid(p, step),
                 verification: verification.clone(),
             },
         )
@@ -819,7 +1018,7 @@ impl Inner {
         verdict: &Verdict,
     ) -> Result<Gate, Error> {
         let entries = self.journal.entries(&o.id).await?;
-        let state = step_state(&entries, step);
+        let state = step_state_of(&entries, &st.id, step);
         if state != StepState::NotStarted {
             return Ok(match (&st.human_task, state) {
                 (Some(_), StepState::Started) => Gate::Wait,
@@ -829,18 +1028,27 @@ impl Inner {
             });
         }
         if let Some(d) = st.unless_recovered_within {
+            // the last entry of a step before this one (by id: where it is in the playbook now)
+            let ids = entry_step_ids(&entries);
             let since = entries
                 .iter()
+                .zip(&ids)
                 .rev()
-                .find(|e| match &e.event {
+                .find(|(e, id)| match &e.event {
                     Event::Finished { step: s, .. }
                     | Event::Verified { step: s, .. }
                     | Event::Skipped { step: s, .. }
                     | Event::Refused { step: s, .. }
-                    | Event::TaskDone { step: s, .. } => *s < step,
+                    | Event::TaskDone { step: s, .. } => {
+                        let now_at = id
+                            .as_ref()
+                            .and_then(|id| p.mitigation.iter().position(|m| m.id == *id));
+                        now_at.unwrap_or(*s) < step
+                    }
                     Event::Phase { phase } => *phase == Phase::Mitigate,
                     _ => false,
                 })
+                .map(|(e, _)| e)
                 .map(|e| e.at)
                 .unwrap_or_else(|| self.clock.now());
             let due = since.plus(d);
@@ -865,6 +1073,7 @@ impl Inner {
                     &o.id,
                     Event::Skipped {
                         step,
+                        step_id: sid(p, step),
                         action: st.remediation.id().to_string(),
                         reason: format!(
                             "recovered within {} of the step before it ({})",
@@ -884,6 +1093,7 @@ impl Inner {
                     &o.id,
                     Event::Skipped {
                         step,
+                        step_id: sid(p, step),
                         action: st.remediation.id().to_string(),
                         reason: format!("condition not met: {}", cond.describe),
                     },
@@ -897,6 +1107,7 @@ impl Inner {
                 &o.id,
                 Event::TaskAssigned {
                     step,
+                    step_id: sid(p, step),
                     task: task.clone(),
                 },
             )
@@ -933,9 +1144,10 @@ impl Inner {
         step: usize,
         entries: &[crate::journal::Entry],
     ) -> ActionContext {
-        let outputs = step_outputs(entries)
+        let ids: Vec<String> = p.mitigation.iter().map(|s| s.id.clone()).collect();
+        let outputs = step_outputs_by_id(entries, &ids)
             .into_iter()
-            .filter_map(|(i, out)| p.mitigation.get(i).map(|s| (s.id.clone(), out)))
+            .filter(|(id, _)| ids.contains(id))
             .collect();
         let step_id = p
             .mitigation

@@ -27,11 +27,10 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::coordination::{Coordinator, InProcessCoordinator};
 use crate::error::{Error, ErrorKind, ProbeError};
 use crate::escalation::{EscalationReason, LogNotifier, Notification, Notifier, NotifyAction};
-use crate::incident::{
-    step_outputs, step_state, Incident, IncidentRecord, Phase, Resolution, StepState,
-};
+use crate::incident::{step_state_of, Incident, IncidentRecord, Phase, Resolution, StepState};
 use crate::journal::{Event, Journal, MemoryJournal};
 use crate::metrics::{Metrics, ProbeResult, ProbeSeries, VerdictSeries};
 use crate::observation::facts::NessieCommit;
@@ -48,6 +47,7 @@ use crate::symptom::{evaluate, Failure, Finding, History, Record, SymptomState, 
 use crate::target::Target;
 use crate::time::{human, secs, Clock, Timestamp};
 
+mod coord;
 mod detect;
 mod escalate;
 mod lifecycle;
@@ -74,6 +74,8 @@ pub struct EngineBuilder {
     tick_interval: Duration,
     blind_after: Duration,
     id_seed: Option<u64>,
+    coordinator: Option<Arc<dyn Coordinator>>,
+    holder: Option<String>,
 }
 
 impl EngineBuilder {
@@ -93,7 +95,25 @@ impl EngineBuilder {
             tick_interval: secs(5),
             blind_after: crate::time::mins(5),
             id_seed: None,
+            coordinator: None,
+            holder: None,
         }
+    }
+
+    /// The coordination store shared with other engines on the same journal (default: a fresh
+    /// [`InProcessCoordinator`], which coordinates nothing but this engine). Engines sharing a journal
+    /// must share a coordinator: it keeps them from opening an incident twice and from applying a
+    /// step twice (see [`crate::coordination`]).
+    pub fn coordinator(mut self, coordinator: Arc<dyn Coordinator>) -> Self {
+        self.coordinator = Some(coordinator);
+        self
+    }
+
+    /// This engine's name as a holder of claims and leases, journaled with every step it starts
+    /// (default: `rb-` and 16 random hex digits). Engines sharing a coordinator need distinct names.
+    pub fn holder(mut self, name: impl Into<String>) -> Self {
+        self.holder = Some(name.into());
+        self
     }
 
     /// Seed the random part of incident ids (for reproducible test output; by default it comes from
@@ -228,6 +248,23 @@ impl EngineBuilder {
             }
         }
         let fleet = self.runbook.fleet();
+        let id_rng = match self.id_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
+        let holder = self
+            .holder
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| {
+                let mut r = match self.id_seed {
+                    Some(seed) => StdRng::seed_from_u64(seed ^ 0x686f_6c64_6572),
+                    None => StdRng::from_entropy(),
+                };
+                format!("rb-{:016x}", r.gen::<u64>())
+            });
+        let coordinator = self
+            .coordinator
+            .unwrap_or_else(|| Arc::new(InProcessCoordinator::new()));
         let inner = Arc::new(Inner {
             fleet,
             runbook: self.runbook,
@@ -242,10 +279,7 @@ impl EngineBuilder {
                 bindings,
                 open: BTreeMap::new(),
                 rng,
-                id_rng: match self.id_seed {
-                    Some(seed) => StdRng::seed_from_u64(seed),
-                    None => StdRng::from_entropy(),
-                },
+                id_rng,
             }),
             policy_state: Mutex::new(PolicyState::default()),
             probe_sem: Arc::new(Semaphore::new(self.max_concurrent_probes)),
@@ -257,6 +291,8 @@ impl EngineBuilder {
             open_ids: Mutex::new(Vec::new()),
             maintenance: Mutex::new(Vec::new()),
             max_concurrent_probes: self.max_concurrent_probes,
+            coordinator,
+            holder,
         });
         let engine = Engine { inner };
         engine.resume().await?;
@@ -314,6 +350,10 @@ struct Inner {
     open_ids: Mutex<Vec<String>>,
     maintenance: Mutex<Vec<crate::policy::MaintenanceWindow>>,
     max_concurrent_probes: usize,
+    /// The coordination store shared with the other engines on the journal.
+    coordinator: Arc<dyn Coordinator>,
+    /// This engine's name as a holder of claims and leases.
+    holder: String,
 }
 
 /// A human's command, applied by the engine between ticks.
@@ -553,6 +593,16 @@ impl Engine {
         &self.inner.kill
     }
 
+    /// The coordination store this engine shares with other engines.
+    pub fn coordinator(&self) -> &Arc<dyn Coordinator> {
+        &self.inner.coordinator
+    }
+
+    /// This engine's name as a holder of claims and leases.
+    pub fn holder(&self) -> &str {
+        &self.inner.holder
+    }
+
     /// The journal.
     pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.inner.journal
@@ -655,7 +705,7 @@ impl Engine {
             .iter()
             .find(|p| p.id == inc.record.playbook)
             .and_then(|p| p.mitigation.iter().position(|s| s.id == step_id))
-            .filter(|i| step_state(&entries, *i) == StepState::Started)
+            .filter(|i| step_state_of(&entries, step_id, *i) == StepState::Started)
             .ok_or_else(|| {
                 Error::Config(format!(
                     "incident {incident} has no task {step_id:?} waiting for a human"
@@ -666,6 +716,7 @@ impl Engine {
                 incident,
                 Event::TaskDone {
                     step,
+                    step_id: step_id.to_string(),
                     by: by.to_string(),
                 },
             )
@@ -797,4 +848,7 @@ enum StepResult {
     Again,
     /// Waiting for an approver; the step resumes in a later tick.
     Waiting,
+    /// Another engine has the step (its claim, or a target lease): not applied here; looked at
+    /// again in a later tick.
+    Elsewhere,
 }

@@ -69,6 +69,10 @@ impl Engine {
                     .await?;
                 continue;
             };
+            if !inner.adopt(&rec.fingerprint, &id).await? {
+                tracing::warn!(incident = %id, key = %rec.fingerprint, "the coordinator has another incident for the key; not resumed here");
+                continue;
+            }
             let p = &inner.runbook.playbooks[pi];
             let stage = match incident.phases.last() {
                 None | Some(Phase::Detect) | Some(Phase::Diagnose) => Stage::Diagnose,
@@ -111,41 +115,65 @@ impl Engine {
                     },
                 )
                 .await?;
-            // steps are journaled by index into the list of step ids recorded at Mitigate: a playbook
-            // whose steps changed since is not guessed at by index
+            // steps are matched by id: an incident opened under an older version of the playbook
+            // resumes where its steps still exist, and each step that moved, is gone or is new is
+            // said, step by step
             let journaled_ids = incident.timeline.iter().rev().find_map(|e| match &e.event {
                 Event::StepIds { ids } => Some(ids.clone()),
                 _ => None,
             });
             let current: Vec<String> = p.mitigation.iter().map(|s| s.id.clone()).collect();
-            let mut steps_changed = None;
+            let mut gone_unsettled = Vec::new();
             if let Some(old) = journaled_ids.filter(|old| *old != current) {
-                let mut lines = Vec::new();
                 for (i, sid) in old.iter().enumerate() {
-                    let state = step_state(&incident.timeline, i);
+                    let state = crate::incident::step_state_of(&incident.timeline, sid, i);
                     let line = match current.iter().position(|c| c == sid) {
-                        None => format!(
-                            "step {sid} (step {i} when the incident opened, {state:?}) is no longer in the playbook"
-                        ),
-                        Some(j) if j != i => {
-                            format!("step {sid} (step {i} when the incident opened, {state:?}) is now step {j}")
+                        None => {
+                            let what = match state {
+                                StepState::NotStarted | StepState::Planned => {
+                                    "it had not run and is not run"
+                                }
+                                StepState::Done | StepState::Skipped => "it had run; nothing more to do",
+                                StepState::Failed | StepState::Refused
+                                    if p.continue_after_failure =>
+                                {
+                                    "it had failed; the playbook goes on after a failure"
+                                }
+                                StepState::Failed | StepState::Refused => {
+                                    gone_unsettled.push(format!("{sid} ({state:?})"));
+                                    "it had failed, so no later step runs"
+                                }
+                                _ => {
+                                    gone_unsettled.push(format!("{sid} ({state:?})"));
+                                    "its outcome is unknown: a human must check it"
+                                }
+                            };
+                            format!(
+                                "step {sid} (step {i} when the incident opened, {state:?}) is no longer in the playbook: {what}"
+                            )
                         }
+                        Some(j) if j != i => format!(
+                            "step {sid} (step {i} when the incident opened, {state:?}) is now step {j}: resumed there"
+                        ),
                         Some(_) => continue,
                     };
-                    inner
-                        .append(&id, Event::Note { text: line.clone() })
-                        .await?;
-                    lines.push(line);
+                    inner.append(&id, Event::Note { text: line }).await?;
                 }
-                for sid in current.iter().filter(|c| !old.contains(c)) {
-                    let line =
-                        format!("step {sid} is new in the playbook (not run for this incident)");
-                    inner
-                        .append(&id, Event::Note { text: line.clone() })
-                        .await?;
-                    lines.push(line);
+                for (j, sid) in current.iter().enumerate().filter(|(_, c)| !old.contains(c)) {
+                    let line = format!(
+                        "step {sid} is new in the playbook (step {j}): it runs for this incident when reached"
+                    );
+                    inner.append(&id, Event::Note { text: line }).await?;
                 }
-                steps_changed = Some(lines);
+                // later entries map their indexes through the playbook as it is now
+                inner
+                    .append(
+                        &id,
+                        Event::StepIds {
+                            ids: current.clone(),
+                        },
+                    )
+                    .await?;
             }
             tracing::info!(incident = %id, ?stage, "resumed open incident");
             let detect_is_probe = matches!(
@@ -189,12 +217,13 @@ impl Engine {
                 commit_known: rec.nessie_commit.is_some(),
                 last_check_labels: Vec::new(),
             });
-            if let Some(lines) = steps_changed.filter(|_| stage == Stage::Mitigate) {
-                // no step runs by a guessed index: the rest of the mitigation is a human's
+            if !gone_unsettled.is_empty() && stage == Stage::Mitigate {
+                // a step that may have half-happened is gone from the playbook: no later step runs
+                // on top of it; the rest of the mitigation is a human's
                 open.halted = true;
                 let msg = format!(
-                    "the playbook's steps changed while the incident was open; no further step is run: {}",
-                    lines.join("; ")
+                    "the playbook's steps changed while the incident was open, and steps that failed or whose outcome is unknown are gone from it: {}; no further step is run",
+                    gone_unsettled.join(", ")
                 );
                 inner
                     .escalate(&mut open, p, EscalationReason::NeedsHuman, msg)

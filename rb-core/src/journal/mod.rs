@@ -53,17 +53,22 @@ pub enum Event {
         /// The evidence.
         evidence: Evidence,
     },
-    /// The ids of the playbook's mitigation steps, in order, when the incident entered Mitigate: step
-    /// indexes in later events refer to this list. A restarted engine whose playbook no longer has the
-    /// same steps says so per step and hands the incident to a human rather than guess by index.
+    /// The ids of the playbook's mitigation steps, in order, when the incident entered Mitigate (and
+    /// again when an engine resumed it under a playbook whose steps changed): the step indexes of
+    /// later events refer to this list. Step events carry their id too; this list maps the indexes
+    /// of journals written before they did. A resumed engine matches steps by id.
     StepIds {
         /// The step ids.
         ids: Vec<String>,
     },
     /// A mitigation step was planned.
     Planned {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The plan.
         plan: Plan,
         /// Whether in dry-run (nothing will be applied).
@@ -72,8 +77,12 @@ pub enum Event {
     /// The approver was asked and did not answer at once: the step waits (the engine keeps
     /// detecting and working other incidents meanwhile).
     AwaitingApproval {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// The action's risk.
@@ -83,8 +92,12 @@ pub enum Event {
     },
     /// An approver decided.
     Approval {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The decision (who, or why not).
         decision: Decision,
         /// The hash of the plan that was approved ([`Plan::hash`]).
@@ -94,8 +107,12 @@ pub enum Event {
     /// A remediation journaled an artifact in the middle of `apply` (the savepoint path before the
     /// resubmit), for later steps and for a resumed engine.
     Progress {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The artifact's name.
         key: String,
         /// Its value.
@@ -103,8 +120,12 @@ pub enum Event {
     },
     /// A step was refused by the safety envelope.
     Refused {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// Why.
@@ -112,8 +133,12 @@ pub enum Event {
     },
     /// A step was skipped (already done, dry-run, or not applicable).
     Skipped {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// Why.
@@ -121,17 +146,33 @@ pub enum Event {
     },
     /// Journaled before `apply`.
     Started {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// Attempt (1 unless an idempotent action was retried).
         attempt: u32,
+        /// The engine that applies it (its holder name for the coordinator); absent in journals
+        /// written before engines coordinated.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holder: Option<String>,
+        /// The fencing token of the step's claim: while it is live, the step is in flight in the
+        /// holder's engine (another engine waits rather than call it interrupted).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<crate::coordination::FencingToken>,
     },
     /// Journaled after `apply`.
     Finished {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
         /// Whether apply returned Ok.
@@ -150,15 +191,23 @@ pub enum Event {
     },
     /// The verification of a step.
     Verified {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The verification.
         verification: Verification,
     },
     /// A step was found started but never finished (engine restart): a human must look.
     Interrupted {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The remediation id.
         action: String,
     },
@@ -190,15 +239,23 @@ pub enum Event {
     },
     /// A human task was handed out (paged) and waits for its completion.
     TaskAssigned {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// The task.
         task: String,
     },
     /// A human said a task is done.
     TaskDone {
-        /// Step index.
+        /// Step index in the playbook when journaled (for display: steps are matched by id).
         step: usize,
+        /// The step's id (stable across playbook versions); empty in journals written before
+        /// step events carried it (then the `step_ids` entry maps the index).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        step_id: String,
         /// Who.
         by: String,
     },
@@ -242,6 +299,28 @@ pub enum Event {
         /// How it ended.
         resolution: Resolution,
     },
+}
+
+impl Event {
+    /// The step an event is about: its index as journaled and its id (empty in journals written
+    /// before step events carried ids). `None` for events about no step.
+    pub fn step_ref(&self) -> Option<(usize, &str)> {
+        match self {
+            Event::Planned { step, step_id, .. }
+            | Event::AwaitingApproval { step, step_id, .. }
+            | Event::Approval { step, step_id, .. }
+            | Event::Progress { step, step_id, .. }
+            | Event::Refused { step, step_id, .. }
+            | Event::Skipped { step, step_id, .. }
+            | Event::Started { step, step_id, .. }
+            | Event::Finished { step, step_id, .. }
+            | Event::Verified { step, step_id, .. }
+            | Event::Interrupted { step, step_id, .. }
+            | Event::TaskAssigned { step, step_id, .. }
+            | Event::TaskDone { step, step_id, .. } => Some((*step, step_id.as_str())),
+            _ => None,
+        }
+    }
 }
 
 /// The journal key maintenance windows are recorded under (not an incident: it never opens).
