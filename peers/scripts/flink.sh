@@ -5,6 +5,14 @@
 # REST on 127.0.0.1:18081) and one TaskManager (4 slots), file checkpoints retained on cancellation, and
 # our keyed-state streaming job (peers/scripts/flink/CounterJob.java) running on it.
 #
+# Two more jobs are built (not submitted) for the lakehouse runbook's Flink situations
+# (peers/tests/lakehouse_flink.rs submits them when needed):
+#   FLINK_ORDERS_JAR  peers/scripts/flink/OrdersJob.java: `orders-enrichment` on generated data, a
+#                     broken build that crash-loops on a schema change and the fixed build
+#   FLINK_KAFKA_JAR   peers/scripts/flink/OrdersKafkaJob.java: `orders-enrichment` reading a Kafka topic
+#                     as a consumer group, packed with flink-connector-kafka and kafka-clients from Maven
+#                     Central (peers/scripts/flink/pom.xml, cached in $CACHE/flink-kafka-lib)
+#
 # Flink comes from PyPI: apache-flink-libraries (the jars) + apache-flink --no-deps (bin/ and conf/) in a
 # venv under $CACHE; the Flink home is the venv's `pyflink` folder. Each JVM is started in the foreground
 # by start_daemon, so the pid files under $RUN/pids are the JVMs themselves.
@@ -16,7 +24,8 @@
 #   tm-start  start a TaskManager again and wait until it registers
 #
 # Env keys: FLINK_URL FLINK_JOB_ID FLINK_JOB_NAME FLINK_HOME FLINK_CONF_DIR FLINK_JAR FLINK_SCRIPT
-#           FLINK_TM_PID FLINK_CHECKPOINT_DIR FLINK_SAVEPOINT_DIR FLINK_VERSION
+#           FLINK_TM_PID FLINK_CHECKPOINT_DIR FLINK_SAVEPOINT_DIR FLINK_VERSION FLINK_ORDERS_JAR
+#           FLINK_KAFKA_JAR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 FLINK_VERSION=2.3.0
@@ -33,7 +42,10 @@ URL="http://127.0.0.1:${REST_PORT}"
 VENV=$CACHE/flink-$FLINK_VERSION-venv
 BASE=$RUN/flink
 CONF=$BASE/conf
-SRC=$ROOT/peers/scripts/flink/CounterJob.java
+JOBS=$ROOT/peers/scripts/flink
+SRC=$JOBS/CounterJob.java
+KAFKA_POM=$JOBS/pom.xml
+KAFKA_LIB=$CACHE/flink-kafka-lib
 export FLINK_CONF_DIR=$CONF
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -129,6 +141,56 @@ build_jar() {
   echo "$dir/rb-peers-counter.jar"
 }
 
+# build_orders_jar HOME: OrdersJob.java alone (it needs nothing beyond Flink's lib/), cached by checksum.
+build_orders_jar() {
+  local home=$1 src=$JOBS/OrdersJob.java sum dir
+  sum=$(sha256sum "$src" | cut -c1-16)
+  dir=$CACHE/flink-job/orders-$sum
+  if [ ! -f "$dir/orders-enrichment.jar" ]; then
+    log "compiling $(basename "$src")"
+    rm -rf "$dir"; mkdir -p "$dir/classes"
+    javac --release 11 -nowarn -cp "$home/lib/*" -d "$dir/classes" "$src" >&2 || die "javac failed on $src"
+    jar --create --file "$dir/orders-enrichment.jar" --main-class rb.peers.OrdersJob -C "$dir/classes" . \
+      || die "jar failed"
+  fi
+  echo "$dir/orders-enrichment.jar"
+}
+
+# build_kafka_jar HOME: OrdersKafkaJob.java with flink-connector-kafka and kafka-clients packed in (one jar
+# to upload over REST), cached by the checksum of the source and the pom. Left out of the jar: what
+# Flink's lib/ already has (slf4j, commons-lang3) and the zstd/snappy codecs (the tier's producers do
+# not compress).
+build_kafka_jar() {
+  local home=$1 src=$JOBS/OrdersKafkaJob.java sum dir lib
+  if ! command -v mvn >/dev/null 2>&1; then
+    log "flink: installing Maven from Debian (for flink-connector-kafka)"
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq maven >/dev/null \
+      || die "apt-get install maven failed"
+  fi
+  maven_fetch "$KAFKA_LIB" "$KAFKA_POM" >&2
+  sum=$(cat "$src" "$KAFKA_POM" | sha256sum | cut -c1-16)
+  dir=$CACHE/flink-job/kafka-$sum
+  if [ ! -f "$dir/orders-kafka.jar" ]; then
+    log "compiling $(basename "$src") against flink-connector-kafka"
+    rm -rf "$dir"; mkdir -p "$dir/classes"
+    javac --release 11 -nowarn -cp "$home/lib/*:$KAFKA_LIB/*" -d "$dir/classes" "$src" >&2 \
+      || die "javac failed on $src"
+    for lib in "$KAFKA_LIB"/*.jar; do
+      case "$(basename "$lib")" in slf4j-*|commons-lang3-*|zstd-jni-*|snappy-java-*) continue ;; esac
+      (cd "$dir/classes" && jar xf "$lib") || die "could not unpack $lib"
+    done
+    # signatures of the unpacked jars would not match the new one; module descriptors do not apply
+    rm -f "$dir"/classes/META-INF/MANIFEST.MF "$dir"/classes/META-INF/*.SF "$dir"/classes/META-INF/*.RSA \
+      "$dir"/classes/META-INF/*.DSA "$dir"/classes/module-info.class
+    find "$dir/classes/META-INF" -name module-info.class -delete 2>/dev/null || true
+    jar --create --file "$dir/orders-kafka.jar" --main-class rb.peers.OrdersKafkaJob -C "$dir/classes" . \
+      || die "jar failed"
+    rm -rf "$dir/classes"
+  fi
+  echo "$dir/orders-kafka.jar"
+}
+
 rest_up() { jget /overview >/dev/null; }
 
 start_jm() {
@@ -173,7 +235,9 @@ job_running_with_checkpoint() {
 }
 
 write_env() {
-  local home=$1 jar=$2 id=$3
+  local home=$1 jar=$2 id=$3 orders=$4 kafka=$5
+  set_env FLINK_ORDERS_JAR "$orders"
+  set_env FLINK_KAFKA_JAR "$kafka"
   set_env FLINK_VERSION "$FLINK_VERSION"
   set_env FLINK_URL "$URL"
   set_env FLINK_HOME "$home"
@@ -188,7 +252,7 @@ write_env() {
 }
 
 cmd_start() {
-  local t0 home jar id out
+  local t0 home jar id out orders kafka
   t0=$(date +%s.%N)
   command -v javac >/dev/null || die "javac (JDK 11+) is needed"
   command -v curl >/dev/null || die "curl is needed"
@@ -196,6 +260,8 @@ cmd_start() {
   chmod +x "$home"/bin/*.sh "$home/bin/flink" 2>/dev/null || true
   write_config "$home"
   jar=$(build_jar "$home")
+  orders=$(build_orders_jar "$home")
+  kafka=$(build_kafka_jar "$home")
   start_jm "$home"
   start_tm "$home"
   id=$(active_job || true)
@@ -210,7 +276,7 @@ cmd_start() {
   fi
   wait_for "job $id RUNNING with a completed checkpoint" 120 job_running_with_checkpoint "$id" \
     || die "job $id is not RUNNING with a checkpoint; see $BASE/log"
-  write_env "$home" "$jar" "$id"
+  write_env "$home" "$jar" "$id" "$orders" "$kafka"
   log "flink up at $URL, job $id ($(python3 -c "import time; print(round(time.time()-$t0,1))")s)"
 }
 

@@ -5,8 +5,15 @@
 //! and started again, a savepoint, a rescale through `PUT /jobs/<id>/resource-requirements` — and reads
 //! the ground truth from Flink's own REST API (`/jobs/<id>/status` for live state, `numRestarts` from
 //! `/jobs/<id>/metrics`, because `/jobs/<id>` is cached for a few seconds and has no restart count).
+//!
+//! The lakehouse runbook's Flink situations run two more programs the start script builds but does
+//! not submit ([`FlinkCluster::orders_jar`], [`FlinkCluster::kafka_jar`]): `orders-enrichment` on
+//! generated data (a broken build that crash-loops on a schema change, the fixed build), and
+//! `orders-enrichment` reading a Kafka topic through `flink-connector-kafka` as a consumer group.
+//! [`FlinkCluster::submit_jar`] runs either; [`FlinkCluster::upload_jar`] leaves a jar on the cluster
+//! (a human's deploy), [`FlinkCluster::cancel_named`] and [`FlinkCluster::delete_jars_named`] clean up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -52,6 +59,8 @@ pub struct FlinkCluster {
     script: PathBuf,
     savepoint_dir: String,
     jar: PathBuf,
+    orders_jar: Option<PathBuf>,
+    kafka_jar: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -73,6 +82,8 @@ impl FlinkCluster {
             script: PathBuf::from(env.get("FLINK_SCRIPT")?),
             savepoint_dir: env.get("FLINK_SAVEPOINT_DIR")?.to_string(),
             jar: PathBuf::from(env.get("FLINK_JAR")?),
+            orders_jar: env.opt("FLINK_ORDERS_JAR").map(PathBuf::from),
+            kafka_jar: env.opt("FLINK_KAFKA_JAR").map(PathBuf::from),
             http,
         })
     }
@@ -88,11 +99,35 @@ impl FlinkCluster {
     /// Submit another run of our job jar through REST (`POST /jars/upload`, `POST /jars/<jar>/run`)
     /// with `args`; returns a handle on the new job. The uploaded jar is deleted afterwards.
     pub async fn submit_job(&self, args: &[&str]) -> Result<Self> {
-        let bytes = tokio::fs::read(&self.jar)
+        let jar = self.jar.clone();
+        self.submit_jar(&jar, "rb-peers-counter.jar", args).await
+    }
+
+    /// The `orders-enrichment` program on generated data (`FLINK_ORDERS_JAR`; arguments
+    /// `<job name> <records/s> crash` for the build that crash-loops on a schema change, none for the
+    /// fixed build).
+    pub fn orders_jar(&self) -> Result<&Path> {
+        self.orders_jar.as_deref().ok_or_else(|| {
+            anyhow!("the env file has no FLINK_ORDERS_JAR: restart the cluster with peers/scripts/flink.sh start")
+        })
+    }
+
+    /// The `orders-enrichment` program reading Kafka (`FLINK_KAFKA_JAR`; arguments `<job name>
+    /// <bootstrap> <topic> <group> <records/s a subtask> [checkpoint ms]`).
+    pub fn kafka_jar(&self) -> Result<&Path> {
+        self.kafka_jar.as_deref().ok_or_else(|| {
+            anyhow!("the env file has no FLINK_KAFKA_JAR: restart the cluster with peers/scripts/flink.sh start")
+        })
+    }
+
+    /// Upload `jar` as `file_name` (`POST /jars/upload`) and leave it on the cluster; returns the
+    /// jar id.
+    pub async fn upload_jar(&self, jar: &Path, file_name: &str) -> Result<String> {
+        let bytes = tokio::fs::read(jar)
             .await
-            .with_context(|| format!("reading {}", self.jar.display()))?;
+            .with_context(|| format!("reading {}", jar.display()))?;
         let part = reqwest::multipart::Part::bytes(bytes)
-            .file_name("rb-peers-counter.jar")
+            .file_name(file_name.to_string())
             .mime_str("application/x-java-archive")
             .context("jar part")?;
         let form = reqwest::multipart::Form::new().part("jarfile", part);
@@ -100,6 +135,7 @@ impl FlinkCluster {
         let resp = self
             .http
             .post(&url)
+            .timeout(Duration::from_secs(60))
             .multipart(form)
             .send()
             .await
@@ -113,12 +149,19 @@ impl FlinkCluster {
             .get("filename")
             .and_then(Value::as_str)
             .ok_or_else(|| anyhow!("POST {url}: HTTP {status}, no filename in {up}"))?;
-        let jar_id = filename.rsplit('/').next().unwrap_or(filename).to_string();
+        Ok(filename.rsplit('/').next().unwrap_or(filename).to_string())
+    }
+
+    /// Upload `jar` as `file_name`, run it with `args` (`POST /jars/<jar>/run`) and delete the
+    /// upload; returns a handle on the new job.
+    pub async fn submit_jar(&self, jar: &Path, file_name: &str, args: &[&str]) -> Result<Self> {
+        let jar_id = self.upload_jar(jar, file_name).await?;
         let body = json!({"programArgsList": args});
         let run = self
             .call("POST", &format!("/jars/{jar_id}/run"), Some(&body))
-            .await?;
+            .await;
         let deleted = self.call("DELETE", &format!("/jars/{jar_id}"), None).await;
+        let run = run?;
         if run.status != 200 {
             bail!("POST /jars/{jar_id}/run: HTTP {} {}", run.status, run.body);
         }
@@ -129,6 +172,106 @@ impl FlinkCluster {
             .and_then(Value::as_str)
             .ok_or_else(|| anyhow!("POST /jars/{jar_id}/run: no jobid in {}", run.body))?;
         Ok(self.with_job(job))
+    }
+
+    /// Delete every uploaded jar whose file name is `file_name`; returns how many.
+    pub async fn delete_jars_named(&self, file_name: &str) -> Result<usize> {
+        let jars = self.get("/jars").await?;
+        let ids: Vec<String> = jars
+            .get("files")
+            .and_then(Value::as_array)
+            .map(|fs| {
+                fs.iter()
+                    .filter(|f| f.get("name").and_then(Value::as_str) == Some(file_name))
+                    .filter_map(|f| f.get("id").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &ids {
+            let a = self.call("DELETE", &format!("/jars/{id}"), None).await?;
+            if !(200..300).contains(&a.status) {
+                bail!("DELETE /jars/{id}: HTTP {} {}", a.status, a.body);
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// `(job id, state)` of every job named `name` on the cluster (`/jobs/overview`), oldest first.
+    pub async fn jobs_named(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let v = self.get("/jobs/overview").await?;
+        let mut jobs: Vec<(i64, String, String)> = v
+            .get("jobs")
+            .and_then(Value::as_array)
+            .ok_or_else(|| anyhow!("GET /jobs/overview: no jobs in {v}"))?
+            .iter()
+            .filter(|j| j.get("name").and_then(Value::as_str) == Some(name))
+            .filter_map(|j| {
+                Some((
+                    j.get("start-time").and_then(Value::as_i64).unwrap_or(0),
+                    j.get("jid")?.as_str()?.to_string(),
+                    j.get("state")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        jobs.sort();
+        Ok(jobs.into_iter().map(|(_, id, st)| (id, st)).collect())
+    }
+
+    /// Cancel every job named `name` that has not ended, and wait until each is terminal.
+    pub async fn cancel_named(&self, name: &str, timeout: Duration) -> Result<()> {
+        for (id, state) in self.jobs_named(name).await? {
+            if ["FINISHED", "CANCELED", "FAILED"].contains(&state.as_str()) {
+                continue;
+            }
+            let job = self.with_job(&id);
+            let path = format!("/jobs/{id}?mode=cancel");
+            let a = job.call("PATCH", &path, None).await?;
+            if a.status != 202 && a.status != 409 {
+                bail!("PATCH {path}: HTTP {} {}", a.status, a.body);
+            }
+            let deadline = Instant::now() + timeout;
+            loop {
+                let s = job.job_status().await?;
+                if ["FINISHED", "CANCELED", "FAILED"].contains(&s.as_str()) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    bail!("job {id} ({name}) still {s} {timeout:?} after it was cancelled");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /jobs/<id>/checkpoints` of this handle's job.
+    pub async fn checkpoints(&self) -> Result<Value> {
+        self.get(&format!("/jobs/{}/checkpoints", self.job_id))
+            .await
+    }
+
+    /// Wait until the job is RUNNING with at least `n` completed checkpoints; returns the count.
+    pub async fn wait_checkpoints(&self, n: u64, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.job_status().await?;
+            let done = self
+                .checkpoints()
+                .await?
+                .pointer("/counts/completed")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if status == "RUNNING" && done >= n {
+                return Ok(done);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "job {} not RUNNING with {n} completed checkpoints within {timeout:?} ({status}, {done})",
+                    self.job_id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Cancel this handle's job (`PATCH /jobs/<id>?mode=cancel`) and wait until it is CANCELED.

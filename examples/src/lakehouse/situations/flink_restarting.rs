@@ -6,7 +6,10 @@
 //!   job has not been RUNNING for the for-duration (a job that lost its only TaskManager restarts
 //!   once and then waits for slots: no more restarts, still down). One incident **per job** (the
 //!   `job` label: a job name, stable across restores). A job that restarts once and runs again is
-//!   neither. The Alertmanager alert is not a second detect source here: Prometheus' own `job`
+//!   neither. The detector reads the job's state and restart count only ([`RestartWatch`]): a
+//!   crash-looping job has no running tasks, so the job probe cannot read its vertices' load, and
+//!   those expected gaps must not make the detector's verdict unknown (seen on a real Flink 2.3
+//!   job crash-looping in RESTARTING). The Alertmanager alert is not a second detect source here: Prometheus' own `job`
 //!   label is the scrape job, so the alert's instance would key a second incident for the same
 //!   job; with Alertmanager in front, route `FlinkJobRestarting` to the on-call and let this probe
 //!   drive the playbook.
@@ -87,6 +90,74 @@ pub fn playbooks(s: &Systems) -> Vec<Playbook> {
     vec![playbook(s)]
 }
 
+/// The detector's probe: rb-probes' [`FlinkJobProbe`], keeping what the restart rule reads — the
+/// job's presence, state, `flink_job_up` and `flink_job_restarts_total`, and the `flink.job` fact —
+/// and dropping the per-vertex load, which a job whose tasks are not running (RESTARTING, CREATED)
+/// cannot report. The observation is incomplete only when the restart count is missing for a job
+/// that is there (Flink's metric store not filled yet), so "unknown" still means unknown.
+#[derive(Debug)]
+pub struct RestartWatch {
+    inner: Arc<dyn Probe>,
+}
+
+impl RestartWatch {
+    /// The watch over `JOB` on the systems' Flink.
+    pub fn new(s: &Systems) -> Self {
+        Self {
+            inner: job_probe(s),
+        }
+    }
+}
+
+/// The samples the restart rule reads.
+const WATCHED: [&str; 4] = [
+    "flink_job_present",
+    "flink_job_up",
+    "flink_job_state",
+    RESTARTS,
+];
+
+#[async_trait::async_trait]
+impl Probe for RestartWatch {
+    fn id(&self) -> &str {
+        "flink.job_restarts"
+    }
+
+    fn target(&self) -> &Target {
+        self.inner.target()
+    }
+
+    async fn observe(&self, ctx: &ProbeContext) -> Result<Observation, ProbeError> {
+        let full = self.inner.observe(ctx).await?;
+        let mut obs = Observation::new(self.id(), &full.target, full.at);
+        obs.samples = full
+            .samples
+            .iter()
+            .filter(|s| WATCHED.contains(&s.name.as_str()))
+            .cloned()
+            .collect();
+        obs.facts = full.facts.clone();
+        let present = full
+            .samples_named("flink_job_present")
+            .any(|s| s.value > 0.0);
+        if present && full.samples_named(RESTARTS).next().is_none() {
+            let why: Vec<&String> = full
+                .gaps
+                .iter()
+                .filter(|g| g.contains("numRestarts"))
+                .collect();
+            if why.is_empty() {
+                obs.mark_incomplete("the job's restart count (numRestarts) is missing");
+            } else {
+                for g in why {
+                    obs.mark_incomplete(g.clone());
+                }
+            }
+        }
+        Ok(obs)
+    }
+}
+
 fn job_probe(s: &Systems) -> Arc<dyn Probe> {
     Arc::new(FlinkJobProbe::new(
         s.flink_http.clone(),
@@ -119,7 +190,7 @@ pub fn playbook(s: &Systems) -> Playbook {
     Playbook::new(PLAYBOOK, "Flink job restarts repeatedly")
         .service("flink")
         .detect(
-            job_probe(s),
+            Arc::new(RestartWatch::new(s)),
             Schedule::every(t.probe_every).deadline(t.probe_deadline),
             any_of(vec![
                 Box::new(
