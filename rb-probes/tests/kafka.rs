@@ -689,7 +689,9 @@ async fn a_stopped_broker_reports_counts_and_only_the_worst_partitions() {
         .collect();
     assert_eq!(partition_series(&obs), worst.iter().cloned().collect());
     assert_eq!(obs.samples.len(), 6 + 4 * 5, "{:?}", obs.samples);
-    let p = |n: &str| [("topic", "orders"), ("partition", n)];
+    fn p(n: &str) -> [(&str, &str); 2] {
+        [("topic", "orders"), ("partition", n)]
+    }
     assert_eq!(
         sample(&obs, "kafka_topic_partition_offline", &p("2")),
         Some(1.0)

@@ -775,7 +775,103 @@ mod tests {
         assert_eq!(s3_code(b"<Code>open"), None);
     }
 
+    fn answer(status: u16, headers: &[(&str, &str)]) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: vec![],
+            elapsed: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn maintenance_verdicts() {
+        let w = MaintenanceQuorum::Write;
+        let f =
+            judge_maintenance(&site(), w, &answer(200, &[("x-minio-write-quorum", "3")])).unwrap();
+        assert_eq!(
+            (f.verdict, f.quorum, f.healing_drives),
+            (MaintenanceVerdict::Safe, Some(3), 0)
+        );
+        let f =
+            judge_maintenance(&site(), w, &answer(412, &[("x-minio-write-quorum", "3")])).unwrap();
+        assert_eq!(f.verdict, MaintenanceVerdict::QuorumAtRisk);
+        let f = judge_maintenance(
+            &site(),
+            w,
+            &answer(
+                412,
+                &[
+                    ("x-minio-write-quorum", "3"),
+                    ("x-minio-healing-drives", "4"),
+                ],
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            (f.verdict, f.healing_drives),
+            (MaintenanceVerdict::DrivesHealing, 4)
+        );
+        let f = judge_maintenance(
+            &site(),
+            w,
+            &answer(503, &[("x-minio-server-status", "offline")]),
+        )
+        .unwrap();
+        assert_eq!(f.verdict, MaintenanceVerdict::NodeInitialising);
+        // the read check reads the read-quorum header, not the write one
+        let e = judge_maintenance(
+            &site(),
+            MaintenanceQuorum::Read,
+            &answer(200, &[("x-minio-write-quorum", "3")]),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("x-minio-read-quorum"), "{e}");
+        for status in [204, 302] {
+            let e = judge_maintenance(
+                &site(),
+                w,
+                &answer(status, &[("x-minio-write-quorum", "3")]),
+            )
+            .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::BadResponse);
+        }
+        let e = judge_maintenance(&site(), w, &answer(404, &[])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Rejected);
+    }
+
     proptest! {
+        #[test]
+        fn maintenance_is_safe_only_on_a_200_with_a_quorum(
+            status in 100u16..600,
+            quorum in proptest::option::of("[ -~]{0,8}"),
+            healing in proptest::option::of("[ -~]{0,8}"),
+            defaults in proptest::option::of("[ -~]{0,6}"),
+            initialising in any::<bool>(),
+        ) {
+            let mut h: Vec<(&str, &str)> = Vec::new();
+            if let Some(q) = &quorum { h.push(("x-minio-write-quorum", q)); }
+            if let Some(v) = &healing { h.push(("x-minio-healing-drives", v)); }
+            if let Some(v) = &defaults { h.push(("x-minio-storage-class-defaults", v)); }
+            if initialising { h.push(("x-minio-server-status", "offline")); }
+            match judge_maintenance(&site(), MaintenanceQuorum::Write, &answer(status, &h)) {
+                Ok(f) => {
+                    prop_assert!(matches!(status, 200 | 412 | 503));
+                    if f.verdict.is_safe() {
+                        prop_assert_eq!(status, 200);
+                        prop_assert!(f.quorum.is_some());
+                    }
+                }
+                Err(e) => {
+                    prop_assert_eq!(e.target.as_str(), "minio");
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+        }
+
         #[test]
         fn never_panics_on_arbitrary_bytes(b in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_metrics(&site(), &ok(&b));
