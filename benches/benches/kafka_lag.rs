@@ -5,6 +5,7 @@
 //! beside a naive loop (`fetch_watermarks` per partition).
 //!
 //! Run: `cargo bench -p rb-benches --bench kafka_lag`. Results are recorded in `benches/README.md`.
+//! `RB_BENCH_PARTITIONS_PER_REQUEST=<n>` measures another `KafkaConfig::partitions_per_request`.
 
 use std::time::Duration;
 
@@ -37,6 +38,11 @@ fn bench_lag(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    // `RB_BENCH_PARTITIONS_PER_REQUEST=n` overrides `KafkaConfig::partitions_per_request` (to
+    // compare batch sizes); unset, the default is measured.
+    let per_request: Option<usize> = std::env::var("RB_BENCH_PARTITIONS_PER_REQUEST")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut group = c.benchmark_group("kafka_lag");
     group
         .sample_size(10)
@@ -46,7 +52,11 @@ fn bench_lag(c: &mut Criterion) {
     for partitions in [2_000i32, 10_000] {
         let fake = cluster(partitions);
         let truth = fake.total_lag(GROUP, TOPIC).unwrap();
-        let client = RdKafkaClient::new(KafkaConfig::new(fake.bootstrap_servers())).unwrap();
+        let mut config = KafkaConfig::new(fake.bootstrap_servers());
+        if let Some(n) = per_request {
+            config = config.partitions_per_request(n);
+        }
+        let client = RdKafkaClient::new(config).unwrap();
         let probe = ConsumerLagProbe::new(
             Target::new("kafka", "bench"),
             client.clone(),

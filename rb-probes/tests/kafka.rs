@@ -512,6 +512,285 @@ async fn topic_description_from_one_metadata_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_topic_reports_aggregates_and_no_partition_series() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 12, 3).unwrap();
+    let obs = TopicDescriptionProbe::new(target(), client(&fake), ["orders"])
+        .observe(&ctx(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let l = [("topic", "orders")];
+    assert_eq!(
+        sample(&obs, "kafka_topic_in_sync_replicas_min", &l),
+        Some(3.0)
+    );
+    assert!(obs
+        .samples
+        .iter()
+        .all(|s| !s.labels.contains_key("partition")));
+    let d: TopicDescriptions = obs.facts.get().unwrap().unwrap();
+    assert!(d.worst.is_empty());
+    assert_eq!(d.topics[0].partition_count, 12);
+
+    // Every partition's series, when asked: five per partition, healthy ones included.
+    let obs = TopicDescriptionProbe::new(target(), client(&fake), ["orders"])
+        .with_all_partitions(true)
+        .observe(&ctx(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let per_partition = obs
+        .samples
+        .iter()
+        .filter(|s| s.labels.contains_key("partition"))
+        .count();
+    assert_eq!(per_partition, 12 * 5);
+    for p in 0..12 {
+        let p = p.to_string();
+        let l = [("topic", "orders"), ("partition", p.as_str())];
+        assert_eq!(sample(&obs, "kafka_topic_partition_offline", &l), Some(0.0));
+        assert_eq!(
+            sample(&obs, "kafka_topic_partition_in_sync_replicas", &l),
+            Some(3.0)
+        );
+        let leader = fake.partition_leader("orders", p.parse().unwrap()).unwrap();
+        assert_eq!(
+            sample(&obs, "kafka_topic_partition_leader", &l),
+            Some(f64::from(leader.unwrap()))
+        );
+    }
+}
+
+// ---- topic description through a scripted client -----------------------------------------------
+
+/// A scripted [`KafkaClient`] answering Metadata only: `partitions` partitions of one topic over
+/// brokers 1–3, replicas `[leader, next, next]`; broker 3 is stopped (not among the live brokers,
+/// out of every ISR), and the partitions it led have no leader, except those in `stale_leader`,
+/// whose metadata still names broker 3 (a leader that is not a live broker).
+#[derive(Debug)]
+struct ScriptedMetadata {
+    partitions: i32,
+    stale_leader: Vec<i32>,
+}
+
+#[async_trait]
+impl KafkaClient for ScriptedMetadata {
+    fn bootstrap(&self) -> &str {
+        "scripted:9092"
+    }
+    async fn metadata(
+        &self,
+        topics: &[String],
+        _: Duration,
+    ) -> Result<ClusterMetadata, ClientError> {
+        let broker = |id: i32| rb_probes::kafka::BrokerInfo {
+            id,
+            host: format!("127.0.0.{id}"),
+            port: 9092,
+        };
+        let part = |p: i32| {
+            let first = p % 3 + 1;
+            let replicas: Vec<i32> = (0..3).map(|i| (first - 1 + i) % 3 + 1).collect();
+            let isr: Vec<i32> = replicas.iter().copied().filter(|r| *r != 3).collect();
+            let leader = if first == 3 {
+                self.stale_leader.contains(&p).then_some(3)
+            } else {
+                Some(first)
+            };
+            rb_probes::kafka::PartitionMetadata {
+                partition: p,
+                leader,
+                replicas,
+                isr,
+                error: (first == 3 && leader.is_none()).then(|| "LEADER_NOT_AVAILABLE".into()),
+            }
+        };
+        Ok(ClusterMetadata {
+            brokers: vec![broker(1), broker(2)],
+            topics: topics
+                .iter()
+                .map(|t| rb_probes::kafka::TopicMetadata {
+                    name: t.clone(),
+                    error: None,
+                    partitions: (0..self.partitions).map(part).collect(),
+                })
+                .collect(),
+        })
+    }
+    async fn committed_offsets(
+        &self,
+        _: &str,
+        _: &[TopicPartition],
+        _: Duration,
+    ) -> Result<Vec<PartitionAnswer<Option<i64>>>, ClientError> {
+        Err(ClientError::new(ErrorKind::Invalid, "not scripted"))
+    }
+    async fn end_offsets(
+        &self,
+        _: &[TopicPartition],
+        _: Duration,
+    ) -> Result<Vec<PartitionAnswer<i64>>, ClientError> {
+        Err(ClientError::new(ErrorKind::Invalid, "not scripted"))
+    }
+    async fn describe_group(
+        &self,
+        _: &str,
+        _: Duration,
+    ) -> Result<Option<GroupDescription>, ClientError> {
+        Err(ClientError::new(ErrorKind::Invalid, "not scripted"))
+    }
+}
+
+/// The distinct partitions that have at least one per-partition series.
+fn partition_series(obs: &Observation) -> std::collections::BTreeSet<(String, i32)> {
+    obs.samples
+        .iter()
+        .filter_map(|s| {
+            let p = s.labels.get("partition")?;
+            Some((s.labels.get("topic")?.clone(), p.parse().unwrap()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stopped_broker_reports_counts_and_only_the_worst_partitions() {
+    // 3,000 partitions; broker 3 stopped: every partition is under-replicated (3 out of its ISR),
+    // the 1,000 it led are offline (5 of them still name it as leader).
+    let c = ScriptedMetadata {
+        partitions: 3_000,
+        stale_leader: vec![2, 5, 8, 2_999, 1_001],
+    };
+    let probe = TopicDescriptionProbe::new(target(), c, ["orders"]).top_k(4);
+    let obs = probe.observe(&ctx(Duration::from_secs(5))).await.unwrap();
+    assert!(obs.complete);
+    let l = [("topic", "orders")];
+    assert_eq!(sample(&obs, "kafka_topic_partitions", &l), Some(3_000.0));
+    assert_eq!(
+        sample(&obs, "kafka_topic_replication_factor", &l),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&obs, "kafka_topic_under_replicated_partitions", &l),
+        Some(3_000.0)
+    );
+    assert_eq!(
+        sample(&obs, "kafka_topic_offline_partitions", &l),
+        Some(1_000.0)
+    );
+    assert_eq!(
+        sample(&obs, "kafka_topic_in_sync_replicas_min", &l),
+        Some(2.0)
+    );
+    assert_eq!(sample(&obs, "kafka_brokers", &[]), Some(2.0));
+
+    // Bounded: the 4 worst partitions, offline ones first, ties by partition number.
+    let worst: Vec<(String, i32)> = [2, 5, 8, 11]
+        .into_iter()
+        .map(|p| ("orders".to_string(), p))
+        .collect();
+    assert_eq!(partition_series(&obs), worst.iter().cloned().collect());
+    assert_eq!(obs.samples.len(), 6 + 4 * 5, "{:?}", obs.samples);
+    fn p(n: &str) -> [(&str, &str); 2] {
+        [("topic", "orders"), ("partition", n)]
+    }
+    assert_eq!(
+        sample(&obs, "kafka_topic_partition_offline", &p("2")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&obs, "kafka_topic_partition_under_replicated", &p("2")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&obs, "kafka_topic_partition_in_sync_replicas", &p("2")),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&obs, "kafka_topic_partition_replicas", &p("2")),
+        Some(3.0)
+    );
+    // 2 names the stopped broker, 11 names no leader
+    assert_eq!(
+        sample(&obs, "kafka_topic_partition_leader", &p("2")),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&obs, "kafka_topic_partition_leader", &p("11")),
+        Some(-1.0)
+    );
+
+    let d: TopicDescriptions = obs.facts.get().unwrap().unwrap();
+    assert_eq!(
+        d.worst
+            .iter()
+            .map(|h| (h.topic.clone(), h.partition))
+            .collect::<Vec<_>>(),
+        worst
+    );
+    assert!(d.worst.iter().all(|h| h.offline && h.out_of_sync == [3]));
+    assert_eq!(d.worst[3].error.as_deref(), Some("LEADER_NOT_AVAILABLE"));
+    // The fact is bounded too: exact counts, the first LIST_LIMIT entries.
+    let t = &d.topics[0];
+    assert_eq!(
+        (t.partition_count, t.under_replicated_count, t.offline_count),
+        (3_000, 3_000, 1_000)
+    );
+    assert_eq!(t.partitions.len(), rb_probes::kafka::LIST_LIMIT);
+    assert_eq!(t.under_replicated.len(), rb_probes::kafka::LIST_LIMIT);
+    assert_eq!(t.offline.len(), 1_000);
+    assert_eq!(&t.offline[..3], [2, 5, 8]);
+    assert_eq!(t.min_isr, Some(2));
+}
+
+#[tokio::test]
+async fn top_k_zero_all_partitions_and_the_whole_fact_when_asked() {
+    let c = || ScriptedMetadata {
+        partitions: 1_500,
+        stale_leader: vec![],
+    };
+    // k = 0: aggregates only.
+    let obs = TopicDescriptionProbe::new(target(), c(), ["orders"])
+        .top_k(0)
+        .observe(&ctx(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert!(partition_series(&obs).is_empty());
+    let d: TopicDescriptions = obs.facts.get().unwrap().unwrap();
+    assert!(d.worst.is_empty());
+    assert_eq!(d.topics[0].offline_count, 500);
+
+    // Two topics, worst across both: the offline partitions outrank the merely under-replicated.
+    let obs = TopicDescriptionProbe::new(target(), c(), ["orders", "audit"])
+        .top_k(3)
+        .observe(&ctx(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let d: TopicDescriptions = obs.facts.get().unwrap().unwrap();
+    assert_eq!(d.worst.len(), 3);
+    assert!(d.worst.iter().all(|h| h.offline && h.topic == "orders"));
+
+    // Every partition's series and the whole fact, when asked.
+    let obs = TopicDescriptionProbe::new(target(), c(), ["orders"])
+        .with_all_partitions(true)
+        .with_partition_fact(true)
+        .observe(&ctx(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(partition_series(&obs).len(), 1_500);
+    assert_eq!(
+        obs.samples
+            .iter()
+            .filter(|s| s.labels.contains_key("partition"))
+            .count(),
+        1_500 * 5
+    );
+    let d: TopicDescriptions = obs.facts.get().unwrap().unwrap();
+    let t = &d.topics[0];
+    assert_eq!(t.partitions.len(), 1_500);
+    assert_eq!(t.under_replicated.len(), 1_500);
+    assert_eq!(d.worst.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_password_never_shows() {
     let fake = FakeKafka::start(1).unwrap();
     let cfg = KafkaConfig::new(fake.bootstrap_servers()).sasl(Sasl {

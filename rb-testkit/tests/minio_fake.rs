@@ -158,14 +158,78 @@ async fn cluster_write_quorum_like_the_documented_transcripts() {
         503
     );
 
-    // Back up, with drives healing.
-    for n in 1..4 {
-        minio.set_node_online(n, true);
-    }
-    minio.set_healing_drives(2);
+    // Two nodes down and a maintenance check: the quorum is already lost → 412, not 503.
+    minio.set_node_online(1, true);
+    let r = status_of(&minio, "/minio/health/cluster?maintenance=true").await;
+    assert_eq!(r.status(), 412);
+    assert_eq!(r.headers()["x-minio-write-quorum"], "3");
+}
+
+#[tokio::test]
+async fn maintenance_checks_count_healing_drives_of_the_other_nodes_only() {
+    // 4 nodes × 2 drives: EC:4, data 4 = parity → write quorum 5; without this node 6 drives.
+    let minio = FakeMinio::start(4, 2).await.unwrap();
+    assert_eq!(minio.write_quorum(), 5);
+    let maintenance = "/minio/health/cluster?maintenance=true";
+    assert_eq!(status_of(&minio, maintenance).await.status(), 200);
+
+    // A drive heals on node 2: served as usual, and the plain check does not report it
+    // (MinIO fills HealingDrives in on maintenance checks only) ...
+    minio.set_drives_healing(2, 1);
     let r = status_of(&minio, "/minio/health/cluster").await;
     assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-minio-healing-drives").is_none());
+    // ... but maintenance is refused while it heals, with the count.
+    let r = status_of(&minio, maintenance).await;
+    assert_eq!(r.status(), 412);
+    assert_eq!(r.headers()["x-minio-healing-drives"], "1");
+    let r = status_of(&minio, "/minio/health/cluster/read?maintenance=true").await;
+    assert_eq!(r.status(), 412);
+    assert_eq!(r.headers()["x-minio-read-quorum"], "4");
+
+    // The local node's own healing drives are left out with it.
+    minio.set_drives_healing(2, 0);
+    minio.set_drives_healing(0, 2);
+    let r = status_of(&minio, maintenance).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-minio-healing-drives").is_none());
+    // Answered by node 2 instead, node 0's healing drives count.
+    minio.set_local_node(2);
+    let r = status_of(&minio, maintenance).await;
+    assert_eq!(r.status(), 412);
     assert_eq!(r.headers()["x-minio-healing-drives"], "2");
+    minio.set_drives_healing(0, 0);
+
+    // Only `maintenance=true`, first value, counts.
+    minio.set_node_online(3, false); // 6 drives left, 4 without this node: < 5
+    for (query, status) in [
+        ("?maintenance=true", 412),
+        ("?maintenance=TRUE", 200),
+        ("?maintenance=1", 200),
+        ("?maintenance=false&maintenance=true", 200),
+        ("?maintenance=true&maintenance=false", 412),
+    ] {
+        let r = status_of(&minio, &format!("/minio/health/cluster{query}")).await;
+        assert_eq!(r.status(), status, "{query}");
+    }
+
+    // An initialising node answers 503 to a maintenance check too, without quorum headers.
+    minio.set_server_status(Some("iam-offline"));
+    let r = status_of(&minio, maintenance).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-minio-server-status"], "iam-offline");
+    assert!(r.headers().get("x-minio-write-quorum").is_none());
+    minio.set_server_status(None);
+
+    // Header overrides, for malformed-input tests.
+    minio.override_health_header("X-Minio-Write-Quorum", Some("three"));
+    minio.override_health_header("x-minio-storage-class-defaults", None);
+    let r = status_of(&minio, maintenance).await;
+    assert_eq!(r.headers()["x-minio-write-quorum"], "three");
+    assert!(r.headers().get("x-minio-storage-class-defaults").is_none());
+    minio.clear_header_overrides();
+    let r = status_of(&minio, maintenance).await;
+    assert_eq!(r.headers()["x-minio-write-quorum"], "5");
 }
 
 #[tokio::test]

@@ -224,7 +224,8 @@ impl<C: KafkaClient> ConsumerLagProbe<C> {
         }
     }
 
-    /// Report the `k` worst partitions as samples (default 10).
+    /// Report the `k` worst partitions as samples (default 10; `usize::MAX` reports every
+    /// partition, one series each — only when asked).
     pub fn top_k(mut self, k: usize) -> Self {
         self.top_k = k;
         self

@@ -29,7 +29,7 @@
 //! | --- | --- | --- | --- |
 //! | [`ConsumerLagProbe`] (`kafka.consumer_lag`) | 1 Metadata + 1 OffsetFetch + 1 ListOffsets per partition leader, per 500 partitions (+ Metadata and DescribeGroups with [`with_group_state`](ConsumerLagProbe::with_group_state)) | see the table below | [`ConsumerLag`] (`kafka.consumer_lag`, always), [`PartitionOffsets`] (`kafka.partition_offsets`, only [`with_partition_fact`](ConsumerLagProbe::with_partition_fact)) |
 //! | [`ConsumerGroupProbe`] (`kafka.consumer_group`) | ListGroups/DescribeGroups | `kafka_consumergroup_members{group}`, `kafka_consumergroup_state{group,state}` | [`GroupDescription`] (`kafka.consumer_group`) |
-//! | [`TopicDescriptionProbe`] (`kafka.topic_description`) | 1 Metadata | `kafka_brokers`, `kafka_topic_partitions{topic}`, `kafka_topic_replication_factor{topic}`, `kafka_topic_under_replicated_partitions{topic}`, `kafka_topic_offline_partitions{topic}` | [`TopicDescriptions`] (`kafka.topic_description`) |
+//! | [`TopicDescriptionProbe`] (`kafka.topic_description`) | 1 Metadata | see the table below | [`TopicDescriptions`] (`kafka.topic_description`: per topic the exact counts and the first [`LIST_LIMIT`] partitions, all with [`with_partition_fact`](TopicDescriptionProbe::with_partition_fact); the worst partitions) |
 //!
 //! **Request cost.** Committed offsets come from one OffsetFetch at the group's coordinator and
 //! log-end offsets from one ListOffsets per leader broker, for up to
@@ -66,6 +66,25 @@
 //!
 //! Lag sums and maxima are over the partitions measured; when a partition could not be read the
 //! observation is incomplete, so a symptom never clears (or fires) on what was not seen.
+//!
+//! ## Metrics of [`TopicDescriptionProbe`]
+//!
+//! Bounded output: aggregates per topic, plus the top-k worst partitions of all the probed topics
+//! ([`TopicDescriptionProbe::top_k`], default 10; offline partitions first, then by replicas missing
+//! from the ISR; a healthy partition is never among them). Every partition's series only with
+//! [`with_all_partitions(true)`](TopicDescriptionProbe::with_all_partitions).
+//!
+//! | metric | labels | value |
+//! | --- | --- | --- |
+//! | `kafka_brokers` | — | live brokers in the metadata |
+//! | `kafka_topic_partitions` | `topic` | partitions |
+//! | `kafka_topic_replication_factor` | `topic` | most replicas of any partition |
+//! | `kafka_topic_under_replicated_partitions` | `topic` | partitions whose ISR is smaller than their replicas (`--under-replicated-partitions`) |
+//! | `kafka_topic_offline_partitions` | `topic` | partitions without a leader or led by a broker that is not live (`--unavailable-partitions`) |
+//! | `kafka_topic_in_sync_replicas_min` | `topic` | the smallest ISR (compare with `min.insync.replicas`) |
+//! | `kafka_topic_partition_offline`, `…_under_replicated` | `topic,partition` | 1 or 0, for the top-k worst partitions |
+//! | `kafka_topic_partition_in_sync_replicas`, `…_replicas` | `topic,partition` | ISR and replica counts, top-k |
+//! | `kafka_topic_partition_leader` | `topic,partition` | the leader's broker id, -1 without one, top-k |
 //!
 //! ## Semantics
 //!
@@ -124,4 +143,6 @@ pub use lag::{
 };
 pub use lag_time::{Estimate, LagTime, OffsetPoint, OffsetTimeline, TIMELINE_POINTS};
 pub use rdkafka_client::RdKafkaClient;
-pub use topic::{TopicDescription, TopicDescriptionProbe, TopicDescriptions, TOPIC_PROBE_ID};
+pub use topic::{
+    PartitionHealth, TopicDescription, TopicDescriptionProbe, TopicDescriptions, TOPIC_PROBE_ID,
+};

@@ -8,13 +8,21 @@
 //! |---|---|
 //! | `/minio/health/live` | 200; **503** S3 `ServerBusy` error while [`FakeMinio::set_busy`] (XML body on GET) |
 //! | `/minio/health/ready` | as live |
-//! | `/minio/health/cluster` | 200 with write quorum, **503** without; `?maintenance=true` → **412** if taking this node down would lose write quorum. Headers `X-Minio-Write-Quorum`, `X-Minio-Storage-Class-Defaults`, `X-Minio-Healing-Drives` (when > 0) |
+//! | `/minio/health/cluster` | 200 with write quorum, **503** without. Headers `X-Minio-Write-Quorum`, `X-Minio-Storage-Class-Defaults` |
+//! | `/minio/health/cluster?maintenance=true` | the drives of the answering node are left out of the count: 200 if the rest still make the write quorum and none of them is healing, **412** otherwise (also when the quorum is already lost); `X-Minio-Healing-Drives` with the healing drives of the other nodes (when > 0) |
 //! | `/minio/health/cluster/read` | same against read quorum, header `X-Minio-Read-Quorum` |
 //! | `/minio/v2/metrics/cluster` | Prometheus text: `minio_cluster_capacity_{raw,usable}_{free,total}_bytes`, drive and node counts, `minio_cluster_write_quorum`, `minio_cluster_health_status`, `minio_node_drive_{free,total,used}_bytes` |
 //!
+//! This is `ClusterCheckHandler` and `erasureServerPools.Health` of MinIO (`cmd/healthcheck-handler.go`,
+//! `cmd/erasure-server-pool.go`, RELEASE 2025): `maintenance` counts only when its first value is
+//! exactly `true`; healing drives are reported (and block maintenance) only on a maintenance check,
+//! and only those of the other nodes (the local drives are left out before counting).
+//!
 //! While [`FakeMinio::set_server_status`] holds a status (`offline`, `bucket-metadata-offline`,
-//! `iam-offline`) the node is still initialising: cluster probes answer 503 and every health probe
-//! carries `x-minio-server-status`. Metrics are public by default (`MINIO_PROMETHEUS_AUTH_TYPE=public`);
+//! `iam-offline`) the node is still initialising: cluster probes answer 503 — maintenance checks
+//! too — without quorum headers, and every health probe carries `x-minio-server-status`.
+//! [`FakeMinio::override_health_header`] rewrites or removes a header of the cluster checks (what a
+//! proxy or a broken build might send), for the probes' malformed-input tests. Metrics are public by default (`MINIO_PROMETHEUS_AUTH_TYPE=public`);
 //! [`FakeMinio::require_metrics_token`] makes them need `Authorization: Bearer <token>` (403 JSON
 //! `AccessDenied` otherwise). There is no `minio_cluster_disk_free_bytes`: it never existed.
 //!
@@ -53,7 +61,10 @@ struct MinioState {
     local_node: usize,
     busy: bool,
     server_status: Option<String>,
-    healing_drives: usize,
+    /// Healing drives per node (counted among its online drives).
+    healing: Vec<usize>,
+    /// Header overrides of the cluster checks: (lower-case name, value; `None` removes it).
+    header_overrides: Vec<(String, Option<String>)>,
     usable_total: u64,
     usable_free: u64,
     metrics_token: Option<String>,
@@ -138,7 +149,8 @@ impl FakeMinio {
             local_node: 0,
             busy: false,
             server_status: None,
-            healing_drives: 0,
+            healing: vec![0; nodes],
+            header_overrides: Vec::new(),
             usable_total: 1 << 40,
             usable_free: 1 << 39,
             metrics_token: None,
@@ -194,9 +206,29 @@ impl FakeMinio {
         lock(&self.state).server_status = status.map(str::to_string);
     }
 
-    /// Drives currently healing (reported in `X-Minio-Healing-Drives` when > 0).
-    pub fn set_healing_drives(&self, n: usize) {
-        lock(&self.state).healing_drives = n;
+    /// Mark `count` of `node`'s drives as healing (0: none). A healing drive is online; only the
+    /// online ones count. Out-of-range nodes are ignored. MinIO reports healing drives — and refuses
+    /// maintenance while any heals — only on `?maintenance=true`, counting the other nodes' drives.
+    pub fn set_drives_healing(&self, node: usize, count: usize) {
+        let mut st = lock(&self.state);
+        let dpn = st.drives_per_node;
+        if let Some(n) = st.healing.get_mut(node) {
+            *n = count.min(dpn);
+        }
+    }
+
+    /// Replace header `name` of the cluster-check answers with `value` (`None`: leave it out);
+    /// the last override of a name wins. [`FakeMinio::clear_header_overrides`] undoes them.
+    pub fn override_health_header(&self, name: &str, value: Option<&str>) {
+        let mut st = lock(&self.state);
+        let name = name.to_ascii_lowercase();
+        st.header_overrides.retain(|(n, _)| *n != name);
+        st.header_overrides.push((name, value.map(str::to_string)));
+    }
+
+    /// Drop every header override.
+    pub fn clear_header_overrides(&self) {
+        lock(&self.state).header_overrides.clear();
     }
 
     /// Usable (post-erasure-coding) total and free bytes; free is capped at total.
@@ -316,11 +348,33 @@ fn cluster_check(s: &Shared, params: &[(String, String)], read: bool) -> Respons
     let mut st = lock(s);
     let mut h = HeaderMap::new();
     common_headers(&mut st, &mut h);
+    // checkHealth: an initialising node answers 503 before any quorum is computed
+    if st.server_status.is_some() {
+        return empty(StatusCode::SERVICE_UNAVAILABLE, h);
+    }
+    // r.Form.Get("maintenance") == "true": the first value only
+    let maintenance = params
+        .iter()
+        .find(|(k, _)| k == "maintenance")
+        .is_some_and(|(_, v)| v == "true");
     let quorum = if read {
         st.read_quorum()
     } else {
         st.write_quorum()
     };
+    // Health(): with maintenance, the local drives are left out before counting
+    let counted = (0..st.nodes).filter(|n| !maintenance || *n != st.local_node);
+    let mut online = 0;
+    let mut healing = 0;
+    for n in counted {
+        let up = st.online_drives_of(n);
+        online += up;
+        healing += st.healing.get(n).copied().unwrap_or(0).min(up);
+    }
+    let mut healthy = online >= quorum;
+    if maintenance {
+        healthy = healthy && healing == 0;
+    }
     let qname = if read {
         "x-minio-read-quorum"
     } else {
@@ -331,29 +385,33 @@ fn cluster_check(s: &Shared, params: &[(String, String)], read: bool) -> Respons
         HeaderName::from_static("x-minio-storage-class-defaults"),
         HeaderValue::from_static("true"),
     );
-    if st.healing_drives > 0 {
+    // HealingDrives is only filled in on a maintenance check
+    if maintenance && healing > 0 {
         h.insert(
             HeaderName::from_static("x-minio-healing-drives"),
-            HeaderValue::from(st.healing_drives),
+            HeaderValue::from(healing),
         );
     }
-    if st.server_status.is_some() {
-        return empty(StatusCode::SERVICE_UNAVAILABLE, h);
-    }
-    let online = st.online_drives();
-    if online < quorum {
-        return empty(StatusCode::SERVICE_UNAVAILABLE, h);
-    }
-    let maintenance = params
-        .iter()
-        .any(|(k, v)| k == "maintenance" && v == "true");
-    if maintenance {
-        let without_me = online - st.online_drives_of(st.local_node);
-        if without_me < quorum {
-            return empty(StatusCode::PRECONDITION_FAILED, h);
+    for (name, value) in &st.header_overrides {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        match value.as_deref().map(HeaderValue::from_str) {
+            Some(Ok(v)) => {
+                h.insert(name, v);
+            }
+            Some(Err(_)) => {}
+            None => {
+                h.remove(name);
+            }
         }
     }
-    empty(StatusCode::OK, h)
+    let status = match (healthy, maintenance) {
+        (true, _) => StatusCode::OK,
+        (false, true) => StatusCode::PRECONDITION_FAILED,
+        (false, false) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    empty(status, h)
 }
 
 async fn cluster_write(
