@@ -74,8 +74,10 @@
 //! the probe fails with its error (unreachable, timeout, rejected, bad response). The checkpoint,
 //! exception, metric and vertex views are not: if one fails or has no data yet, its part of the
 //! fact is `None`, its samples are not emitted, and the observation is marked incomplete with a
-//! gap naming the endpoint and the reason. A job that ended (`FINISHED`, `CANCELED`, `FAILED`) has
-//! no vertex metrics: they are not read.
+//! gap naming the endpoint and the reason. Vertex metrics are read only while the live state is
+//! `RUNNING`: a job that ended (`FINISHED`, `CANCELED`, `FAILED`) has none, and one that is
+//! `RESTARTING`, `FAILING`, `CANCELLING`, `CREATED` or `INITIALIZING` has no running subtasks to
+//! report them — the observation stays complete, judged on state and restarts.
 //!
 //! ## Least privilege
 //!
@@ -667,7 +669,11 @@ impl<C: HttpClient> FlinkJobProbe<C> {
                 self.client.url(&detail_path)
             ));
         }
-        if !terminal {
+        // Vertex load is read only while the job runs: a job that ended has no vertex metrics, and
+        // one that is restarting, failing, cancelling or being scheduled has no running subtasks
+        // to report them (Flink answers an empty metric list). Their absence is not a gap of this
+        // observation: a crash-looping job must still be judged on its state and restart count.
+        if !terminal && state == "RUNNING" {
             let loads = join_all(vertices.iter().map(|v| self.vertex_load(&id, v))).await;
             for (v, load) in vertices.iter_mut().zip(loads) {
                 for gap in load.gaps {
