@@ -112,6 +112,43 @@ impl Binding {
     }
 }
 
+/// The identity of each detector of `p` (see `Binding::ident`): `playbook:target` for the playbook's only
+/// detector on a target (what journals written before detectors had names hold), else
+/// `playbook:target/` and the source's name — the probe's [`Probe::name`], `alerts{…}` with the
+/// matchers, `manual`. Two detectors with one identity would share their journaled detection state: a
+/// configuration error naming both.
+pub(super) fn detector_idents(p: &Playbook) -> Result<Vec<String>, Error> {
+    let base = |d: &crate::playbook::Detector| format!("{}:{}", p.id, d.source.target().name);
+    let name = |d: &crate::playbook::Detector| match &d.source {
+        Source::Probe { probe, .. } => probe.name().to_string(),
+        Source::Alert { matchers, .. } => format!("alerts{matchers}"),
+        Source::Manual { .. } => "manual".to_string(),
+    };
+    let idents: Vec<String> = p
+        .detectors
+        .iter()
+        .map(|d| {
+            let b = base(d);
+            if p.detectors.iter().filter(|o| base(o) == b).count() == 1 {
+                b
+            } else {
+                format!("{b}/{}", name(d))
+            }
+        })
+        .collect();
+    for (i, a) in idents.iter().enumerate() {
+        if idents[..i].contains(a) {
+            return Err(Error::Config(format!(
+                "playbook {}: two detectors are both {a:?} ({}); give each probe its own name \
+                 (Probe::name, e.g. the consumer group it reads) so their histories stay apart",
+                p.id,
+                p.detectors[i].source.describe()
+            )));
+        }
+    }
+    Ok(idents)
+}
+
 /// The incident key string: the binding's base, plus `{k="v",…}` when keyed per series.
 pub(super) fn key_string(base: &str, key: &Labels) -> String {
     if key.is_empty() {
@@ -222,7 +259,7 @@ impl Engine {
                         .map(|(_, w)| w.clone())
                         .unwrap_or_default();
                     let ev = Event::Blind {
-                        binding: b.base.clone(),
+                        binding: b.ident.clone(),
                         since: blind,
                         why,
                     };
@@ -319,7 +356,7 @@ impl Engine {
                 if streak.is_none() || began.is_some() {
                     g.journaled_streak = streak;
                     let ev = Event::Streak {
-                        binding: b.base.clone(),
+                        binding: b.ident.clone(),
                         key: key.clone(),
                         began: began.cloned().map(Box::new),
                     };
@@ -463,7 +500,7 @@ impl Engine {
                 continue;
             };
             let at = inner.clock.now();
-            let fingerprint = format!("blind:{}", b.base);
+            let fingerprint = format!("blind:{}", b.ident);
             if at.since(*since) < inner.blind_after || st.open.contains_key(&fingerprint) {
                 continue;
             }

@@ -226,7 +226,9 @@ impl Inner {
         deadline: Duration,
         o: &Open,
     ) -> Result<Observation, ProbeError> {
-        let series = self.metrics.probe_series(probe.id(), &probe.target().name);
+        let series = self
+            .metrics
+            .probe_series(probe.name(), &probe.target().name);
         let scope = crate::probe::IncidentScope {
             id: o.id.clone(),
             since: o.finding.as_ref().map(|f| f.since).unwrap_or(o.opened_at),

@@ -184,7 +184,8 @@ impl EngineBuilder {
         let now = Instant::now();
         let mut bindings = Vec::new();
         for (pi, p) in self.runbook.playbooks.iter().enumerate() {
-            for (di, d) in p.detectors.iter().enumerate() {
+            let idents = detect::detector_idents(p)?;
+            for (di, (d, ident)) in p.detectors.iter().zip(idents).enumerate() {
                 // the detect history also serves recovery checks judged on the detect stream
                 let lookback = p
                     .recovery
@@ -210,6 +211,7 @@ impl EngineBuilder {
                     playbook: pi,
                     detector: di,
                     base: format!("{}:{}", p.id, d.source.target().name),
+                    ident,
                     key_by,
                     groups: BTreeMap::new(),
                     max_age,
@@ -219,7 +221,7 @@ impl EngineBuilder {
                     next_due,
                     probe_series: match &d.source {
                         Source::Probe { probe, .. } => {
-                            Some(metrics.probe_series(probe.id(), &probe.target().name))
+                            Some(metrics.probe_series(probe.name(), &probe.target().name))
                         }
                         _ => None,
                     },
@@ -339,6 +341,11 @@ struct Binding {
     detector: usize,
     /// `playbook:target`: the incident key of a per-target playbook, the prefix of a per-series one.
     base: String,
+    /// The detector's identity, which its journaled detection state (streaks, blind since) and its blind
+    /// incident are keyed by: `base` when it is the playbook's only detector on its target, else `base`
+    /// and the source's name (`/kafka.consumer_lag/orders`), so two probes of one kind on one target
+    /// never share them.
+    ident: String,
     /// The labels incidents are keyed by (empty: per target).
     key_by: Vec<String>,
     /// One judgement per incident key: a single group (empty labels) when keyed per target.
