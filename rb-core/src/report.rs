@@ -166,7 +166,7 @@ impl Review {
                     if let Some(o) = &evidence.observation {
                         for k in ["flink.checkpoint", "flink.savepoint"] {
                             if let Some(v) = o.facts.get_json(k) {
-                                collect_artifacts(v, &mut artifacts);
+                                collect_artifacts(&v, &mut artifacts);
                             }
                         }
                     }
@@ -280,6 +280,28 @@ impl Review {
             );
             if let Some(err) = &ev.error {
                 let _ = writeln!(md, "  - error: {}", md_text(err));
+            }
+            if let Some(t) = ev.observation.as_ref().and_then(|o| o.trimmed.as_ref()) {
+                let metrics: Vec<String> = t
+                    .metrics
+                    .iter()
+                    .map(|(name, m)| match (m.min, m.max) {
+                        (Some(lo), Some(hi)) => format!("{name}: {} series, {lo} to {hi}", m.count),
+                        _ => format!("{name}: {} series", m.count),
+                    })
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "  - {} samples, the top {} kept; {}{}",
+                    t.samples,
+                    t.kept,
+                    md_text(&metrics.join("; ")),
+                    if t.other_metrics > 0 {
+                        format!(" and {} more metrics", t.other_metrics)
+                    } else {
+                        String::new()
+                    }
+                );
             }
         }
 

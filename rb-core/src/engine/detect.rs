@@ -69,6 +69,7 @@ impl Binding {
                 facts: obs.facts.clone(),
                 complete: obs.complete,
                 gaps: obs.gaps.clone(),
+                trimmed: None,
             };
             self.group(k.clone(), at).history.push(Record {
                 at,
@@ -437,7 +438,7 @@ impl Engine {
                 target: target.name.clone(),
                 at,
                 summary: finding.summary.clone(),
-                observation: latest_obs.cloned(),
+                observation: latest_obs.cloned().map(Observation::bounded),
                 error: None,
             };
             inner

@@ -490,7 +490,7 @@ impl Inner {
                         target: probe.target().name.clone(),
                         at,
                         summary: summarize(&obs),
-                        observation: Some(obs),
+                        observation: Some(obs.bounded()),
                         error: None,
                     }
                 }

@@ -43,7 +43,7 @@ impl<T> fmt::Debug for FactRule<T> {
 ///
 /// ```
 /// use rb_core::{FactType, symptom::fact_rule};
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(serde::Serialize, serde::Deserialize, Clone)]
 /// struct Ring { down: Vec<String> }
 /// impl FactType for Ring { const KIND: &'static str = "example.ring"; }
 /// let node_down = fact_rule::<Ring>("a Cassandra node is DN", |r| {
@@ -78,7 +78,7 @@ impl<T> FactRule<T> {
     ///
     /// ```
     /// use rb_core::{FactType, symptom::fact_rule};
-    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// #[derive(serde::Serialize, serde::Deserialize, Clone)]
     /// struct Group { lag: u64 }
     /// impl FactType for Group { const KIND: &'static str = "example.group"; }
     /// // fire above 5,000; clear only once back under 1,000

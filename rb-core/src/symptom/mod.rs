@@ -374,7 +374,7 @@ pub enum Streak {
 /// use rb_core::time::mins;
 /// use rb_core::FactType;
 ///
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(serde::Serialize, serde::Deserialize, Clone)]
 /// struct Ring { down: Vec<String> }
 /// impl FactType for Ring { const KIND: &'static str = "example.ring"; }
 ///
