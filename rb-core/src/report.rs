@@ -200,6 +200,13 @@ impl Review {
         let _ = writeln!(md, "| Opened | {} |", r.opened_at);
         let _ = writeln!(md, "| Service | {} |", md_text(or_dash(&r.service)));
         let _ = writeln!(md, "| Playbook | {} |", md_code(&r.playbook, true));
+        if !r.runbook_version.is_empty() {
+            let _ = writeln!(
+                md,
+                "| Runbook version | {} |",
+                md_code(&r.runbook_version, true)
+            );
+        }
         let _ = writeln!(md, "| Target | {} |", md_code(&r.target.to_string(), true));
         match &r.violated {
             Some(v) => {

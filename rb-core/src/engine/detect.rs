@@ -409,6 +409,7 @@ impl Engine {
                 violated: finding.violated.clone(),
                 nessie_commit: commit.as_ref().map(|c| c.hash.clone()),
                 affected_pipelines: inner.runbook.impact.affected([target.name.as_str()]),
+                runbook_version: inner.runbook_version.clone(),
             };
             let span =
                 tracing::info_span!("rb.phase", phase = "detect", incident = %id, playbook = %p.id);
@@ -523,6 +524,7 @@ impl Engine {
                 violated: None,
                 nessie_commit: None,
                 affected_pipelines: inner.runbook.impact.affected([target.name.as_str()]),
+                runbook_version: inner.runbook_version.clone(),
             };
             tracing::warn!(incident = %id, %summary, "probe blind: incident opened");
             inner

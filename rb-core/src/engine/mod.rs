@@ -232,6 +232,7 @@ impl EngineBuilder {
         let fleet = self.runbook.fleet();
         let inner = Arc::new(Inner {
             fleet,
+            runbook_version: self.runbook.version(),
             runbook: self.runbook,
             journal,
             approver: self.approver,
@@ -297,6 +298,8 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     runbook: Runbook,
+    /// [`Runbook::version`], computed once.
+    runbook_version: String,
     fleet: Vec<Target>,
     journal: Arc<dyn Journal>,
     approver: Arc<dyn Approver>,
