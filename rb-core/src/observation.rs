@@ -190,6 +190,27 @@ impl Facts {
         self.0.get(kind)?.values().next().map(Fact::to_json)
     }
 
+    /// Keep only the facts of the kinds for which `keep` says yes.
+    pub fn retain_kinds(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|kind, _| keep(kind));
+    }
+
+    /// Move out the facts of the kinds for which `keep` says no.
+    pub fn split_off_kinds(&mut self, mut keep: impl FnMut(&str) -> bool) -> Facts {
+        let (kept, gone) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(kind, _)| keep(kind));
+        self.0 = kept;
+        Facts(gone)
+    }
+
+    /// Add every fact of `other` (replacing those of the same kind and key).
+    pub fn merge(&mut self, other: Facts) {
+        for (kind, m) in other.0 {
+            self.0.entry(kind).or_default().extend(m);
+        }
+    }
+
     /// Every fact kind present.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)

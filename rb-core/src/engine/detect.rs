@@ -25,7 +25,15 @@ impl Binding {
 
     /// Record a probe's result. Per-series keys: each key's samples (plus those that carry none of the
     /// key labels) go to that key's history; a failure goes to every key. Returns the keys that changed.
-    pub(super) fn push(&mut self, record: Record) -> Vec<Labels> {
+    pub(super) fn push(&mut self, mut record: Record) -> Vec<Labels> {
+        if let Ok(obs) = &mut record.result {
+            let (samples, facts) = self.reads.split(obs);
+            self.unread = (!samples.is_empty() || !facts.is_empty()).then(|| Unread {
+                at: obs.at,
+                samples,
+                facts,
+            });
+        }
         if self.key_by.is_empty() {
             self.group(Labels::new(), record.at).history.push(record);
             return vec![Labels::new()];
@@ -393,6 +401,15 @@ impl Engine {
             let target = d.source.target().clone();
             let id = incident_id(at, &p.id, &mut st.id_rng);
             let latest_obs = g.history.latest().and_then(|r| r.result.as_ref().ok());
+            // the evidence: what the symptom judged, and what else the probe saw that time
+            let seen = latest_obs.map(|o| {
+                let mut o = o.clone();
+                if let Some(u) = b.unread.as_ref().filter(|u| u.at == o.at) {
+                    o.samples.extend(u.samples.iter().cloned());
+                    o.facts.merge(u.facts.clone());
+                }
+                o.bounded()
+            });
             let commit = latest_obs
                 .and_then(|o| o.facts.get::<NessieCommit>())
                 .and_then(Result::ok);
@@ -439,7 +456,7 @@ impl Engine {
                 target: target.name.clone(),
                 at,
                 summary: finding.summary.clone(),
-                observation: latest_obs.cloned().map(Observation::bounded),
+                observation: seen,
                 error: None,
             };
             inner

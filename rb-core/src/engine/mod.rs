@@ -200,6 +200,15 @@ impl EngineBuilder {
                     ),
                     _ => (None, secs(60)),
                 };
+                // only what the symptoms judged on this stream read, and the commit the engine records
+                let reads = p
+                    .recovery
+                    .iter()
+                    .filter(|c| c.probe.is_none())
+                    .fold(d.symptom.reads(), |r, c| r.union(c.symptom.reads()))
+                    .union(crate::symptom::Reads::fact(
+                        <NessieCommit as crate::FactType>::KIND,
+                    ));
                 let max_age = lookback + interval * 2; // only what the symptom needs
                 let max_len =
                     ((max_age.as_millis() / interval.as_millis().max(1)) as usize + 4).min(100_000);
@@ -212,6 +221,8 @@ impl EngineBuilder {
                     detector: di,
                     base: format!("{}:{}", p.id, d.source.target().name),
                     ident,
+                    reads,
+                    unread: None,
                     key_by,
                     groups: BTreeMap::new(),
                     max_age,
@@ -349,6 +360,11 @@ struct Binding {
     /// and the source's name (`/kafka.consumer_lag/orders`), so two probes of one kind on one target
     /// never share them.
     ident: String,
+    /// What the binding's symptoms read: the rest of an observation is not kept in its history.
+    reads: crate::symptom::Reads,
+    /// The rest of the newest observation (what the symptoms do not read), for the evidence of an
+    /// incident opened on it.
+    unread: Option<Unread>,
     /// The labels incidents are keyed by (empty: per target).
     key_by: Vec<String>,
     /// One judgement per incident key: a single group (empty labels) when keyed per target.
@@ -362,6 +378,14 @@ struct Binding {
     next_due: Option<Instant>,
     probe_series: Option<Arc<ProbeSeries>>,
     verdicts: Arc<VerdictSeries>,
+}
+
+/// What the symptoms of a binding do not read of its newest observation.
+#[derive(Debug)]
+struct Unread {
+    at: Timestamp,
+    samples: Vec<Sample>,
+    facts: crate::observation::Facts,
 }
 
 /// The history, symptom state and verdict of one incident key of a binding.

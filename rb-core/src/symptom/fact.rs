@@ -120,6 +120,10 @@ impl<T: FactType + 'static> Symptom for FactRule<T> {
         self.for_at_least.max(self.clear_for)
     }
 
+    fn reads(&self) -> super::Reads {
+        super::Reads::fact(T::KIND)
+    }
+
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
         if ctx.history.is_empty() {
             return Verdict::unknown("no observation yet");
@@ -218,6 +222,10 @@ impl Symptom for AlertFiring {
 
     fn lookback(&self) -> Duration {
         self.inner.lookback()
+    }
+
+    fn reads(&self) -> super::Reads {
+        super::Reads::fact(Alert::KIND)
     }
 
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
@@ -400,6 +408,10 @@ impl Symptom for AlertMatching {
         self.remember
     }
 
+    fn reads(&self) -> super::Reads {
+        super::Reads::fact(Alert::KIND)
+    }
+
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
         self.judge(ctx)
     }
@@ -417,6 +429,10 @@ pub fn manual_report() -> ManualReportFiled {
 impl Symptom for ManualReportFiled {
     fn name(&self) -> String {
         "manual report".to_string()
+    }
+
+    fn reads(&self) -> super::Reads {
+        super::Reads::fact(ManualReport::KIND)
     }
 
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
