@@ -315,7 +315,7 @@ pub struct Observation {
     /// Set when this is a bounded copy ([`Observation::bounded`], what evidence, journal entries and
     /// reports hold): what the whole observation had, of which `samples` keeps only the top.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trimmed: Option<SampleSummary>,
+    pub trimmed: Option<Box<SampleSummary>>,
 }
 
 fn yes() -> bool {
@@ -463,7 +463,7 @@ impl Observation {
             keep[i - 1]
         });
         self.gaps.truncate(EVIDENCE_MAX_METRICS);
-        self.trimmed = Some(summary);
+        self.trimmed = Some(Box::new(summary));
         self
     }
 

@@ -393,7 +393,7 @@ impl Reads {
             obs.samples = read;
             rest = unread;
         }
-        let facts = if self.facts.is_some() {
+        let facts = if self.facts.is_some() && !obs.facts.is_empty() {
             obs.facts.split_off_kinds(|k| self.reads_fact(k))
         } else {
             Facts::default()
