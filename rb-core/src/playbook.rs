@@ -610,11 +610,13 @@ impl Runbook {
 
     /// The fleet: registered targets plus every target a playbook's detect binding observes.
     pub fn fleet(&self) -> Vec<Target> {
+        // a set of the names seen: a runbook of 100,000 targets must not compare every pair
         let mut all = self.targets.clone();
+        let mut seen: std::collections::HashSet<&Target> = self.targets.iter().collect();
         for p in &self.playbooks {
             for d in &p.detectors {
                 let t = d.source.target();
-                if !all.contains(t) {
+                if seen.insert(t) {
                     all.push(t.clone());
                 }
             }

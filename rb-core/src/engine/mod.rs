@@ -368,7 +368,7 @@ struct Binding {
     /// The labels incidents are keyed by (empty: per target).
     key_by: Vec<String>,
     /// One judgement per incident key: a single group (empty labels) when keyed per target.
-    groups: BTreeMap<Labels, Group>,
+    groups: BTreeMap<Labels, Box<Group>>,
     max_age: Duration,
     max_len: usize,
     /// Since when the probe has not seen its target (an error or an incomplete observation), and why.
