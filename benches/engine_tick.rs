@@ -1,13 +1,16 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! One engine tick over N instant probes, each with a threshold symptom evaluated on its history.
 //!
-//! Run: `cargo bench -p rb-benches --bench engine_tick`. Results and the per-probe overhead are recorded
-//! in `benches/README.md`.
+//! Run: `cargo bench -p rb-benches --bench engine_tick` (`RB_BENCH_SIZES=1000,10000` and
+//! `RB_BENCH_SECS=5` choose the probe counts and the measurement time). Results, the per-probe
+//! overhead and the memory per probe are recorded in `benches/README.md`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use rb_core::prelude::*;
 
 #[derive(Debug)]
@@ -49,17 +52,49 @@ fn runbook(n: usize) -> Runbook {
     Runbook::new("bench").playbook(pb)
 }
 
+/// Resident memory of this process, in bytes (Linux `/proc/self/statm`; 0 where there is none).
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// The probe counts measured: `RB_BENCH_SIZES=1000,10000` (default 1,000, 10,000 and 100,000).
+fn sizes() -> Vec<usize> {
+    std::env::var("RB_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 10_000, 100_000])
+}
+
+/// Seconds of measurement per size: `RB_BENCH_SECS` (default 10).
+fn measurement() -> Duration {
+    Duration::from_secs(
+        std::env::var("RB_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+    )
+}
+
 fn bench_tick(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine_tick");
     group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(10));
-    for n in [1_000usize, 10_000] {
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(measurement());
+    // every engine stays alive to the end, so that each size's memory is measured on fresh pages
+    // (memory freed by a smaller engine and reused would hide part of the next one's)
+    let mut keep = Vec::new();
+    for n in sizes() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
             .build()
             .expect("runtime");
+        let before = rss();
         let engine = rt.block_on(async {
             Engine::builder(runbook(n))
                 .max_concurrent_probes(n)
@@ -74,6 +109,13 @@ fn bench_tick(c: &mut Criterion) {
                 engine.tick().await.expect("tick");
             }
         });
+        let grown = rss().saturating_sub(before);
+        eprintln!(
+            "engine_tick/{n}: resident memory grew by {:.1} MB building the runbook and engine and \
+             running 6 ticks: {} bytes per probe",
+            grown as f64 / 1e6,
+            grown / n as u64
+        );
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("instant_probes", n), &n, |b, _| {
             b.iter_custom(|iters| {
@@ -90,6 +132,7 @@ fn bench_tick(c: &mut Criterion) {
                 total
             })
         });
+        keep.push((rt, engine));
     }
     group.finish();
 }

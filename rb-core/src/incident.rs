@@ -93,6 +93,10 @@ pub struct IncidentRecord {
     pub nessie_commit: Option<String>,
     /// Pipelines / use cases affected (impact map).
     pub affected_pipelines: Vec<String>,
+    /// The version of the runbook that opened the incident ([`crate::Runbook::version`]); empty in
+    /// journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub runbook_version: String,
 }
 
 /// The state of one mitigation step as the journal tells it.

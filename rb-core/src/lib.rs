@@ -75,7 +75,10 @@ pub use escalation::{Notification, Notifier, OnCall};
 pub use incident::{Incident, IncidentRecord, Phase, Resolution};
 pub use journal::{Event, Journal, MemoryJournal};
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};
-pub use observation::{labels, Evidence, FactType, Facts, Labels, Observation, Sample};
+pub use observation::{
+    labels, Evidence, FactType, Facts, Labels, MetricSummary, Observation, Sample, SampleSummary,
+    EVIDENCE_MAX_METRICS, EVIDENCE_MAX_SAMPLES, EVIDENCE_TOP_K,
+};
 pub use playbook::{ImpactMap, Playbook, Runbook};
 pub use probe::{FnProbe, Probe, ProbeContext, Schedule};
 pub use remediation::{ActionContext, Outcome, Plan, Remediation, Risk, Verification};

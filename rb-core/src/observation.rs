@@ -1,8 +1,12 @@
 //! Observations: what a probe saw — metric samples and typed facts.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::time::Timestamp;
@@ -34,52 +38,177 @@ pub struct Sample {
 
 /// A kind of typed fact a probe can attach to an observation (a ring, a job, a consumer group).
 ///
-/// Facts are stored as JSON so they can be journaled and reported; [`Facts::get`] gives them back typed.
+/// Facts are kept typed: a symptom or a remediation reading a fact gets the probe's value back
+/// without decoding it. They are encoded as JSON only when an observation is journaled or reported
+/// (and decoded on demand when read back from a journal). An observation may carry several facts of
+/// one kind, each under its own key ([`Facts::insert_keyed`]: one per consumer group, per job).
 ///
 /// ```
 /// use rb_core::{FactType, Facts};
-/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
 /// struct JobState { job: String, state: String }
 /// impl FactType for JobState { const KIND: &'static str = "example.job_state"; }
 ///
 /// let mut facts = Facts::default();
-/// facts.insert(&JobState { job: "orders".into(), state: "RESTARTING".into() }).unwrap();
+/// facts.put(JobState { job: "orders".into(), state: "RESTARTING".into() });
+/// facts.put_keyed("billing", JobState { job: "billing".into(), state: "RUNNING".into() });
 /// let back: JobState = facts.get().unwrap().unwrap();
 /// assert_eq!(back.state, "RESTARTING");
+/// assert_eq!(facts.get_keyed::<JobState>("billing").unwrap().unwrap().state, "RUNNING");
+/// assert_eq!(facts.all::<JobState>().len(), 2);
+/// // journaled as JSON: the keyed fact under `kind[key]`
+/// let json = serde_json::to_value(&facts).unwrap();
+/// assert_eq!(json["example.job_state[billing]"]["state"], "RUNNING");
+/// let again: Facts = serde_json::from_value(json).unwrap();
+/// assert_eq!(again, facts);
 /// ```
-pub trait FactType: Serialize + DeserializeOwned {
-    /// A stable, namespaced kind name (`cassandra.ring`, `flink.job`).
+pub trait FactType: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// A stable, namespaced kind name (`cassandra.ring`, `flink.job`). It must not contain `[`.
     const KIND: &'static str;
 }
 
-/// The typed facts of one observation, keyed by [`FactType::KIND`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Facts(BTreeMap<String, serde_json::Value>);
+type Encode = fn(&(dyn Any + Send + Sync)) -> Result<serde_json::Value, serde_json::Error>;
+
+fn encode<T: FactType>(
+    v: &(dyn Any + Send + Sync),
+) -> Result<serde_json::Value, serde_json::Error> {
+    match v.downcast_ref::<T>() {
+        Some(t) => serde_json::to_value(t),
+        None => Err(serde::ser::Error::custom(format!(
+            "fact {} holds a value of another type",
+            T::KIND
+        ))),
+    }
+}
+
+/// One fact: typed as the probe attached it, or JSON as a journal gave it back.
+#[derive(Clone)]
+enum Fact {
+    Typed(Arc<dyn Any + Send + Sync>, Encode),
+    Json(serde_json::Value),
+}
+
+impl Fact {
+    fn typed<T: FactType>(v: T) -> Self {
+        Fact::Typed(Arc::new(v), encode::<T>)
+    }
+
+    /// The fact as JSON (a fact that cannot be encoded says why, under `unencodable`).
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Fact::Json(v) => v.clone(),
+            Fact::Typed(v, enc) => enc(v.as_ref())
+                .unwrap_or_else(|e| serde_json::json!({ "unencodable": e.to_string() })),
+        }
+    }
+
+    fn get<T: FactType>(&self) -> Result<T, serde_json::Error> {
+        match self {
+            Fact::Typed(v, enc) => match v.downcast_ref::<T>() {
+                Some(t) => Ok(t.clone()),
+                // another Rust type under the same kind: go through its JSON
+                None => T::deserialize(&enc(v.as_ref())?),
+            },
+            Fact::Json(v) => T::deserialize(v),
+        }
+    }
+}
+
+/// The typed facts of one observation, by [`FactType::KIND`] and key (the empty key for a fact
+/// attached with [`Facts::insert`] or [`Facts::put`]).
+///
+/// As JSON, a map from `kind` (or `kind[key]` for a keyed fact) to the fact's JSON, so that journals
+/// written before facts had keys read the same.
+#[derive(Clone, Default)]
+pub struct Facts(BTreeMap<String, BTreeMap<String, Fact>>);
 
 impl Facts {
-    /// Attach a fact (replacing one of the same kind).
-    pub fn insert<T: FactType>(&mut self, fact: &T) -> Result<(), serde_json::Error> {
+    /// Attach a fact, kept typed (replacing one of the same kind with no key).
+    pub fn put<T: FactType>(&mut self, fact: T) {
+        self.put_keyed("", fact);
+    }
+
+    /// Attach a fact of a kind under `key` (one per consumer group, per job), kept typed.
+    pub fn put_keyed<T: FactType>(&mut self, key: impl Into<String>, fact: T) {
         self.0
-            .insert(T::KIND.to_string(), serde_json::to_value(fact)?);
+            .entry(T::KIND.to_string())
+            .or_default()
+            .insert(key.into(), Fact::typed(fact));
+    }
+
+    /// Attach a copy of a fact (replacing one of the same kind with no key). Kept typed: it never fails
+    /// today; the `Result` stays for callers written when facts were encoded on insertion.
+    pub fn insert<T: FactType>(&mut self, fact: &T) -> Result<(), serde_json::Error> {
+        self.put(fact.clone());
         Ok(())
     }
 
-    /// Attach a fact given as raw JSON under `kind`.
-    pub fn insert_json(&mut self, kind: impl Into<String>, value: serde_json::Value) {
-        self.0.insert(kind.into(), value);
+    /// Attach a copy of a fact under `key`.
+    pub fn insert_keyed<T: FactType>(&mut self, key: impl Into<String>, fact: &T) {
+        self.put_keyed(key, fact.clone());
     }
 
-    /// The fact of type `T`: `None` when absent, `Some(Err)` when present but of another shape.
+    /// Attach a fact given as raw JSON under `kind` (no key).
+    pub fn insert_json(&mut self, kind: impl Into<String>, value: serde_json::Value) {
+        self.insert_json_keyed(kind, "", value);
+    }
+
+    /// Attach a fact given as raw JSON under `kind` and `key`.
+    pub fn insert_json_keyed(
+        &mut self,
+        kind: impl Into<String>,
+        key: impl Into<String>,
+        value: serde_json::Value,
+    ) {
+        self.0
+            .entry(kind.into())
+            .or_default()
+            .insert(key.into(), Fact::Json(value));
+    }
+
+    /// The fact of type `T` (the one with no key, else the first by key): `None` when absent,
+    /// `Some(Err)` when it does not decode as `T`. A fact attached typed comes back without decoding.
     pub fn get<T: FactType>(&self) -> Option<Result<T, serde_json::Error>> {
+        self.0.get(T::KIND)?.values().next().map(Fact::get)
+    }
+
+    /// The fact of type `T` under `key`.
+    pub fn get_keyed<T: FactType>(&self, key: &str) -> Option<Result<T, serde_json::Error>> {
+        self.0.get(T::KIND)?.get(key).map(Fact::get)
+    }
+
+    /// Every fact of type `T` with its key (empty for the unkeyed one), by key.
+    pub fn all<T: FactType>(&self) -> Vec<(String, Result<T, serde_json::Error>)> {
         self.0
             .get(T::KIND)
-            .map(|v| serde_json::from_value(v.clone()))
+            .map(|m| m.iter().map(|(k, f)| (k.clone(), f.get())).collect())
+            .unwrap_or_default()
     }
 
-    /// The raw JSON of a fact kind.
-    pub fn get_json(&self, kind: &str) -> Option<&serde_json::Value> {
-        self.0.get(kind)
+    /// The JSON of a fact kind (its unkeyed fact, else the first by key), encoded now.
+    pub fn get_json(&self, kind: &str) -> Option<serde_json::Value> {
+        self.0.get(kind)?.values().next().map(Fact::to_json)
+    }
+
+    /// Keep only the facts of the kinds for which `keep` says yes.
+    pub fn retain_kinds(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|kind, _| keep(kind));
+    }
+
+    /// Move out the facts of the kinds for which `keep` says no.
+    pub fn split_off_kinds(&mut self, mut keep: impl FnMut(&str) -> bool) -> Facts {
+        let (kept, gone) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(kind, _)| keep(kind));
+        self.0 = kept;
+        Facts(gone)
+    }
+
+    /// Add every fact of `other` (replacing those of the same kind and key).
+    pub fn merge(&mut self, other: Facts) {
+        for (kind, m) in other.0 {
+            self.0.entry(kind).or_default().extend(m);
+        }
     }
 
     /// Every fact kind present.
@@ -87,9 +216,77 @@ impl Facts {
         self.0.keys().map(String::as_str)
     }
 
+    /// How many facts there are (every key of every kind).
+    pub fn len(&self) -> usize {
+        self.0.values().map(BTreeMap::len).sum()
+    }
+
     /// Whether there is no fact.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Every fact as JSON, under `kind` or `kind[key]` (what the journal holds).
+    pub fn to_json(&self) -> BTreeMap<String, serde_json::Value> {
+        self.0
+            .iter()
+            .flat_map(|(kind, m)| {
+                m.iter().map(move |(key, f)| {
+                    let name = if key.is_empty() {
+                        kind.clone()
+                    } else {
+                        format!("{kind}[{key}]")
+                    };
+                    (name, f.to_json())
+                })
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for Facts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.to_json()).finish()
+    }
+}
+
+/// Equal when they hold the same kinds and keys with equal JSON.
+impl PartialEq for Facts {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.to_json() == other.to_json()
+    }
+}
+
+impl Serialize for Facts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (kind, m) in &self.0 {
+            for (key, f) in m {
+                let v = f.to_json();
+                if key.is_empty() {
+                    map.serialize_entry(kind, &v)?;
+                } else {
+                    map.serialize_entry(&format!("{kind}[{key}]"), &v)?;
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Facts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+        let mut facts = Facts::default();
+        for (name, v) in raw {
+            match name.split_once('[') {
+                Some((kind, rest)) if rest.ends_with(']') => {
+                    facts.insert_json_keyed(kind, &rest[..rest.len() - 1], v)
+                }
+                _ => facts.insert_json(name, v),
+            }
+        }
+        Ok(facts)
     }
 }
 
@@ -115,10 +312,60 @@ pub struct Observation {
     /// What the probe could not see, when incomplete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<String>,
+    /// Set when this is a bounded copy ([`Observation::bounded`], what evidence, journal entries and
+    /// reports hold): what the whole observation had, of which `samples` keeps only the top.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trimmed: Option<Box<SampleSummary>>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// Evidence keeps at most this many samples of each metric: the highest values (the worst lag, the
+/// most failed tasks).
+pub const EVIDENCE_TOP_K: usize = 10;
+/// Evidence keeps at most this many samples in all.
+pub const EVIDENCE_MAX_SAMPLES: usize = 100;
+/// Evidence summarizes at most this many metric names (the most sampled), and names at most this many
+/// gaps.
+pub const EVIDENCE_MAX_METRICS: usize = 50;
+
+/// What a bounded observation left out: the counts and the range of every metric of the whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleSummary {
+    /// How many samples the observation had.
+    pub samples: usize,
+    /// How many the bounded copy kept.
+    pub kept: usize,
+    /// Per metric name (the [`EVIDENCE_MAX_METRICS`] most sampled): count, min, max and sum of its
+    /// finite values.
+    pub metrics: BTreeMap<String, MetricSummary>,
+    /// How many metric names `metrics` leaves out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_metrics: usize,
+    /// How many gaps the bounded copy leaves out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_gaps: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Count and range of one metric's samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSummary {
+    /// Samples of the metric.
+    pub count: usize,
+    /// The smallest finite value (`None`: no finite value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The largest finite value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The sum of the finite values.
+    pub sum: f64,
 }
 
 impl Observation {
@@ -132,7 +379,92 @@ impl Observation {
             facts: Facts::default(),
             complete: true,
             gaps: Vec::new(),
+            trimmed: None,
         }
+    }
+
+    /// A copy bounded for evidence: at most [`EVIDENCE_TOP_K`] samples of each metric (its highest
+    /// values) and [`EVIDENCE_MAX_SAMPLES`] in all, in their order, at most [`EVIDENCE_MAX_METRICS`]
+    /// gaps, and a [`SampleSummary`] of the whole in [`Observation::trimmed`] when anything was left
+    /// out. Facts are kept (typed and shared, not copied). A 10,000-partition lag observation becomes
+    /// a few kilobytes in every journal entry, action context and report that holds it.
+    pub fn bounded(mut self) -> Self {
+        let mut per_metric: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let mut order: Vec<&str> = Vec::new();
+        for (i, s) in self.samples.iter().enumerate() {
+            let v = per_metric.entry(s.name.as_str()).or_insert_with(|| {
+                order.push(s.name.as_str());
+                Vec::new()
+            });
+            v.push(i);
+        }
+        let over = self.samples.len() > EVIDENCE_MAX_SAMPLES
+            || per_metric.values().any(|v| v.len() > EVIDENCE_TOP_K)
+            || self.gaps.len() > EVIDENCE_MAX_METRICS;
+        if !over {
+            return self;
+        }
+        // the summary of the whole, the most sampled metrics first
+        let mut names: Vec<&str> = order.clone();
+        names.sort_by_key(|n| std::cmp::Reverse(per_metric[n].len()));
+        let metrics: BTreeMap<String, MetricSummary> = names
+            .iter()
+            .take(EVIDENCE_MAX_METRICS)
+            .map(|n| {
+                let mut m = MetricSummary {
+                    count: per_metric[n].len(),
+                    min: None,
+                    max: None,
+                    sum: 0.0,
+                };
+                for &i in &per_metric[n] {
+                    let v = self.samples[i].value;
+                    if v.is_finite() {
+                        m.min = Some(m.min.map_or(v, |x| x.min(v)));
+                        m.max = Some(m.max.map_or(v, |x| x.max(v)));
+                        m.sum += v;
+                    }
+                }
+                (n.to_string(), m)
+            })
+            .collect();
+        // the top of each metric, metrics in the order they first appear, up to the overall bound
+        let mut keep = vec![false; self.samples.len()];
+        let mut kept = 0;
+        for n in &order {
+            let mut idx = per_metric[n].clone();
+            let value = |i: &usize| {
+                let v = self.samples[*i].value;
+                if v.is_nan() {
+                    f64::NEG_INFINITY
+                } else {
+                    v
+                }
+            };
+            idx.sort_by(|a, b| value(b).total_cmp(&value(a)).then(a.cmp(b)));
+            for i in idx.into_iter().take(EVIDENCE_TOP_K) {
+                if kept == EVIDENCE_MAX_SAMPLES {
+                    break;
+                }
+                keep[i] = true;
+                kept += 1;
+            }
+        }
+        let summary = SampleSummary {
+            samples: self.samples.len(),
+            kept,
+            other_metrics: order.len().saturating_sub(metrics.len()),
+            metrics,
+            other_gaps: self.gaps.len().saturating_sub(EVIDENCE_MAX_METRICS),
+        };
+        let mut i = 0;
+        self.samples.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.gaps.truncate(EVIDENCE_MAX_METRICS);
+        self.trimmed = Some(Box::new(summary));
+        self
     }
 
     /// Add a sample stamped with the observation's time.
@@ -151,11 +483,15 @@ impl Observation {
         });
     }
 
-    /// Attach a typed fact. Serialization failures are recorded as a gap, never lost silently.
+    /// Attach a typed fact (a copy, kept typed; see [`Facts`]).
     pub fn fact<T: FactType>(mut self, fact: &T) -> Self {
-        if let Err(e) = self.facts.insert(fact) {
-            self.mark_incomplete(format!("fact {} could not be encoded: {e}", T::KIND));
-        }
+        self.facts.put(fact.clone());
+        self
+    }
+
+    /// Attach a typed fact under `key`: several facts of one kind (one per consumer group).
+    pub fn fact_keyed<T: FactType>(mut self, key: impl Into<String>, fact: T) -> Self {
+        self.facts.put_keyed(key, fact);
         self
     }
 

@@ -610,16 +610,109 @@ impl Runbook {
 
     /// The fleet: registered targets plus every target a playbook's detect binding observes.
     pub fn fleet(&self) -> Vec<Target> {
+        // a set of the names seen: a runbook of 100,000 targets must not compare every pair
         let mut all = self.targets.clone();
+        let mut seen: std::collections::HashSet<&Target> = self.targets.iter().collect();
         for p in &self.playbooks {
             for d in &p.detectors {
                 let t = d.source.target();
-                if !all.contains(t) {
+                if seen.insert(t) {
                     all.push(t.clone());
                 }
             }
         }
         all
+    }
+
+    /// The runbook's version: a stable hash (FNV-1a, 16 hex digits) of its structure — its name,
+    /// playbook ids, titles and keys, each detector's source, probe name and symptom, the diagnosis
+    /// probes, the mitigation steps (ids, actions, risks, whether conditional or staged), the recovery
+    /// checks, the windows and deadlines, the escalation roles and the checklist. Journaled in every
+    /// incident's record when it opens and shown in its review, so a review says which runbook
+    /// handled the incident. It changes when any of those change, and only then (a step's condition
+    /// is a closure: hashed as "conditional", not by its code).
+    pub fn version(&self) -> String {
+        use serde_json::json;
+        let ms = |d: Duration| d.as_millis() as u64;
+        let probe = |p: &Arc<dyn Probe>| json!({"id": p.id(), "name": p.name(), "target": p.target().to_string()});
+        let playbooks: Vec<serde_json::Value> = self
+            .playbooks
+            .iter()
+            .map(|p| {
+                let detect: Vec<_> = p
+                    .detectors
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "source": d.source.describe(),
+                            "probe": match &d.source {
+                                Source::Probe { probe: pr, .. } => probe(pr),
+                                _ => serde_json::Value::Null,
+                            },
+                            "symptom": d.symptom.name(),
+                        })
+                    })
+                    .collect();
+                let mitigate: Vec<_> = p
+                    .mitigation
+                    .iter()
+                    .map(|st| {
+                        json!({
+                            "id": st.id,
+                            "action": st.remediation.id(),
+                            "risk": format!("{:?}", st.remediation.risk()),
+                            "idempotent": st.remediation.idempotent(),
+                            "human_task": st.human_task,
+                            "conditional": st.when.is_some(),
+                            "unless_recovered_within_ms": st.unless_recovered_within.map(ms),
+                        })
+                    })
+                    .collect();
+                let recover: Vec<_> = p
+                    .recovery
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "probe": c.probe.as_ref().map(probe),
+                            "every_ms": c.every.map(ms),
+                            "symptom": c.symptom.name(),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "id": p.id,
+                    "title": p.title,
+                    "service": p.service,
+                    "key": match &p.key {
+                        IncidentKey::PerTarget => json!("per target"),
+                        IncidentKey::PerSeries(l) => json!(l),
+                    },
+                    "detect": detect,
+                    "diagnose": p.diagnosis.iter().map(probe).collect::<Vec<_>>(),
+                    "mitigate": mitigate,
+                    "recover": recover,
+                    "stable_for_ms": ms(p.stability_window),
+                    "recovery_deadline_ms": ms(p.recovery_deadline),
+                    "diagnosis_deadline_ms": ms(p.diagnosis_deadline),
+                    "escalate_to": p.escalate_to,
+                    "continue_after_failure": p.continue_after_failure,
+                    "review_items": p.review_items,
+                })
+            })
+            .collect();
+        let text = json!({
+            "name": self.name,
+            "playbooks": playbooks,
+            "default_role": self.default_role,
+            "checklist": self.checklist,
+        })
+        .to_string();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
     }
 
     /// Check the runbook: unique playbook ids, at least one detector each, known on-call roles.

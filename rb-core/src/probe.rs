@@ -113,8 +113,17 @@ impl ProbeContext {
 /// ```
 #[async_trait]
 pub trait Probe: Send + Sync + Debug {
-    /// A stable id for the kind of probe (`kafka.consumer_lag`), used in metrics, spans and the journal.
+    /// A stable id for the kind of probe (`kafka.consumer_lag`), used in spans, errors and evidence.
     fn id(&self) -> &str;
+
+    /// This probe's identity among the probes of its kind on one target: `kafka.consumer_lag/orders` for
+    /// the lag of consumer group `orders`. The engine keys the probe's metric series, its detection
+    /// history and its journaled detection state (for-duration streaks, "blind since") by it and the
+    /// target, so two probes of one kind on one target never collide. Defaults to [`Probe::id`]:
+    /// override it when a target may carry several probes of the kind.
+    fn name(&self) -> &str {
+        self.id()
+    }
 
     /// The target this probe observes.
     fn target(&self) -> &Target;
@@ -128,6 +137,9 @@ impl<P: Probe + ?Sized> Probe for Arc<P> {
     fn id(&self) -> &str {
         (**self).id()
     }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
     fn target(&self) -> &Target {
         (**self).target()
     }
@@ -140,6 +152,9 @@ impl<P: Probe + ?Sized> Probe for Arc<P> {
 impl<P: Probe + ?Sized> Probe for Box<P> {
     fn id(&self) -> &str {
         (**self).id()
+    }
+    fn name(&self) -> &str {
+        (**self).name()
     }
     fn target(&self) -> &Target {
         (**self).target()
@@ -234,6 +249,7 @@ impl Default for Schedule {
 /// A probe that returns whatever a closure gives: for tests, examples and quick custom probes.
 pub struct FnProbe<F> {
     id: String,
+    name: Option<String>,
     target: Target,
     f: F,
 }
@@ -242,6 +258,7 @@ impl<F> Debug for FnProbe<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FnProbe")
             .field("id", &self.id)
+            .field("name", &self.name)
             .field("target", &self.target)
             .finish()
     }
@@ -255,9 +272,16 @@ where
     pub fn new(id: impl Into<String>, target: Target, f: F) -> Self {
         Self {
             id: id.into(),
+            name: None,
             target,
             f,
         }
+    }
+
+    /// Name this probe among the probes of its kind on its target ([`Probe::name`]; default: the id).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 }
 
@@ -268,6 +292,9 @@ where
 {
     fn id(&self) -> &str {
         &self.id
+    }
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
     }
     fn target(&self) -> &Target {
         &self.target

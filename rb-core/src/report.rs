@@ -171,7 +171,7 @@ impl Review {
                     if let Some(o) = &evidence.observation {
                         for k in ["flink.checkpoint", "flink.savepoint"] {
                             if let Some(v) = o.facts.get_json(k) {
-                                collect_artifacts(v, &mut artifacts);
+                                collect_artifacts(&v, &mut artifacts);
                             }
                         }
                     }
@@ -205,6 +205,13 @@ impl Review {
         let _ = writeln!(md, "| Opened | {} |", r.opened_at);
         let _ = writeln!(md, "| Service | {} |", md_text(or_dash(&r.service)));
         let _ = writeln!(md, "| Playbook | {} |", md_code(&r.playbook, true));
+        if !r.runbook_version.is_empty() {
+            let _ = writeln!(
+                md,
+                "| Runbook version | {} |",
+                md_code(&r.runbook_version, true)
+            );
+        }
         let _ = writeln!(md, "| Target | {} |", md_code(&r.target.to_string(), true));
         match &r.violated {
             Some(v) => {
@@ -285,6 +292,28 @@ impl Review {
             );
             if let Some(err) = &ev.error {
                 let _ = writeln!(md, "  - error: {}", md_text(err));
+            }
+            if let Some(t) = ev.observation.as_ref().and_then(|o| o.trimmed.as_ref()) {
+                let metrics: Vec<String> = t
+                    .metrics
+                    .iter()
+                    .map(|(name, m)| match (m.min, m.max) {
+                        (Some(lo), Some(hi)) => format!("{name}: {} series, {lo} to {hi}", m.count),
+                        _ => format!("{name}: {} series", m.count),
+                    })
+                    .collect();
+                let _ = writeln!(
+                    md,
+                    "  - {} samples, the top {} kept; {}{}",
+                    t.samples,
+                    t.kept,
+                    md_text(&metrics.join("; ")),
+                    if t.other_metrics > 0 {
+                        format!(" and {} more metrics", t.other_metrics)
+                    } else {
+                        String::new()
+                    }
+                );
             }
         }
 

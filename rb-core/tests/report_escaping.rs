@@ -15,7 +15,7 @@ use rb_core::report::{md_code, md_item, md_text, mermaid_text};
 /// and comment separators.
 const HOSTILE: &str = "x | y\n## Injected heading\n| a | b | c |\n`tick` <script>alert(1)</script> ; # hash : colon %% gone\r\n```\nafter fence";
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
 struct Weird {
     what: String,
 }

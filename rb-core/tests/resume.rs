@@ -77,6 +77,7 @@ async fn crashed_mid_step(db: &std::path::Path) -> String {
         violated: None,
         nessie_commit: None,
         affected_pipelines: vec![],
+        runbook_version: String::new(),
     };
     for ev in [
         Event::Opened {

@@ -5,13 +5,16 @@ use super::*;
 impl Binding {
     pub(super) fn group(&mut self, key: Labels, at: Timestamp) -> &mut Group {
         let (max_age, max_len, base) = (self.max_age, self.max_len, &self.base);
-        self.groups.entry(key).or_insert_with_key(|k| Group {
-            fingerprint: key_string(base, k),
-            history: History::new(max_age, max_len),
-            state: SymptomState::default(),
-            verdict: Verdict::Unevaluated,
-            last_seen: at,
-            journaled_streak: None,
+        // boxed: a map node holds room for 11 entries, and most bindings have one key
+        self.groups.entry(key).or_insert_with_key(|k| {
+            Box::new(Group {
+                fingerprint: key_string(base, k),
+                history: History::new(max_age, max_len),
+                state: SymptomState::default(),
+                verdict: Verdict::Unevaluated,
+                last_seen: at,
+                journaled_streak: None,
+            })
         })
     }
 
@@ -25,7 +28,15 @@ impl Binding {
 
     /// Record a probe's result. Per-series keys: each key's samples (plus those that carry none of the
     /// key labels) go to that key's history; a failure goes to every key. Returns the keys that changed.
-    pub(super) fn push(&mut self, record: Record) -> Vec<Labels> {
+    pub(super) fn push(&mut self, mut record: Record) -> Vec<Labels> {
+        if let Ok(obs) = &mut record.result {
+            let (samples, facts) = self.reads.split(obs);
+            self.unread = (!samples.is_empty() || !facts.is_empty()).then(|| Unread {
+                at: obs.at,
+                samples,
+                facts,
+            });
+        }
         if self.key_by.is_empty() {
             self.group(Labels::new(), record.at).history.push(record);
             return vec![Labels::new()];
@@ -69,6 +80,7 @@ impl Binding {
                 facts: obs.facts.clone(),
                 complete: obs.complete,
                 gaps: obs.gaps.clone(),
+                trimmed: None,
             };
             self.group(k.clone(), at).history.push(Record {
                 at,
@@ -110,6 +122,49 @@ impl Binding {
             .cloned()
             .unwrap_or_default()
     }
+}
+
+/// The identity of each detector of `p` (see `Binding::ident`): `playbook:target` for the playbook's only
+/// detector on a target (what journals written before detectors had names hold), else
+/// `playbook:target/` and the source's name — the probe's [`Probe::name`], `alerts{…}` with the
+/// matchers, `manual`. Two detectors with one identity would share their journaled detection state: a
+/// configuration error naming both.
+pub(super) fn detector_idents(p: &Playbook) -> Result<Vec<String>, Error> {
+    let base = |d: &crate::playbook::Detector| format!("{}:{}", p.id, d.source.target().name);
+    let name = |d: &crate::playbook::Detector| match &d.source {
+        Source::Probe { probe, .. } => probe.name().to_string(),
+        Source::Alert { matchers, .. } => format!("alerts{matchers}"),
+        Source::Manual { .. } => "manual".to_string(),
+    };
+    // counted first: a playbook of 100,000 detectors must not compare every pair
+    let mut per_base: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for d in &p.detectors {
+        *per_base.entry(base(d)).or_default() += 1;
+    }
+    let idents: Vec<String> = p
+        .detectors
+        .iter()
+        .map(|d| {
+            let b = base(d);
+            if per_base.get(&b) == Some(&1) {
+                b
+            } else {
+                format!("{b}/{}", name(d))
+            }
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for (i, a) in idents.iter().enumerate() {
+        if !seen.insert(a.as_str()) {
+            return Err(Error::Config(format!(
+                "playbook {}: two detectors are both {a:?} ({}); give each probe its own name \
+                 (Probe::name, e.g. the consumer group it reads) so their histories stay apart",
+                p.id,
+                p.detectors[i].source.describe()
+            )));
+        }
+    }
+    Ok(idents)
 }
 
 /// The incident key string: the binding's base, plus `{k="v",…}` when keyed per series.
@@ -192,11 +247,11 @@ impl Engine {
                     )
                 })
                 .collect();
-            let mut results: Vec<_> = futures::stream::iter(futs)
-                .buffer_unordered(inner.max_concurrent_probes)
+            // `buffered` hands the results back in binding order (no sort of 10,000 results)
+            let results: Vec<_> = futures::stream::iter(futs)
+                .buffered(inner.max_concurrent_probes)
                 .collect()
                 .await;
-            results.sort_by_key(|(i, _)| *i);
             report.probes_run += results.len();
             for (i, res) in results {
                 let at = inner.clock.now();
@@ -222,7 +277,7 @@ impl Engine {
                         .map(|(_, w)| w.clone())
                         .unwrap_or_default();
                     let ev = Event::Blind {
-                        binding: b.base.clone(),
+                        binding: b.ident.clone(),
                         since: blind,
                         why,
                     };
@@ -319,7 +374,7 @@ impl Engine {
                 if streak.is_none() || began.is_some() {
                     g.journaled_streak = streak;
                     let ev = Event::Streak {
-                        binding: b.base.clone(),
+                        binding: b.ident.clone(),
                         key: key.clone(),
                         began: began.cloned().map(Box::new),
                     };
@@ -358,6 +413,15 @@ impl Engine {
                 continue; // another engine's incident has the key
             }
             let latest_obs = g.history.latest().and_then(|r| r.result.as_ref().ok());
+            // the evidence: what the symptom judged, and what else the probe saw that time
+            let seen = latest_obs.map(|o| {
+                let mut o = o.clone();
+                if let Some(u) = b.unread.as_ref().filter(|u| u.at == o.at) {
+                    o.samples.extend(u.samples.iter().cloned());
+                    o.facts.merge(u.facts.clone());
+                }
+                o.bounded()
+            });
             let commit = latest_obs
                 .and_then(|o| o.facts.get::<NessieCommit>())
                 .and_then(Result::ok);
@@ -374,6 +438,7 @@ impl Engine {
                 violated: finding.violated.clone(),
                 nessie_commit: commit.as_ref().map(|c| c.hash.clone()),
                 affected_pipelines: inner.runbook.impact.affected([target.name.as_str()]),
+                runbook_version: inner.runbook_version.clone(),
             };
             let span =
                 tracing::info_span!("rb.phase", phase = "detect", incident = %id, playbook = %p.id);
@@ -403,7 +468,7 @@ impl Engine {
                 target: target.name.clone(),
                 at,
                 summary: finding.summary.clone(),
-                observation: latest_obs.cloned(),
+                observation: seen,
                 error: None,
             };
             inner
@@ -466,7 +531,7 @@ impl Engine {
                 continue;
             };
             let at = inner.clock.now();
-            let fingerprint = format!("blind:{}", b.base);
+            let fingerprint = format!("blind:{}", b.ident);
             if at.since(*since) < inner.blind_after || st.open.contains_key(&fingerprint) {
                 continue;
             }
@@ -491,6 +556,7 @@ impl Engine {
                 violated: None,
                 nessie_commit: None,
                 affected_pipelines: inner.runbook.impact.affected([target.name.as_str()]),
+                runbook_version: inner.runbook_version.clone(),
             };
             tracing::warn!(incident = %id, %summary, "probe blind: incident opened");
             inner

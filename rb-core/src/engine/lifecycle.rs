@@ -228,7 +228,9 @@ impl Inner {
         deadline: Duration,
         o: &Open,
     ) -> Result<Observation, ProbeError> {
-        let series = self.metrics.probe_series(probe.id(), &probe.target().name);
+        let series = self
+            .metrics
+            .probe_series(probe.name(), &probe.target().name);
         let scope = crate::probe::IncidentScope {
             id: o.id.clone(),
             since: o.finding.as_ref().map(|f| f.since).unwrap_or(o.opened_at),
@@ -501,7 +503,7 @@ impl Inner {
                         target: probe.target().name.clone(),
                         at,
                         summary: summarize(&obs),
-                        observation: Some(obs),
+                        observation: Some(obs.bounded()),
                         error: None,
                     }
                 }

@@ -204,7 +204,8 @@ impl EngineBuilder {
         let now = Instant::now();
         let mut bindings = Vec::new();
         for (pi, p) in self.runbook.playbooks.iter().enumerate() {
-            for (di, d) in p.detectors.iter().enumerate() {
+            let idents = detect::detector_idents(p)?;
+            for (di, (d, ident)) in p.detectors.iter().zip(idents).enumerate() {
                 // the detect history also serves recovery checks judged on the detect stream
                 let lookback = p
                     .recovery
@@ -219,6 +220,15 @@ impl EngineBuilder {
                     ),
                     _ => (None, secs(60)),
                 };
+                // only what the symptoms judged on this stream read, and the commit the engine records
+                let reads = p
+                    .recovery
+                    .iter()
+                    .filter(|c| c.probe.is_none())
+                    .fold(d.symptom.reads(), |r, c| r.union(c.symptom.reads()))
+                    .union(crate::symptom::Reads::fact(
+                        <NessieCommit as crate::FactType>::KIND,
+                    ));
                 let max_age = lookback + interval * 2; // only what the symptom needs
                 let max_len =
                     ((max_age.as_millis() / interval.as_millis().max(1)) as usize + 4).min(100_000);
@@ -230,6 +240,9 @@ impl EngineBuilder {
                     playbook: pi,
                     detector: di,
                     base: format!("{}:{}", p.id, d.source.target().name),
+                    ident,
+                    reads,
+                    unread: None,
                     key_by,
                     groups: BTreeMap::new(),
                     max_age,
@@ -239,7 +252,7 @@ impl EngineBuilder {
                     next_due,
                     probe_series: match &d.source {
                         Source::Probe { probe, .. } => {
-                            Some(metrics.probe_series(probe.id(), &probe.target().name))
+                            Some(metrics.probe_series(probe.name(), &probe.target().name))
                         }
                         _ => None,
                     },
@@ -267,6 +280,7 @@ impl EngineBuilder {
             .unwrap_or_else(|| Arc::new(InProcessCoordinator::new()));
         let inner = Arc::new(Inner {
             fleet,
+            runbook_version: self.runbook.version(),
             runbook: self.runbook,
             journal,
             approver: self.approver,
@@ -331,6 +345,8 @@ pub struct Engine {
 #[derive(Debug)]
 struct Inner {
     runbook: Runbook,
+    /// [`Runbook::version`], computed once.
+    runbook_version: String,
     fleet: Vec<Target>,
     journal: Arc<dyn Journal>,
     approver: Arc<dyn Approver>,
@@ -379,10 +395,20 @@ struct Binding {
     detector: usize,
     /// `playbook:target`: the incident key of a per-target playbook, the prefix of a per-series one.
     base: String,
+    /// The detector's identity, which its journaled detection state (streaks, blind since) and its blind
+    /// incident are keyed by: `base` when it is the playbook's only detector on its target, else `base`
+    /// and the source's name (`/kafka.consumer_lag/orders`), so two probes of one kind on one target
+    /// never share them.
+    ident: String,
+    /// What the binding's symptoms read: the rest of an observation is not kept in its history.
+    reads: crate::symptom::Reads,
+    /// The rest of the newest observation (what the symptoms do not read), for the evidence of an
+    /// incident opened on it.
+    unread: Option<Unread>,
     /// The labels incidents are keyed by (empty: per target).
     key_by: Vec<String>,
     /// One judgement per incident key: a single group (empty labels) when keyed per target.
-    groups: BTreeMap<Labels, Group>,
+    groups: BTreeMap<Labels, Box<Group>>,
     max_age: Duration,
     max_len: usize,
     /// Since when the probe has not seen its target (an error or an incomplete observation), and why.
@@ -392,6 +418,14 @@ struct Binding {
     next_due: Option<Instant>,
     probe_series: Option<Arc<ProbeSeries>>,
     verdicts: Arc<VerdictSeries>,
+}
+
+/// What the symptoms of a binding do not read of its newest observation.
+#[derive(Debug)]
+struct Unread {
+    at: Timestamp,
+    samples: Vec<Sample>,
+    facts: crate::observation::Facts,
 }
 
 /// The history, symptom state and verdict of one incident key of a binding.

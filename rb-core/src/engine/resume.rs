@@ -43,7 +43,7 @@ impl Engine {
                         .position(|b| {
                             b.playbook == pi
                                 && (key_string(&b.base, &rec.key) == rec.fingerprint
-                                    || format!("blind:{}", b.base) == rec.fingerprint)
+                                    || format!("blind:{}", b.ident) == rec.fingerprint)
                         })
                         .map(|bi| (pi, bi))
                 });
@@ -298,14 +298,14 @@ fn restore_detection(
         }
     }
     for b in bindings.iter_mut() {
-        if let Some(Some((since, why))) = blind.remove(&b.base) {
+        if let Some(Some((since, why))) = blind.remove(&b.ident) {
             b.journaled_blind = Some(since);
             b.blind_since = Some((since, why));
         }
     }
     for ((base, key), began) in streaks {
         let Some(record) = began else { continue };
-        let Some(b) = bindings.iter_mut().find(|b| b.base == base) else {
+        let Some(b) = bindings.iter_mut().find(|b| b.ident == base) else {
             continue;
         };
         if now.since(record.at) > b.max_age || (b.key_by.is_empty() && !key.is_empty()) {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{evaluate, EvalContext, Finding, Symptom, Verdict};
+use super::{evaluate, EvalContext, Finding, Reads, Symptom, Verdict};
 use crate::observation::Labels;
 
 fn eval_children(children: &[Box<dyn Symptom>], ctx: &mut EvalContext<'_>) -> Vec<Verdict> {
@@ -67,6 +67,11 @@ impl Symptom for AllOf {
             .max()
             .unwrap_or_default()
     }
+    fn reads(&self) -> Reads {
+        self.0
+            .iter()
+            .fold(Reads::nothing(), |r, c| r.union(c.reads()))
+    }
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
         if self.0.is_empty() {
             return Verdict::unknown("all_of with no symptoms");
@@ -120,6 +125,11 @@ impl Symptom for AnyOf {
             .map(|c| c.lookback())
             .max()
             .unwrap_or_default()
+    }
+    fn reads(&self) -> Reads {
+        self.0
+            .iter()
+            .fold(Reads::nothing(), |r, c| r.union(c.reads()))
     }
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
         if self.0.is_empty() {

@@ -43,7 +43,7 @@ impl<T> fmt::Debug for FactRule<T> {
 ///
 /// ```
 /// use rb_core::{FactType, symptom::fact_rule};
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(serde::Serialize, serde::Deserialize, Clone)]
 /// struct Ring { down: Vec<String> }
 /// impl FactType for Ring { const KIND: &'static str = "example.ring"; }
 /// let node_down = fact_rule::<Ring>("a Cassandra node is DN", |r| {
@@ -78,7 +78,7 @@ impl<T> FactRule<T> {
     ///
     /// ```
     /// use rb_core::{FactType, symptom::fact_rule};
-    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// #[derive(serde::Serialize, serde::Deserialize, Clone)]
     /// struct Group { lag: u64 }
     /// impl FactType for Group { const KIND: &'static str = "example.group"; }
     /// // fire above 5,000; clear only once back under 1,000
@@ -118,6 +118,10 @@ impl<T: FactType + 'static> Symptom for FactRule<T> {
 
     fn lookback(&self) -> Duration {
         self.for_at_least.max(self.clear_for)
+    }
+
+    fn reads(&self) -> super::Reads {
+        super::Reads::fact(T::KIND)
     }
 
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
@@ -218,6 +222,10 @@ impl Symptom for AlertFiring {
 
     fn lookback(&self) -> Duration {
         self.inner.lookback()
+    }
+
+    fn reads(&self) -> super::Reads {
+        super::Reads::fact(Alert::KIND)
     }
 
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
@@ -400,6 +408,10 @@ impl Symptom for AlertMatching {
         self.remember
     }
 
+    fn reads(&self) -> super::Reads {
+        super::Reads::fact(Alert::KIND)
+    }
+
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
         self.judge(ctx)
     }
@@ -417,6 +429,10 @@ pub fn manual_report() -> ManualReportFiled {
 impl Symptom for ManualReportFiled {
     fn name(&self) -> String {
         "manual report".to_string()
+    }
+
+    fn reads(&self) -> super::Reads {
+        super::Reads::fact(ManualReport::KIND)
     }
 
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {

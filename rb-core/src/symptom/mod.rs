@@ -22,14 +22,14 @@ mod compose;
 mod fact;
 mod threshold;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
-use crate::observation::{Labels, Observation};
+use crate::observation::{Facts, Labels, Observation, Sample};
 use crate::time::{human, Timestamp};
 
 pub use compose::{all_of, any_of, AllOf, AnyOf};
@@ -291,6 +291,115 @@ pub trait Symptom: Send + Sync + Debug {
     fn lookback(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// What this symptom reads of an observation (metric names, fact kinds): the engine keeps only
+    /// that in a binding's history. Defaults to everything; the library's symptoms say what they read.
+    fn reads(&self) -> Reads {
+        Reads::everything()
+    }
+}
+
+/// What a symptom reads of an observation: the metric names and the fact kinds, or everything. A
+/// binding's history keeps only what its symptoms read ([`Reads::project`]), not whole observations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reads {
+    /// The metric names read (`None`: every sample).
+    pub metrics: Option<BTreeSet<String>>,
+    /// The fact kinds read (`None`: every fact).
+    pub facts: Option<BTreeSet<String>>,
+}
+
+impl Default for Reads {
+    fn default() -> Self {
+        Self::everything()
+    }
+}
+
+impl Reads {
+    /// Every sample and every fact (what a symptom that does not say reads).
+    pub fn everything() -> Self {
+        Self {
+            metrics: None,
+            facts: None,
+        }
+    }
+
+    /// No sample and no fact (only whether the observation came, complete or not).
+    pub fn nothing() -> Self {
+        Self {
+            metrics: Some(BTreeSet::new()),
+            facts: Some(BTreeSet::new()),
+        }
+    }
+
+    /// The samples of metric `name`, and no fact.
+    pub fn metric(name: impl Into<String>) -> Self {
+        let mut r = Self::nothing();
+        r.metrics = Some(BTreeSet::from([name.into()]));
+        r
+    }
+
+    /// The facts of kind `kind`, and no sample.
+    pub fn fact(kind: impl Into<String>) -> Self {
+        let mut r = Self::nothing();
+        r.facts = Some(BTreeSet::from([kind.into()]));
+        r
+    }
+
+    /// What either reads.
+    pub fn union(self, other: Reads) -> Self {
+        fn both(
+            a: Option<BTreeSet<String>>,
+            b: Option<BTreeSet<String>>,
+        ) -> Option<BTreeSet<String>> {
+            let (mut a, b) = (a?, b?);
+            a.extend(b);
+            Some(a)
+        }
+        Self {
+            metrics: both(self.metrics, other.metrics),
+            facts: both(self.facts, other.facts),
+        }
+    }
+
+    /// Whether a sample of metric `name` is read.
+    pub fn reads_metric(&self, name: &str) -> bool {
+        self.metrics.as_ref().is_none_or(|m| m.contains(name))
+    }
+
+    /// Whether a fact of kind `kind` is read.
+    pub fn reads_fact(&self, kind: &str) -> bool {
+        self.facts.as_ref().is_none_or(|f| f.contains(kind))
+    }
+
+    /// Drop from `obs` what is not read (its time, completeness and gaps stay).
+    pub fn project(&self, obs: &mut Observation) {
+        if self.metrics.is_some() {
+            obs.samples.retain(|s| self.reads_metric(&s.name));
+        }
+        if self.facts.is_some() {
+            obs.facts.retain_kinds(|k| self.reads_fact(k));
+        }
+    }
+
+    /// Move out of `obs` what is not read, and return it (the samples and facts left out; moved, not
+    /// copied): `obs` keeps what a history needs, the rest can still serve as evidence.
+    pub fn split(&self, obs: &mut Observation) -> (Vec<Sample>, Facts) {
+        let mut rest = Vec::new();
+        if self.metrics.is_some() && obs.samples.iter().any(|s| !self.reads_metric(&s.name)) {
+            let (read, unread) = std::mem::take(&mut obs.samples)
+                .into_iter()
+                .partition(|s| self.reads_metric(&s.name));
+            obs.samples = read;
+            rest = unread;
+        }
+        let facts = if self.facts.is_some() && !obs.facts.is_empty() {
+            obs.facts.split_off_kinds(|k| self.reads_fact(k))
+        } else {
+            Facts::default()
+        };
+        (rest, facts)
+    }
 }
 
 impl<S: Symptom + ?Sized> Symptom for Box<S> {
@@ -303,6 +412,9 @@ impl<S: Symptom + ?Sized> Symptom for Box<S> {
     fn lookback(&self) -> Duration {
         (**self).lookback()
     }
+    fn reads(&self) -> Reads {
+        (**self).reads()
+    }
 }
 
 impl<S: Symptom + ?Sized> Symptom for std::sync::Arc<S> {
@@ -314,6 +426,9 @@ impl<S: Symptom + ?Sized> Symptom for std::sync::Arc<S> {
     }
     fn lookback(&self) -> Duration {
         (**self).lookback()
+    }
+    fn reads(&self) -> Reads {
+        (**self).reads()
     }
 }
 
@@ -374,7 +489,7 @@ pub enum Streak {
 /// use rb_core::time::mins;
 /// use rb_core::FactType;
 ///
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(serde::Serialize, serde::Deserialize, Clone)]
 /// struct Ring { down: Vec<String> }
 /// impl FactType for Ring { const KIND: &'static str = "example.ring"; }
 ///

@@ -205,7 +205,7 @@ fn label_selection_and_aggregations() {
     assert!(r.push(rec()).is_unknown(), "no series match the selector");
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
 struct Ring {
     down: Vec<String>,
 }

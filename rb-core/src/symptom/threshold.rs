@@ -499,6 +499,10 @@ impl Symptom for Threshold {
         self.for_at_least.max(self.clear_for) + self.query.window()
     }
 
+    fn reads(&self) -> super::Reads {
+        super::Reads::metric(&self.query.name)
+    }
+
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
         let h = ctx.history;
         let Some(last) = h.len().checked_sub(1) else {
@@ -615,6 +619,10 @@ impl Symptom for GaugeDrop {
 
     fn lookback(&self) -> Duration {
         self.window + self.query.window()
+    }
+
+    fn reads(&self) -> super::Reads {
+        super::Reads::metric(&self.query.name)
     }
 
     fn evaluate(&self, ctx: &mut EvalContext<'_>) -> Verdict {
