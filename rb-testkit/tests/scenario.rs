@@ -127,9 +127,11 @@ async fn failure_messages_show_expected_actual_and_the_timeline() {
     let run = Scenario::new(backlog(&lag, &[&r])).start().await.unwrap();
     run.run_for(mins(3)).await;
     let inc = run.incident("kafka-backlog").await;
-    let err = std::panic::catch_unwind(|| {
+    // the incident holds typed facts (`dyn Any`): it is not UnwindSafe, and nothing is used after
+    // the panic but its message
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         inc.expect_applied("flink.rescale");
-    })
+    }))
     .unwrap_err();
     let msg = err.downcast_ref::<String>().unwrap();
     assert!(
