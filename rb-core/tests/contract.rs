@@ -1535,3 +1535,85 @@ async fn cool_downs_and_budgets_hold_across_a_restart() {
     });
     assert!(refused, "refused by the budget counted before the restart");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stability_window_ends_on_time_across_a_restart() {
+    let journal = Arc::new(MemoryJournal::new());
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Safe, vec![kafka()]);
+    let clk = clock();
+    let build = |j: Arc<MemoryJournal>| {
+        Engine::builder(
+            Runbook::new("t").playbook(backlog(&g, vec![rem.arc()]).stable_for(mins(10))),
+        )
+        .clock(clk)
+        .journal(j)
+        .build()
+    };
+    let e = build(journal.clone()).await.unwrap();
+    run(&e, mins(3), secs(30)).await; // opened at 07:02, rescaled
+    assert_eq!(rem.applied(), 1);
+    g.set(0.0); // the backlog drains: recovering from about 07:03
+    run(&e, mins(8), secs(30)).await;
+    let open = e.open_incidents().await;
+    assert_eq!(open.len(), 1, "still inside the 10-minute stability window");
+    let id = open[0].clone();
+    drop(e); // the process restarts at about 07:11, two minutes before the window ends
+    let e = build(journal.clone()).await.unwrap();
+    run(&e, mins(3), secs(30)).await; // to about 07:14
+    let inc = e.incident(&id).await.unwrap();
+    assert!(
+        inc.is_closed(),
+        "the window ends where it would have without the restart (not 10 minutes after it):\n{}",
+        inc.timeline
+            .iter()
+            .map(|e| format!("{} {}", e.at.rfc3339(), rb_core::report::describe(&e.event)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(rem.applied(), 1, "nothing applied again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stability_window_broken_before_a_restart_starts_again_after_it() {
+    let journal = Arc::new(MemoryJournal::new());
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Safe, vec![kafka()]);
+    let clk = clock();
+    let build = |j: Arc<MemoryJournal>| {
+        Engine::builder(
+            Runbook::new("t").playbook(
+                backlog(&g, vec![rem.arc()])
+                    .stable_for(mins(10))
+                    .recovery_deadline(mins(120)),
+            ),
+        )
+        .clock(clk)
+        .journal(j)
+        .build()
+    };
+    let e = build(journal.clone()).await.unwrap();
+    run(&e, mins(3), secs(30)).await;
+    g.set(0.0);
+    run(&e, mins(6), secs(30)).await; // ok from about 07:03
+    g.set(6_000.0); // above the threshold again at about 07:09: the run of ok verdicts is broken
+    run(&e, mins(1), secs(30)).await;
+    g.set(0.0); // ok again from about 07:10
+    run(&e, mins(1), secs(30)).await;
+    let id = e.open_incidents().await[0].clone();
+    drop(e); // restart at about 07:11
+    let e = build(journal.clone()).await.unwrap();
+    run(&e, mins(5), secs(30)).await; // to 07:16: the window counted from 07:09 (or 07:03) would be over
+    let inc = e.incident(&id).await.unwrap();
+    assert!(
+        !inc.is_closed(),
+        "the window restarted when recovery broke at 07:09: not closed before 07:20\n{}",
+        inc.timeline
+            .iter()
+            .map(|e| format!("{} {}", e.at.rfc3339(), rb_core::report::describe(&e.event)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    run(&e, mins(5), secs(30)).await; // to 07:21
+    assert!(e.incident(&id).await.unwrap().is_closed());
+}

@@ -205,7 +205,8 @@ impl Engine {
                 next_step: 0,
                 approval: None,
                 recover_started: recover_started.filter(|_| stage == Stage::Recover),
-                recovering_since: None,
+                recovering_since: recovering_since(&incident.timeline, p, inner.clock)
+                    .filter(|_| stage == Stage::Recover),
                 recovery_escalated,
                 page,
                 checks: p
@@ -319,6 +320,71 @@ fn restore_detection(
 
 /// The tokio instant of wall-clock time `at` (in the past for journaled events: a timer started before a
 /// restart keeps its remaining time, not its whole length).
+/// Since when every recovery verdict of the current recovery phase has been ok, from the journal's
+/// `recovery` entries (written whenever a verdict changes): a restart inside the stability window
+/// finishes the window where it would have ended, not a whole window after the restart. `None` when
+/// the incident is not recovering, or when any of its latest verdicts is not ok.
+pub(super) fn recovering_since(
+    timeline: &[crate::journal::Entry],
+    p: &Playbook,
+    clock: Clock,
+) -> Option<Instant> {
+    // only the entries of the last recovery phase count
+    let start = timeline
+        .iter()
+        .rposition(|e| {
+            matches!(
+                e.event,
+                Event::Phase {
+                    phase: Phase::Recover
+                }
+            )
+        })
+        .map_or(0, |i| i + 1);
+    // every round whose verdicts changed journals all of them, in one order: the detect symptom's
+    // verdict, then each recovery check's; entries are matched to that order by position (a name
+    // can appear twice: a check judged over the detect stream has the detect symptom's name). A
+    // journal that does not follow the playbook's order (the playbook changed) rebuilds nothing,
+    // and the window starts again, as before.
+    let mut names: Vec<String> = p
+        .detectors
+        .first()
+        .map(|d| d.symptom.name())
+        .into_iter()
+        .collect();
+    names.extend(p.recovery.iter().map(|c| c.symptom.name()));
+    if names.is_empty() {
+        return None;
+    }
+    let mut since: Option<Timestamp> = None;
+    let mut round_ok = true;
+    let mut round_at = None;
+    let mut pos = 0;
+    for e in &timeline[start..] {
+        let Event::Recovery { check, verdict } = &e.event else {
+            continue;
+        };
+        if *check != names[pos] {
+            return None;
+        }
+        if pos == 0 {
+            round_ok = true;
+            round_at = Some(e.at);
+        }
+        round_ok &= verdict.is_ok();
+        pos += 1;
+        if pos == names.len() {
+            pos = 0;
+            if !round_ok {
+                since = None;
+            } else if since.is_none() {
+                since = round_at;
+            }
+        }
+    }
+    since.map(|at| instant_of(clock, at))
+}
+
 pub(super) fn instant_of(clock: Clock, at: Timestamp) -> Instant {
     let now_wall = clock.now();
     let now = Instant::now();
