@@ -52,7 +52,7 @@ impl Source {
             Source::Probe { probe, schedule } => {
                 format!(
                     "probe {} on {} every {:?}",
-                    probe.id(),
+                    probe.name(),
                     probe.target(),
                     schedule.interval
                 )

@@ -1228,3 +1228,51 @@ fn tls_and_scram_with_the_kafka_tls_feature_are_accepted() {
         assert!(!format!("{c:?}").contains("scram-pa55-xyz"));
     }
 }
+
+/// Two lag probes for two consumer groups on one target: two names, so one playbook takes both as
+/// detectors (the engine refuses two detectors it cannot tell apart) and their metric series and
+/// detection state stay apart.
+#[tokio::test]
+async fn two_lag_probes_of_two_groups_on_one_target_are_told_apart() {
+    use rb_core::prelude::*;
+    let fake = FakeKafka::start(1).unwrap();
+    fake.create_topic("orders", 4, 1).unwrap();
+    fake.set_uniform_lag("flink-orders", "orders", 7_000)
+        .unwrap();
+    fake.set_uniform_lag("audit", "orders", 10).unwrap();
+    let a = lag_probe(&fake, "flink-orders", &["orders"]);
+    let b = lag_probe(&fake, "audit", &["orders"]);
+    assert_eq!(a.name(), "kafka.consumer_lag/flink-orders");
+    assert_eq!(b.name(), "kafka.consumer_lag/audit");
+    assert_eq!(Probe::id(&a), Probe::id(&b), "one kind");
+    let renamed = lag_probe(&fake, "audit", &["orders"]).id("lag");
+    assert_eq!(renamed.name(), "lag/audit");
+
+    let playbook = Playbook::new("kafka-backlog", "Kafka backlog grows")
+        .detect(
+            std::sync::Arc::new(a),
+            Schedule::every(Duration::from_secs(30)),
+            metric("kafka_consumergroup_lag_max").above(5_000.0),
+        )
+        .detect(
+            std::sync::Arc::new(b),
+            Schedule::every(Duration::from_secs(30)),
+            metric("kafka_consumergroup_lag_max").above(5_000.0),
+        );
+    let engine = Engine::builder(Runbook::new("t").playbook(playbook))
+        .build()
+        .await
+        .expect("two lag probes of two groups are two detectors");
+    engine.tick().await.unwrap();
+    let runs = |group: &str| {
+        engine.metrics().counter(
+            "rb_probe_runs",
+            &[
+                ("probe", &format!("kafka.consumer_lag/{group}")),
+                ("result", "ok"),
+            ],
+        )
+    };
+    assert_eq!(runs("flink-orders"), 1.0);
+    assert_eq!(runs("audit"), 1.0);
+}

@@ -24,6 +24,8 @@ impl FactType for GroupDescription {
 /// group"), never an empty healthy group.
 pub struct ConsumerGroupProbe<C> {
     id: String,
+    /// `<id>/<group>`: two group probes of two groups on one target never collide.
+    name: String,
     target: Target,
     client: C,
     group: String,
@@ -42,17 +44,20 @@ impl<C> fmt::Debug for ConsumerGroupProbe<C> {
 impl<C: KafkaClient> ConsumerGroupProbe<C> {
     /// The state of `group`, read through `client`.
     pub fn new(target: Target, client: C, group: impl Into<String>) -> Self {
+        let group = group.into();
         Self {
             id: GROUP_PROBE_ID.to_owned(),
+            name: format!("{GROUP_PROBE_ID}/{group}"),
             target,
             client,
-            group: group.into(),
+            group,
         }
     }
 
     /// Use another probe id.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
+        self.name = format!("{}/{}", self.id, self.group);
         self
     }
 
@@ -108,6 +113,11 @@ impl<C: KafkaClient> ConsumerGroupProbe<C> {
 impl<C: KafkaClient> Probe for ConsumerGroupProbe<C> {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    /// `kafka.consumer_group/<group>`: the engine keys metric series and detection state by it.
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn target(&self) -> &Target {

@@ -182,6 +182,8 @@ impl FactType for PartitionOffsets {
 /// existing, is an unknown group: an error, not a lag.
 pub struct ConsumerLagProbe<C> {
     id: String,
+    /// `<id>/<group>`: two lag probes of two groups on one target never collide.
+    name: String,
     target: Target,
     client: C,
     group: String,
@@ -211,11 +213,13 @@ impl<C: KafkaClient> ConsumerLagProbe<C> {
         group: impl Into<String>,
         topics: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
+        let group = group.into();
         Self {
             id: LAG_PROBE_ID.to_owned(),
+            name: format!("{LAG_PROBE_ID}/{group}"),
             target,
             client,
-            group: group.into(),
+            group,
             topics: topics.into_iter().map(Into::into).collect(),
             top_k: 10,
             partition_fact: false,
@@ -246,6 +250,7 @@ impl<C: KafkaClient> ConsumerLagProbe<C> {
     /// Use another probe id.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = id.into();
+        self.name = format!("{}/{}", self.id, self.group);
         self
     }
 
@@ -698,6 +703,11 @@ pub(crate) fn partitions_of(
 impl<C: KafkaClient> Probe for ConsumerLagProbe<C> {
     fn id(&self) -> &str {
         &self.id
+    }
+
+    /// `kafka.consumer_lag/<group>`: the engine keys metric series and detection state by it.
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn target(&self) -> &Target {
