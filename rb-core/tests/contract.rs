@@ -1617,3 +1617,32 @@ async fn a_stability_window_broken_before_a_restart_starts_again_after_it() {
     run(&e, mins(5), secs(30)).await; // to 07:21
     assert!(e.incident(&id).await.unwrap().is_closed());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_per_series_binding_whose_probe_fails_from_the_start_is_unknown_not_unevaluated() {
+    // one incident per connector, but the worker refuses before a single connector was seen: the
+    // binding has no per-connector group to hold the failure, and must still not look unevaluated
+    let g = Gauge::new(connect(), "kafka_connect_connector_failed_task_count", 0.0);
+    g.fail();
+    let runbook = Runbook::new("t").playbook(
+        Playbook::new("connect-failed", "Kafka Connect connector failed")
+            .detect(
+                g.arc(),
+                Schedule::every(secs(30)),
+                metric("kafka_connect_connector_failed_task_count").above(0.0),
+            )
+            .incident_per(&["connector"]),
+    );
+    let e = Engine::builder(runbook)
+        .clock(clock())
+        .build()
+        .await
+        .unwrap();
+    run(&e, secs(30), secs(30)).await;
+    let status = e.status().await;
+    assert_eq!(status.len(), 1);
+    match &status[0].verdict {
+        Verdict::Unknown { why } => assert!(why.contains("blind since"), "{why}"),
+        other => panic!("expected unknown, got {other:?}"),
+    }
+}

@@ -115,12 +115,22 @@ impl Binding {
             Verdict::Ok => 1,
             Verdict::Unevaluated => 0,
         };
-        self.groups
+        match self
+            .groups
             .values()
             .map(|g| &g.verdict)
             .max_by_key(|v| rank(v))
-            .cloned()
-            .unwrap_or_default()
+        {
+            Some(v) => v.clone(),
+            // a binding keyed per series whose probe has failed before it saw any series has no
+            // group to hold the failure: it is not "unevaluated", it cannot see
+            None => match &self.blind_since {
+                Some((since, why)) => {
+                    Verdict::unknown(format!("blind since {}: {why}", since.rfc3339()))
+                }
+                None => Verdict::Unevaluated,
+            },
+        }
     }
 }
 
