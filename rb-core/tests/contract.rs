@@ -1646,3 +1646,59 @@ async fn a_per_series_binding_whose_probe_fails_from_the_start_is_unknown_not_un
         other => panic!("expected unknown, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_journaled_just_before_a_crash_is_still_paged_after_the_restart() {
+    use rb_core::journal::Journal as _;
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let pager = Pager::default();
+    let first = Arc::new(MemoryJournal::new());
+    let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])))
+        .clock(clock())
+        .journal(first.clone())
+        .notifier(Arc::new(pager.clone()))
+        .approver(Arc::new(DenyAll))
+        .build()
+        .await
+        .unwrap();
+    run(&e, mins(3), secs(30)).await;
+    assert_eq!(pager.roles(), vec!["Kafka SME"], "the refusal paged");
+    let id = e.open_incidents().await[0].clone();
+    drop(e);
+
+    // the same journal as if the process had died between the refusal and its page
+    let journal = Arc::new(MemoryJournal::new());
+    let mut refused = false;
+    for entry in first.entries(&id).await.unwrap() {
+        refused |= matches!(entry.event, Event::Refused { .. });
+        if refused && matches!(entry.event, Event::Escalated { .. }) {
+            break;
+        }
+        journal.append(&id, entry.at, &entry.event).await.unwrap();
+    }
+    assert!(refused);
+    let pager = Pager::default();
+    let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])))
+        .clock(clock())
+        .journal(journal.clone())
+        .notifier(Arc::new(pager.clone()))
+        .approver(Arc::new(DenyAll))
+        .build()
+        .await
+        .unwrap();
+    run(&e, secs(30), secs(30)).await;
+    assert_eq!(pager.roles(), vec!["Kafka SME"], "the owed page went out");
+    assert!(
+        pager.all()[0].message.contains("was not applied"),
+        "{:?}",
+        pager.all()
+    );
+    assert_eq!(
+        rem.applied(),
+        0,
+        "a refused step is not applied after a restart"
+    );
+    run(&e, mins(2), secs(30)).await;
+    assert_eq!(pager.roles().len(), 1, "paged once, not every round");
+}

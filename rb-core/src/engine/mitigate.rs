@@ -92,6 +92,51 @@ fn interrupted_paged(entries: &[crate::journal::Entry], id: &str, step: usize) -
     })
 }
 
+/// The page owed for step `id` (at `step`) when its last refusal or failure was journaled and no page
+/// followed it (a restart in between): the reason and the message the live path would have sent.
+fn owed_page(
+    entries: &[crate::journal::Entry],
+    id: &str,
+    step: usize,
+    action: &str,
+) -> Option<(EscalationReason, String)> {
+    let last = step_entries(entries, id, step)
+        .into_iter()
+        .rev()
+        .find(|e| {
+            matches!(
+                e.event,
+                Event::Refused { .. }
+                    | Event::Finished {
+                        ok: false,
+                        outcome_unknown: false,
+                        ..
+                    }
+            )
+        })?;
+    let paged = entries.iter().filter(|e| e.seq > last.seq).any(|e| {
+        matches!(&e.event, Event::Escalated { notification, .. }
+            if notification.action == NotifyAction::Trigger)
+    });
+    if paged {
+        return None;
+    }
+    match &last.event {
+        Event::Refused { reason, .. } => Some((
+            EscalationReason::ActionRefused,
+            format!("{action} was not applied: {reason}"),
+        )),
+        Event::Finished { error, .. } => Some((
+            EscalationReason::ActionFailed,
+            format!(
+                "{action} failed: {}",
+                error.as_deref().unwrap_or("no error recorded")
+            ),
+        )),
+        _ => None,
+    }
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
@@ -332,9 +377,15 @@ impl Inner {
                 .await?;
                 return Ok(StepResult::Halt);
             }
-            StepState::Failed | StepState::Refused | StepState::Interrupted => {
-                return Ok(StepResult::Halt)
+            // a restart between journaling a refusal or a failure and its page: the page is still
+            // owed (the live path journals the entry, then pages)
+            StepState::Failed | StepState::Refused => {
+                if let Some((reason, msg)) = owed_page(&entries, &id, step, &action) {
+                    self.escalate(o, p, reason, msg).await?;
+                }
+                return Ok(StepResult::Halt);
             }
+            StepState::Interrupted => return Ok(StepResult::Halt),
             _ => return Ok(StepResult::Continue),
         }
         if self.kill.is_engaged() {
