@@ -858,3 +858,44 @@ async fn an_acknowledgement_does_not_silence_a_page_sent_after_it() {
     );
     assert_eq!(pager.all()[1].reason, EscalationReason::SlaMissed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_under_a_still_firing_symptom_is_not_a_refiring() {
+    let journal = Arc::new(rb_core::MemoryJournal::new());
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let build = |j: Arc<rb_core::MemoryJournal>| {
+        Engine::builder(
+            Runbook::new("t").playbook(
+                Playbook::new("p", "P")
+                    .detect(
+                        g.arc(),
+                        Schedule::every(secs(30)),
+                        metric("records_lag_max").above(5_000.0),
+                    )
+                    .stable_for(mins(10)),
+            ),
+        )
+        .clock(clock())
+        .journal(j)
+        .build()
+    };
+    let e = build(journal.clone()).await.unwrap();
+    e.tick().await.unwrap();
+    let id = e.open_incidents().await.pop().unwrap();
+    drop(e);
+    let e = build(journal.clone()).await.unwrap();
+    run(&e, mins(1), secs(30)).await;
+    drop(e);
+    let e = build(journal).await.unwrap();
+    run(&e, mins(1), secs(30)).await;
+    let inc = e.incident(&id).await.unwrap();
+    let refired = inc
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.event, Event::Refired { .. }))
+        .count();
+    assert_eq!(
+        refired, 0,
+        "still firing across two restarts: nothing fired again"
+    );
+}

@@ -372,6 +372,9 @@ impl Engine {
                 continue;
             };
             let was_firing = g.verdict.is_firing();
+            // the key's first judgement in this process (a restart, or a key pruned and seen again):
+            // firing for an incident already open is not a new firing
+            let first_judgement = matches!(g.verdict, Verdict::Unevaluated);
             g.verdict = evaluate(d.symptom.as_ref(), &g.history, at, &mut g.state);
             b.verdicts.record(g.verdict.label());
             // a for-duration streak that began or ended is journaled: a restarted engine keeps it
@@ -395,7 +398,7 @@ impl Engine {
                 continue;
             };
             if let Some(open) = st.open.get(&g.fingerprint) {
-                if !was_firing {
+                if !was_firing && !first_judgement {
                     inner
                         .append(
                             open.id(),
