@@ -1652,16 +1652,17 @@ async fn a_refusal_journaled_just_before_a_crash_is_still_paged_after_the_restar
     use rb_core::journal::Journal as _;
     let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
     let rem = Recorder::new("flink.rescale", Risk::Disruptive, vec![kafka()]);
+    let build = |journal: Arc<MemoryJournal>, pager: &Pager| {
+        Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])))
+            .clock(clock())
+            .journal(journal)
+            .notifier(Arc::new(pager.clone()))
+            .approver(Arc::new(DenyAll))
+            .build()
+    };
     let pager = Pager::default();
     let first = Arc::new(MemoryJournal::new());
-    let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])))
-        .clock(clock())
-        .journal(first.clone())
-        .notifier(Arc::new(pager.clone()))
-        .approver(Arc::new(DenyAll))
-        .build()
-        .await
-        .unwrap();
+    let e = build(first.clone(), &pager).await.unwrap();
     run(&e, mins(3), secs(30)).await;
     assert_eq!(pager.roles(), vec!["Kafka SME"], "the refusal paged");
     let id = e.open_incidents().await[0].clone();
@@ -1679,14 +1680,7 @@ async fn a_refusal_journaled_just_before_a_crash_is_still_paged_after_the_restar
     }
     assert!(refused);
     let pager = Pager::default();
-    let e = Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![rem.arc()])))
-        .clock(clock())
-        .journal(journal.clone())
-        .notifier(Arc::new(pager.clone()))
-        .approver(Arc::new(DenyAll))
-        .build()
-        .await
-        .unwrap();
+    let e = build(journal.clone(), &pager).await.unwrap();
     run(&e, secs(30), secs(30)).await;
     assert_eq!(pager.roles(), vec!["Kafka SME"], "the owed page went out");
     assert!(
