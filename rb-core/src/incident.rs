@@ -115,7 +115,7 @@ pub enum StepState {
     Started,
     /// Finished ok.
     Done,
-    /// Finished with an error.
+    /// Finished with an error, or applied and its verification failed.
     Failed,
     /// Applied, but whether it happened is not known (timed out or lost after sending).
     OutcomeUnknown,
@@ -377,6 +377,11 @@ fn fold_state<'a>(entries: impl Iterator<Item = &'a Entry>) -> StepState {
                     StepState::Failed
                 }
             }
+            // applied, but its verification failed: the step failed (what follows a failure follows)
+            Event::Verified {
+                verification: crate::remediation::Verification::Failed { .. },
+                ..
+            } => StepState::Failed,
             Event::Interrupted { .. } => StepState::Interrupted,
             Event::TaskAssigned { .. } => StepState::Started,
             Event::TaskDone { .. } => StepState::Done,

@@ -670,3 +670,300 @@ async fn a_question_pending_at_a_restart_keeps_its_first_deadline() {
     );
     assert_eq!(inc.step_state(0), StepState::Refused);
 }
+
+/// Applies at once; its verification is inconclusive until `ok` is set.
+#[derive(Debug)]
+struct Restore {
+    ok: std::sync::atomic::AtomicBool,
+    applies: std::sync::atomic::AtomicUsize,
+    verifies: std::sync::atomic::AtomicUsize,
+    within: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl Remediation for Restore {
+    fn id(&self) -> &str {
+        "flink.restore"
+    }
+    fn risk(&self) -> Risk {
+        Risk::Safe
+    }
+    fn verify_within(&self) -> std::time::Duration {
+        self.within
+    }
+    async fn plan(&self, _ctx: &ActionContext) -> Result<Plan, RemediationError> {
+        Ok(Plan::new(self.id(), vec![kafka()], "restore"))
+    }
+    async fn apply(&self, _plan: &Plan, _ctx: &ActionContext) -> Result<Outcome, RemediationError> {
+        self.applies
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Outcome::new("resubmitted from chk-17"))
+    }
+    async fn verify(
+        &self,
+        _p: &Plan,
+        o: &Outcome,
+        _ctx: &ActionContext,
+    ) -> Result<Verification, RemediationError> {
+        assert_eq!(
+            o.summary, "resubmitted from chk-17",
+            "the journaled outcome"
+        );
+        self.verifies
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(if self.ok.load(std::sync::atomic::Ordering::SeqCst) {
+            Verification::Succeeded {
+                evidence: "job RUNNING".into(),
+            }
+        } else {
+            Verification::Inconclusive {
+                why: "job still RESTARTING".into(),
+            }
+        })
+    }
+}
+
+/// An engine on `db` whose clock is `clock` (one clock across the "crash": the wall clock goes on).
+async fn restore_engine(
+    db: &std::path::Path,
+    clock: Clock,
+    g: &Gauge,
+    rem: Arc<Restore>,
+    pager: &Pager,
+) -> Engine {
+    Engine::builder(Runbook::new("t").playbook(backlog(g, vec![rem])))
+        .journal(Arc::new(SqliteJournal::open(db).await.unwrap()))
+        .clock(clock)
+        .approver(Arc::new(AutoApprove))
+        .notifier(Arc::new(pager.clone()))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// The process dies while step 0 is being verified (applied at about minute 2, killed at minute 6).
+async fn killed_while_verifying(
+    db: &std::path::Path,
+    clock: Clock,
+    g: &Gauge,
+    rem: Arc<Restore>,
+) -> String {
+    let first = restore_engine(db, clock, g, rem.clone(), &Pager::default()).await;
+    let killed = tokio::time::timeout(mins(6), run(&first, mins(30), secs(30))).await;
+    assert!(killed.is_err(), "still verifying when killed");
+    let id = first.open_incidents().await.pop().unwrap();
+    let inc = first.incident(&id).await.unwrap();
+    drop(first);
+    assert_eq!(rem.applies.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(inc
+        .timeline
+        .iter()
+        .any(|e| matches!(e.event, Event::Finished { ok: true, .. })));
+    assert!(
+        !inc.timeline
+            .iter()
+            .any(|e| matches!(e.event, Event::Verified { .. })),
+        "the kill fell between the apply and the end of its verification"
+    );
+    id
+}
+
+fn finished_and_verified(inc: &rb_core::Incident) -> (Timestamp, Timestamp, Verification) {
+    let finished = inc
+        .timeline
+        .iter()
+        .find(|e| matches!(e.event, Event::Finished { ok: true, .. }))
+        .unwrap()
+        .at;
+    let (at, v) = inc
+        .timeline
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::Verified { verification, .. } => Some((e.at, verification.clone())),
+            _ => None,
+        })
+        .expect("the verification is finished after the restart");
+    (finished, at, v)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_cut_short_by_a_crash_fails_at_its_first_deadline_not_one_counted_from_the_restart(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let c = clock();
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Arc::new(Restore {
+        ok: false.into(),
+        applies: 0.into(),
+        verifies: 0.into(),
+        within: mins(10),
+    });
+    let id = killed_while_verifying(&db, c, &g, rem.clone()).await;
+    let before = rem.verifies.load(std::sync::atomic::Ordering::SeqCst);
+
+    let pager = Pager::default();
+    let second = restore_engine(&db, c, &g, rem.clone(), &pager).await;
+    run(&second, mins(15), secs(30)).await;
+    let inc = second.incident(&id).await.unwrap();
+    let (finished, verified_at, v) = finished_and_verified(&inc);
+    match v {
+        Verification::Failed { evidence } => {
+            assert!(evidence.contains("still inconclusive"), "{evidence}")
+        }
+        other => panic!("inconclusive at the deadline is not success: {other:?}"),
+    }
+    // the deadline is 10 minutes after the apply finished (minute ~12), not 10 minutes after the
+    // restart at minute 6 (minute 16); the last try is at most one backoff (60 s) before it
+    let took = verified_at.since(finished);
+    assert!(
+        took <= mins(10) + secs(5),
+        "verified {took:?} after the apply"
+    );
+    assert!(took >= mins(9), "verified {took:?} after the apply");
+    assert!(rem.verifies.load(std::sync::atomic::Ordering::SeqCst) > before);
+    assert_eq!(
+        rem.applies.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "never applied again"
+    );
+    assert!(notes(&inc)
+        .iter()
+        .any(|n| n.contains("verification was interrupted")));
+    assert_eq!(inc.step_state(0), StepState::Failed);
+    assert!(pager
+        .all()
+        .iter()
+        .any(|n| n.message.contains("verification failed")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_verification_cut_short_by_a_crash_passes_when_it_succeeds_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let c = clock();
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let rem = Arc::new(Restore {
+        ok: false.into(),
+        applies: 0.into(),
+        verifies: 0.into(),
+        within: mins(10),
+    });
+    let id = killed_while_verifying(&db, c, &g, rem.clone()).await;
+    rem.ok.store(true, std::sync::atomic::Ordering::SeqCst);
+    g.set(0.0);
+    let pager = Pager::default();
+    let second = restore_engine(&db, c, &g, rem.clone(), &pager).await;
+    run(&second, mins(10), secs(30)).await;
+    let inc = second.incident(&id).await.unwrap();
+    let (_, _, v) = finished_and_verified(&inc);
+    assert!(matches!(v, Verification::Succeeded { .. }), "{v:?}");
+    assert_eq!(rem.applies.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        pager.roles().is_empty(),
+        "nothing to page: {:?}",
+        pager.all()
+    );
+    assert!(
+        second.open_incidents().await.is_empty(),
+        "recovered and closed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outcome_unknown_journaled_just_before_a_crash_is_paged_after_it_and_nothing_runs_on_top(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let id = crashed_mid_step(&db).await;
+    {
+        let j = SqliteJournal::open(&db).await.unwrap();
+        let at = clock().now();
+        let ev = Event::Finished {
+            step: 1,
+            action: "b".into(),
+            ok: false,
+            outcome: None,
+            error: Some("no answer within 30s: the outcome is unknown".into()),
+            error_detail: None,
+            outcome_unknown: true,
+            step_id: String::new(),
+        };
+        j.append(&id, at, &ev).await.unwrap();
+        j.close().await;
+    }
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (a, b, c) = (
+        Recorder::new("a", Risk::Safe, vec![kafka()]),
+        Recorder::new("b", Risk::Safe, vec![kafka()]).idempotent(),
+        Recorder::new("c", Risk::Safe, vec![kafka()]),
+    );
+    let pager = Pager::default();
+    let e = engine_on(&db, backlog(&g, vec![a.arc(), b.arc(), c.arc()]), &pager).await;
+    e.tick().await.unwrap();
+    e.tick().await.unwrap();
+    assert_eq!((a.applied(), b.applied(), c.applied()), (0, 0, 0));
+    let inc = e.incident(&id).await.unwrap();
+    assert_eq!(inc.step_state(1), StepState::OutcomeUnknown);
+    assert_eq!(inc.step_state(2), StepState::Skipped, "nothing runs on top");
+    let pages: Vec<_> = pager
+        .all()
+        .into_iter()
+        .filter(|n| n.message.contains("outcome unknown"))
+        .collect();
+    assert_eq!(pages.len(), 1, "paged once: {:?}", pager.all());
+    assert_eq!(pages[0].reason, EscalationReason::ActionFailed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_verification_journaled_just_before_a_crash_is_paged_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let id = crashed_mid_step(&db).await;
+    {
+        let j = SqliteJournal::open(&db).await.unwrap();
+        let at = clock().now();
+        for ev in [
+            Event::Finished {
+                step: 1,
+                action: "b".into(),
+                ok: true,
+                outcome: Some(Outcome::new("done")),
+                error: None,
+                error_detail: None,
+                outcome_unknown: false,
+                step_id: String::new(),
+            },
+            Event::Verified {
+                step: 1,
+                step_id: String::new(),
+                verification: Verification::Failed {
+                    evidence: "job FAILED again".into(),
+                },
+            },
+        ] {
+            j.append(&id, at, &ev).await.unwrap();
+        }
+        j.close().await;
+    }
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let (a, b, c) = (
+        Recorder::new("a", Risk::Safe, vec![kafka()]),
+        Recorder::new("b", Risk::Safe, vec![kafka()]),
+        Recorder::new("c", Risk::Safe, vec![kafka()]),
+    );
+    let pager = Pager::default();
+    let e = engine_on(&db, backlog(&g, vec![a.arc(), b.arc(), c.arc()]), &pager).await;
+    e.tick().await.unwrap();
+    e.tick().await.unwrap();
+    assert_eq!((a.applied(), b.applied(), c.applied()), (0, 0, 0));
+    let inc = e.incident(&id).await.unwrap();
+    assert_eq!(inc.step_state(1), StepState::Failed);
+    assert_eq!(inc.step_state(2), StepState::Skipped);
+    let pages: Vec<_> = pager
+        .all()
+        .into_iter()
+        .filter(|n| n.message.contains("verification failed: job FAILED again"))
+        .collect();
+    assert_eq!(pages.len(), 1, "paged once: {:?}", pager.all());
+}

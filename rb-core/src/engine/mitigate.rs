@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::incident::{entry_step_ids, step_entries, step_outputs_by_id, step_state_of};
+use crate::Outcome;
 
 /// The lock keys of a plan's targets and the incident's offending instance, sorted and deduplicated
 /// (locks are taken in this order): restarting connector A does not put connector B in cool-down.
@@ -112,6 +113,10 @@ fn owed_page(
                         outcome_unknown: false,
                         ..
                     }
+                    | Event::Verified {
+                        verification: Verification::Failed { .. },
+                        ..
+                    }
             )
         })?;
     let paged = entries.iter().filter(|e| e.seq > last.seq).any(|e| {
@@ -133,8 +138,91 @@ fn owed_page(
                 error.as_deref().unwrap_or("no error recorded")
             ),
         )),
+        Event::Verified {
+            verification: Verification::Failed { evidence },
+            ..
+        } => Some((
+            EscalationReason::ActionFailed,
+            format!("{action} failed: verification failed: {evidence}"),
+        )),
         _ => None,
     }
+}
+
+/// A step applied (finished ok) whose verification was not journaled: the engine stopped in between.
+struct Unverified {
+    finished_at: crate::time::Timestamp,
+    plan: Plan,
+    outcome: Outcome,
+}
+
+/// The last successful apply of step `id` (at `step`) when no `verified` entry followed it, with the
+/// plan it applied and its outcome.
+fn unverified(entries: &[crate::journal::Entry], id: &str, step: usize) -> Option<Unverified> {
+    let own = step_entries(entries, id, step);
+    let (at, finished) = own
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, e)| match &e.event {
+            Event::Finished {
+                ok: true, outcome, ..
+            } => Some((i, (e.at, outcome.clone()))),
+            _ => None,
+        })?;
+    if own[at..]
+        .iter()
+        .any(|e| matches!(e.event, Event::Verified { .. }))
+    {
+        return None;
+    }
+    let plan = own[..at].iter().rev().find_map(|e| match &e.event {
+        Event::Planned { plan, .. } => Some(plan.clone()),
+        _ => None,
+    })?;
+    Some(Unverified {
+        finished_at: finished.0,
+        plan,
+        outcome: finished
+            .1
+            .unwrap_or_else(|| Outcome::new("applied (no outcome journaled)")),
+    })
+}
+
+/// The page owed for step `id` (at `step`) when its outcome-unknown finish was journaled and no page
+/// followed it: the message the live path would have sent.
+fn owed_unknown_page(
+    entries: &[crate::journal::Entry],
+    id: &str,
+    step: usize,
+    action: &str,
+) -> Option<String> {
+    let last = step_entries(entries, id, step)
+        .into_iter()
+        .rev()
+        .find(|e| {
+            matches!(
+                e.event,
+                Event::Finished {
+                    outcome_unknown: true,
+                    ..
+                }
+            )
+        })?;
+    let paged = entries.iter().filter(|e| e.seq > last.seq).any(|e| {
+        matches!(&e.event, Event::Escalated { notification, .. }
+            if notification.action == NotifyAction::Trigger)
+    });
+    if paged {
+        return None;
+    }
+    let error = match &last.event {
+        Event::Finished { error, .. } => error.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    Some(format!(
+        "{action}: outcome unknown ({error}); it is not re-run: check its target by hand"
+    ))
 }
 
 impl Drop for AbortOnDrop {
@@ -386,6 +474,42 @@ impl Inner {
                 return Ok(StepResult::Halt);
             }
             StepState::Interrupted => return Ok(StepResult::Halt),
+            // a restart between journaling "outcome unknown" and its page: the page is still owed,
+            // and no later step runs on top of an action that may or may not have happened
+            StepState::OutcomeUnknown => {
+                if let Some(msg) = owed_unknown_page(&entries, &id, step, &action) {
+                    self.escalate(o, p, EscalationReason::ActionFailed, msg)
+                        .await?;
+                }
+                return Ok(StepResult::Halt);
+            }
+            // applied, but the engine stopped before its verification ended: verify now, until the
+            // deadline counted from when the apply finished (a restart does not extend it)
+            StepState::Done => {
+                let Some(pending) = unverified(&entries, &id, step) else {
+                    return Ok(StepResult::Continue);
+                };
+                let until = pending.finished_at.plus(rem.verify_within());
+                let text = format!(
+                    "step {step} ({action}) was applied at {} and its verification was interrupted; verifying again until {until}",
+                    pending.finished_at
+                );
+                self.append(&o.id, Event::Note { text }).await?;
+                let ctx = self.action_context(o, p, step, &entries);
+                let deadline = super::resume::instant_of(self.clock, until);
+                return self
+                    .verify_applied(
+                        o,
+                        p,
+                        step,
+                        rem,
+                        &pending.plan,
+                        &pending.outcome,
+                        &ctx,
+                        deadline,
+                    )
+                    .await;
+            }
             _ => return Ok(StepResult::Continue),
         }
         if self.kill.is_engaged() {
@@ -1006,9 +1130,27 @@ impl Inner {
             "rb_remediations_total",
             vec![("action", action.clone()), ("outcome", "applied".into())],
         );
-        // verify: again, with backoff, while inconclusive and within the remediation's deadline;
-        // inconclusive at the deadline is not success
         let deadline = Instant::now() + rem.verify_within();
+        self.verify_applied(o, p, step, rem, &plan, &outcome, &ctx, deadline)
+            .await
+    }
+
+    /// Verify an applied step: again, with backoff, while inconclusive and until `deadline`;
+    /// inconclusive at the deadline is not success. Journals `verified`; a failed verification
+    /// fails the step.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn verify_applied(
+        &self,
+        o: &mut Open,
+        p: &Playbook,
+        step: usize,
+        rem: &dyn Remediation,
+        plan: &Plan,
+        outcome: &Outcome,
+        ctx: &ActionContext,
+        deadline: Instant,
+    ) -> Result<StepResult, Error> {
+        let action = rem.id().to_string();
         let mut delay = self.policy.retry_backoff.max(Duration::from_millis(100));
         let mut tries = 0u32;
         let verification = loop {
@@ -1018,7 +1160,7 @@ impl Inner {
                     .saturating_duration_since(Instant::now())
                     .max(secs(1)),
             );
-            let v = match tokio::time::timeout(budget, rem.verify(&plan, &outcome, &ctx)).await {
+            let v = match tokio::time::timeout(budget, rem.verify(plan, outcome, ctx)).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => Verification::Inconclusive { why: e.to_string() },
                 Err(_) => Verification::Inconclusive {
