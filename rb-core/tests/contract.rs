@@ -1696,3 +1696,56 @@ async fn a_refusal_journaled_just_before_a_crash_is_still_paged_after_the_restar
     run(&e, mins(2), secs(30)).await;
     assert_eq!(pager.roles().len(), 1, "paged once, not every round");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_task_assigned_just_before_a_crash_is_still_paged_after_it_once() {
+    use rb_core::journal::Journal;
+    let g = Gauge::new(kafka(), "records_lag_max", 12_000.0);
+    let restore = Recorder::new(
+        "flink.restore",
+        Risk::Safe,
+        vec![Target::new("flink", "flink-main")],
+    );
+    let c = clock();
+    let first_journal = Arc::new(MemoryJournal::default());
+    let first = Engine::builder(Runbook::new("t").playbook(flink_playbook(&g, "schema", &restore)))
+        .clock(c)
+        .journal(first_journal.clone())
+        .notifier(Arc::new(Pager::default()))
+        .approver(Arc::new(AutoApprove))
+        .build()
+        .await
+        .unwrap();
+    run(&first, mins(5), secs(30)).await;
+    let id = first.open_incidents().await[0].clone();
+    drop(first);
+    // the journal as a crash right after `task_assigned` leaves it: no page yet
+    let journal = Arc::new(MemoryJournal::default());
+    for e in first_journal.entries(&id).await.unwrap() {
+        let assigned = matches!(e.event, Event::TaskAssigned { .. });
+        journal.append(&id, e.at, &e.event).await.unwrap();
+        if assigned {
+            break;
+        }
+    }
+    let pager = Pager::default();
+    let e = Engine::builder(Runbook::new("t").playbook(flink_playbook(&g, "schema", &restore)))
+        .clock(c)
+        .journal(journal)
+        .notifier(Arc::new(pager.clone()))
+        .approver(Arc::new(AutoApprove))
+        .build()
+        .await
+        .unwrap();
+    run(&e, mins(3), secs(30)).await;
+    let task_pages = pager
+        .all()
+        .into_iter()
+        .filter(|n| n.message.contains("deploy the fixed JAR"))
+        .count();
+    assert_eq!(task_pages, 1, "the owed page, once: {:?}", pager.all());
+    assert_eq!(restore.applied(), 0, "still waiting for the human");
+    e.complete_task(&id, "fix-schema", "bob").await.unwrap();
+    run(&e, mins(1), secs(30)).await;
+    assert_eq!(restore.applied(), 1);
+}

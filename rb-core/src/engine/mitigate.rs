@@ -225,6 +225,11 @@ fn owed_unknown_page(
     ))
 }
 
+/// The page that hands step `id`'s task to a human.
+fn task_page(id: &str, task: &str) -> String {
+    format!("task for a human (step {id}): {task} — mark it done when finished")
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
@@ -1213,6 +1218,24 @@ impl Inner {
         let entries = self.journal.entries(&o.id).await?;
         let state = step_state_of(&entries, &st.id, step);
         if state != StepState::NotStarted {
+            if let (Some(task), StepState::Started) = (&st.human_task, &state) {
+                // a restart between assigning the task and paging for it: the page is still owed
+                let assigned = step_entries(&entries, &st.id, step)
+                    .into_iter()
+                    .rev()
+                    .find(|e| matches!(e.event, Event::TaskAssigned { .. }))
+                    .map(|e| e.seq);
+                let paged = assigned.is_none_or(|seq| {
+                    entries.iter().filter(|e| e.seq > seq).any(|e| {
+                        matches!(&e.event, Event::Escalated { notification, .. }
+                            if notification.action == NotifyAction::Trigger)
+                    })
+                });
+                if !paged {
+                    self.escalate(o, p, EscalationReason::NeedsHuman, task_page(&st.id, task))
+                        .await?;
+                }
+            }
             return Ok(match (&st.human_task, state) {
                 (Some(_), StepState::Started) => Gate::Wait,
                 (Some(_), _) => Gate::Next,
@@ -1305,11 +1328,7 @@ impl Inner {
                 },
             )
             .await?;
-            let msg = format!(
-                "task for a human (step {}): {task} — mark it done when finished",
-                st.id
-            );
-            self.escalate(o, p, EscalationReason::NeedsHuman, msg)
+            self.escalate(o, p, EscalationReason::NeedsHuman, task_page(&st.id, task))
                 .await?;
             return Ok(Gate::Wait);
         }
