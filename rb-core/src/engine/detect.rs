@@ -511,7 +511,8 @@ impl Engine {
                     key,
                     finding: Some(finding),
                     opened_at: at,
-                    paged_role: None,
+                    ledger: Default::default(),
+                    diagnosed: false,
                     blind: false,
                     detect_is_probe: matches!(d.source, Source::Probe { .. }),
                     decided: None,
@@ -520,15 +521,10 @@ impl Engine {
                     staged_until: None,
                     detect_snapshot: None,
                     target,
-                    stage: Stage::Diagnose,
                     halted: false,
-                    mitigation_begun: false,
                     next_step: 0,
                     approval: None,
-                    recover_started: None,
                     recovering_since: None,
-                    recovery_escalated: false,
-                    page: None,
                     checks,
                     evidence: vec![detect_evidence],
                     commit_known: commit.is_some(),
@@ -622,7 +618,7 @@ impl Engine {
             };
             let mut open = open;
             let p = &inner.runbook.playbooks[b.playbook];
-            if open.stage == Stage::Recover && p.recovery.iter().any(|c| c.probe.is_none()) {
+            if open.stage() == Stage::Recover && p.recovery.iter().any(|c| c.probe.is_none()) {
                 open.detect_snapshot = b.groups.get(&open.key).map(|g| g.history.clone());
             }
             jobs.push(Job {

@@ -41,7 +41,7 @@ impl Inner {
             .escalate_to
             .clone()
             .unwrap_or_else(|| self.runbook.default_role.clone());
-        let attempt = o.page.as_ref().map(|pg| pg.attempt + 1).unwrap_or(1);
+        let attempt = o.ledger.page.as_ref().map(|pg| pg.attempt + 1).unwrap_or(1);
         self.page(o, p, role, reason, message, attempt).await
     }
 
@@ -75,21 +75,15 @@ impl Inner {
             "rb_escalations_total",
             vec![("role", role.clone()), ("reason", format!("{reason:?}"))],
         );
-        self.append(
-            &o.id,
+        // the fold makes it the page waiting for its acknowledgement, due after the role's SLA
+        self.record(
+            o,
             Event::Escalated {
                 notification: n,
                 error,
             },
         )
         .await?;
-        o.paged_role = Some(role.clone());
-        o.page = Some(Page {
-            sent: Instant::now(),
-            role,
-            due: Instant::now() + sla,
-            attempt,
-        });
         Ok(())
     }
 

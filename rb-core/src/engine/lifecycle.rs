@@ -19,7 +19,8 @@ impl Open {
             key: Labels::new(),
             opened_at: finding.since,
             finding: Some(finding),
-            paged_role: None,
+            ledger: Default::default(),
+            diagnosed: false,
             blind: true,
             detect_is_probe: true,
             decided: None,
@@ -28,19 +29,23 @@ impl Open {
             staged_until: None,
             detect_snapshot: None,
             target,
-            stage: Stage::Diagnose,
             halted: false,
-            mitigation_begun: false,
             next_step: 0,
             approval: None,
-            recover_started: None,
             recovering_since: None,
-            recovery_escalated: false,
-            page: None,
             checks: Vec::new(),
             evidence: Vec::new(),
             commit_known: false,
             last_check_labels: Vec::new(),
+        }
+    }
+
+    /// Where the incident is: the phase its journal says, except that an incident diagnosed in this
+    /// process goes on to mitigate (the Mitigate phase is journaled when its first step is reached).
+    pub(super) fn stage(&self) -> Stage {
+        match self.ledger.stage {
+            Stage::Diagnose if self.diagnosed => Stage::Mitigate,
+            s => s,
         }
     }
 }
@@ -65,12 +70,12 @@ impl Inner {
     /// Move one incident forward, outside the state lock.
     pub(super) async fn work(&self, job: Job) -> Done {
         let mut open = job.open;
-        let before = open.stage;
+        let before = open.stage();
         let result = self.advance(&mut open, job.verdict, job.manual).await;
         Done {
             fingerprint: job.fingerprint,
             mitigated: before != Stage::Recover
-                && open.stage == Stage::Recover
+                && open.stage() == Stage::Recover
                 && !self.runbook.playbooks[open.playbook].mitigation.is_empty(),
             open,
             result,
@@ -98,10 +103,9 @@ impl Inner {
                 acked_at: Some(at), ..
             }) = st.open.get(&d.fingerprint)
             {
-                // acknowledged while busy: that stops the page sent before it, not a newer one
-                if open.page.as_ref().is_some_and(|p| p.sent <= *at) {
-                    open.page = None;
-                }
+                // acknowledged while busy (journaled then): the same fold as every other event
+                let by = String::new();
+                open.ledger.apply(*at, &Event::Acknowledged { by });
             }
             if d.mitigated || std::mem::take(&mut open.fresh_detect) {
                 if let Some(b) = st.bindings.get_mut(open.binding) {
@@ -110,7 +114,7 @@ impl Inner {
                     }
                 }
             }
-            if open.stage == Stage::Review {
+            if open.stage() == Stage::Review {
                 st.open.remove(&d.fingerprint);
                 self.free_key(&d.fingerprint, &open.id).await;
                 report.closed.push(open.id.clone());
@@ -139,9 +143,8 @@ impl Inner {
                     match st.open.values_mut().find(|slot| slot.id() == id) {
                         Some(Slot::Idle(o)) => {
                             let msg = format!("acknowledged by {by}");
-                            self.append(&id, Event::Acknowledged { by }).await?;
-                            let (pb, role) = (o.playbook, o.paged_role.clone());
-                            o.page = None;
+                            self.record(o, Event::Acknowledged { by }).await?;
+                            let (pb, role) = (o.playbook, o.ledger.paged_role.clone());
                             self.follow_up(
                                 &id,
                                 pb,
@@ -152,8 +155,12 @@ impl Inner {
                             .await?;
                         }
                         Some(Slot::Busy { acked_at, .. }) => {
-                            self.append(&id, Event::Acknowledged { by }).await?;
-                            *acked_at = Some(Instant::now());
+                            // folded into the incident's ledger when it is put back
+                            let at = self.clock.now();
+                            self.journal
+                                .append(&id, at, &Event::Acknowledged { by })
+                                .await?;
+                            *acked_at = Some(at);
                         }
                         None => {}
                     }
@@ -183,7 +190,7 @@ impl Inner {
                                 self.follow_up(
                                     &id,
                                     o.playbook,
-                                    o.paged_role.as_deref(),
+                                    o.ledger.paged_role.as_deref(),
                                     NotifyAction::Resolve,
                                     msg,
                                 )
@@ -219,6 +226,16 @@ impl Inner {
             .journal
             .append(incident, self.clock.now(), &event)
             .await?)
+    }
+
+    /// Journal `event` for open incident `o` and fold it into the incident's [`ledger::Ledger`]: the
+    /// live half of the state machine whose other half is [`ledger::Ledger::fold`] on resume. The
+    /// event is folded only once it is journaled.
+    pub(super) async fn record(&self, o: &mut Open, event: Event) -> Result<u64, Error> {
+        let at = self.clock.now();
+        let seq = self.journal.append(&o.id, at, &event).await?;
+        o.ledger.apply(at, &event);
+        Ok(seq)
     }
 
     /// Observe a diagnosis or recovery probe for incident `o` (it sees the incident's window and key).
@@ -305,8 +322,8 @@ impl Inner {
         let p = &self.runbook.playbooks[o.playbook];
         let mut probes = 0;
         // SLA: re-escalate when a page was not acknowledged in time.
-        if let Some(page) = &o.page {
-            if Instant::now() >= page.due {
+        if let Some(page) = &o.ledger.page {
+            if self.clock.now() >= page.due {
                 let (role, attempt) = (page.role.clone(), page.attempt);
                 let next = self
                     .runbook
@@ -324,40 +341,41 @@ impl Inner {
             self.advance_blind(o, p, &verdict).await?;
             return Ok(probes);
         }
-        if o.stage == Stage::Diagnose {
+        if o.stage() == Stage::Diagnose {
             let span = tracing::info_span!("rb.phase", phase = "diagnose", incident = %o.id, playbook = %p.id);
             probes += self.diagnose(o, p).instrument(span).await?;
-            o.stage = Stage::Mitigate;
+            o.diagnosed = true;
         }
-        if o.stage == Stage::Mitigate && verdict == Verdict::Unevaluated {
+        if o.stage() == Stage::Mitigate && verdict == Verdict::Unevaluated {
             // resumed after a restart: wait for a fresh observation before acting
             return Ok(probes);
         }
-        if o.stage == Stage::Mitigate {
+        if o.stage() == Stage::Mitigate {
             let span = tracing::info_span!("rb.phase", phase = "mitigate", incident = %o.id, playbook = %p.id);
             if !self.mitigate(o, p, &verdict).instrument(span).await? {
                 // a step waits for its approver
                 return Ok(probes);
             }
-            self.append(
-                &o.id,
+            self.record(
+                o,
                 Event::Phase {
                     phase: Phase::Recover,
                 },
             )
             .await?;
-            o.stage = Stage::Recover;
-            o.recover_started = Some(Instant::now());
             return Ok(probes);
         }
-        if o.stage == Stage::Recover {
+        if o.stage() == Stage::Recover {
             let span = tracing::info_span!("rb.phase", phase = "recover", incident = %o.id, playbook = %p.id);
             probes += self
                 .recover(o, p, &verdict, manual)
                 .instrument(span)
                 .await?;
         }
-        if o.stage == Stage::Review
+        if o.stage() == Stage::Review && o.ledger.closed {
+            return Ok(probes);
+        }
+        if o.stage() == Stage::Review
             && self
                 .journal
                 .entries(&o.id)
@@ -368,28 +386,22 @@ impl Inner {
             // another engine working the same incident closed it first
             return Ok(probes);
         }
-        if o.stage == Stage::Review {
+        if o.stage() == Stage::Review {
             let span = tracing::info_span!("rb.phase", phase = "review", incident = %o.id, playbook = %p.id);
             async {
                 tracing::info!("incident recovered; review written");
             }
             .instrument(span)
             .await;
-            self.append(
-                &o.id,
-                Event::Phase {
-                    phase: Phase::Review,
-                },
-            )
-            .await?;
-            self.append(
-                &o.id,
+            // (the Review phase was journaled when recovery held for its window)
+            self.record(
+                o,
                 Event::Closed {
                     resolution: Resolution::Recovered,
                 },
             )
             .await?;
-            let role = o.paged_role.clone();
+            let role = o.ledger.paged_role.clone();
             self.follow_up(
                 &o.id,
                 o.playbook,
@@ -409,7 +421,7 @@ impl Inner {
         p: &Playbook,
         verdict: &Verdict,
     ) -> Result<(), Error> {
-        if o.stage == Stage::Diagnose {
+        if o.stage() == Stage::Diagnose {
             let msg = o
                 .finding
                 .as_ref()
@@ -417,17 +429,15 @@ impl Inner {
                 .unwrap_or_default();
             self.escalate(o, p, EscalationReason::NeedsHuman, msg)
                 .await?;
-            self.append(
-                &o.id,
+            self.record(
+                o,
                 Event::Phase {
                     phase: Phase::Recover,
                 },
             )
             .await?;
-            o.stage = Stage::Recover;
-            o.recover_started = Some(Instant::now());
         }
-        if o.stage == Stage::Recover && verdict.is_ok() {
+        if o.stage() == Stage::Recover && verdict.is_ok() {
             self.append(
                 &o.id,
                 Event::Note {
@@ -435,21 +445,21 @@ impl Inner {
                 },
             )
             .await?;
-            self.append(
-                &o.id,
+            self.record(
+                o,
                 Event::Phase {
                     phase: Phase::Review,
                 },
             )
             .await?;
-            self.append(
-                &o.id,
+            self.record(
+                o,
                 Event::Closed {
                     resolution: Resolution::Recovered,
                 },
             )
             .await?;
-            let role = o.paged_role.clone();
+            let role = o.ledger.paged_role.clone();
             self.follow_up(
                 &o.id,
                 o.playbook,
@@ -458,14 +468,13 @@ impl Inner {
                 "the probe sees again".into(),
             )
             .await?;
-            o.stage = Stage::Review;
         }
         Ok(())
     }
 
     pub(super) async fn diagnose(&self, o: &mut Open, p: &Playbook) -> Result<usize, Error> {
-        self.append(
-            &o.id,
+        self.record(
+            o,
             Event::Phase {
                 phase: Phase::Diagnose,
             },

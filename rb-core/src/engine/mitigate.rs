@@ -244,10 +244,9 @@ impl Inner {
         p: &Playbook,
         verdict: &Verdict,
     ) -> Result<bool, Error> {
-        if !o.mitigation_begun {
-            o.mitigation_begun = true;
-            self.append(
-                &o.id,
+        if !o.ledger.mitigation_begun {
+            self.record(
+                o,
                 Event::Phase {
                     phase: Phase::Mitigate,
                 },

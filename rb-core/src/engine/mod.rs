@@ -50,6 +50,7 @@ use crate::time::{human, secs, Clock, Timestamp};
 mod coord;
 mod detect;
 mod escalate;
+mod ledger;
 mod lifecycle;
 mod mitigate;
 mod recover;
@@ -450,14 +451,6 @@ enum Stage {
 }
 
 #[derive(Debug)]
-struct Page {
-    role: String,
-    sent: Instant,
-    due: Instant,
-    attempt: u32,
-}
-
-#[derive(Debug)]
 struct Check {
     /// When its probe runs next (checks with a schedule of their own).
     next_due: Option<Instant>,
@@ -477,8 +470,11 @@ struct Open {
     finding: Option<Finding>,
     /// When the incident opened.
     opened_at: Timestamp,
-    /// The last role paged (acknowledgements and resolutions go to it).
-    paged_role: Option<String>,
+    /// What the incident's journal decides (phase, page, recovery timers), folded from its events.
+    ledger: ledger::Ledger,
+    /// The diagnosis ran in this process (it is not journaled as a phase of its own: a resumed
+    /// incident still in Diagnose is diagnosed again, on fresh data).
+    diagnosed: bool,
     /// An incident about a probe that cannot see its target: paged, closed when it sees again.
     blind: bool,
     /// Whether the detect source is a scheduled probe (it can be observed again on demand).
@@ -494,18 +490,13 @@ struct Open {
     /// The detect key's history, handed over for recovery checks judged on the detect stream.
     detect_snapshot: Option<History>,
     target: Target,
-    stage: Stage,
     halted: bool,
-    /// Whether the Mitigate phase was entered (journaled) already.
-    mitigation_begun: bool,
     /// The next mitigation step to run.
     next_step: usize,
     /// The step waiting for its approver, if any.
     approval: Option<PendingApproval>,
-    recover_started: Option<Instant>,
-    recovering_since: Option<Instant>,
-    recovery_escalated: bool,
-    page: Option<Page>,
+    /// Since when every recovery verdict has been ok (the stability window's start).
+    recovering_since: Option<Timestamp>,
     checks: Vec<Check>,
     evidence: Vec<Evidence>,
     commit_known: bool,
@@ -521,7 +512,7 @@ enum Slot {
     /// on meanwhile. An acknowledgement made meanwhile is journaled at once and remembered here.
     Busy {
         id: String,
-        acked_at: Option<Instant>,
+        acked_at: Option<Timestamp>,
     },
 }
 

@@ -87,19 +87,25 @@ impl Inner {
             }
             o.last_check_labels = labels;
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         if all_ok {
             let since = *o.recovering_since.get_or_insert(now);
-            if now.duration_since(since) >= p.stability_window {
-                o.stage = Stage::Review;
+            if now.since(since) >= p.stability_window {
+                self.record(
+                    o,
+                    Event::Phase {
+                        phase: Phase::Review,
+                    },
+                )
+                .await?;
                 return Ok(probes);
             }
         } else {
             o.recovering_since = None;
         }
-        let started = *o.recover_started.get_or_insert(now);
-        if !o.recovery_escalated && now.duration_since(started) >= p.recovery_deadline {
-            o.recovery_escalated = true;
+        let started = o.ledger.recover_started.unwrap_or(now);
+        if !o.ledger.recovery_escalated && now.since(started) >= p.recovery_deadline {
+            // (journaled with the page: the fold marks the deadline escalated)
             let msg = format!(
                 "{}: not recovered {} after mitigation",
                 p.title,

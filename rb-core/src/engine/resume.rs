@@ -1,5 +1,6 @@
 //! Resuming open incidents from the journal when an engine starts.
 
+use super::ledger::{recovering_since, Ledger};
 use super::mitigate::record_keys;
 use super::*;
 
@@ -74,39 +75,11 @@ impl Engine {
                 continue;
             }
             let p = &inner.runbook.playbooks[pi];
-            let stage = match incident.phases.last() {
-                None | Some(Phase::Detect) | Some(Phase::Diagnose) => Stage::Diagnose,
-                Some(Phase::Mitigate) => Stage::Mitigate,
-                Some(Phase::Recover) => Stage::Recover,
-                Some(Phase::Review) => Stage::Review,
-            };
-            // timers are rebuilt from the journal's wall-clock times: a page due 10 minutes after it was
-            // sent is due then, whenever the engine restarted
-            let mut page = None;
-            let mut recover_started = None;
-            let mut recovery_escalated = false;
-            for e in &incident.timeline {
-                match &e.event {
-                    Event::Escalated { notification, .. }
-                        if notification.action == NotifyAction::Trigger =>
-                    {
-                        page = Some(Page {
-                            sent: instant_of(inner.clock, e.at),
-                            role: notification.role.clone(),
-                            due: instant_of(inner.clock, notification.ack_due),
-                            attempt: notification.attempt,
-                        });
-                        if notification.reason == EscalationReason::RecoveryTimedOut {
-                            recovery_escalated = true;
-                        }
-                    }
-                    Event::Acknowledged { .. } => page = None,
-                    Event::Phase {
-                        phase: Phase::Recover,
-                    } => recover_started = Some(instant_of(inner.clock, e.at)),
-                    _ => {}
-                }
-            }
+            // the same fold the live path applies event by event: the phase, the page waiting for
+            // its acknowledgement (due when it was due, whenever the engine restarted), the recovery
+            // timers
+            let ledger = Ledger::fold(&incident.timeline);
+            let stage = ledger.stage;
             inner
                 .append(
                     &id,
@@ -187,6 +160,7 @@ impl Engine {
                 key: rec.key.clone(),
                 finding: Some(rec.finding.clone()),
                 opened_at: rec.opened_at,
+                diagnosed: false,
                 blind: rec.fingerprint.starts_with("blind:"),
                 detect_is_probe,
                 decided: None,
@@ -194,21 +168,13 @@ impl Engine {
                 muted_until: None,
                 staged_until: None,
                 detect_snapshot: None,
-                paged_role: incident.timeline.iter().rev().find_map(|e| match &e.event {
-                    Event::Escalated { notification, .. } => Some(notification.role.clone()),
-                    _ => None,
-                }),
                 target: rec.target.clone(),
-                stage,
                 halted: false,
-                mitigation_begun: stage == Stage::Mitigate,
                 next_step: 0,
                 approval: None,
-                recover_started: recover_started.filter(|_| stage == Stage::Recover),
-                recovering_since: recovering_since(&incident.timeline, p, inner.clock)
+                recovering_since: recovering_since(&incident.timeline, p)
                     .filter(|_| stage == Stage::Recover),
-                recovery_escalated,
-                page,
+                ledger,
                 checks: p
                     .recovery
                     .iter()
@@ -320,71 +286,6 @@ fn restore_detection(
 
 /// The tokio instant of wall-clock time `at` (in the past for journaled events: a timer started before a
 /// restart keeps its remaining time, not its whole length).
-/// Since when every recovery verdict of the current recovery phase has been ok, from the journal's
-/// `recovery` entries (written whenever a verdict changes): a restart inside the stability window
-/// finishes the window where it would have ended, not a whole window after the restart. `None` when
-/// the incident is not recovering, or when any of its latest verdicts is not ok.
-pub(super) fn recovering_since(
-    timeline: &[crate::journal::Entry],
-    p: &Playbook,
-    clock: Clock,
-) -> Option<Instant> {
-    // only the entries of the last recovery phase count
-    let start = timeline
-        .iter()
-        .rposition(|e| {
-            matches!(
-                e.event,
-                Event::Phase {
-                    phase: Phase::Recover
-                }
-            )
-        })
-        .map_or(0, |i| i + 1);
-    // every round whose verdicts changed journals all of them, in one order: the detect symptom's
-    // verdict, then each recovery check's; entries are matched to that order by position (a name
-    // can appear twice: a check judged over the detect stream has the detect symptom's name). A
-    // journal that does not follow the playbook's order (the playbook changed) rebuilds nothing,
-    // and the window starts again, as before.
-    let mut names: Vec<String> = p
-        .detectors
-        .first()
-        .map(|d| d.symptom.name())
-        .into_iter()
-        .collect();
-    names.extend(p.recovery.iter().map(|c| c.symptom.name()));
-    if names.is_empty() {
-        return None;
-    }
-    let mut since: Option<Timestamp> = None;
-    let mut round_ok = true;
-    let mut round_at = None;
-    let mut pos = 0;
-    for e in &timeline[start..] {
-        let Event::Recovery { check, verdict } = &e.event else {
-            continue;
-        };
-        if *check != names[pos] {
-            return None;
-        }
-        if pos == 0 {
-            round_ok = true;
-            round_at = Some(e.at);
-        }
-        round_ok &= verdict.is_ok();
-        pos += 1;
-        if pos == names.len() {
-            pos = 0;
-            if !round_ok {
-                since = None;
-            } else if since.is_none() {
-                since = round_at;
-            }
-        }
-    }
-    since.map(|at| instant_of(clock, at))
-}
-
 pub(super) fn instant_of(clock: Clock, at: Timestamp) -> Instant {
     let now_wall = clock.now();
     let now = Instant::now();
