@@ -105,10 +105,8 @@ impl Ledger {
                 }
             }
             // an acknowledgement stops the page sent before it, not a newer one
-            Event::Acknowledged { .. } => {
-                if self.page.as_ref().is_some_and(|p| p.sent <= at) {
-                    self.page = None;
-                }
+            Event::Acknowledged { .. } if self.page.as_ref().is_some_and(|p| p.sent <= at) => {
+                self.page = None;
             }
             Event::Closed { .. } => {
                 self.closed = true;
