@@ -259,6 +259,21 @@ pub trait Coordinator: Send + Sync + fmt::Debug {
         ttl: Duration,
     ) -> Result<Lease, CoordinationError>;
 
+    /// Lease the work on incident `incident` for `holder` until `ttl` from now: one engine advances an
+    /// open incident at a time (its phases, pages and close), renewing the lease every round; another
+    /// engine adopts the incident once the lease lapses (its holder stopped). `Held` while another
+    /// holder's lease is live. The default leases the target named `incident/<id>`, so a store need
+    /// not know incidents apart from targets.
+    async fn lease_incident(
+        &self,
+        incident: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Lease, CoordinationError> {
+        self.lease_target(&format!("incident/{incident}"), holder, ttl)
+            .await
+    }
+
     /// Extend a live lease or claim by `ttl` from now (the store's now); the token does not change.
     /// `Stale` when it expired or was taken over.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, CoordinationError>;

@@ -436,6 +436,8 @@ async fn two_engines_sharing_a_journal_and_a_coordinator_never_open_or_apply_twi
         "two engines, {seeds} seeds: incidents {incidents}, steps applied {steps}, repeats {repeats}, incidents closed twice {closed_twice}, steps started by engine {by_engine:?}"
     );
     assert_eq!(repeats, 0);
+    // one engine works an incident at a time: a joiner does not advance the incidents others hold
+    assert_eq!(closed_twice, 0, "an incident closed by two engines");
     // every engine got work: the incidents were raced for, not all taken by one, and the engine
     // that joined late won some steps from the engines already working them
     assert_eq!(by_engine.len(), 3, "{by_engine:?}");
@@ -455,4 +457,111 @@ async fn without_a_shared_coordinator_the_same_scenario_opens_and_applies_twice(
         "and apply a step twice: {:?}",
         out.applies
     );
+}
+
+/// Engines a and b work every service; b stops at 12 s (its steps in flight finish first); c starts
+/// at 6 s, while b still holds its incidents, and adopts them once b's leases lapse.
+async fn failover(seed: u64) -> (Outcome2, usize) {
+    let world = Arc::new(World::default());
+    for b in &world.broken {
+        b.store(true, Ordering::SeqCst);
+    }
+    let store = Arc::new(MemoryJournal::new());
+    let shared = Arc::new(InProcessCoordinator::new());
+    let clock = common::clock();
+    let build = |e: u64| {
+        Engine::builder(runbook(&world))
+            .journal(Arc::new(SlowJournal {
+                inner: store.clone(),
+                jitter: Jitter::new(seed * 8 + e, 40),
+            }))
+            .coordinator(Arc::new(SlowCoordinator {
+                inner: shared.clone(),
+                jitter: Jitter::new(seed * 8 + 4 + e, 40),
+            }))
+            .holder(format!("engine-{e}"))
+            .clock(clock)
+            .jitter_seed(seed ^ e)
+            .incident_id_seed(seed * 3 + e)
+            .build()
+    };
+    let a = build(0).await.unwrap();
+    let b = build(1).await.unwrap();
+    let late = async {
+        tokio::time::sleep(secs(6)).await;
+        let c = build(2).await.unwrap();
+        c.run_for(mins(2) - secs(6)).await
+    };
+    let (ra, rb, rc) = futures::join!(a.run_for(mins(2)), b.run_for(secs(12)), late);
+    ra.unwrap();
+    rb.unwrap();
+    rc.unwrap();
+    let (mut opened, mut started_by) = (BTreeMap::new(), BTreeMap::new());
+    let (mut recovered, mut halted, mut closed, mut adopted) = (0, 0, 0, 0);
+    for id in store.incidents().await.unwrap() {
+        let entries = store.entries(&id).await.unwrap();
+        let mut resumed = 0;
+        for e in &entries {
+            match &e.event {
+                Event::Started { holder, .. } => {
+                    *started_by
+                        .entry(holder.clone().unwrap_or_default())
+                        .or_default() += 1;
+                }
+                Event::Interrupted { .. } | Event::Refused { .. } => halted += 1,
+                Event::Closed { .. } => closed += 1,
+                Event::Note { text } if text.contains("engine resumed the incident") => {
+                    resumed += 1
+                }
+                _ => {}
+            }
+        }
+        assert!(resumed <= 1, "seed {seed}: {id} adopted {resumed} times");
+        adopted += resumed;
+        let inc = rb_core::Incident::from_entries(entries).unwrap();
+        *opened.entry(inc.record.fingerprint.clone()).or_default() += 1;
+        if inc.resolution == Some(Resolution::Recovered) {
+            recovered += 1;
+        }
+    }
+    let applies = world.applies.lock().unwrap().clone();
+    let tokens = world.tokens.lock().unwrap().clone();
+    let out = Outcome2 {
+        opened,
+        applies,
+        recovered,
+        tokens,
+        started_by,
+        halted,
+        closed,
+    };
+    (out, adopted)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_whose_engine_stopped_is_adopted_by_another_once_its_lease_lapses() {
+    let mut adopted = 0;
+    for seed in 0..50 {
+        let (out, n) = failover(seed).await;
+        adopted += n;
+        for (key, n) in &out.opened {
+            assert_eq!(*n, 1, "seed {seed}: incident key {key} opened {n} times");
+        }
+        assert_eq!(
+            out.recovered, TARGETS,
+            "seed {seed}: every incident recovers"
+        );
+        assert_eq!(
+            out.closed, TARGETS,
+            "seed {seed}: each incident closed once"
+        );
+        assert_eq!(out.halted, 0, "seed {seed}: no step interrupted or refused");
+        for ((i, action), n) in &out.applies {
+            assert_eq!(*n, 1, "seed {seed}: {action} on svc-{i} applied {n} times");
+        }
+        let _ = &out.tokens;
+        let _ = &out.started_by;
+    }
+    println!("failover, 50 seeds: incidents adopted from the stopped engine {adopted}");
+    assert!(adopted > 0, "the stopped engine's incidents were adopted");
 }

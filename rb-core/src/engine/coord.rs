@@ -1,7 +1,9 @@
 //! The engine's side of coordination with other engines on the same journal: one open incident per
 //! incident key ([`Coordinator::open_or_get`]), a step applied only after its claim was begun
 //! ([`Coordinator::claim_step`], [`Coordinator::begin_step`]: the fencing token goes to the
-//! remediation), one remediation per target at a time across engines ([`Coordinator::lease_target`]).
+//! remediation), one remediation per target at a time across engines ([`Coordinator::lease_target`]),
+//! one engine advancing an open incident at a time ([`Coordinator::lease_incident`], renewed every
+//! round; an incident whose engine stopped renewing is adopted by another).
 
 use super::*;
 use crate::coordination::{CoordinationError, CoordinationErrorKind, Lease, OpenOrGet, Resource};
@@ -12,7 +14,13 @@ impl Inner {
     /// next round: an incident is never opened without the store's word).
     pub(super) async fn may_open(&self, fingerprint: &str, id: &str) -> bool {
         match self.coordinator.open_or_get(fingerprint, id).await {
-            Ok(OpenOrGet::Opened(_)) => true,
+            Ok(OpenOrGet::Opened(_)) => {
+                // a new incident: its work is this engine's (nobody else knows its id yet)
+                if !self.take_incident(id).await {
+                    tracing::warn!(incident = %id, "could not lease the new incident's work; working it anyway");
+                }
+                true
+            }
             Ok(OpenOrGet::Existing(other)) => {
                 tracing::debug!(key = %fingerprint, incident = %other, "incident key held by another engine's incident");
                 other == id
@@ -39,6 +47,117 @@ impl Inner {
         if let Err(e) = self.coordinator.close_incident(fingerprint, id).await {
             tracing::debug!(error = %e, key = %fingerprint, incident = %id, "incident key not freed");
         }
+        let lease = self
+            .incident_leases
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(id));
+        if let Some(l) = lease {
+            self.release_all(&[l]).await;
+        }
+    }
+
+    /// How long the lease on an incident's work lives without renewal: several rounds, so that a slow
+    /// round does not lose it, and short enough that another engine adopts the incident soon after
+    /// this one stops.
+    pub(super) fn incident_ttl(&self) -> Duration {
+        (self.tick_interval * 6).max(secs(30))
+    }
+
+    /// Take (or take again) the lease on incident `id`'s work. False when another engine's lease is
+    /// live, or the store could not say (then it is tried again next round).
+    pub(super) async fn take_incident(&self, id: &str) -> bool {
+        match self
+            .coordinator
+            .lease_incident(id, &self.holder, self.incident_ttl())
+            .await
+        {
+            Ok(l) => {
+                if let Ok(mut m) = self.incident_leases.lock() {
+                    m.insert(id.to_string(), l);
+                }
+                true
+            }
+            Err(e) => {
+                if e.kind() != CoordinationErrorKind::Held {
+                    tracing::warn!(error = %e, incident = %id, "could not lease the incident's work");
+                }
+                false
+            }
+        }
+    }
+
+    /// At the start of every round: renew the leases on the open incidents' work (an incident whose
+    /// lease another engine took meanwhile is left to it), and adopt the incidents found in the
+    /// journal at start whose engine stopped renewing them.
+    pub(super) async fn hold_incidents(&self) -> Result<(), Error> {
+        let held: Vec<(String, Lease)> = self
+            .incident_leases
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let mut lost = Vec::new();
+        for (id, lease) in held {
+            match self.coordinator.renew(&lease, self.incident_ttl()).await {
+                Ok(l) => {
+                    if let Ok(mut m) = self.incident_leases.lock() {
+                        m.insert(id, l);
+                    }
+                }
+                // lapsed (a long pause): take it again unless another engine did
+                Err(_) if self.take_incident(&id).await => {}
+                Err(_) => lost.push(id),
+            }
+        }
+        let later: Vec<String> = self
+            .adopt_later
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        if lost.is_empty() && later.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.state.lock().await;
+        for id in lost {
+            let key = st
+                .open
+                .iter()
+                .find(|(_, slot)| matches!(slot, Slot::Idle(o) if o.id == id))
+                .map(|(k, _)| k.clone());
+            if let Some(key) = key {
+                // (a busy one is put back by its job and let go at the next round)
+                tracing::warn!(incident = %id, "another engine holds this incident's work now; left to it");
+                st.open.remove(&key);
+                if let Ok(mut m) = self.incident_leases.lock() {
+                    m.remove(&id);
+                }
+            }
+        }
+        let mut still = Vec::new();
+        for id in later {
+            let closed = self
+                .journal
+                .entries(&id)
+                .await?
+                .iter()
+                .any(|e| matches!(e.event, Event::Closed { .. }));
+            if closed {
+                continue;
+            }
+            if self.take_incident(&id).await {
+                tracing::info!(incident = %id, "the engine working this incident stopped; adopted here");
+                self.resume_one(&mut st, &id).await?;
+            } else {
+                still.push(id);
+            }
+        }
+        if !still.is_empty() {
+            if let Ok(mut v) = self.adopt_later.lock() {
+                v.extend(still);
+            }
+        }
+        self.publish_open(&st);
+        Ok(())
     }
 
     /// How long a step's claim and its target leases live: the whole step (attempts, backoff and

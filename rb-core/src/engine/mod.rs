@@ -308,6 +308,8 @@ impl EngineBuilder {
             max_concurrent_probes: self.max_concurrent_probes,
             coordinator,
             holder,
+            incident_leases: Mutex::new(Default::default()),
+            adopt_later: Mutex::new(Vec::new()),
         });
         let engine = Engine { inner };
         engine.resume().await?;
@@ -371,6 +373,11 @@ struct Inner {
     coordinator: Arc<dyn Coordinator>,
     /// This engine's name as a holder of claims and leases.
     holder: String,
+    /// The leases on the work of the open incidents this engine holds, by incident id.
+    incident_leases: Mutex<std::collections::HashMap<String, crate::coordination::Lease>>,
+    /// Open incidents found in the journal whose work another engine held: adopted when its lease
+    /// lapses.
+    adopt_later: Mutex<Vec<String>>,
 }
 
 /// A human's command, applied by the engine between ticks.

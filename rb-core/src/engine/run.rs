@@ -20,6 +20,7 @@ impl Engine {
     /// [`Engine::run`] and [`Engine::run_for`] do not wait like this: while one incident's remediation
     /// is in flight they keep probing, detecting and working the other incidents.
     pub async fn tick(&self) -> Result<TickReport, Error> {
+        self.inner.hold_incidents().await?;
         let (mut report, jobs) = self.round().await?;
         let done = join_all(jobs.into_iter().map(|j| self.inner.work(j))).await;
         self.inner.finish(done, &mut report).await?;
@@ -37,6 +38,10 @@ impl Engine {
         let mut inflight = futures::stream::FuturesUnordered::new();
         let mut result = Ok(());
         'rounds: loop {
+            if let Err(e) = inner.hold_incidents().await {
+                result = Err(e);
+                break;
+            }
             match self.round().await {
                 Ok((_, jobs)) => inflight.extend(jobs.into_iter().map(|j| inner.work(j))),
                 Err(e) => {
