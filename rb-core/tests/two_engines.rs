@@ -565,3 +565,78 @@ async fn an_incident_whose_engine_stopped_is_adopted_by_another_once_its_lease_l
     println!("failover, 50 seeds: incidents adopted from the stopped engine {adopted}");
     assert!(adopted > 0, "the stopped engine's incidents were adopted");
 }
+
+/// Tick both engines every 30 s for `d`.
+async fn run_both(a: &Engine, b: &Engine, d: Duration) {
+    let end = tokio::time::Instant::now() + d;
+    while tokio::time::Instant::now() < end {
+        a.tick().await.unwrap();
+        b.tick().await.unwrap();
+        tokio::time::sleep(secs(30)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_human_acknowledges_and_closes_through_an_engine_that_does_not_work_the_incident() {
+    use common::{backlog, Gauge, Pager};
+    let store = Arc::new(MemoryJournal::new());
+    let shared = Arc::new(InProcessCoordinator::new());
+    let clock = common::clock();
+    let g = Gauge::new(common::kafka(), "records_lag_max", 12_000.0);
+    let pager = Pager::default();
+    let build = |name: &str| {
+        Engine::builder(Runbook::new("t").playbook(backlog(&g, vec![])))
+            .journal(store.clone())
+            .coordinator(shared.clone())
+            .holder(name)
+            .clock(clock)
+            .notifier(Arc::new(pager.clone()))
+            .build()
+    };
+    let a = build("engine-a").await.unwrap();
+    let b = build("engine-b").await.unwrap();
+    run_both(&a, &b, mins(3)).await;
+    let (holder, other) = if a.open_incidents().await.is_empty() {
+        (&b, &a)
+    } else {
+        (&a, &b)
+    };
+    let id = holder.open_incidents().await.pop().expect("one incident");
+    assert!(
+        other.open_incidents().await.is_empty(),
+        "one engine works it"
+    );
+    assert_eq!(pager.roles().len(), 1, "paged once: {:?}", pager.all());
+
+    // acknowledged through the engine that does not work it: the SLA page 15 minutes later is not sent
+    other.acknowledge(&id, "alice").await.unwrap();
+    run_both(&a, &b, mins(20)).await;
+    assert_eq!(
+        pager.roles().len(),
+        1,
+        "no SLA re-page after the acknowledgement: {:?}",
+        pager.all()
+    );
+    assert!(pager
+        .all()
+        .iter()
+        .any(|n| n.action == rb_core::escalation::NotifyAction::Acknowledge));
+
+    // closed through it: the working engine lets the incident go; it is closed once
+    other.close(&id, "bob").await.unwrap();
+    run_both(&a, &b, mins(2)).await;
+    assert!(holder.open_incidents().await.is_empty());
+    let entries = store.entries(&id).await.unwrap();
+    let closed: Vec<_> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Closed { resolution } => Some(resolution.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        closed,
+        vec![Resolution::ClosedByHuman { by: "bob".into() }],
+        "closed once, by the human"
+    );
+}

@@ -67,9 +67,39 @@ impl Inner {
         self.policy_state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The playbook (by index) and the role last paged of incident `id`, from its journal.
+    pub(super) async fn journaled_page_role(
+        &self,
+        id: &str,
+    ) -> Result<(usize, Option<String>), Error> {
+        let entries = self.journal.entries(id).await?;
+        let playbook = Incident::from_entries(entries.clone())
+            .and_then(|i| {
+                self.runbook
+                    .playbooks
+                    .iter()
+                    .position(|p| p.id == i.record.playbook)
+            })
+            .unwrap_or(usize::MAX);
+        Ok((playbook, ledger::Ledger::fold(&entries).paged_role))
+    }
+
     /// Move one incident forward, outside the state lock.
     pub(super) async fn work(&self, job: Job) -> Done {
         let mut open = job.open;
+        // the journal is the truth: what another engine journaled for this incident (a human's
+        // acknowledgement or close given there) is folded in before it moves on
+        match self.journal.entries(&open.id).await {
+            Ok(entries) => open.ledger = ledger::Ledger::fold(&entries),
+            Err(e) => {
+                return Done {
+                    fingerprint: job.fingerprint,
+                    mitigated: false,
+                    open,
+                    result: Err(e.into()),
+                }
+            }
+        }
         let before = open.stage();
         let result = self.advance(&mut open, job.verdict, job.manual).await;
         Done {
@@ -162,7 +192,21 @@ impl Inner {
                                 .await?;
                             *acked_at = Some(at);
                         }
-                        None => {}
+                        // another engine works it: the journal carries the acknowledgement to it (it
+                        // folds its incident's journal every round); the paging system hears it from here
+                        None => {
+                            let msg = format!("acknowledged by {by}");
+                            let (pb, role) = self.journaled_page_role(&id).await?;
+                            self.append(&id, Event::Acknowledged { by }).await?;
+                            self.follow_up(
+                                &id,
+                                pb,
+                                role.as_deref(),
+                                NotifyAction::Acknowledge,
+                                msg,
+                            )
+                            .await?;
+                        }
                     }
                 }
                 Command::Close { id, by } => {
@@ -197,7 +241,31 @@ impl Inner {
                                 .await?;
                             }
                         }
-                        None => {}
+                        // another engine works it: closed in the journal, which that engine folds at
+                        // its next round (a step it has in flight finishes; no later step starts)
+                        None => {
+                            let entries = self.journal.entries(&id).await?;
+                            let Some(inc) = Incident::from_entries(entries) else {
+                                continue;
+                            };
+                            if inc.is_closed() {
+                                continue;
+                            }
+                            let (pb, role) = self.journaled_page_role(&id).await?;
+                            self.append(
+                                &id,
+                                Event::Phase {
+                                    phase: Phase::Review,
+                                },
+                            )
+                            .await?;
+                            let msg = format!("closed by {by}");
+                            let resolution = Resolution::ClosedByHuman { by };
+                            self.append(&id, Event::Closed { resolution }).await?;
+                            self.free_key(&inc.record.fingerprint, &id).await;
+                            self.follow_up(&id, pb, role.as_deref(), NotifyAction::Resolve, msg)
+                                .await?;
+                        }
                     }
                 }
             }

@@ -413,6 +413,13 @@ impl Inner {
         let action = rem.id().to_string();
         // at-most-once: the journal is the truth
         let mut entries = self.journal.entries(&o.id).await?;
+        if entries
+            .iter()
+            .any(|e| matches!(e.event, Event::Closed { .. }))
+        {
+            // closed meanwhile by a human through another engine: no later step starts
+            return Ok(StepResult::Elsewhere);
+        }
         let id = sid(p, step);
         let mut state = step_state_of(&entries, &id, step);
         if matches!(state, StepState::Started | StepState::Done) {
