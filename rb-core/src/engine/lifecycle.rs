@@ -67,6 +67,31 @@ impl Inner {
         self.policy_state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Close incident `id` (incident key `key`) for a human: journaled, its key freed, the paging
+    /// system told (through the role paged last).
+    async fn close_by_hand(
+        &self,
+        id: &str,
+        key: &str,
+        playbook: usize,
+        role: Option<String>,
+        by: String,
+    ) -> Result<(), Error> {
+        self.append(
+            id,
+            Event::Phase {
+                phase: Phase::Review,
+            },
+        )
+        .await?;
+        let msg = format!("closed by {by}");
+        let resolution = Resolution::ClosedByHuman { by };
+        self.append(id, Event::Closed { resolution }).await?;
+        self.free_key(key, id).await;
+        self.follow_up(id, playbook, role.as_deref(), NotifyAction::Resolve, msg)
+            .await
+    }
+
     /// The playbook (by index) and the role last paged of incident `id`, from its journal.
     pub(super) async fn journaled_page_role(
         &self,
@@ -219,27 +244,12 @@ impl Inner {
                         // a step in flight finishes first; the close follows
                         Some((_, true)) => later.push(Command::Close { id, by }),
                         Some((key, false)) => {
-                            self.append(
-                                &id,
-                                Event::Phase {
-                                    phase: Phase::Review,
-                                },
-                            )
-                            .await?;
-                            let msg = format!("closed by {by}");
-                            let resolution = Resolution::ClosedByHuman { by };
-                            self.append(&id, Event::Closed { resolution }).await?;
-                            self.free_key(&key, &id).await;
-                            if let Some(Slot::Idle(o)) = st.open.remove(&key) {
-                                self.follow_up(
-                                    &id,
-                                    o.playbook,
-                                    o.ledger.paged_role.as_deref(),
-                                    NotifyAction::Resolve,
-                                    msg,
-                                )
-                                .await?;
-                            }
+                            let Some(Slot::Idle(o)) = st.open.get(&key) else {
+                                continue;
+                            };
+                            let (pb, role) = (o.playbook, o.ledger.paged_role.clone());
+                            self.close_by_hand(&id, &key, pb, role, by).await?;
+                            st.open.remove(&key);
                         }
                         // another engine works it: closed in the journal, which that engine folds at
                         // its next round (a step it has in flight finishes; no later step starts)
@@ -252,18 +262,7 @@ impl Inner {
                                 continue;
                             }
                             let (pb, role) = self.journaled_page_role(&id).await?;
-                            self.append(
-                                &id,
-                                Event::Phase {
-                                    phase: Phase::Review,
-                                },
-                            )
-                            .await?;
-                            let msg = format!("closed by {by}");
-                            let resolution = Resolution::ClosedByHuman { by };
-                            self.append(&id, Event::Closed { resolution }).await?;
-                            self.free_key(&inc.record.fingerprint, &id).await;
-                            self.follow_up(&id, pb, role.as_deref(), NotifyAction::Resolve, msg)
+                            self.close_by_hand(&id, &inc.record.fingerprint, pb, role, by)
                                 .await?;
                         }
                     }

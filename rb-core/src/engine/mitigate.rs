@@ -93,6 +93,14 @@ fn interrupted_paged(entries: &[crate::journal::Entry], id: &str, step: usize) -
     })
 }
 
+/// Whether a page was journaled after entry `seq` (delivered or not).
+fn paged_after(entries: &[crate::journal::Entry], seq: u64) -> bool {
+    entries.iter().filter(|e| e.seq > seq).any(|e| {
+        matches!(&e.event, Event::Escalated { notification, .. }
+            if notification.action == NotifyAction::Trigger)
+    })
+}
+
 /// The page owed for step `id` (at `step`) when its last refusal or failure was journaled and no page
 /// followed it (a restart in between): the reason and the message the live path would have sent.
 fn owed_page(
@@ -119,11 +127,7 @@ fn owed_page(
                     }
             )
         })?;
-    let paged = entries.iter().filter(|e| e.seq > last.seq).any(|e| {
-        matches!(&e.event, Event::Escalated { notification, .. }
-            if notification.action == NotifyAction::Trigger)
-    });
-    if paged {
+    if paged_after(entries, last.seq) {
         return None;
     }
     match &last.event {
@@ -209,11 +213,7 @@ fn owed_unknown_page(
                 }
             )
         })?;
-    let paged = entries.iter().filter(|e| e.seq > last.seq).any(|e| {
-        matches!(&e.event, Event::Escalated { notification, .. }
-            if notification.action == NotifyAction::Trigger)
-    });
-    if paged {
+    if paged_after(entries, last.seq) {
         return None;
     }
     let error = match &last.event {
@@ -1231,12 +1231,7 @@ impl Inner {
                     .rev()
                     .find(|e| matches!(e.event, Event::TaskAssigned { .. }))
                     .map(|e| e.seq);
-                let paged = assigned.is_none_or(|seq| {
-                    entries.iter().filter(|e| e.seq > seq).any(|e| {
-                        matches!(&e.event, Event::Escalated { notification, .. }
-                            if notification.action == NotifyAction::Trigger)
-                    })
-                });
+                let paged = assigned.is_none_or(|seq| paged_after(&entries, seq));
                 if !paged {
                     self.escalate(o, p, EscalationReason::NeedsHuman, task_page(&st.id, task))
                         .await?;
