@@ -27,8 +27,9 @@ impl Binding {
     }
 
     /// Record a probe's result. Per-series keys: each key's samples (plus those that carry none of the
-    /// key labels) go to that key's history; a failure goes to every key. Returns the keys that changed.
-    pub(super) fn push(&mut self, mut record: Record) -> Vec<Labels> {
+    /// key labels) go to that key's history; a failure goes to every key. Each key that changed is
+    /// handed to `changed` (no `Vec` per record: most bindings have one key).
+    pub(super) fn push(&mut self, mut record: Record, mut changed: impl FnMut(Labels)) {
         if let Ok(obs) = &mut record.result {
             let (samples, facts) = self.reads.split(obs);
             self.unread = (!samples.is_empty() || !facts.is_empty()).then(|| Unread {
@@ -39,7 +40,8 @@ impl Binding {
         }
         if self.key_by.is_empty() {
             self.group(Labels::new(), record.at).history.push(record);
-            return vec![Labels::new()];
+            changed(Labels::new());
+            return;
         }
         let at = record.at;
         let obs = match record.result {
@@ -50,7 +52,8 @@ impl Binding {
                         result: Err(f.clone()),
                     });
                 }
-                return self.groups.keys().cloned().collect();
+                self.groups.keys().cloned().for_each(changed);
+                return;
             }
             Ok(obs) => obs,
         };
@@ -69,7 +72,6 @@ impl Binding {
                 parts.insert(k.clone(), Vec::new());
             }
         }
-        let mut changed = Vec::with_capacity(parts.len());
         for (k, mut samples) in parts {
             samples.extend(shared.iter().cloned());
             let sub = Observation {
@@ -86,9 +88,8 @@ impl Binding {
                 at,
                 result: Ok(sub),
             });
-            changed.push(k);
+            changed(k);
         }
-        changed
     }
 
     /// Forget per-series keys not seen for the history's age and not firing (a deleted connector).
@@ -427,8 +428,7 @@ impl Inner {
             };
             self.append(crate::journal::DETECTION, ev).await?;
         }
-        let keys = b.push(record(at, res));
-        changed.extend(keys.into_iter().map(|k| (i, k)));
+        b.push(record(at, res), |k| changed.push((i, k)));
         b.prune(at, &st.open);
         if let Source::Probe { schedule, .. } =
             &self.runbook.playbooks[b.playbook].detectors[b.detector].source
