@@ -210,14 +210,18 @@ pub(super) fn compact(t: Timestamp) -> String {
 
 /// The future observing one detect probe, boxed where it is built so that it can be polled once in
 /// place and, when it has to wait, moved into the set of running probes.
-type Running<'a> = std::pin::Pin<
-    Box<dyn Future<Output = Result<Observation, ProbeError>> + Send + 'a>,
->;
+type Running<'a> = std::pin::Pin<Box<dyn Future<Output = Observed> + Send + 'a>>;
+
+/// What a detect probe gave, and how long it took (recorded in its metric series when taken in).
+struct Observed {
+    res: Result<Observation, ProbeError>,
+    took: Duration,
+}
 
 /// A due probe in the window of [`Inner::run_due`], in binding order: its result, or that it is still
 /// running (its result comes out of the set of running probes, which yields in the order they entered).
 enum Due {
-    Answered(usize, Result<Observation, ProbeError>),
+    Answered(usize, Observed),
     Running(usize),
 }
 
@@ -258,23 +262,21 @@ impl Inner {
             if !b.next_due.is_some_and(|t| t <= now) {
                 continue;
             }
-            let (Source::Probe { probe, schedule }, Some(series)) = (
-                &self.runbook.playbooks[b.playbook].detectors[b.detector].source,
-                &b.probe_series,
-            ) else {
+            let Source::Probe { probe, schedule } =
+                &self.runbook.playbooks[b.playbook].detectors[b.detector].source
+            else {
                 continue;
             };
-            let series = series.clone();
+            if b.probe_series.is_none() {
+                continue;
+            }
             // room in the window: take in the oldest (waiting for it if it still runs)
             while window.len() >= max {
                 self.take_oldest(st, &mut window, &mut running, now, changed)
                     .await?;
             }
-            let mut fut: Running<'_> = Box::pin(self.observe_due(
-                probe.as_ref(),
-                schedule.deadline,
-                series,
-            ));
+            let mut fut: Running<'_> =
+                Box::pin(self.observe_due(probe.as_ref(), schedule.deadline));
             ran += 1;
             match futures::poll!(fut.as_mut()) {
                 Poll::Ready(res) if window.is_empty() => {
@@ -338,12 +340,9 @@ impl Inner {
     }
 
     /// Observe a detect probe, as [`Inner::observe_with`] does, taking a free permit without awaiting.
-    async fn observe_due(
-        &self,
-        probe: &dyn Probe,
-        deadline: Duration,
-        series: Arc<ProbeSeries>,
-    ) -> Result<Observation, ProbeError> {
+    /// Its metrics are recorded when it is taken in ([`Inner::take_in`]): the future holds no handle
+    /// of the binding's series (an atomic count on a line of memory of its own, per probe and round).
+    async fn observe_due(&self, probe: &dyn Probe, deadline: Duration) -> Observed {
         let _permit = match self.probe_sem.try_acquire() {
             Ok(p) => Ok(p),
             Err(_) => self.probe_sem.acquire().await,
@@ -377,6 +376,24 @@ impl Inner {
         }
         .instrument(span)
         .await;
+        Observed {
+            res,
+            took: started.elapsed(),
+        }
+    }
+
+    /// Take in the result of binding `i`'s probe: its metrics, its blind state (journaled when it
+    /// changes), its history (the keys that got new data go to `changed`), its next due time.
+    async fn take_in(
+        &self,
+        st: &mut State,
+        i: usize,
+        observed: Observed,
+        now: Instant,
+        changed: &mut Vec<(usize, Labels)>,
+    ) -> Result<(), Error> {
+        let Observed { res, took } = observed;
+        let b = &mut st.bindings[i];
         let result = match &res {
             Ok(_) => ProbeResult::Ok,
             Err(e) if e.kind() == ErrorKind::Timeout => ProbeResult::Timeout,
@@ -385,22 +402,10 @@ impl Inner {
                 ProbeResult::Error
             }
         };
-        series.record(result, started.elapsed());
-        res
-    }
-
-    /// Take in the result of binding `i`'s probe: its blind state (journaled when it changes), its
-    /// history (the keys that got new data go to `changed`), its next due time.
-    async fn take_in(
-        &self,
-        st: &mut State,
-        i: usize,
-        res: Result<Observation, ProbeError>,
-        now: Instant,
-        changed: &mut Vec<(usize, Labels)>,
-    ) -> Result<(), Error> {
+        if let Some(series) = &b.probe_series {
+            series.record(result, took);
+        }
         let at = self.clock.now();
-        let b = &mut st.bindings[i];
         let why = match &res {
             Err(e) => Some(e.to_string()),
             Ok(o) if !o.complete => Some(format!("incomplete: {}", o.gaps.join("; "))),
