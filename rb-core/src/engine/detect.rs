@@ -259,7 +259,7 @@ impl Inner {
         let mut ran = 0;
         for i in 0..st.bindings.len() {
             let b = &st.bindings[i];
-            if !b.next_due.is_some_and(|t| t <= now) {
+            if b.next_due.is_none_or(|t| t > now) {
                 continue;
             }
             let Source::Probe { probe, schedule } =

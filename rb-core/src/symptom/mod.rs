@@ -197,7 +197,7 @@ impl History {
         Self {
             // room for a full history (and the record pushed before the oldest is dropped) made once,
             // not grown by doubling past it; a long history grows as it fills
-            records: VecDeque::with_capacity(max_len.max(2).min(64) + 1),
+            records: VecDeque::with_capacity(max_len.clamp(2, 64) + 1),
             max_age,
             max_len: max_len.max(2),
         }
