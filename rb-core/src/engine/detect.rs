@@ -295,7 +295,7 @@ impl Inner {
                 match window.front() {
                     Some(Due::Answered(..)) => {}
                     Some(Due::Running(_)) => {
-                        // poll the running probes once: each that finished is queued in order
+                        // poll the running probes once: the oldest one's result, if it has finished
                         match futures::poll!(running.next()) {
                             Poll::Ready(Some(res)) => {
                                 if let Some(Due::Running(j)) = window.pop_front() {
