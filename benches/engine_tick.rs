@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench -p rb-benches --bench engine_tick` (`RB_BENCH_SIZES=1000,10000` and
 //! `RB_BENCH_SECS=5` choose the probe counts and the measurement time). Results, the per-probe
-//! overhead and the memory per probe are recorded in `benches/README.md`.
+//! overhead, its CPU time and the memory per probe are recorded in `benches/README.md`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +59,15 @@ fn rss() -> u64 {
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map(|pages| pages * 4096)
         .unwrap_or(0)
+}
+
+/// CPU time this thread has run, and time it has waited for a CPU while runnable, in nanoseconds
+/// (Linux `/proc/thread-self/schedstat`; zeros where there is none). On a machine shared with other
+/// work, the CPU time of a tick says what the tick costs where the wall time does not.
+fn sched() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let mut f = s.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0));
+    (f.next().unwrap_or(0), f.next().unwrap_or(0))
 }
 
 /// The probe counts measured: `RB_BENCH_SIZES=1000,10000` (default 1,000, 10,000 and 100,000).
@@ -117,21 +126,36 @@ fn bench_tick(c: &mut Criterion) {
             grown / n as u64
         );
         group.throughput(Throughput::Elements(n as u64));
+        // over every measured tick (warm-up included): ticks, CPU time and time waiting for a CPU
+        let (mut ticks, mut cpu, mut waited) = (0u64, 0u64, 0u64);
         group.bench_with_input(BenchmarkId::new("instant_probes", n), &n, |b, _| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     rt.block_on(async {
                         tokio::time::advance(secs(1)).await;
+                        let (cpu0, wait0) = sched();
                         let start = Instant::now();
                         let r = engine.tick().await.expect("tick");
                         total += start.elapsed();
+                        let (cpu1, wait1) = sched();
+                        ticks += 1;
+                        cpu += cpu1.saturating_sub(cpu0);
+                        waited += wait1.saturating_sub(wait0);
                         assert_eq!(r.probes_run, n);
                     });
                 }
                 total
             })
         });
+        if ticks > 0 {
+            eprintln!(
+                "engine_tick/{n}: {ticks} ticks: CPU time {:.2} µs per probe (mean), waited for a \
+                 CPU {:.2} µs per probe",
+                cpu as f64 / 1e3 / ticks as f64 / n as f64,
+                waited as f64 / 1e3 / ticks as f64 / n as f64
+            );
+        }
         keep.push((rt, engine));
     }
     group.finish();

@@ -161,6 +161,9 @@ struct Inner {
     /// The label sets created in each counter family (the families cannot be iterated), for
     /// [`Metrics::counter`].
     seen: Mutex<BTreeMap<String, BTreeSet<L>>>,
+    /// The verdict series of each playbook, made once: every binding of a playbook shares it (one
+    /// allocation, and one cache line touched per verdict, however many bindings there are).
+    verdict_series: Mutex<BTreeMap<String, Arc<VerdictSeries>>>,
 }
 
 /// The counters, gauges and probe-latency histogram of one engine. Cloning shares them.
@@ -176,6 +179,7 @@ impl Default for Inner {
             gauges: RwLock::default(),
             durations: Family::new_with_constructor(new_histogram as fn() -> Histogram),
             seen: Mutex::default(),
+            verdict_series: Mutex::default(),
         }
     }
 }
@@ -270,9 +274,17 @@ impl Metrics {
         })
     }
 
-    /// The verdict series of `playbook` (created on first use).
+    /// The verdict series of `playbook` (created on first use, then shared).
     pub(crate) fn verdict_series(&self, playbook: &str) -> Arc<VerdictSeries> {
-        Arc::new(VerdictSeries {
+        let mut made = self
+            .inner
+            .verdict_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = made.get(playbook) {
+            return s.clone();
+        }
+        let s = Arc::new(VerdictSeries {
             counts: VERDICTS.map(|v| {
                 self.counter_handle(
                     "rb_verdicts",
@@ -282,7 +294,9 @@ impl Metrics {
                     ]),
                 )
             }),
-        })
+        });
+        made.insert(playbook.to_string(), s.clone());
+        s
     }
 
     /// The value of a counter (for tests and dashboards): the sum over its series whose labels include

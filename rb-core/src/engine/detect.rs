@@ -27,8 +27,9 @@ impl Binding {
     }
 
     /// Record a probe's result. Per-series keys: each key's samples (plus those that carry none of the
-    /// key labels) go to that key's history; a failure goes to every key. Returns the keys that changed.
-    pub(super) fn push(&mut self, mut record: Record) -> Vec<Labels> {
+    /// key labels) go to that key's history; a failure goes to every key. Each key that changed is
+    /// handed to `changed` (no `Vec` per record: most bindings have one key).
+    pub(super) fn push(&mut self, mut record: Record, mut changed: impl FnMut(Labels)) {
         if let Ok(obs) = &mut record.result {
             let (samples, facts) = self.reads.split(obs);
             self.unread = (!samples.is_empty() || !facts.is_empty()).then(|| Unread {
@@ -39,7 +40,8 @@ impl Binding {
         }
         if self.key_by.is_empty() {
             self.group(Labels::new(), record.at).history.push(record);
-            return vec![Labels::new()];
+            changed(Labels::new());
+            return;
         }
         let at = record.at;
         let obs = match record.result {
@@ -50,7 +52,8 @@ impl Binding {
                         result: Err(f.clone()),
                     });
                 }
-                return self.groups.keys().cloned().collect();
+                self.groups.keys().cloned().for_each(changed);
+                return;
             }
             Ok(obs) => obs,
         };
@@ -69,7 +72,6 @@ impl Binding {
                 parts.insert(k.clone(), Vec::new());
             }
         }
-        let mut changed = Vec::with_capacity(parts.len());
         for (k, mut samples) in parts {
             samples.extend(shared.iter().cloned());
             let sub = Observation {
@@ -86,9 +88,8 @@ impl Binding {
                 at,
                 result: Ok(sub),
             });
-            changed.push(k);
+            changed(k);
         }
-        changed
     }
 
     /// Forget per-series keys not seen for the history's age and not firing (a deleted connector).
@@ -207,6 +208,244 @@ pub(super) fn compact(t: Timestamp) -> String {
     )
 }
 
+/// The future observing one detect probe, boxed where it is built so that it can be polled once in
+/// place and, when it has to wait, moved into the set of running probes.
+type Running<'a> = std::pin::Pin<Box<dyn Future<Output = Observed> + Send + 'a>>;
+
+/// What a detect probe gave, and how long it took (recorded in its metric series when taken in).
+struct Observed {
+    res: Result<Observation, ProbeError>,
+    took: Duration,
+}
+
+/// A due probe in the window of [`Inner::run_due`], in binding order: its result, or that it is still
+/// running (its result comes out of the set of running probes, which yields in the order they entered).
+enum Due {
+    Answered(usize, Observed),
+    Running(usize),
+}
+
+impl Inner {
+    /// Run every scheduled probe that is due at `now` and take in its result (history, blind state,
+    /// next due time), in binding order; the keys that got new data go to `changed`. Returns how many
+    /// probes ran.
+    ///
+    /// The cost of a round must grow linearly with the probes, whatever their number, and most probes
+    /// answer at once (in-process, cached). So:
+    ///
+    /// - the due bindings are walked lazily, and a probe's future is built only when the window has
+    ///   room: at most `max_concurrent_probes` probes are started and not yet taken in (the same bound
+    ///   as a `buffered(max_concurrent_probes)` stream of them), never a `Vec` of every due probe;
+    /// - a probe's future is polled once where it is built; an answer ready at once is taken in there
+    ///   and then (when no earlier probe is still running), so it never enters a set of futures;
+    /// - only a probe that has to wait goes to a [`FuturesOrdered`](futures::stream::FuturesOrdered)
+    ///   of running probes, which gives the results back in the order the probes started;
+    /// - the permit of the probe semaphore (shared with diagnosis and recovery probes) is taken with
+    ///   `try_acquire` when one is free, else waited for: tokio's cooperative budget makes every
+    ///   awaited `acquire` count, and after 128 of them in one poll it yields, which re-polled the
+    ///   whole set of probes about N/128 times per round.
+    ///
+    /// What a probe sees is what [`Inner::observe_with`] gives it: the deadline counted from when it
+    /// got its permit, the timer only when it does not answer at once, the same span and metrics.
+    pub(super) async fn run_due(
+        &self,
+        st: &mut State,
+        now: Instant,
+        changed: &mut Vec<(usize, Labels)>,
+    ) -> Result<usize, Error> {
+        let max = self.max_concurrent_probes.max(1);
+        let mut window: std::collections::VecDeque<Due> = std::collections::VecDeque::new();
+        let mut running = futures::stream::FuturesOrdered::<Running<'_>>::new();
+        let mut ran = 0;
+        for i in 0..st.bindings.len() {
+            let b = &st.bindings[i];
+            if b.next_due.is_none_or(|t| t > now) {
+                continue;
+            }
+            let Source::Probe { probe, schedule } =
+                &self.runbook.playbooks[b.playbook].detectors[b.detector].source
+            else {
+                continue;
+            };
+            if b.probe_series.is_none() {
+                continue;
+            }
+            // room in the window: take in the oldest (waiting for it if it still runs)
+            while window.len() >= max {
+                self.take_oldest(st, &mut window, &mut running, now, changed)
+                    .await?;
+            }
+            let mut fut: Running<'_> =
+                Box::pin(self.observe_due(probe.as_ref(), schedule.deadline));
+            ran += 1;
+            match futures::poll!(fut.as_mut()) {
+                Poll::Ready(res) if window.is_empty() => {
+                    drop(fut);
+                    self.take_in(st, i, res, now, changed).await?;
+                }
+                Poll::Ready(res) => window.push_back(Due::Answered(i, res)),
+                Poll::Pending => {
+                    running.push_back(fut);
+                    window.push_back(Due::Running(i));
+                }
+            }
+            // take in what is ready at the front without waiting (answers behind a probe that has
+            // since finished)
+            while !running.is_empty() || matches!(window.front(), Some(Due::Answered(..))) {
+                match window.front() {
+                    Some(Due::Answered(..)) => {}
+                    Some(Due::Running(_)) => {
+                        // poll the running probes once: the oldest one's result, if it has finished
+                        match futures::poll!(running.next()) {
+                            Poll::Ready(Some(res)) => {
+                                if let Some(Due::Running(j)) = window.pop_front() {
+                                    window.push_front(Due::Answered(j, res));
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    None => break,
+                }
+                if let Some(Due::Answered(j, res)) = window.pop_front() {
+                    self.take_in(st, j, res, now, changed).await?;
+                }
+            }
+        }
+        while !window.is_empty() {
+            self.take_oldest(st, &mut window, &mut running, now, changed)
+                .await?;
+        }
+        Ok(ran)
+    }
+
+    /// Take in the oldest probe of the window, waiting for it if it still runs.
+    async fn take_oldest(
+        &self,
+        st: &mut State,
+        window: &mut std::collections::VecDeque<Due>,
+        running: &mut futures::stream::FuturesOrdered<Running<'_>>,
+        now: Instant,
+        changed: &mut Vec<(usize, Labels)>,
+    ) -> Result<(), Error> {
+        let (i, res) = match window.pop_front() {
+            Some(Due::Answered(i, res)) => (i, res),
+            Some(Due::Running(i)) => match running.next().await {
+                Some(res) => (i, res),
+                None => return Ok(()), // cannot happen: every running entry has its future
+            },
+            None => return Ok(()),
+        };
+        self.take_in(st, i, res, now, changed).await
+    }
+
+    /// Observe a detect probe, as [`Inner::observe_with`] does, taking a free permit without awaiting.
+    /// Its metrics are recorded when it is taken in ([`Inner::take_in`]): the future holds no handle
+    /// of the binding's series (an atomic count on a line of memory of its own, per probe and round).
+    async fn observe_due(&self, probe: &dyn Probe, deadline: Duration) -> Observed {
+        let _permit = match self.probe_sem.try_acquire() {
+            Ok(p) => Ok(p),
+            Err(_) => self.probe_sem.acquire().await,
+        };
+        let at = Instant::now() + deadline;
+        let ctx = ProbeContext {
+            deadline: at,
+            clock: self.clock,
+            incident: None,
+        };
+        let started = Instant::now();
+        let span =
+            tracing::debug_span!("rb.probe", probe = %probe.id(), target = %probe.target().name);
+        let res = async {
+            let fut = probe.observe(&ctx);
+            futures::pin_mut!(fut);
+            // An answer that is ready at once needs no deadline timer (the common case for cached or
+            // in-process probes); anything else runs under the deadline.
+            if let Poll::Ready(r) = futures::poll!(&mut fut) {
+                return r;
+            }
+            match tokio::time::timeout_at(at, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(ProbeError::timeout(
+                    probe.id(),
+                    &probe.target().name,
+                    "(probe deadline)",
+                    deadline,
+                )),
+            }
+        }
+        .instrument(span)
+        .await;
+        Observed {
+            res,
+            took: started.elapsed(),
+        }
+    }
+
+    /// Take in the result of binding `i`'s probe: its metrics, its blind state (journaled when it
+    /// changes), its history (the keys that got new data go to `changed`), its next due time.
+    async fn take_in(
+        &self,
+        st: &mut State,
+        i: usize,
+        observed: Observed,
+        now: Instant,
+        changed: &mut Vec<(usize, Labels)>,
+    ) -> Result<(), Error> {
+        let Observed { res, took } = observed;
+        let b = &mut st.bindings[i];
+        let result = match &res {
+            Ok(_) => ProbeResult::Ok,
+            Err(e) if e.kind() == ErrorKind::Timeout => ProbeResult::Timeout,
+            Err(e) => {
+                tracing::debug!(error = %e, "probe failed");
+                ProbeResult::Error
+            }
+        };
+        if let Some(series) = &b.probe_series {
+            series.record(result, took);
+        }
+        let at = self.clock.now();
+        let why = match &res {
+            Err(e) => Some(e.to_string()),
+            Ok(o) if !o.complete => Some(format!("incomplete: {}", o.gaps.join("; "))),
+            Ok(_) => None,
+        };
+        match why {
+            Some(why) => {
+                let since = b.blind_since.as_ref().map(|(t, _)| *t).unwrap_or(at);
+                b.blind_since = Some((since, why));
+            }
+            None => b.blind_since = None,
+        }
+        let blind = b.blind_since.as_ref().map(|(t, _)| *t);
+        if blind != b.journaled_blind {
+            b.journaled_blind = blind;
+            let why = b
+                .blind_since
+                .as_ref()
+                .map(|(_, w)| w.clone())
+                .unwrap_or_default();
+            let ev = Event::Blind {
+                binding: b.ident.clone(),
+                since: blind,
+                why,
+            };
+            self.append(crate::journal::DETECTION, ev).await?;
+        }
+        b.push(record(at, res), |k| changed.push((i, k)));
+        b.prune(at, &st.open);
+        if let Source::Probe { schedule, .. } =
+            &self.runbook.playbooks[b.playbook].detectors[b.detector].source
+        {
+            let j = jitter(&mut st.rng, schedule.jitter);
+            let b = &mut st.bindings[i];
+            b.next_due = Some(now + schedule.interval + j);
+        }
+        Ok(())
+    }
+}
+
 impl Engine {
     /// Detection and judgement under the state lock; returns the idle open incidents, taken out (marked
     /// busy) to be advanced without the lock.
@@ -222,89 +461,8 @@ impl Engine {
         };
 
         // 1. Detect: scheduled probes that are due, concurrently under the semaphore.
-        let due: Vec<usize> = st
-            .bindings
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.next_due.is_some_and(|t| t <= now))
-            .map(|(i, _)| i)
-            .collect();
-        let mut changed: Vec<(usize, Labels)> = Vec::with_capacity(due.len());
-        if !due.is_empty() {
-            let runs = due.iter().filter_map(|&i| {
-                let b = &st.bindings[i];
-                match (
-                    &inner.runbook.playbooks[b.playbook].detectors[b.detector].source,
-                    &b.probe_series,
-                ) {
-                    (Source::Probe { probe, schedule }, Some(series)) => {
-                        Some((i, probe.clone(), schedule.deadline, series.clone()))
-                    }
-                    _ => None,
-                }
-            });
-            // At most `max_concurrent_probes` futures in flight (the semaphore bounds them too, together
-            // with diagnosis and recovery probes); results in binding order, whatever finished first.
-            // (the futures are collected first: a closure inside the stream type would make the tick
-            // future lose `Send` to a higher-ranked lifetime error)
-            let futs: Vec<_> = runs
-                .map(|(i, probe, deadline, series)| async move {
-                    (
-                        i,
-                        inner
-                            .observe_with(probe.as_ref(), deadline, &series, None)
-                            .await,
-                    )
-                })
-                .collect();
-            // `buffered` hands the results back in binding order (no sort of 10,000 results)
-            let results: Vec<_> = futures::stream::iter(futs)
-                .buffered(inner.max_concurrent_probes)
-                .collect()
-                .await;
-            report.probes_run += results.len();
-            for (i, res) in results {
-                let at = inner.clock.now();
-                let b = &mut st.bindings[i];
-                let why = match &res {
-                    Err(e) => Some(e.to_string()),
-                    Ok(o) if !o.complete => Some(format!("incomplete: {}", o.gaps.join("; "))),
-                    Ok(_) => None,
-                };
-                match why {
-                    Some(why) => {
-                        let since = b.blind_since.as_ref().map(|(t, _)| *t).unwrap_or(at);
-                        b.blind_since = Some((since, why));
-                    }
-                    None => b.blind_since = None,
-                }
-                let blind = b.blind_since.as_ref().map(|(t, _)| *t);
-                if blind != b.journaled_blind {
-                    b.journaled_blind = blind;
-                    let why = b
-                        .blind_since
-                        .as_ref()
-                        .map(|(_, w)| w.clone())
-                        .unwrap_or_default();
-                    let ev = Event::Blind {
-                        binding: b.ident.clone(),
-                        since: blind,
-                        why,
-                    };
-                    inner.append(crate::journal::DETECTION, ev).await?;
-                }
-                let keys = b.push(record(at, res));
-                changed.extend(keys.into_iter().map(|k| (i, k)));
-                b.prune(at, &st.open);
-                if let Source::Probe { schedule, .. } =
-                    &inner.runbook.playbooks[b.playbook].detectors[b.detector].source
-                {
-                    let j = jitter(&mut st.rng, schedule.jitter);
-                    let b = &mut st.bindings[i];
-                    b.next_due = Some(now + schedule.interval + j);
-                }
-            }
-        }
+        let mut changed: Vec<(usize, Labels)> = Vec::new();
+        report.probes_run += inner.run_due(st, now, &mut changed).await?;
 
         // 1b. Pushed signals. An alert is judged per alert instance: its own key (the playbook's key
         // labels, or else its alert fingerprint), so that one alert's resolution never clears another's.

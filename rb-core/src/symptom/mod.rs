@@ -195,7 +195,9 @@ impl History {
     /// An empty history keeping records up to `max_age` old, at most `max_len` of them.
     pub fn new(max_age: Duration, max_len: usize) -> Self {
         Self {
-            records: VecDeque::new(),
+            // room for a full history (and the record pushed before the oldest is dropped) made once,
+            // not grown by doubling past it; a long history grows as it fills
+            records: VecDeque::with_capacity(max_len.clamp(2, 64) + 1),
             max_age,
             max_len: max_len.max(2),
         }
