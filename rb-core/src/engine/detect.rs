@@ -213,9 +213,23 @@ pub(super) fn compact(t: Timestamp) -> String {
 type Running<'a> = std::pin::Pin<Box<dyn Future<Output = Observed> + Send + 'a>>;
 
 /// What a detect probe gave, and how long it took (recorded in its metric series when taken in).
-struct Observed {
-    res: Result<Observation, ProbeError>,
-    took: Duration,
+pub(super) struct Observed {
+    pub(super) res: Result<Observation, ProbeError>,
+    pub(super) took: Duration,
+}
+
+impl Observed {
+    /// How the observation ended, for the probe's metrics.
+    pub(super) fn result(&self) -> ProbeResult {
+        match &self.res {
+            Ok(_) => ProbeResult::Ok,
+            Err(e) if e.kind() == ErrorKind::Timeout => ProbeResult::Timeout,
+            Err(e) => {
+                tracing::debug!(error = %e, "probe failed");
+                ProbeResult::Error
+            }
+        }
+    }
 }
 
 /// A due probe in the window of [`Inner::run_due`], in binding order: its result, or that it is still
@@ -245,7 +259,7 @@ impl Inner {
     ///   awaited `acquire` count, and after 128 of them in one poll it yields, which re-polled the
     ///   whole set of probes about N/128 times per round.
     ///
-    /// What a probe sees is what [`Inner::observe_with`] gives it: the deadline counted from when it
+    /// What a probe sees is what [`Inner::observe_timed`] gives it: the deadline counted from when it
     /// got its permit, the timer only when it does not answer at once, the same span and metrics.
     pub(super) async fn run_due(
         &self,
@@ -339,10 +353,21 @@ impl Inner {
         self.take_in(st, i, res, now, changed).await
     }
 
-    /// Observe a detect probe, as [`Inner::observe_with`] does, taking a free permit without awaiting.
-    /// Its metrics are recorded when it is taken in ([`Inner::take_in`]): the future holds no handle
-    /// of the binding's series (an atomic count on a line of memory of its own, per probe and round).
+    /// Observe a detect probe. Its metrics are recorded when it is taken in ([`Inner::take_in`]): the
+    /// future holds no handle of the binding's series (an atomic count on a line of memory of its
+    /// own, per probe and round).
     async fn observe_due(&self, probe: &dyn Probe, deadline: Duration) -> Observed {
+        self.observe_timed(probe, deadline, None).await
+    }
+
+    /// Observe `probe` under the probe concurrency bound (a free permit is taken without awaiting)
+    /// and its deadline; `incident`: the incident a diagnosis or recovery probe sees.
+    pub(super) async fn observe_timed(
+        &self,
+        probe: &dyn Probe,
+        deadline: Duration,
+        incident: Option<crate::probe::IncidentScope>,
+    ) -> Observed {
         let _permit = match self.probe_sem.try_acquire() {
             Ok(p) => Ok(p),
             Err(_) => self.probe_sem.acquire().await,
@@ -351,7 +376,7 @@ impl Inner {
         let ctx = ProbeContext {
             deadline: at,
             clock: self.clock,
-            incident: None,
+            incident,
         };
         let started = Instant::now();
         let span =
@@ -392,16 +417,9 @@ impl Inner {
         now: Instant,
         changed: &mut Vec<(usize, Labels)>,
     ) -> Result<(), Error> {
+        let result = observed.result();
         let Observed { res, took } = observed;
         let b = &mut st.bindings[i];
-        let result = match &res {
-            Ok(_) => ProbeResult::Ok,
-            Err(e) if e.kind() == ErrorKind::Timeout => ProbeResult::Timeout,
-            Err(e) => {
-                tracing::debug!(error = %e, "probe failed");
-                ProbeResult::Error
-            }
-        };
         if let Some(series) = &b.probe_series {
             series.record(result, took);
         }

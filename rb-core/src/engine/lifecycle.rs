@@ -326,57 +326,9 @@ impl Inner {
                 .map(|f| f.offending.clone())
                 .unwrap_or_default(),
         };
-        self.observe_with(probe, deadline, &series, Some(scope))
-            .await
-    }
-
-    pub(super) async fn observe_with(
-        &self,
-        probe: &dyn Probe,
-        deadline: Duration,
-        series: &ProbeSeries,
-        incident: Option<crate::probe::IncidentScope>,
-    ) -> Result<Observation, ProbeError> {
-        let _permit = self.probe_sem.acquire().await;
-        let at = Instant::now() + deadline;
-        let ctx = ProbeContext {
-            deadline: at,
-            clock: self.clock,
-            incident,
-        };
-        let started = Instant::now();
-        let span =
-            tracing::debug_span!("rb.probe", probe = %probe.id(), target = %probe.target().name);
-        let res = async {
-            let fut = probe.observe(&ctx);
-            futures::pin_mut!(fut);
-            // An answer that is ready at once needs no deadline timer (the common case for cached or
-            // in-process probes); anything else runs under the deadline.
-            if let std::task::Poll::Ready(r) = futures::poll!(&mut fut) {
-                return r;
-            }
-            match tokio::time::timeout_at(at, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(ProbeError::timeout(
-                    probe.id(),
-                    &probe.target().name,
-                    "(probe deadline)",
-                    deadline,
-                )),
-            }
-        }
-        .instrument(span)
-        .await;
-        let result = match &res {
-            Ok(_) => ProbeResult::Ok,
-            Err(e) if e.kind() == ErrorKind::Timeout => ProbeResult::Timeout,
-            Err(e) => {
-                tracing::debug!(error = %e, "probe failed");
-                ProbeResult::Error
-            }
-        };
-        series.record(result, started.elapsed());
-        res
+        let observed = self.observe_timed(probe, deadline, Some(scope)).await;
+        series.record(observed.result(), observed.took);
+        observed.res
     }
 
     /// Move one incident forward; returns the number of probes it ran.
