@@ -298,6 +298,77 @@ struct Outcome2 {
     closed: usize,
 }
 
+/// Engine `e` of scenario `seed`: the world's runbook on `store` and `coordinator`, each behind seeded
+/// random delays.
+async fn engine(
+    world: &Arc<World>,
+    store: &Arc<MemoryJournal>,
+    coordinator: Arc<InProcessCoordinator>,
+    clock: rb_core::time::Clock,
+    seed: u64,
+    e: u64,
+) -> Result<Engine, rb_core::Error> {
+    Engine::builder(runbook(world))
+        .journal(Arc::new(SlowJournal {
+            inner: store.clone(),
+            jitter: Jitter::new(seed * 8 + e, 40),
+        }))
+        .coordinator(Arc::new(SlowCoordinator {
+            inner: coordinator,
+            jitter: Jitter::new(seed * 8 + 4 + e, 40),
+        }))
+        .holder(format!("engine-{e}"))
+        .clock(clock)
+        .jitter_seed(seed ^ e)
+        .incident_id_seed(seed * 3 + e)
+        .build()
+        .await
+}
+
+/// What the journal and the world say after a scenario, and how many incidents an engine adopted
+/// after it started (their "engine resumed the incident" notes; at most one per incident).
+async fn tally(store: &MemoryJournal, world: &World) -> (Outcome2, usize) {
+    let (mut opened, mut started_by) = (BTreeMap::new(), BTreeMap::new());
+    let (mut recovered, mut halted, mut closed, mut adopted) = (0, 0, 0, 0);
+    for id in store.incidents().await.unwrap() {
+        let entries = store.entries(&id).await.unwrap();
+        let mut resumed = 0;
+        for e in &entries {
+            match &e.event {
+                Event::Started { holder, .. } => {
+                    *started_by
+                        .entry(holder.clone().unwrap_or_default())
+                        .or_default() += 1;
+                }
+                // a step in flight in another engine is waited for, never called interrupted
+                Event::Interrupted { .. } | Event::Refused { .. } => halted += 1,
+                Event::Closed { .. } => closed += 1,
+                Event::Note { text } if text.contains("engine resumed the incident") => {
+                    resumed += 1
+                }
+                _ => {}
+            }
+        }
+        assert!(resumed <= 1, "{id} adopted {resumed} times");
+        adopted += resumed;
+        let inc = rb_core::Incident::from_entries(entries).unwrap();
+        *opened.entry(inc.record.fingerprint.clone()).or_default() += 1;
+        if inc.resolution == Some(Resolution::Recovered) {
+            recovered += 1;
+        }
+    }
+    let out = Outcome2 {
+        opened,
+        applies: world.applies.lock().unwrap().clone(),
+        recovered,
+        tokens: world.tokens.lock().unwrap().clone(),
+        started_by,
+        halted,
+        closed,
+    };
+    (out, adopted)
+}
+
 /// One scenario: every service broken, two engines run 2 virtual minutes side by side. With
 /// `joiner`, a third engine starts on the same journal and coordinator at a seeded moment in the first
 /// 4 s and resumes the open incidents the others are working: then steps are raced for too.
@@ -316,20 +387,7 @@ async fn scenario(seed: u64, shared_coordinator: bool, joiner: bool) -> Outcome2
         } else {
             Arc::new(InProcessCoordinator::new())
         };
-        Engine::builder(runbook(&world))
-            .journal(Arc::new(SlowJournal {
-                inner: store.clone(),
-                jitter: Jitter::new(seed * 8 + e, 40),
-            }))
-            .coordinator(Arc::new(SlowCoordinator {
-                inner: coordinator,
-                jitter: Jitter::new(seed * 8 + 4 + e, 40),
-            }))
-            .holder(format!("engine-{e}"))
-            .clock(clock)
-            .jitter_seed(seed ^ e)
-            .incident_id_seed(seed * 3 + e)
-            .build()
+        engine(&world, &store, coordinator, clock, seed, e)
     };
     let end = start + mins(2);
     let a = build(0).await.unwrap();
@@ -347,43 +405,7 @@ async fn scenario(seed: u64, shared_coordinator: bool, joiner: bool) -> Outcome2
     ra.unwrap();
     rb.unwrap();
     rc.unwrap();
-    let mut opened = BTreeMap::new();
-    let mut recovered = 0;
-    let mut started_by = BTreeMap::new();
-    let mut halted = 0;
-    let mut closed = 0;
-    for id in store.incidents().await.unwrap() {
-        let entries = store.entries(&id).await.unwrap();
-        for e in &entries {
-            match &e.event {
-                Event::Started { holder, .. } => {
-                    *started_by
-                        .entry(holder.clone().unwrap_or_default())
-                        .or_default() += 1;
-                }
-                // a step in flight in another engine is waited for, never called interrupted
-                Event::Interrupted { .. } | Event::Refused { .. } => halted += 1,
-                Event::Closed { .. } => closed += 1,
-                _ => {}
-            }
-        }
-        let inc = rb_core::Incident::from_entries(entries).unwrap();
-        *opened.entry(inc.record.fingerprint.clone()).or_default() += 1;
-        if inc.resolution == Some(Resolution::Recovered) {
-            recovered += 1;
-        }
-    }
-    let applies = world.applies.lock().unwrap().clone();
-    let tokens = world.tokens.lock().unwrap().clone();
-    Outcome2 {
-        opened,
-        applies,
-        recovered,
-        tokens,
-        started_by,
-        halted,
-        closed,
-    }
+    tally(&store, &world).await.0
 }
 
 #[tokio::test(start_paused = true)]
@@ -469,22 +491,7 @@ async fn failover(seed: u64) -> (Outcome2, usize) {
     let store = Arc::new(MemoryJournal::new());
     let shared = Arc::new(InProcessCoordinator::new());
     let clock = common::clock();
-    let build = |e: u64| {
-        Engine::builder(runbook(&world))
-            .journal(Arc::new(SlowJournal {
-                inner: store.clone(),
-                jitter: Jitter::new(seed * 8 + e, 40),
-            }))
-            .coordinator(Arc::new(SlowCoordinator {
-                inner: shared.clone(),
-                jitter: Jitter::new(seed * 8 + 4 + e, 40),
-            }))
-            .holder(format!("engine-{e}"))
-            .clock(clock)
-            .jitter_seed(seed ^ e)
-            .incident_id_seed(seed * 3 + e)
-            .build()
-    };
+    let build = |e: u64| engine(&world, &store, shared.clone(), clock, seed, e);
     let a = build(0).await.unwrap();
     let b = build(1).await.unwrap();
     let late = async {
@@ -496,45 +503,7 @@ async fn failover(seed: u64) -> (Outcome2, usize) {
     ra.unwrap();
     rb.unwrap();
     rc.unwrap();
-    let (mut opened, mut started_by) = (BTreeMap::new(), BTreeMap::new());
-    let (mut recovered, mut halted, mut closed, mut adopted) = (0, 0, 0, 0);
-    for id in store.incidents().await.unwrap() {
-        let entries = store.entries(&id).await.unwrap();
-        let mut resumed = 0;
-        for e in &entries {
-            match &e.event {
-                Event::Started { holder, .. } => {
-                    *started_by
-                        .entry(holder.clone().unwrap_or_default())
-                        .or_default() += 1;
-                }
-                Event::Interrupted { .. } | Event::Refused { .. } => halted += 1,
-                Event::Closed { .. } => closed += 1,
-                Event::Note { text } if text.contains("engine resumed the incident") => {
-                    resumed += 1
-                }
-                _ => {}
-            }
-        }
-        assert!(resumed <= 1, "seed {seed}: {id} adopted {resumed} times");
-        adopted += resumed;
-        let inc = rb_core::Incident::from_entries(entries).unwrap();
-        *opened.entry(inc.record.fingerprint.clone()).or_default() += 1;
-        if inc.resolution == Some(Resolution::Recovered) {
-            recovered += 1;
-        }
-    }
-    let applies = world.applies.lock().unwrap().clone();
-    let tokens = world.tokens.lock().unwrap().clone();
-    let out = Outcome2 {
-        opened,
-        applies,
-        recovered,
-        tokens,
-        started_by,
-        halted,
-        closed,
-    };
+    let (out, adopted) = tally(&store, &world).await;
     (out, adopted)
 }
 
