@@ -388,7 +388,31 @@ impl Observation {
     /// gaps, and a [`SampleSummary`] of the whole in [`Observation::trimmed`] when anything was left
     /// out. Facts are kept (typed and shared, not copied). A 10,000-partition lag observation becomes
     /// a few kilobytes in every journal entry, action context and report that holds it.
-    pub fn bounded(mut self) -> Self {
+    pub fn bounded(self) -> Self {
+        self.bounded_keeping(false)
+    }
+
+    /// A copy bounded like [`Observation::bounded`], keeping of each metric both its
+    /// [`EVIDENCE_TOP_K`] highest and its [`EVIDENCE_TOP_K`] lowest values (at most twice
+    /// [`EVIDENCE_MAX_SAMPLES`] in all): a threshold judged in either direction ("above", "below")
+    /// judges the extremes the same way it judged the whole. The engine journals the observation a
+    /// for-duration streak began on in this form, so that a restarted engine still judges the streak
+    /// from when it began without the journal copying every series.
+    pub fn bounded_extremes(self) -> Self {
+        self.bounded_keeping(true)
+    }
+
+    fn bounded_keeping(mut self, lowest_too: bool) -> Self {
+        let max_samples = if lowest_too {
+            2 * EVIDENCE_MAX_SAMPLES
+        } else {
+            EVIDENCE_MAX_SAMPLES
+        };
+        let top_k = if lowest_too {
+            2 * EVIDENCE_TOP_K
+        } else {
+            EVIDENCE_TOP_K
+        };
         let mut per_metric: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         let mut order: Vec<&str> = Vec::new();
         for (i, s) in self.samples.iter().enumerate() {
@@ -398,8 +422,8 @@ impl Observation {
             });
             v.push(i);
         }
-        let over = self.samples.len() > EVIDENCE_MAX_SAMPLES
-            || per_metric.values().any(|v| v.len() > EVIDENCE_TOP_K)
+        let over = self.samples.len() > max_samples
+            || per_metric.values().any(|v| v.len() > top_k)
             || self.gaps.len() > EVIDENCE_MAX_METRICS;
         if !over {
             return self;
@@ -442,8 +466,17 @@ impl Observation {
                 }
             };
             idx.sort_by(|a, b| value(b).total_cmp(&value(a)).then(a.cmp(b)));
-            for i in idx.into_iter().take(EVIDENCE_TOP_K) {
-                if kept == EVIDENCE_MAX_SAMPLES {
+            let lowest = if lowest_too {
+                idx.len().saturating_sub(EVIDENCE_TOP_K)
+            } else {
+                idx.len()
+            };
+            let chosen = idx
+                .iter()
+                .take(EVIDENCE_TOP_K)
+                .chain(idx.iter().skip(lowest.max(EVIDENCE_TOP_K)));
+            for &i in chosen {
+                if kept == max_samples {
                     break;
                 }
                 keep[i] = true;

@@ -144,3 +144,85 @@ async fn an_engine_restarted_every_4_minutes_still_pages_a_probe_blind_for_5_min
         "blind since the first observation, before the restarts"
     );
 }
+
+/// Lag of 10,000 partitions (partition `p` lags `p` records).
+fn ten_thousand_partitions() -> Arc<dyn Probe> {
+    Arc::new(FnProbe::new(
+        "kafka.consumer_lag",
+        kafka(),
+        move |ctx: &ProbeContext| {
+            let mut o = Observation::new("kafka.consumer_lag", "kafka-main", ctx.now());
+            for p in 0..10_000 {
+                o.push_sample(
+                    "kafka_consumergroup_lag",
+                    labels(&[("partition", &p.to_string())]),
+                    p as f64,
+                );
+            }
+            Ok(o)
+        },
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streak_begun_on_ten_thousand_series_is_journaled_bounded_and_still_holds_across_a_restart(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let clock = clock();
+    let start = clock.now();
+    let engine = || async {
+        Engine::builder(
+            Runbook::new("t").playbook(
+                Playbook::new("kafka-backlog", "Kafka backlog grows").detect(
+                    ten_thousand_partitions(),
+                    Schedule::every(secs(30)),
+                    metric("kafka_consumergroup_lag")
+                        .max()
+                        .above(5_000.0)
+                        .for_at_least(mins(5)),
+                ),
+            ),
+        )
+        .journal(Arc::new(SqliteJournal::open(&db).await.unwrap()))
+        .clock(clock)
+        .build()
+        .await
+        .unwrap()
+    };
+    let first = engine().await;
+    run(&first, mins(4) - secs(30), secs(30)).await;
+    drop(first);
+    tokio::time::sleep(secs(30)).await;
+    let second = engine().await;
+    run(&second, mins(3), secs(30)).await;
+
+    let j = SqliteJournal::open(&db).await.unwrap();
+    let began = j
+        .entries(DETECTION)
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|e| match e.event {
+            Event::Streak { began, .. } => began,
+            _ => None,
+        })
+        .expect("the streak's start is journaled");
+    let json = serde_json::to_string(&began).unwrap();
+    assert!(json.len() < 32 * 1024, "{} bytes journaled", json.len());
+    let o = began.result.as_ref().unwrap();
+    let mut kept: Vec<f64> = o.samples.iter().map(|s| s.value).collect();
+    kept.sort_by(f64::total_cmp);
+    let expected: Vec<f64> = (0..10).chain(9_990..10_000).map(|v| v as f64).collect();
+    assert_eq!(kept, expected, "the 10 lowest and the 10 highest");
+    assert_eq!(o.trimmed.as_ref().unwrap().samples, 10_000);
+
+    let ids = j.incidents().await.unwrap();
+    assert_eq!(ids.len(), 1);
+    let opened = j.entries(&ids[0]).await.unwrap()[0].at;
+    assert_eq!(
+        opened.since(start).as_secs() / 60,
+        5,
+        "the streak began at minute 0 and held across the restart at minute 4"
+    );
+}

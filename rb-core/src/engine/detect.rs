@@ -565,7 +565,13 @@ impl Engine {
                     let ev = Event::Streak {
                         binding: b.ident.clone(),
                         key: key.clone(),
-                        began: began.cloned().map(Box::new),
+                        // bounded: the extremes of each metric, not every series it read
+                        began: began.map(|r| {
+                            Box::new(crate::symptom::Record {
+                                at: r.at,
+                                result: r.result.clone().map(Observation::bounded_extremes),
+                            })
+                        }),
                     };
                     inner.append(crate::journal::DETECTION, ev).await?;
                 }
