@@ -516,9 +516,10 @@ fn parse_step_ms(s: &str) -> Option<i64> {
     parse_prom_duration(s)
 }
 
-/// Records live gauges and returns a snapshot of the store for evaluation.
-fn snapshot(st: &mut PromState) -> Store {
-    let now = st.clock.now_ms();
+/// Records live gauges at `now` and returns a snapshot of the store for evaluation. `now` is read once
+/// per request: an instant query without `time` is evaluated at the very millisecond its live values
+/// are recorded at (read twice, the clock could tick in between and the query see the previous value).
+fn snapshot(st: &mut PromState, now: i64) -> Store {
     for s in st.series.iter_mut() {
         if let Some(f) = &s.live {
             let v = f();
@@ -550,8 +551,9 @@ async fn query_instant(
     if let Some((t, m)) = &st.forced_error {
         return api_error(*t, m);
     }
+    let now = st.clock.now_ms();
     let t = match param(&p, "time") {
-        None | Some("") => st.clock.now_ms(),
+        None | Some("") => now,
         Some(v) => match parse_time_ms(v) {
             Some(t) => t,
             None => {
@@ -573,7 +575,7 @@ async fn query_instant(
             )
         }
     };
-    let store = snapshot(&mut st);
+    let store = snapshot(&mut st, now);
     drop(st);
     let limit = param(&p, "limit")
         .and_then(|l| l.parse::<usize>().ok())
@@ -663,7 +665,8 @@ async fn query_range(
             ),
         );
     }
-    let store = snapshot(&mut st);
+    let now = st.clock.now_ms();
+    let store = snapshot(&mut st, now);
     drop(st);
     let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     let mut t = start;
