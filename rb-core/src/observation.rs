@@ -474,7 +474,13 @@ impl Observation {
     }
 
     /// Add a sample stamped with the observation's time (by reference).
+    ///
+    /// The first sample gets room for itself alone, not the four a `Vec` reserves at first: many
+    /// probes report one value, and a history keeps their observations by the dozen per probe.
     pub fn push_sample(&mut self, name: impl Into<String>, labels: Labels, value: f64) {
+        if self.samples.capacity() == 0 {
+            self.samples.reserve_exact(1);
+        }
         self.samples.push(Sample {
             name: name.into(),
             labels,

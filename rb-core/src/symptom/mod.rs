@@ -204,7 +204,15 @@ impl History {
     }
 
     /// Append a record and drop what is too old (always keeping the newest two).
-    pub fn push(&mut self, record: Record) {
+    ///
+    /// A history holds a record for its whole age, so a record's samples are kept without spare
+    /// room (a probe's `Vec` of samples grows by doubling).
+    pub fn push(&mut self, mut record: Record) {
+        if let Ok(o) = &mut record.result {
+            if o.samples.capacity() > o.samples.len() {
+                o.samples.shrink_to_fit();
+            }
+        }
         let now = record.at;
         self.records.push_back(record);
         while self.records.len() > self.max_len {
