@@ -176,7 +176,7 @@ fn family_name(name: &str) -> &str {
     name.strip_suffix("_total").unwrap_or(name)
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Inner {
     counters: RwLock<BTreeMap<String, Family<L, Counter>>>,
     gauges: RwLock<BTreeMap<String, Gauges>>,
@@ -194,18 +194,6 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
-}
-
-impl Default for Inner {
-    fn default() -> Self {
-        Self {
-            counters: RwLock::default(),
-            gauges: RwLock::default(),
-            probes: Mutex::default(),
-            seen: Mutex::default(),
-            verdict_series: Mutex::default(),
-        }
-    }
 }
 
 impl Default for Metrics {
