@@ -76,8 +76,8 @@ pub use incident::{Incident, IncidentRecord, Phase, Resolution};
 pub use journal::{Event, Journal, MemoryJournal};
 pub use matcher::{MatchOp, Matcher, MatcherError, Matchers};
 pub use observation::{
-    labels, Evidence, FactType, Facts, Labels, MetricSummary, Observation, Sample, SampleSummary,
-    EVIDENCE_MAX_METRICS, EVIDENCE_MAX_SAMPLES, EVIDENCE_TOP_K,
+    labels, Evidence, FactType, Facts, Labels, MetricSummary, Name, Observation, Sample,
+    SampleSummary, EVIDENCE_MAX_METRICS, EVIDENCE_MAX_SAMPLES, EVIDENCE_TOP_K,
 };
 pub use playbook::{ImpactMap, Playbook, Runbook};
 pub use probe::{FnProbe, Probe, ProbeContext, Schedule};

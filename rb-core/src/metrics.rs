@@ -31,11 +31,11 @@ use std::time::Duration;
 
 pub use prometheus_client;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -49,42 +49,65 @@ fn owned(labels: Vec<(&'static str, String)>) -> L {
         .map(|(k, v)| (k.to_string(), v))
         .collect()
 }
-type Histograms = Family<L, Histogram, fn() -> Histogram>;
 type Gauges = Family<L, Gauge<f64, AtomicU64>>;
 
-fn new_histogram() -> Histogram {
-    Histogram::new(BUCKETS)
+/// The run counters and the latency histogram of one probe on one target, in one allocation.
+///
+/// A tick records every probe it runs: with many probes, what that touches is what it costs (at
+/// 10,000 probes, every line of a probe's series is a cache miss). So the three counters
+/// (`rb_probe_runs_total` by result) and the histogram (`rb_probe_duration_seconds`) of a probe live
+/// together behind one lock, not as four shared `prometheus_client` handles (four allocations, two
+/// of them behind their own locks, and each label set kept twice). The engine's collector writes
+/// them at a scrape as those two families ([`Metrics::render`]).
+#[derive(Debug, Default)]
+pub(crate) struct ProbeSeries {
+    counts: Mutex<ProbeCounts>,
 }
 
-/// Counters and the latency histogram of one probe on one target (resolved once, updated on every
-/// observation without a map look-up).
-#[derive(Debug)]
-pub(crate) struct ProbeSeries {
-    ok: Counter,
-    error: Counter,
-    timeout: Counter,
-    duration: Histogram,
+/// What [`ProbeSeries`] counts.
+#[derive(Debug, Default, Clone, Copy)]
+struct ProbeCounts {
+    /// Sum of the durations observed, in seconds.
+    sum: f64,
+    /// Durations observed.
+    count: u64,
+    /// Observations by result: ok, error, timeout ([`ProbeResult`] as an index).
+    runs: [u64; 3],
+    /// Durations per bucket of [`BUCKETS`] (not cumulative), the last one past the largest bound.
+    buckets: [u64; BUCKETS.len() + 1],
 }
 
 /// Outcome of one observation, for [`ProbeSeries::record`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ProbeResult {
-    Ok,
-    Error,
-    Timeout,
+    Ok = 0,
+    Error = 1,
+    Timeout = 2,
 }
 
 impl ProbeSeries {
+    /// Count one observation: its result and how long it took.
     pub(crate) fn record(&self, result: ProbeResult, d: Duration) {
-        match result {
-            ProbeResult::Ok => &self.ok,
-            ProbeResult::Error => &self.error,
-            ProbeResult::Timeout => &self.timeout,
-        }
-        .inc();
-        self.duration.observe(d.as_secs_f64());
+        let v = d.as_secs_f64();
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.runs[result as usize] += 1;
+        c.sum += v;
+        c.count += 1;
+        // the first bucket whose bound is at least `v` (a histogram's `le`), else the last
+        let i = BUCKETS
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(BUCKETS.len());
+        c.buckets[i] += 1;
+    }
+
+    fn snapshot(&self) -> ProbeCounts {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// The results of [`ProbeResult`], as the `result` label says them, in its order.
+const RESULTS: [&str; 3] = ["ok", "error", "timeout"];
 
 const VERDICTS: [&str; 5] = ["ok", "pending", "firing", "unknown", "unevaluated"];
 
@@ -153,13 +176,14 @@ fn family_name(name: &str) -> &str {
     name.strip_suffix("_total").unwrap_or(name)
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Inner {
     counters: RwLock<BTreeMap<String, Family<L, Counter>>>,
     gauges: RwLock<BTreeMap<String, Gauges>>,
-    durations: Histograms,
+    /// The series of each probe, by probe name and target name (the only copy of those labels).
+    probes: Mutex<BTreeMap<(String, String), Arc<ProbeSeries>>>,
     /// The label sets created in each counter family (the families cannot be iterated), for
-    /// [`Metrics::counter`].
+    /// [`Metrics::counter`]. Few: the probes' series are not in the families.
     seen: Mutex<BTreeMap<String, BTreeSet<L>>>,
     /// The verdict series of each playbook, made once: every binding of a playbook shares it (one
     /// allocation, and one cache line touched per verdict, however many bindings there are).
@@ -170,18 +194,6 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
-}
-
-impl Default for Inner {
-    fn default() -> Self {
-        Self {
-            counters: RwLock::default(),
-            gauges: RwLock::default(),
-            durations: Family::new_with_constructor(new_histogram as fn() -> Histogram),
-            seen: Mutex::default(),
-            verdict_series: Mutex::default(),
-        }
-    }
 }
 
 impl Default for Metrics {
@@ -251,27 +263,15 @@ impl Metrics {
             .set(v);
     }
 
-    /// The series of `probe` on `target` (created on first use).
+    /// The series of `probe` on `target` (created on first use, then shared).
     pub(crate) fn probe_series(&self, probe: &str, target: &str) -> Arc<ProbeSeries> {
-        let runs = |result: &str| {
-            self.counter_handle(
-                "rb_probe_runs",
-                owned(vec![
-                    ("probe", probe.to_string()),
-                    ("target", target.to_string()),
-                    ("result", result.to_string()),
-                ]),
-            )
-        };
-        Arc::new(ProbeSeries {
-            ok: runs("ok"),
-            error: runs("error"),
-            timeout: runs("timeout"),
-            duration: self.inner.durations.get_or_create_owned(&owned(vec![
-                ("probe", probe.to_string()),
-                ("target", target.to_string()),
-            ])),
-        })
+        self.inner
+            .probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((probe.to_string(), target.to_string()))
+            .or_default()
+            .clone()
     }
 
     /// The verdict series of `playbook` (created on first use, then shared).
@@ -303,6 +303,23 @@ impl Metrics {
     /// `labels`. `name` may be written with or without `_total`.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let family = family_name(name);
+        let matches = |have: &[(&str, &str)]| {
+            labels
+                .iter()
+                .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
+        };
+        let mut probe_runs = 0.0;
+        if family == "rb_probe_runs" {
+            let probes = self.inner.probes.lock().unwrap_or_else(|e| e.into_inner());
+            for ((probe, target), series) in probes.iter() {
+                let runs = series.snapshot().runs;
+                for (result, n) in RESULTS.iter().zip(runs) {
+                    if matches(&[("probe", probe), ("target", target), ("result", result)]) {
+                        probe_runs += n as f64;
+                    }
+                }
+            }
+        }
         let sets: Vec<L> = self
             .inner
             .seen
@@ -312,16 +329,18 @@ impl Metrics {
             .unwrap_or_default();
         let counters = read(&self.inner.counters);
         let Some(f) = counters.get(family) else {
-            return 0.0;
+            return probe_runs;
         };
-        sets.iter()
-            .filter(|have| {
-                labels
-                    .iter()
-                    .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
-            })
-            .map(|ls| f.get(ls).map(|c| c.get()).unwrap_or(0) as f64)
-            .sum()
+        probe_runs
+            + sets
+                .iter()
+                .filter(|have| {
+                    let have: Vec<(&str, &str)> =
+                        have.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    matches(&have)
+                })
+                .map(|ls| f.get(ls).map(|c| c.get()).unwrap_or(0) as f64)
+                .sum::<f64>()
     }
 
     /// The value of a gauge for exactly these labels, in order (`None` when the series was never set).
@@ -362,6 +381,10 @@ impl Collector for EngineCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let counters = read(&self.0.counters);
         let gauges = read(&self.0.gauges);
+        // every probe's series as one consistent snapshot (a tick may be recording meanwhile)
+        let held = self.0.probes.lock().unwrap_or_else(|e| e.into_inner());
+        let probes: Vec<(&(String, String), ProbeCounts)> =
+            held.iter().map(|(k, s)| (k, s.snapshot())).collect();
         let help = |name: &str| -> String {
             KNOWN
                 .iter()
@@ -370,26 +393,30 @@ impl Collector for EngineCollector {
                 .unwrap_or_else(|| format!("rb engine metric {name}."))
         };
         let mut written = BTreeSet::new();
-        let mut write_one =
-            |encoder: &mut DescriptorEncoder<'_>, name: &str| -> Result<(), std::fmt::Error> {
-                if !written.insert(name.to_string()) {
-                    return Ok(());
+        let mut write_one = |encoder: &mut DescriptorEncoder<'_>,
+                             name: &str|
+         -> Result<(), std::fmt::Error> {
+            if !written.insert(name.to_string()) {
+                return Ok(());
+            }
+            if name == "rb_probe_duration_seconds" {
+                let mut m =
+                    encoder.encode_descriptor(name, &help(name), None, MetricType::Histogram)?;
+                return probe_durations(&probes, &mut m);
+            }
+            if let Some(f) = counters.get(name) {
+                let mut m = encoder.encode_descriptor(name, &help(name), None, f.metric_type())?;
+                if name == "rb_probe_runs" {
+                    probe_runs(&probes, &mut m)?;
                 }
-                if name == "rb_probe_duration_seconds" {
-                    let f = &self.0.durations;
-                    let m = encoder.encode_descriptor(name, &help(name), None, f.metric_type())?;
-                    return f.encode(m);
-                }
-                if let Some(f) = counters.get(name) {
-                    let m = encoder.encode_descriptor(name, &help(name), None, f.metric_type())?;
-                    return f.encode(m);
-                }
-                if let Some(f) = gauges.get(name) {
-                    let m = encoder.encode_descriptor(name, &help(name), None, f.metric_type())?;
-                    return f.encode(m);
-                }
-                Ok(())
-            };
+                return f.encode(m);
+            }
+            if let Some(f) = gauges.get(name) {
+                let m = encoder.encode_descriptor(name, &help(name), None, f.metric_type())?;
+                return f.encode(m);
+            }
+            Ok(())
+        };
         for (name, _, _) in KNOWN {
             write_one(&mut encoder, name)?;
         }
@@ -399,6 +426,45 @@ impl Collector for EngineCollector {
         }
         Ok(())
     }
+}
+
+/// The `rb_probe_runs_total` series of every probe: one per result, as a counter family writes them.
+fn probe_runs(
+    probes: &[(&(String, String), ProbeCounts)],
+    m: &mut MetricEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    for ((probe, target), c) in probes {
+        for (result, n) in RESULTS.iter().zip(c.runs) {
+            let labels = [
+                ("probe", probe.as_str()),
+                ("target", target.as_str()),
+                ("result", result),
+            ];
+            m.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `rb_probe_duration_seconds` histogram of every probe, as a histogram family writes it.
+fn probe_durations(
+    probes: &[(&(String, String), ProbeCounts)],
+    m: &mut MetricEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    for ((probe, target), c) in probes {
+        let mut buckets = [(f64::INFINITY, 0u64); BUCKETS.len() + 1];
+        for (i, b) in buckets.iter_mut().enumerate() {
+            *b = (
+                BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                c.buckets[i],
+            );
+        }
+        let labels = [("probe", probe.as_str()), ("target", target.as_str())];
+        m.encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(c.sum, c.count, &buckets, None)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -441,6 +507,70 @@ mod tests {
             0.0
         );
         assert_eq!(m.gauge("rb_open_incidents", &[]), Some(2.0));
+    }
+
+    /// The probes' series are kept in one allocation each, not in `prometheus_client` families: a
+    /// scrape must read as the families did (the same lines; their order within a family was a
+    /// hash map's).
+    #[test]
+    fn probe_series_read_as_prometheus_client_families() {
+        use prometheus_client::metrics::histogram::Histogram;
+        let m = Metrics::default();
+        let mut registry = Registry::default();
+        let runs = Family::<L, Counter>::default();
+        let durations = Family::<L, Histogram, fn() -> Histogram>::new_with_constructor(|| {
+            Histogram::new(BUCKETS)
+        });
+        registry.register("rb_probe_runs", "runs", runs.clone());
+        registry.register("rb_probe_duration_seconds", "durations", durations.clone());
+        let observations = [
+            ("kafka.lag", "kafka-main", ProbeResult::Ok, 0.0),
+            ("kafka.lag", "kafka-main", ProbeResult::Ok, 0.02),
+            ("kafka.lag", "kafka-main", ProbeResult::Timeout, 11.0),
+            ("kafka.lag", "kafka-dr", ProbeResult::Error, 0.005),
+            ("flink.jobs", "flink", ProbeResult::Ok, 1.0),
+            ("flink.jobs", "flink", ProbeResult::Ok, 2.6),
+            ("never.ran", "nowhere", ProbeResult::Ok, -1.0),
+        ];
+        for (probe, target, result, secs) in observations {
+            let series = m.probe_series(probe, target);
+            let labels = |more: &[(&str, &str)]| -> L {
+                [("probe", probe), ("target", target)]
+                    .iter()
+                    .chain(more)
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            };
+            for r in RESULTS {
+                let _ = runs.get_or_create(&labels(&[("result", r)]));
+            }
+            let _ = durations.get_or_create(&labels(&[]));
+            if secs < 0.0 {
+                continue; // a series made and never recorded
+            }
+            series.record(result, Duration::from_secs_f64(secs));
+            runs.get_or_create(&labels(&[("result", RESULTS[result as usize])]))
+                .inc();
+            durations.get_or_create(&labels(&[])).observe(secs);
+        }
+        let mut theirs = String::new();
+        prometheus_client::encoding::text::encode(&mut theirs, &registry).unwrap();
+        let ours = m.render();
+        let lines = |text: &str| {
+            let mut l: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with("rb_probe_"))
+                .map(str::to_string)
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(lines(&ours), lines(&theirs));
+        // four series: three run counters and a histogram (sum, count, buckets) each
+        assert_eq!(lines(&ours).len(), 4 * (3 + 2 + BUCKETS.len() + 1));
+        assert_eq!(m.counter("rb_probe_runs", &[("target", "flink")]), 2.0);
+        assert_eq!(m.counter("rb_probe_runs", &[("result", "error")]), 1.0);
+        assert_eq!(m.counter("rb_probe_runs", &[("job", "x")]), 0.0);
     }
 
     #[test]

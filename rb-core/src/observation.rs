@@ -290,13 +290,161 @@ impl<'de> Deserialize<'de> for Facts {
     }
 }
 
+/// A name that copies share instead of copying its text: a probe's id or a target's name in an
+/// [`Observation`].
+///
+/// A binding's history holds a dozen observations of one probe, and an engine may have a hundred
+/// thousand probes: the history makes consecutive observations of a probe share one `Name`
+/// ([`crate::symptom::History::push`]), so the text is kept once, not once per observation. Cloning
+/// counts a reference. A `Name` reads as a `&str` (it derefs to `str`, compares with `&str` and
+/// `String`), is built from `&str`, `String`, `&String` or `Arc<str>`, and is written as a plain
+/// string (JSON, `Display`, `Debug`).
+///
+/// ```
+/// use rb_core::observation::Name;
+/// let n = Name::from("kafka-main");
+/// let shared = n.clone(); // the same text, not a copy
+/// assert_eq!(shared, "kafka-main");
+/// assert!(n.starts_with("kafka"));
+/// assert_eq!(serde_json::to_string(&n).unwrap(), "\"kafka-main\"");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether two names share their text (not only equal: one allocation).
+    pub fn shares(&self, other: &Name) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Name(s.into())
+    }
+}
+
+impl From<&String> for Name {
+    fn from(s: &String) -> Self {
+        Name(s.as_str().into())
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Self {
+        Name(s.into())
+    }
+}
+
+impl From<Arc<str>> for Name {
+    fn from(s: Arc<str>) -> Self {
+        Name(s)
+    }
+}
+
+impl From<&Name> for Name {
+    fn from(s: &Name) -> Self {
+        s.clone()
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> Self {
+        n.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Name> for str {
+    fn eq(&self, other: &Name) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<Name> for &str {
+    fn eq(&self, other: &Name) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<Name> for String {
+    fn eq(&self, other: &Name) -> bool {
+        **self == *other.0
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Name::from)
+    }
+}
+
 /// What a probe saw at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// The probe's id (`kafka.consumer_lag`).
-    pub probe: String,
+    pub probe: Name,
     /// The target's name.
-    pub target: String,
+    pub target: Name,
     /// When the observation completed.
     pub at: Timestamp,
     /// Metric samples.
@@ -370,7 +518,7 @@ pub struct MetricSummary {
 
 impl Observation {
     /// An empty observation by `probe` of `target` at `at`.
-    pub fn new(probe: impl Into<String>, target: impl Into<String>, at: Timestamp) -> Self {
+    pub fn new(probe: impl Into<Name>, target: impl Into<Name>, at: Timestamp) -> Self {
         Self {
             probe: probe.into(),
             target: target.into(),
@@ -507,7 +655,13 @@ impl Observation {
     }
 
     /// Add a sample stamped with the observation's time (by reference).
+    ///
+    /// The first sample gets room for itself alone, not the four a `Vec` reserves at first: many
+    /// probes report one value, and a history keeps their observations by the dozen per probe.
     pub fn push_sample(&mut self, name: impl Into<String>, labels: Labels, value: f64) {
+        if self.samples.capacity() == 0 {
+            self.samples.reserve_exact(1);
+        }
         self.samples.push(Sample {
             name: name.into(),
             labels,

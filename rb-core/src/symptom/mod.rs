@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorKind;
-use crate::observation::{Facts, Labels, Observation, Sample};
+use crate::observation::{Facts, Labels, Name, Observation, Sample};
 use crate::time::{human, Timestamp};
 
 pub use compose::{all_of, any_of, AllOf, AnyOf};
@@ -204,7 +204,22 @@ impl History {
     }
 
     /// Append a record and drop what is too old (always keeping the newest two).
-    pub fn push(&mut self, record: Record) {
+    ///
+    /// A history holds a record for its whole age, so a record's samples are kept without spare
+    /// room (a probe's `Vec` of samples grows by doubling).
+    ///
+    /// Consecutive observations of one probe share the probe's and the target's [`Name`]s: the new
+    /// record takes the newest record's when they are equal, so a history keeps each name once.
+    pub fn push(&mut self, mut record: Record) {
+        if let Ok(o) = &mut record.result {
+            if o.samples.capacity() > o.samples.len() {
+                o.samples.shrink_to_fit();
+            }
+            if let Some(Ok(prev)) = self.records.back().map(|r| &r.result) {
+                share(&mut o.probe, &prev.probe);
+                share(&mut o.target, &prev.target);
+            }
+        }
         let now = record.at;
         self.records.push_back(record);
         while self.records.len() > self.max_len {
@@ -257,6 +272,13 @@ impl History {
     /// Grow the kept age to at least `age` (a symptom needing a long window asks for it).
     pub fn ensure_max_age(&mut self, age: Duration) {
         self.max_age = self.max_age.max(age);
+    }
+}
+
+/// Make `name` share `kept`'s text when they are equal.
+fn share(name: &mut Name, kept: &Name) {
+    if !name.shares(kept) && name == kept {
+        *name = kept.clone();
     }
 }
 
