@@ -142,7 +142,8 @@ pub struct KafkaConfig {
     /// How long an idle connection may stay open (librdkafka's `connections.max.idle.ms`).
     pub connections_max_idle: Duration,
     /// The most partitions one OffsetFetch or ListOffsets call carries (default 500). Larger
-    /// lists are split into calls of this size, all sent at once: librdkafka matches each
+    /// lists are split into calls of this size, all sent at once (log-end offsets per leader
+    /// first, so that one call is one ListOffsets): librdkafka matches each
     /// partition of an answer against the request's list one by one, which is quadratic in the
     /// list's length (10,000 partitions in one call cost about 60 times 2,000; see
     /// `benches/README.md`).

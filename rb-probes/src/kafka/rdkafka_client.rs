@@ -6,9 +6,10 @@
 //!   filtered);
 //! * committed offsets: `committed_offsets(TopicPartitionList)` on a consumer whose `group.id` is the
 //!   group and that never subscribes — one OffsetFetch at the group's coordinator;
-//! * log-end offsets: `offsets_for_times` with every offset set to `END` — librdkafka groups the
-//!   partitions by leader and sends one ListOffsets per leader broker, answering per partition (a
-//!   broker down fails its partitions, not the call). `fetch_watermarks` is one request per partition
+//! * log-end offsets: `offsets_for_times` with every offset set to `END`, one call per batch of
+//!   partitions led by one broker (leaders as the last Metadata answer named them) — librdkafka
+//!   sends one ListOffsets per leader of a call, answering per partition (a broker down fails its
+//!   partitions, not the call). A leader that moved since only costs librdkafka another request. `fetch_watermarks` is one request per partition
 //!   and is not used;
 //! * group description: one Metadata request (tells an unreachable cluster from a slow one), then
 //!   `fetch_group_list(Some(group))` (DescribeGroups).
@@ -180,6 +181,9 @@ struct Inner {
     config: KafkaConfig,
     base: Arc<Consumer_>,
     groups: Mutex<HashMap<String, Arc<Consumer_>>>,
+    /// Each topic's partition leaders from the last Metadata answer (index: partition), so that
+    /// log-end offsets are asked in batches that each go to one leader.
+    leaders: Mutex<HashMap<String, Vec<Option<i32>>>>,
 }
 
 impl fmt::Debug for RdKafkaClient {
@@ -206,6 +210,7 @@ impl RdKafkaClient {
                 config,
                 base,
                 groups: Mutex::new(HashMap::new()),
+                leaders: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -235,6 +240,29 @@ impl RdKafkaClient {
         let c = Arc::new(create_consumer(&self.inner.config, Some(group))?);
         groups.insert(group.to_owned(), c.clone());
         Ok(c)
+    }
+
+    /// `partitions`' indices in batches of at most `n`, each batch of one known leader.
+    fn batches_by_leader(&self, partitions: &[TopicPartition], n: usize) -> Vec<Vec<usize>> {
+        let leaders = match self.inner.leaders.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut by_leader: std::collections::BTreeMap<Option<i32>, Vec<usize>> =
+            std::collections::BTreeMap::new();
+        for (i, tp) in partitions.iter().enumerate() {
+            let leader = leaders
+                .get(&*tp.topic)
+                .and_then(|l| usize::try_from(tp.partition).ok().and_then(|p| l.get(p)))
+                .copied()
+                .flatten();
+            by_leader.entry(leader).or_default().push(i);
+        }
+        drop(leaders);
+        by_leader
+            .into_values()
+            .flat_map(|idx| idx.chunks(n).map(<[usize]>::to_vec).collect::<Vec<_>>())
+            .collect()
     }
 
     fn bootstrap_str(&self) -> String {
@@ -469,6 +497,33 @@ fn aligned<T>(
     Ok(out)
 }
 
+/// Keeps each answered topic's partition leaders (a topic the answer does not know is forgotten).
+fn remember_leaders(leaders: &Mutex<HashMap<String, Vec<Option<i32>>>>, topics: &[TopicMetadata]) {
+    let mut leaders = match leaders.lock() {
+        Ok(l) => l,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    for t in topics {
+        if t.partitions.is_empty() {
+            leaders.remove(&t.name);
+            continue;
+        }
+        let len = t
+            .partitions
+            .iter()
+            .filter_map(|p| usize::try_from(p.partition).ok())
+            .max()
+            .map_or(0, |m| m + 1);
+        let mut by_partition = vec![None; len];
+        for p in &t.partitions {
+            if let Ok(i) = usize::try_from(p.partition) {
+                by_partition[i] = p.leader;
+            }
+        }
+        leaders.insert(t.name.clone(), by_partition);
+    }
+}
+
 fn resp_text(e: rdkafka::types::RDKafkaRespErr) -> String {
     RDKafkaErrorCode::from(e).to_string()
 }
@@ -487,8 +542,10 @@ impl KafkaClient for RdKafkaClient {
         let base = self.inner.base.clone();
         let topics = topics.to_vec();
         let bootstrap = self.bootstrap_str();
+        let inner = self.inner.clone();
         blocking(
             move || {
+                let leaders = &inner.leaders;
                 let one = (topics.len() == 1).then(|| topics[0].as_str());
                 let md = base
                     .fetch_metadata(one, timeout)
@@ -536,6 +593,7 @@ impl KafkaClient for RdKafkaClient {
                         partitions,
                     });
                 }
+                remember_leaders(&leaders, &out);
                 Ok(ClusterMetadata {
                     brokers,
                     topics: out,
@@ -565,10 +623,46 @@ impl KafkaClient for RdKafkaClient {
         timeout: Duration,
     ) -> Result<Vec<PartitionAnswer<i64>>, ClientError> {
         let n = self.inner.config.partitions_per_request.max(1);
-        let calls = partitions
-            .chunks(n)
-            .map(|chunk| self.ends_chunk(chunk, timeout));
-        Ok(futures::future::try_join_all(calls).await?.concat())
+        // Batches of one leader each: librdkafka sends one ListOffsets per leader of a call, so a
+        // batch spanning three leaders costs three requests. Leaders not known yet (no Metadata
+        // answer names them) share batches; librdkafka finds their leaders itself.
+        let batches = self.batches_by_leader(partitions, n);
+        let calls = batches.iter().map(|idx| {
+            let chunk: Vec<TopicPartition> = idx.iter().map(|&i| partitions[i].clone()).collect();
+            async move { self.ends_chunk(&chunk, timeout).await }
+        });
+        let answers = futures::future::join_all(calls).await;
+        // A batch is one leader's: when that broker is down, librdkafka may fail the whole call
+        // (no partition of it has a reachable leader). That is those partitions' failure, not the
+        // observation's: the call fails only when every batch failed.
+        if answers.iter().all(Result::is_err) {
+            if let Some(Err(e)) = answers.into_iter().next() {
+                return Err(e);
+            }
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<Option<PartitionAnswer<i64>>> = vec![None; partitions.len()];
+        for (idx, answer) in batches.iter().zip(answers) {
+            match answer {
+                Ok(answer) => {
+                    for (&i, a) in idx.iter().zip(answer) {
+                        out[i] = Some(a);
+                    }
+                }
+                Err(e) => {
+                    for &i in idx {
+                        out[i] = Some(Err(e.message.clone()));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|a| {
+                a.ok_or_else(|| {
+                    ClientError::new(ErrorKind::BadResponse, "a partition was left unanswered")
+                })
+            })
+            .collect()
     }
 
     async fn describe_group(
