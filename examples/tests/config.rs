@@ -23,7 +23,7 @@ fn the_sample_file_parses_and_builds_the_runbook() {
     let pg = c.endpoints.postgres.as_ref().unwrap();
     assert_eq!(pg.password.expose(), "pg-secret-value");
     let systems = Systems::new(c.endpoints, c.credentials, c.timings).unwrap();
-    let rb = runbook(&systems);
+    let rb = runbook(&systems).unwrap();
     assert!(rb.playbooks().iter().any(|p| p.id() == "connect-failed"));
     assert!(rb
         .playbooks()
@@ -110,4 +110,26 @@ fn bad_values_are_named() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("no-port-here"), "{e}");
+}
+
+#[test]
+fn kafka_is_watched_only_when_configured_and_a_configured_kafka_builds_its_client() {
+    // No [kafka] section: no bootstrap, no client to build, no Kafka playbook, no error.
+    let c = LakehouseConfig::parse("x.toml", "[kafka_connect]\nurl = \"http://c:8083\"\n", env)
+        .unwrap();
+    assert!(c.endpoints.kafka_bootstrap.trim().is_empty());
+    let systems = Systems::new(c.endpoints, c.credentials, c.timings).unwrap();
+    let rb = runbook(&systems).unwrap();
+    assert!(!rb.playbooks().iter().any(|p| p.id() == "kafka-backlog"));
+    assert!(rb.playbooks().iter().any(|p| p.id() == "connect-failed"));
+
+    // The sample file names brokers: the Kafka client is built and the playbook is there (a
+    // client librdkafka refused would be the runbook's error, not a playbook quietly left out).
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/lakehouse.toml")).unwrap();
+    let c = LakehouseConfig::parse("lakehouse.toml", &text, env).unwrap();
+    assert!(!c.endpoints.kafka_bootstrap.trim().is_empty());
+    let systems = Systems::new(c.endpoints, c.credentials, c.timings).unwrap();
+    let rb = runbook(&systems).unwrap();
+    assert!(rb.playbooks().iter().any(|p| p.id() == "kafka-backlog"));
 }

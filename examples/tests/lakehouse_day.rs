@@ -95,7 +95,7 @@ async fn the_day_detects_every_situation_and_no_decoy() {
         timings.clone(),
     )
     .unwrap();
-    let rb = runbook(&systems);
+    let rb = runbook(&systems).unwrap();
     for scene in report.scenes.iter().filter(|s| s.expect.is_some()) {
         let expect = scene.expect.as_ref().unwrap();
         let latency = scene.detection_latency.expect("detected");

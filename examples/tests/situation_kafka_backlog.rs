@@ -35,7 +35,7 @@ async fn setup_with(dry_run: bool, timings: Timings) -> (FakeLakehouse, Engine, 
     )
     .unwrap();
     let mut runbook = Runbook::new(RUNBOOK);
-    for p in kafka_backlog::try_playbooks(&systems).unwrap() {
+    for p in kafka_backlog::playbooks(&systems).unwrap() {
         runbook = runbook.playbook(p);
     }
     let engine = Engine::builder(runbook)

@@ -367,7 +367,7 @@ async fn backlog_phases(
         ..Endpoints::default()
     };
     let systems = Systems::new(endpoints, Credentials::default(), Timings::fast())?;
-    let playbooks = kafka_backlog::try_playbooks(&systems)?;
+    let playbooks = kafka_backlog::playbooks(&systems)?;
     let engine = engine(playbooks).await?;
     let t0 = Instant::now();
     let mut ticks = 0u32;

@@ -276,7 +276,7 @@ impl LakehouseConfig {
             self.timings.clone(),
         )?;
         let journal = rb_core::journal::SqliteJournal::open(out.join("journal.db")).await?;
-        Ok(rb_core::Engine::builder(super::runbook(&systems))
+        Ok(rb_core::Engine::builder(super::runbook(&systems)?)
             .journal(std::sync::Arc::new(journal))
             .approver(approver)
             .policy(rb_core::policy::SafetyPolicy {

@@ -428,7 +428,7 @@ pub async fn play_day(
         opts.credentials.clone(),
         opts.timings.clone(),
     )?;
-    let runbook = super::runbook(&systems);
+    let runbook = super::runbook(&systems)?;
     let journal_path = opts.out_dir.join("journal.db");
     let _ = std::fs::remove_file(&journal_path);
     let journal = Arc::new(SqliteJournal::open(&journal_path).await?);

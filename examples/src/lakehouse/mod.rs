@@ -96,15 +96,16 @@ pub fn configured(playbook: &rb_core::Playbook) -> bool {
 }
 
 /// The whole runbook: every situation's playbook whose systems are [`configured`], the impact
-/// map, the on-call table and the checklist.
-pub fn runbook(systems: &Systems) -> Runbook {
+/// map, the on-call table and the checklist; or the client of a configured system that cannot
+/// be built.
+pub fn runbook(systems: &Systems) -> Result<Runbook, BuildError> {
     let mut rb = Runbook::new(RUNBOOK)
         .impact(impact())
         .on_call(on_call())
         .checklist(CHECKLIST.iter().map(|s| (*s).to_string()).collect())
         .default_role("Data Platform On-call");
-    for playbook in situations::all(systems).into_iter().filter(configured) {
+    for playbook in situations::all(systems)?.into_iter().filter(configured) {
         rb = rb.playbook(playbook);
     }
-    rb
+    Ok(rb)
 }

@@ -95,22 +95,16 @@ pub fn kafka_client(s: &Systems) -> Result<RdKafkaClient, BuildError> {
     })
 }
 
-/// The situation's playbook, or why the Kafka client cannot be built.
-pub fn try_playbooks(s: &Systems) -> Result<Vec<Playbook>, BuildError> {
-    Ok(vec![playbook(s, kafka_client(s)?)])
-}
-
-/// The situation's playbook. When the Kafka client cannot be built (a configuration librdkafka
-/// refuses, e.g. SCRAM without the `kafka-tls` feature) the error is logged and no playbook is
-/// returned; call [`try_playbooks`] to get the error instead.
-pub fn playbooks(s: &Systems) -> Vec<Playbook> {
-    match try_playbooks(s) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "playbook {PLAYBOOK} left out");
-            Vec::new()
-        }
+/// The situation's playbook, or why the Kafka client cannot be built (a configuration librdkafka
+/// refuses, e.g. SCRAM without the `kafka-tls` feature): a misconfigured system is an error the
+/// operator sees when the runbook is built, never a situation quietly left unwatched. Without a
+/// bootstrap list Kafka is not configured: no playbook, like every unconfigured system (see
+/// [`configured`](crate::lakehouse::configured)).
+pub fn playbooks(s: &Systems) -> Result<Vec<Playbook>, BuildError> {
+    if s.endpoints.kafka_bootstrap.trim().is_empty() {
+        return Ok(Vec::new());
     }
+    Ok(vec![playbook(s, kafka_client(s)?)])
 }
 
 /// The backlog playbook on `client` (see the module docs).

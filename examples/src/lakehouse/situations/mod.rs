@@ -2,7 +2,8 @@
 //! to bring its situation about on rb-testkit's `FakeLakehouse` ([`Scene`]).
 //!
 //! Every module has the same shape: `pub const PLAYBOOK: &str` (the playbook id, the middle part of
-//! its incident ids), `pub fn playbooks(&Systems) -> Vec<Playbook>`, and one or more [`Scene`]s
+//! its incident ids), `pub fn playbooks(&Systems) -> Vec<Playbook>` (a `Result` with a
+//! [`BuildError`] where building a driver client can fail: Kafka's), and one or more [`Scene`]s
 //! the scripted day and the tests play.
 
 use std::time::Duration;
@@ -11,7 +12,7 @@ use async_trait::async_trait;
 use rb_core::{Engine, Incident, Playbook};
 use rb_testkit::lakehouse::FakeLakehouse;
 
-use super::Systems;
+use super::{BuildError, Systems};
 
 pub mod cassandra_down;
 pub mod connect_failed;
@@ -21,17 +22,17 @@ pub mod kafka_backlog;
 pub mod nessie_commit;
 pub mod trino_backlog;
 
-/// Every situation's playbooks, in the order of seed §4.
-pub fn all(systems: &Systems) -> Vec<Playbook> {
+/// Every situation's playbooks, in the order of seed §4, or the first client that cannot be built.
+pub fn all(systems: &Systems) -> Result<Vec<Playbook>, BuildError> {
     let mut out = Vec::new();
-    out.extend(kafka_backlog::playbooks(systems));
+    out.extend(kafka_backlog::playbooks(systems)?);
     out.extend(flink_restarting::playbooks(systems));
     out.extend(cassandra_down::playbooks(systems));
     out.extend(nessie_commit::playbooks(systems));
     out.extend(connect_failed::playbooks(systems));
     out.extend(trino_backlog::playbooks(systems));
     out.extend(db_saturation::playbooks(systems));
-    out
+    Ok(out)
 }
 
 /// What a scene expects of the runbook: the incident it must open (`playbook` and the incident
