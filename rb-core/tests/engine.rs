@@ -827,6 +827,17 @@ async fn an_acknowledgement_made_while_a_step_is_in_flight_stops_the_earlier_pag
         vec!["Kafka SME"],
         "acknowledged: no re-escalation when the SLA passes"
     );
+    // and the paging system heard the acknowledgement, to the role it paged
+    let acks: Vec<_> = pager
+        .all()
+        .into_iter()
+        .filter(|n| n.action == rb_core::escalation::NotifyAction::Acknowledge)
+        .collect();
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(
+        (acks[0].incident.as_str(), acks[0].role.as_str()),
+        (id.as_str(), "Kafka SME")
+    );
 }
 
 #[tokio::test(start_paused = true)]

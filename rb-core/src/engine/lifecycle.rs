@@ -154,14 +154,6 @@ impl Inner {
                     first_err.get_or_insert(e);
                 }
             }
-            if let Some(Slot::Busy {
-                acked_at: Some(at), ..
-            }) = st.open.get(&d.fingerprint)
-            {
-                // acknowledged while busy (journaled then): the same fold as every other event
-                let by = String::new();
-                open.ledger.apply(*at, &Event::Acknowledged { by });
-            }
             if d.mitigated || std::mem::take(&mut open.fresh_detect) {
                 if let Some(b) = st.bindings.get_mut(open.binding) {
                     if b.next_due.is_some() {
@@ -195,44 +187,24 @@ impl Inner {
         for cmd in cmds {
             match cmd {
                 Command::Ack { id, by } => {
-                    match st.open.values_mut().find(|slot| slot.id() == id) {
+                    let msg = format!("acknowledged by {by}");
+                    let event = Event::Acknowledged { by };
+                    let (pb, role) = match st.open.values_mut().find(|slot| slot.id() == id) {
                         Some(Slot::Idle(o)) => {
-                            let msg = format!("acknowledged by {by}");
-                            self.record(o, Event::Acknowledged { by }).await?;
-                            let (pb, role) = (o.playbook, o.ledger.paged_role.clone());
-                            self.follow_up(
-                                &id,
-                                pb,
-                                role.as_deref(),
-                                NotifyAction::Acknowledge,
-                                msg,
-                            )
-                            .await?;
+                            self.record(o, event).await?;
+                            (o.playbook, o.ledger.paged_role.clone())
                         }
-                        Some(Slot::Busy { acked_at, .. }) => {
-                            // folded into the incident's ledger when it is put back
-                            let at = self.clock.now();
-                            self.journal
-                                .append(&id, at, &Event::Acknowledged { by })
-                                .await?;
-                            *acked_at = Some(at);
-                        }
-                        // another engine works it: the journal carries the acknowledgement to it (it
-                        // folds its incident's journal every round); the paging system hears it from here
-                        None => {
-                            let msg = format!("acknowledged by {by}");
+                        // a step in flight here, or another engine works it: journaled now, and
+                        // the engine that works it folds the incident's journal before its next
+                        // move (so the SLA re-page stops there); the paging system hears it now
+                        Some(Slot::Busy { .. }) | None => {
                             let (pb, role) = self.journaled_page_role(&id).await?;
-                            self.append(&id, Event::Acknowledged { by }).await?;
-                            self.follow_up(
-                                &id,
-                                pb,
-                                role.as_deref(),
-                                NotifyAction::Acknowledge,
-                                msg,
-                            )
-                            .await?;
+                            self.append(&id, event).await?;
+                            (pb, role)
                         }
-                    }
+                    };
+                    self.follow_up(&id, pb, role.as_deref(), NotifyAction::Acknowledge, msg)
+                        .await?;
                 }
                 Command::Close { id, by } => {
                     let found = st

@@ -101,6 +101,20 @@ fn paged_after(entries: &[crate::journal::Entry], seq: u64) -> bool {
     })
 }
 
+/// Step `id`'s (at `step`) last entry that `owes` a page, when no page was journaled after it.
+fn last_unpaged<'a>(
+    entries: &'a [crate::journal::Entry],
+    id: &str,
+    step: usize,
+    owes: impl Fn(&Event) -> bool,
+) -> Option<&'a crate::journal::Entry> {
+    let last = step_entries(entries, id, step)
+        .into_iter()
+        .rev()
+        .find(|e| owes(&e.event))?;
+    (!paged_after(entries, last.seq)).then_some(last)
+}
+
 /// The page owed for step `id` (at `step`) when its last refusal or failure was journaled and no page
 /// followed it (a restart in between): the reason and the message the live path would have sent.
 fn owed_page(
@@ -109,27 +123,21 @@ fn owed_page(
     step: usize,
     action: &str,
 ) -> Option<(EscalationReason, String)> {
-    let last = step_entries(entries, id, step)
-        .into_iter()
-        .rev()
-        .find(|e| {
-            matches!(
-                e.event,
-                Event::Refused { .. }
-                    | Event::Finished {
-                        ok: false,
-                        outcome_unknown: false,
-                        ..
-                    }
-                    | Event::Verified {
-                        verification: Verification::Failed { .. },
-                        ..
-                    }
-            )
-        })?;
-    if paged_after(entries, last.seq) {
-        return None;
-    }
+    let last = last_unpaged(entries, id, step, |e| {
+        matches!(
+            e,
+            Event::Refused { .. }
+                | Event::Finished {
+                    ok: false,
+                    outcome_unknown: false,
+                    ..
+                }
+                | Event::Verified {
+                    verification: Verification::Failed { .. },
+                    ..
+                }
+        )
+    })?;
     match &last.event {
         Event::Refused { reason, .. } => Some((
             EscalationReason::ActionRefused,
@@ -201,21 +209,15 @@ fn owed_unknown_page(
     step: usize,
     action: &str,
 ) -> Option<String> {
-    let last = step_entries(entries, id, step)
-        .into_iter()
-        .rev()
-        .find(|e| {
-            matches!(
-                e.event,
-                Event::Finished {
-                    outcome_unknown: true,
-                    ..
-                }
-            )
-        })?;
-    if paged_after(entries, last.seq) {
-        return None;
-    }
+    let last = last_unpaged(entries, id, step, |e| {
+        matches!(
+            e,
+            Event::Finished {
+                outcome_unknown: true,
+                ..
+            }
+        )
+    })?;
     let error = match &last.event {
         Event::Finished { error, .. } => error.clone().unwrap_or_default(),
         _ => String::new(),

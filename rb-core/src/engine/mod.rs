@@ -516,11 +516,9 @@ enum Slot {
     /// The engine may advance it in the next round.
     Idle(Box<Open>),
     /// Being advanced (a diagnosis, a remediation in flight) outside the state lock, so detection goes
-    /// on meanwhile. An acknowledgement made meanwhile is journaled at once and remembered here.
-    Busy {
-        id: String,
-        acked_at: Option<Timestamp>,
-    },
+    /// on meanwhile. An acknowledgement made meanwhile is journaled at once; the incident's next
+    /// move folds it from the journal, like one given through another engine.
+    Busy { id: String },
 }
 
 impl Slot {
@@ -538,7 +536,6 @@ impl Slot {
         };
         let busy = Slot::Busy {
             id: open.id.clone(),
-            acked_at: None,
         };
         match std::mem::replace(self, busy) {
             Slot::Idle(open) => Some(open),
