@@ -593,7 +593,7 @@ impl KafkaClient for RdKafkaClient {
                         partitions,
                     });
                 }
-                remember_leaders(&leaders, &out);
+                remember_leaders(leaders, &out);
                 Ok(ClusterMetadata {
                     brokers,
                     topics: out,
