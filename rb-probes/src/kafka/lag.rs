@@ -172,8 +172,9 @@ impl FactType for PartitionOffsets {
 /// group's committed offsets, at its coordinator) and one ListOffsets per partition leader (log-end
 /// offsets) — the last two concurrently, and per batch of
 /// [`KafkaConfig::partitions_per_request`](super::KafkaConfig::partitions_per_request) partitions
-/// (of one leader, for ListOffsets) with the rdkafka adapter — plus, with [`with_group_state`](Self::with_group_state), the group's
-/// description. Never one request per partition.
+/// (of one leader, for ListOffsets) with the rdkafka adapter — plus, with
+/// [`with_group_state`](Self::with_group_state), the group's description. Never one request per
+/// partition.
 ///
 /// Lag is `log end - committed` at evaluation time (a consumer that stopped committing shows a
 /// growing lag). A partition without a committed offset is counted and named, never a lag of 0;

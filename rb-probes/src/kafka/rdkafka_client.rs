@@ -9,8 +9,8 @@
 //! * log-end offsets: `offsets_for_times` with every offset set to `END`, one call per batch of
 //!   partitions led by one broker (leaders as the last Metadata answer named them) — librdkafka
 //!   sends one ListOffsets per leader of a call, answering per partition (a broker down fails its
-//!   partitions, not the call). A leader that moved since only costs librdkafka another request. `fetch_watermarks` is one request per partition
-//!   and is not used;
+//!   partitions, not the call). A leader that moved since only costs librdkafka another request.
+//!   `fetch_watermarks` is one request per partition and is not used;
 //! * group description: one Metadata request (tells an unreachable cluster from a slow one), then
 //!   `fetch_group_list(Some(group))` (DescribeGroups).
 //!
@@ -260,8 +260,8 @@ impl RdKafkaClient {
         }
         drop(leaders);
         by_leader
-            .into_values()
-            .flat_map(|idx| idx.chunks(n).map(<[usize]>::to_vec).collect::<Vec<_>>())
+            .values()
+            .flat_map(|idx| idx.chunks(n).map(<[usize]>::to_vec))
             .collect()
     }
 
@@ -297,11 +297,10 @@ impl RdKafkaClient {
 
     async fn ends_chunk(
         &self,
-        partitions: &[TopicPartition],
+        parts: Vec<TopicPartition>,
         timeout: Duration,
     ) -> Result<Vec<PartitionAnswer<i64>>, ClientError> {
         let base = self.inner.base.clone();
-        let parts = partitions.to_vec();
         let bootstrap = self.bootstrap_str();
         blocking(
             move || {
@@ -628,8 +627,8 @@ impl KafkaClient for RdKafkaClient {
         // answer names them) share batches; librdkafka finds their leaders itself.
         let batches = self.batches_by_leader(partitions, n);
         let calls = batches.iter().map(|idx| {
-            let chunk: Vec<TopicPartition> = idx.iter().map(|&i| partitions[i].clone()).collect();
-            async move { self.ends_chunk(&chunk, timeout).await }
+            let chunk = idx.iter().map(|&i| partitions[i].clone()).collect();
+            self.ends_chunk(chunk, timeout)
         });
         let answers = futures::future::join_all(calls).await;
         // A batch is one leader's: when that broker is down, librdkafka may fail the whole call
