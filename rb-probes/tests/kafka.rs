@@ -215,20 +215,20 @@ async fn a_downed_broker_gives_an_incomplete_observation_naming_its_partitions()
 
 /// Warms a lag probe up, then checks the exact requests of three observations: `offset_fetches`
 /// OffsetFetch requests and `list_offsets_per_broker` ListOffsets at each of the three brokers.
+/// `native`: the offsets over rb's own connections (the default) or through librdkafka.
 async fn assert_lag_requests(
+    native: bool,
     partitions: i32,
     offset_fetches: usize,
     list_offsets_per_broker: usize,
 ) {
     let fake = FakeKafka::start(3).unwrap();
     fake.create_topic("orders", partitions, 3).unwrap();
-    fake.set_lag(
-        "g",
-        "orders",
-        &seeded_lags(3, partitions as usize, 0..=50).unwrap(),
-    )
-    .unwrap();
-    let probe = lag_probe(&fake, "g", &["orders"]);
+    let lags = seeded_lags(3, partitions as usize, 0..=50).unwrap();
+    fake.set_lag("g", "orders", &lags).unwrap();
+    let config = KafkaConfig::new(fake.bootstrap_servers()).native_offsets(native);
+    let client = RdKafkaClient::new(config).unwrap();
+    let probe = ConsumerLagProbe::new(target(), client, "g", ["orders"]).with_partition_fact(true);
     // Warm-up: connections, ApiVersions, FindCoordinator.
     for _ in 0..3 {
         probe.observe(&ctx(Duration::from_secs(10))).await.unwrap();
@@ -238,6 +238,10 @@ async fn assert_lag_requests(
         let obs = probe.observe(&ctx(Duration::from_secs(10))).await.unwrap();
         assert!(obs.complete);
         assert_eq!(summary(&obs).measured, partitions as usize);
+        let got = read_lags(&obs, "orders");
+        for (p, lag) in lags.iter().enumerate() {
+            assert_eq!(got.get(&(p as i32)), Some(&Some(*lag)), "partition {p}");
+        }
         let reqs = fake.requests().unwrap();
         let count = |api| rb_testkit::kafka::count_requests(&reqs, api);
         assert_eq!(
@@ -288,16 +292,25 @@ async fn assert_lag_requests(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_o_brokers_not_o_partitions() {
-    // 96 partitions over 3 brokers: 1 Metadata, 1 OffsetFetch, 1 ListOffsets per broker.
-    assert_lag_requests(96, 1, 1).await;
+    // 96 partitions over 3 brokers: 1 Metadata, 1 OffsetFetch, 1 ListOffsets per broker — on
+    // both paths.
+    assert_lag_requests(true, 96, 1, 1).await;
+    assert_lag_requests(false, 96, 1, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_of_2000_partitions_in_calls_of_500() {
-    // 2,000 partitions: committed offsets in 4 calls of 500 (one OffsetFetch each); log-end
+async fn requests_of_10000_partitions_are_one_offset_fetch_and_one_list_offsets_per_broker() {
+    // rb's own connections: however many partitions, 1 OffsetFetch and 1 ListOffsets per leader.
+    assert_lag_requests(true, 2_000, 1, 1).await;
+    assert_lag_requests(true, 10_000, 1, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_2000_partitions_through_librdkafka_in_calls_of_500() {
+    // Through librdkafka: committed offsets in 4 calls of 500 (one OffsetFetch each); log-end
     // offsets in batches of at most 500 partitions of one leader: each broker leads 666 or 667
     // partitions, so 2 ListOffsets per broker (a batch mixing leaders would cost one per leader).
-    assert_lag_requests(2_000, 4, 2).await;
+    assert_lag_requests(false, 2_000, 4, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1086,7 +1099,7 @@ fn outcome(r: Result<Observation, ProbeError>) -> String {
     }
 }
 
-async fn run_fault(probe: &str, fault: &str) -> String {
+async fn run_fault(probe: &str, fault: &str, native: bool) -> String {
     let fake = FakeKafka::start(3).unwrap();
     fake.create_topic("orders", 9, 3).unwrap();
     fake.set_uniform_lag("g", "orders", 7).unwrap();
@@ -1128,7 +1141,7 @@ async fn run_fault(probe: &str, fault: &str) -> String {
             .unwrap(),
         other => panic!("unknown fault {other}"),
     }
-    let c = RdKafkaClient::new(KafkaConfig::new(&bootstrap)).unwrap();
+    let c = RdKafkaClient::new(KafkaConfig::new(&bootstrap).native_offsets(native)).unwrap();
     let cx = ctx(deadline);
     let r = match probe {
         "lag" => {
@@ -1190,11 +1203,16 @@ async fn fault_matrix() {
     got.sort();
     assert_eq!(got, want, "the matrix must list every probe × fault once");
 
+    // Every cell on both paths of the offsets: rb's own connections and librdkafka's.
     let mut wrong = Vec::new();
-    for (probe, fault, kind) in &rows {
-        let actual = run_fault(probe, fault).await;
-        if &actual != kind {
-            wrong.push(format!("{probe},{fault}: expected {kind}, got {actual}"));
+    for native in [true, false] {
+        for (probe, fault, kind) in &rows {
+            let actual = run_fault(probe, fault, native).await;
+            if &actual != kind {
+                wrong.push(format!(
+                    "{probe},{fault} (native offsets {native}): expected {kind}, got {actual}"
+                ));
+            }
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

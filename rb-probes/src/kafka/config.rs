@@ -141,12 +141,18 @@ pub struct KafkaConfig {
     pub tls: Option<Tls>,
     /// How long an idle connection may stay open (librdkafka's `connections.max.idle.ms`).
     pub connections_max_idle: Duration,
-    /// The most partitions one OffsetFetch or ListOffsets call carries (default 500). Larger
-    /// lists are split into calls of this size, all sent at once (log-end offsets per leader
-    /// first, so that one call is one ListOffsets): librdkafka matches each
-    /// partition of an answer against the request's list one by one, which is quadratic in the
-    /// list's length (10,000 partitions in one call cost about 60 times 2,000; see
-    /// `benches/README.md`).
+    /// Whether the adapter sends OffsetFetch and ListOffsets over its own connections (default
+    /// on): one OffsetFetch for all of a group's partitions and one ListOffsets per leader,
+    /// whatever their number. It applies to plaintext listeners without SASL; with TLS or SASL,
+    /// or off, or when a broker speaks none of the versions rb does, the two requests go through
+    /// librdkafka in calls of [`partitions_per_request`](Self::partitions_per_request).
+    pub native_offsets: bool,
+    /// When the offsets go through librdkafka: the most partitions one OffsetFetch or
+    /// ListOffsets call carries (default 500). Larger lists are split into calls of this size,
+    /// all sent at once (log-end offsets per leader first, so that one call is one ListOffsets):
+    /// librdkafka matches each partition of an answer against the request's list one by one,
+    /// which is quadratic in the list's length (10,000 partitions in one call cost about 60 times
+    /// 2,000; see `benches/README.md`).
     pub partitions_per_request: usize,
 }
 
@@ -157,6 +163,7 @@ impl fmt::Debug for KafkaConfig {
             .field("client_id", &self.client_id)
             .field("sasl", &self.sasl)
             .field("tls", &self.tls)
+            .field("native_offsets", &self.native_offsets)
             .finish()
     }
 }
@@ -170,6 +177,7 @@ impl KafkaConfig {
             sasl: None,
             tls: None,
             connections_max_idle: Duration::from_secs(9 * 60),
+            native_offsets: true,
             partitions_per_request: 500,
         }
     }
@@ -186,7 +194,21 @@ impl KafkaConfig {
         self
     }
 
-    /// Split offset requests into calls of at most `n` partitions (at least 1).
+    /// Send OffsetFetch and ListOffsets over rb's own connections (`true`, the default, on
+    /// plaintext listeners) or always through librdkafka (`false`).
+    pub fn native_offsets(mut self, on: bool) -> Self {
+        self.native_offsets = on;
+        self
+    }
+
+    /// Whether OffsetFetch and ListOffsets go over rb's own connections with these settings:
+    /// [`native_offsets`](Self::native_offsets) on, a plaintext listener without SASL.
+    pub fn uses_native_offsets(&self) -> bool {
+        self.native_offsets && self.sasl.is_none() && self.tls.is_none()
+    }
+
+    /// When the offsets go through librdkafka: split them into calls of at most `n` partitions
+    /// (at least 1).
     pub fn partitions_per_request(mut self, n: usize) -> Self {
         self.partitions_per_request = n.max(1);
         self

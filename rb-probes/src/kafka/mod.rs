@@ -126,8 +126,10 @@ mod config;
 mod group;
 mod lag;
 mod lag_time;
+mod native;
 mod rdkafka_client;
 mod topic;
+mod wire;
 
 pub use burrow::{
     evaluate_group, evaluate_partition, BurrowRules, BurrowStatus, GroupEvaluation, GroupStatus,

@@ -14,8 +14,16 @@
 //! * group description: one Metadata request (tells an unreachable cluster from a slow one), then
 //!   `fetch_group_list(Some(group))` (DescribeGroups).
 //!
+//! On a plaintext listener (no TLS, no SASL) with [`KafkaConfig::native_offsets`] on (the default),
+//! committed and log-end offsets do not go through librdkafka: the adapter sends **one
+//! OffsetFetch** for all of a group's partitions to its coordinator and **one ListOffsets per
+//! leader** over its own connections (the leaders and brokers from the last Metadata answer; a
+//! partition whose leader moved since is asked once more after a new Metadata request). See
+//! `native.rs` for why: librdkafka's matching of answers is quadratic in the partitions of a call.
+//!
 //! Clients are created once and kept (connections stay warm between observations): one without a
-//! group for metadata and offsets, one per consumer group for its committed offsets.
+//! group for metadata and offsets, one per consumer group for its committed offsets (librdkafka's
+//! path only).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +42,7 @@ use super::client::{
     KafkaClient, PartitionAnswer, PartitionMetadata, TopicError, TopicMetadata, TopicPartition,
 };
 use super::config::{KafkaConfig, PropertyValue};
+use super::native::{Fail, Wire};
 
 /// The most per-group consumers kept; past it, an unused one is dropped.
 const MAX_GROUP_CLIENTS: usize = 256;
@@ -184,6 +193,11 @@ struct Inner {
     /// Each topic's partition leaders from the last Metadata answer (index: partition), so that
     /// log-end offsets are asked in batches that each go to one leader.
     leaders: Mutex<HashMap<String, Vec<Option<i32>>>>,
+    /// rb's own connections for OffsetFetch and ListOffsets (plaintext listeners).
+    wire: Option<Wire>,
+    /// Set when a broker speaks none of rb's versions of those requests: librdkafka's path from
+    /// then on.
+    wire_refused: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for RdKafkaClient {
@@ -205,12 +219,17 @@ impl RdKafkaClient {
             ));
         }
         let base = Arc::new(create_consumer(&config, None)?);
+        let wire = config
+            .uses_native_offsets()
+            .then(|| Wire::new(&config.client_id, &config.bootstrap));
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 base,
                 groups: Mutex::new(HashMap::new()),
                 leaders: Mutex::new(HashMap::new()),
+                wire,
+                wire_refused: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -263,6 +282,95 @@ impl RdKafkaClient {
             .values()
             .flat_map(|idx| idx.chunks(n).map(<[usize]>::to_vec))
             .collect()
+    }
+
+    /// The native connections, unless off or refused.
+    fn wire(&self) -> Option<&Wire> {
+        let refused = self
+            .inner
+            .wire_refused
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.inner.wire.as_ref().filter(|_| !refused)
+    }
+
+    fn refuse_wire(&self, why: &str) {
+        tracing::warn!(
+            bootstrap = %self.inner.config.bootstrap,
+            "offsets through librdkafka from now on: {why}"
+        );
+        self.inner
+            .wire_refused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The leader of `tp` in the last Metadata answer.
+    fn leader_of(leaders: &HashMap<String, Vec<Option<i32>>>, tp: &TopicPartition) -> Option<i32> {
+        let by_partition = leaders.get(&*tp.topic)?;
+        let p = usize::try_from(tp.partition).ok()?;
+        by_partition.get(p).copied().flatten()
+    }
+
+    /// Log-end offsets over the native connections: one ListOffsets per leader; a topic with no
+    /// Metadata answer yet is described first, and partitions whose leader moved since are asked
+    /// once more after a new Metadata request.
+    async fn native_end_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        timeout: Duration,
+    ) -> Result<Vec<PartitionAnswer<i64>>, Fail> {
+        let Some(wire) = self.inner.wire.as_ref() else {
+            return Err(Fail::Unsupported("no native connections".to_owned()));
+        };
+        let started = tokio::time::Instant::now();
+        let unknown: Vec<String> = {
+            let leaders = match self.inner.leaders.lock() {
+                Ok(l) => l,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let mut t: Vec<String> = partitions
+                .iter()
+                .filter(|tp| !leaders.contains_key(&*tp.topic))
+                .map(|tp| tp.topic.to_string())
+                .collect();
+            t.sort();
+            t.dedup();
+            t
+        };
+        if !unknown.is_empty() {
+            self.metadata(&unknown, timeout).await?;
+        }
+        let ask = |parts: Vec<TopicPartition>, left: Duration| async move {
+            let leaders = match self.inner.leaders.lock() {
+                Ok(l) => l.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            wire.end_offsets(&parts, |tp| Self::leader_of(&leaders, tp), left)
+                .await
+                .map(|(answers, moved)| (parts, answers, moved))
+        };
+        let (_, mut answers, moved) = ask(partitions.to_vec(), timeout).await?;
+        let left = timeout.saturating_sub(started.elapsed());
+        if moved.is_empty() || left.is_zero() {
+            return Ok(answers);
+        }
+        // Leadership moved since the Metadata answer: learn the new leaders, ask them once.
+        let mut topics: Vec<String> = moved
+            .iter()
+            .map(|&i| partitions[i].topic.to_string())
+            .collect();
+        topics.sort();
+        topics.dedup();
+        if self.metadata(&topics, left).await.is_err() {
+            return Ok(answers);
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        let again: Vec<TopicPartition> = moved.iter().map(|&i| partitions[i].clone()).collect();
+        if let Ok((_, retried, _)) = ask(again, left).await {
+            for (&i, a) in moved.iter().zip(retried) {
+                answers[i] = a;
+            }
+        }
+        Ok(answers)
     }
 
     fn bootstrap_str(&self) -> String {
@@ -550,7 +658,7 @@ impl KafkaClient for RdKafkaClient {
                     .fetch_metadata(one, timeout)
                     .map_err(|e| refine(&base, &e, &bootstrap))?;
                 answered(&base);
-                let brokers = md
+                let brokers: Vec<BrokerInfo> = md
                     .brokers()
                     .iter()
                     .map(|b| BrokerInfo {
@@ -593,6 +701,9 @@ impl KafkaClient for RdKafkaClient {
                     });
                 }
                 remember_leaders(leaders, &out);
+                if let Some(wire) = &inner.wire {
+                    wire.set_brokers(&brokers);
+                }
                 Ok(ClusterMetadata {
                     brokers,
                     topics: out,
@@ -609,6 +720,13 @@ impl KafkaClient for RdKafkaClient {
         partitions: &[TopicPartition],
         timeout: Duration,
     ) -> Result<Vec<PartitionAnswer<Option<i64>>>, ClientError> {
+        if let Some(wire) = self.wire() {
+            match wire.committed(group, partitions, timeout).await {
+                Ok(answer) => return Ok(answer),
+                Err(Fail::Client(e)) => return Err(e),
+                Err(Fail::Unsupported(why)) => self.refuse_wire(&why),
+            }
+        }
         let n = self.inner.config.partitions_per_request.max(1);
         let calls = partitions
             .chunks(n)
@@ -621,6 +739,13 @@ impl KafkaClient for RdKafkaClient {
         partitions: &[TopicPartition],
         timeout: Duration,
     ) -> Result<Vec<PartitionAnswer<i64>>, ClientError> {
+        if self.wire().is_some() {
+            match self.native_end_offsets(partitions, timeout).await {
+                Ok(answer) => return Ok(answer),
+                Err(Fail::Client(e)) => return Err(e),
+                Err(Fail::Unsupported(why)) => self.refuse_wire(&why),
+            }
+        }
         let n = self.inner.config.partitions_per_request.max(1);
         // Batches of one leader each: librdkafka sends one ListOffsets per leader of a call, so a
         // batch spanning three leaders costs three requests. Leaders not known yet (no Metadata
