@@ -313,6 +313,103 @@ async fn requests_of_2000_partitions_through_librdkafka_in_calls_of_500() {
     assert_lag_requests(false, 2_000, 4, 2).await;
 }
 
+// ---- rb's own offset connections: what they recover from ----------------------------------------
+
+fn orders(n: i32) -> Vec<TopicPartition> {
+    (0..n).map(|p| TopicPartition::new("orders", p)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_moved_since_the_metadata_answer_is_asked_again() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 6, 3).unwrap();
+    fake.produce_all("orders", &[10, 20, 30, 40, 50, 60])
+        .unwrap();
+    let c = client(&fake);
+    let t = Duration::from_secs(5);
+    c.metadata(&["orders".to_owned()], t).await.unwrap();
+    // Partition 0 moves to another broker after the Metadata answer the client keeps.
+    let old = fake.partition_leader("orders", 0).unwrap().unwrap();
+    let new = fake.broker_ids().into_iter().find(|&b| b != old).unwrap();
+    fake.set_partition_leader("orders", 0, Some(new)).unwrap();
+    fake.clear_requests().unwrap();
+    let ends = c.end_offsets(&orders(6), t).await.unwrap();
+    assert_eq!(
+        ends,
+        vec![Ok(10), Ok(20), Ok(30), Ok(40), Ok(50), Ok(60)],
+        "{:?}",
+        fake.requests().unwrap()
+    );
+    let reqs = fake.requests().unwrap();
+    let count = |api| rb_testkit::kafka::count_requests(&reqs, api);
+    // One ListOffsets per leader, a Metadata request for the new leader, one more ListOffsets.
+    assert_eq!(count(KafkaApi::Metadata), 1, "{reqs:?}");
+    assert_eq!(count(KafkaApi::ListOffsets), 4, "{reqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_that_moved_is_found_again() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 4, 3).unwrap();
+    fake.set_uniform_lag("g", "orders", 5).unwrap();
+    let c = client(&fake);
+    let t = Duration::from_secs(5);
+    let first = c.committed_offsets("g", &orders(4), t).await.unwrap();
+    assert!(first.iter().all(|a| matches!(a, Ok(Some(_)))), "{first:?}");
+    fake.request_errors(KafkaApi::OffsetFetch, &[BrokerError::NotCoordinator])
+        .unwrap();
+    fake.clear_requests().unwrap();
+    let again = c.committed_offsets("g", &orders(4), t).await.unwrap();
+    assert_eq!(again, first);
+    let reqs = fake.requests().unwrap();
+    let count = |api| rb_testkit::kafka::count_requests(&reqs, api);
+    // Asked again after looking the coordinator up (librdkafka's own client may look up its
+    // coordinator too, on its timer: at least one).
+    assert!(count(KafkaApi::FindCoordinator) >= 1, "{reqs:?}");
+    assert_eq!(count(KafkaApi::OffsetFetch), 2, "{reqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_the_broker_closed_is_replaced_once() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 3, 3).unwrap();
+    fake.produce_all("orders", &[7, 8, 9]).unwrap();
+    let c = client(&fake);
+    let t = Duration::from_secs(5);
+    c.metadata(&["orders".to_owned()], t).await.unwrap();
+    assert_eq!(
+        c.end_offsets(&orders(3), t).await.unwrap(),
+        vec![Ok(7), Ok(8), Ok(9)]
+    );
+    // The next ListOffsets finds its connection closed by the broker.
+    fake.request_errors(KafkaApi::ListOffsets, &[BrokerError::Disconnect])
+        .unwrap();
+    assert_eq!(
+        c.end_offsets(&orders(3), t).await.unwrap(),
+        vec![Ok(7), Ok(8), Ok(9)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_not_authorized_is_unauthorized_naming_the_coordinator() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 2, 3).unwrap();
+    fake.set_uniform_lag("g", "orders", 5).unwrap();
+    fake.set_group_coordinator("g", 2).unwrap();
+    fake.request_errors(
+        KafkaApi::OffsetFetch,
+        &[BrokerError::GroupAuthorizationFailed],
+    )
+    .unwrap();
+    let e = client(&fake)
+        .committed_offsets("g", &orders(2), Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(e.message.contains("broker 2 at 127.0.0.1:"), "{e}");
+    assert!(e.message.contains("GROUP_AUTHORIZATION_FAILED"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_grows_at_evaluation_time_and_lag_in_time_appears() {
     let fake = FakeKafka::start(3).unwrap();
