@@ -52,38 +52,39 @@ fn bench_lag(c: &mut Criterion) {
     for partitions in [2_000i32, 10_000] {
         let fake = cluster(partitions);
         let truth = fake.total_lag(GROUP, TOPIC).unwrap();
-        let mut config = KafkaConfig::new(fake.bootstrap_servers());
-        if let Some(n) = per_request {
-            config = config.partitions_per_request(n);
+        let mut client = None;
+        for (name, native) in [("batched_probe", true), ("batched_probe_librdkafka", false)] {
+            let mut config = KafkaConfig::new(fake.bootstrap_servers()).native_offsets(native);
+            if let Some(n) = per_request {
+                config = config.partitions_per_request(n);
+            }
+            let c = RdKafkaClient::new(config).unwrap();
+            let probe =
+                ConsumerLagProbe::new(Target::new("kafka", "bench"), c.clone(), GROUP, [TOPIC]);
+            client.get_or_insert(c);
+            for rtt_ms in [0u64, 5] {
+                fake.set_rtt_all(Duration::from_millis(rtt_ms)).unwrap();
+                // Warm: connections, coordinator; and check the reading is exact.
+                let obs = rt.block_on(probe.observe(&ctx())).unwrap();
+                let s: ConsumerLag = obs.facts.get().unwrap().unwrap();
+                assert_eq!(s.lag_sum, truth);
+                assert!(obs.complete);
+                group.throughput(Throughput::Elements(partitions as u64));
+                group.bench_with_input(
+                    BenchmarkId::new(format!("{name}/rtt_{rtt_ms}ms"), partitions),
+                    &partitions,
+                    |b, _| {
+                        b.to_async(&rt).iter(|| async {
+                            let obs = probe.observe(&ctx()).await.unwrap();
+                            assert!(obs.complete);
+                            obs
+                        })
+                    },
+                );
+            }
+            fake.set_rtt_all(Duration::ZERO).unwrap();
         }
-        let client = RdKafkaClient::new(config).unwrap();
-        let probe = ConsumerLagProbe::new(
-            Target::new("kafka", "bench"),
-            client.clone(),
-            GROUP,
-            [TOPIC],
-        );
-        for rtt_ms in [0u64, 5] {
-            fake.set_rtt_all(Duration::from_millis(rtt_ms)).unwrap();
-            // Warm: connections, coordinator; and check the reading is exact.
-            let obs = rt.block_on(probe.observe(&ctx())).unwrap();
-            let s: ConsumerLag = obs.facts.get().unwrap().unwrap();
-            assert_eq!(s.lag_sum, truth);
-            assert!(obs.complete);
-            group.throughput(Throughput::Elements(partitions as u64));
-            group.bench_with_input(
-                BenchmarkId::new(format!("batched_probe/rtt_{rtt_ms}ms"), partitions),
-                &partitions,
-                |b, _| {
-                    b.to_async(&rt).iter(|| async {
-                        let obs = probe.observe(&ctx()).await.unwrap();
-                        assert!(obs.complete);
-                        obs
-                    })
-                },
-            );
-        }
-        fake.set_rtt_all(Duration::ZERO).unwrap();
+        let client = client.unwrap();
 
         // The naive loop: one ListOffsets per partition (plus the one OffsetFetch). At 5 ms it
         // costs partitions × 5 ms, so it runs on the first 200 partitions only (linear: ×10 for

@@ -170,9 +170,10 @@ impl FactType for PartitionOffsets {
 ///
 /// Every observation costs one Metadata request (partitions of the topics), one OffsetFetch (the
 /// group's committed offsets, at its coordinator) and one ListOffsets per partition leader (log-end
-/// offsets) — the last two concurrently, and per batch of
+/// offsets) — the last two concurrently; with the rdkafka adapter on a TLS or SASL listener they
+/// go through librdkafka per batch of
 /// [`KafkaConfig::partitions_per_request`](super::KafkaConfig::partitions_per_request) partitions
-/// (of one leader, for ListOffsets) with the rdkafka adapter — plus, with
+/// (of one leader, for ListOffsets) — plus, with
 /// [`with_group_state`](Self::with_group_state), the group's description. Never one request per
 /// partition.
 ///

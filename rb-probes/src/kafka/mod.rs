@@ -27,20 +27,24 @@
 //!
 //! | probe (id) | requests per observation | samples | facts |
 //! | --- | --- | --- | --- |
-//! | [`ConsumerLagProbe`] (`kafka.consumer_lag`) | 1 Metadata + 1 OffsetFetch per 500 partitions + 1 ListOffsets per 500 partitions of one leader (+ Metadata and DescribeGroups with [`with_group_state`](ConsumerLagProbe::with_group_state)) | see the table below | [`ConsumerLag`] (`kafka.consumer_lag`, always), [`PartitionOffsets`] (`kafka.partition_offsets`, only [`with_partition_fact`](ConsumerLagProbe::with_partition_fact)) |
+//! | [`ConsumerLagProbe`] (`kafka.consumer_lag`) | 1 Metadata + 1 OffsetFetch + 1 ListOffsets per leader (through librdkafka on TLS / SASL listeners: per 500 partitions) (+ Metadata and DescribeGroups with [`with_group_state`](ConsumerLagProbe::with_group_state)) | see the table below | [`ConsumerLag`] (`kafka.consumer_lag`, always), [`PartitionOffsets`] (`kafka.partition_offsets`, only [`with_partition_fact`](ConsumerLagProbe::with_partition_fact)) |
 //! | [`ConsumerGroupProbe`] (`kafka.consumer_group`) | ListGroups/DescribeGroups | `kafka_consumergroup_members{group}`, `kafka_consumergroup_state{group,state}` | [`GroupDescription`] (`kafka.consumer_group`) |
 //! | [`TopicDescriptionProbe`] (`kafka.topic_description`) | 1 Metadata | see the table below | [`TopicDescriptions`] (`kafka.topic_description`: per topic the exact counts and the first [`LIST_LIMIT`] partitions, all with [`with_partition_fact`](TopicDescriptionProbe::with_partition_fact); the worst partitions) |
 //!
-//! **Request cost.** Committed offsets come from one OffsetFetch at the group's coordinator and
-//! log-end offsets from one ListOffsets per leader broker, for up to
-//! [`KafkaConfig::partitions_per_request`] partitions (default 500); larger groups are split into
-//! calls of that size, all sent at once (so wall time stays about two round trips). Log-end offsets
-//! are split by leader first (from the Metadata answer the probe just read), so each of those calls
-//! is one ListOffsets to one broker. The split is there because librdkafka matches each partition
-//! of an answer against the request list one by one (quadratic: measured on the mock cluster,
-//! 10,000 partitions in one call cost ~60× 2,000). So a 64-partition group on 3 brokers costs
-//! 1 Metadata + 1 OffsetFetch + 3 ListOffsets, a 2,000-partition one (about 667 led by each broker)
-//! 1 + 4 + 6 — never one request per partition (`fetch_watermarks` is not used).
+//! **Request cost.** Committed offsets come from **one OffsetFetch** at the group's coordinator
+//! and log-end offsets from **one ListOffsets per leader broker**, whatever the number of
+//! partitions, all sent at once after the Metadata request (so wall time stays about two round
+//! trips). On a plaintext listener (the default, [`KafkaConfig::native_offsets`]) the adapter
+//! sends these two requests over its own connections and matches each answer to the request in
+//! one pass; a partition whose leader moved since the Metadata answer is asked once more after a
+//! new Metadata request, a coordinator that moved is looked up again. On a TLS or SASL listener
+//! they go through librdkafka, which matches each partition of an answer against the request list
+//! one by one (quadratic: measured on the mock cluster, 10,000 partitions in one call cost ~60×
+//! 2,000), so there they are split into calls of [`KafkaConfig::partitions_per_request`]
+//! (default 500) partitions, log-end offsets by leader first (each call one ListOffsets to one
+//! broker). So a 64-partition group on 3 brokers costs 1 Metadata + 1 OffsetFetch + 3
+//! ListOffsets; a 2,000-partition one the same on a plaintext listener, and 1 + 4 + 6 through
+//! librdkafka — never one request per partition (`fetch_watermarks` is not used).
 //!
 //! [`BurrowStatus`] is a [`rb_core::Symptom`] over the lag probe's [`PartitionOffsets`] facts (the
 //! rules are on [`evaluate_partition`]); [`evaluate_group`] / [`evaluate_partition`] are the pure evaluator.
