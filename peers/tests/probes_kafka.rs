@@ -63,6 +63,19 @@ async fn lag_state_and_topic_match_the_kafka_cli() {
             "{row:?}"
         );
     }
+    // The offsets went over the adapter's own connections (the broker speaks rb's versions of
+    // OffsetFetch and ListOffsets); librdkafka's path reads the same.
+    assert!(client.native_offsets_active());
+    let via_librdkafka =
+        RdKafkaClient::new(KafkaConfig::new(&kafka.bootstrap).native_offsets(false)).unwrap();
+    let other = ConsumerLagProbe::new(target.clone(), via_librdkafka, &group, [topic.as_str()])
+        .with_partition_fact(true)
+        .observe(&ctx())
+        .await
+        .unwrap();
+    assert!(other.complete, "{:?}", other.gaps);
+    let theirs: PartitionOffsets = other.facts.get().unwrap().unwrap();
+    assert_eq!(theirs.partitions, offsets.partitions);
     let s: ConsumerLag = obs.facts.get().unwrap().unwrap();
     assert_eq!(s.lag_sum, sc.total_lag());
     assert_eq!(s.lag_max, Some(50));

@@ -284,6 +284,14 @@ impl RdKafkaClient {
             .collect()
     }
 
+    /// Whether OffsetFetch and ListOffsets go over the adapter's own connections now: `false`
+    /// when the configuration says otherwise ([`KafkaConfig::uses_native_offsets`]: off, or a TLS
+    /// or SASL listener) or once a broker answered that it speaks none of the versions rb does
+    /// (then librdkafka asks, and a warning was logged).
+    pub fn native_offsets_active(&self) -> bool {
+        self.wire().is_some()
+    }
+
     /// The native connections, unless off or refused.
     fn wire(&self) -> Option<&Wire> {
         let refused = self
