@@ -64,21 +64,31 @@ impl<T> TopK<T> {
 
     /// Offer an item with its score.
     pub fn push(&mut self, score: f64, item: T) {
+        self.push_with(score, || item);
+    }
+
+    /// Offer an item with its score, built only if it is kept (most offers of a large set are
+    /// not: no allocation for them).
+    pub fn push_with(&mut self, score: f64, item: impl FnOnce() -> T) {
         if self.k == 0 || score.is_nan() {
             return;
         }
-        let e = Entry {
-            score,
-            seq: self.seq,
-            item,
-        };
+        let seq = self.seq;
         self.seq += 1;
         if self.heap.len() < self.k {
-            self.heap.push(e);
+            self.heap.push(Entry {
+                score,
+                seq,
+                item: item(),
+            });
         } else if let Some(min) = self.heap.peek() {
-            if e.score > min.score {
+            if score > min.score {
                 self.heap.pop();
-                self.heap.push(e);
+                self.heap.push(Entry {
+                    score,
+                    seq,
+                    item: item(),
+                });
             }
         }
     }

@@ -436,19 +436,29 @@ impl<C: KafkaClient> ConsumerLagProbe<C> {
             timelines.retain(|tp, _| current.contains(tp));
         }
         for (tp, (c, e)) in parts.iter().zip(committed.iter().zip(ends.iter())) {
-            let t = topics.entry(tp.topic.clone()).or_insert_with(|| TopicLag {
-                topic: tp.topic.to_string(),
-                partitions: 0,
-                measured: 0,
-                lag_sum: 0,
-                lag_max: None,
-                lag_seconds_max: None,
-                without_commit: 0,
-            });
+            if !topics.contains_key(&tp.topic) {
+                topics.insert(
+                    tp.topic.clone(),
+                    TopicLag {
+                        topic: tp.topic.to_string(),
+                        partitions: 0,
+                        measured: 0,
+                        lag_sum: 0,
+                        lag_max: None,
+                        lag_seconds_max: None,
+                        without_commit: 0,
+                    },
+                );
+            }
+            let Some(t) = topics.get_mut(&tp.topic) else {
+                continue;
+            };
             t.partitions += 1;
+            let mut timeline = None;
             if let Ok(end) = e {
-                let timeline = timelines.entry(tp.clone()).or_default();
-                timeline.record(*end, now);
+                let tl = timelines.entry(tp.clone()).or_default();
+                tl.record(*end, now);
+                timeline = Some(tl);
             }
             let failure = match (c, e) {
                 (Err(ce), _) => Some(format!("committed offset: {ce}")),
@@ -477,9 +487,7 @@ impl<C: KafkaClient> ConsumerLagProbe<C> {
                 continue;
             };
             let lag = (end - committed).max(0);
-            let lag_time = timelines
-                .get(tp)
-                .map_or(LagTime::NotEnoughData, |tl| tl.lag_at(committed, now));
+            let lag_time = timeline.map_or(LagTime::NotEnoughData, |tl| tl.lag_at(committed, now));
             let lag_seconds = lag_time.seconds();
             t.measured += 1;
             t.lag_sum = t.lag_sum.saturating_add(lag);
@@ -491,17 +499,14 @@ impl<C: KafkaClient> ConsumerLagProbe<C> {
                 }
                 None => pending_seconds += 1,
             }
-            worst.push(
-                lag as f64,
-                PartitionLag {
-                    topic: tp.topic.to_string(),
-                    partition: tp.partition,
-                    committed,
-                    end: *end,
-                    lag,
-                    lag_seconds,
-                },
-            );
+            worst.push_with(lag as f64, || PartitionLag {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+                committed,
+                end: *end,
+                lag,
+                lag_seconds,
+            });
         }
         drop(timelines);
 
