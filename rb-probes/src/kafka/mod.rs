@@ -120,7 +120,12 @@
 //! ## Testing
 //!
 //! The adapter is tested against `rb_testkit::kafka::FakeKafka` (librdkafka's mock cluster): exact
-//! lag, request counts, brokers down, latency. The mock cluster has no ListGroups/DescribeGroups:
+//! lag, request counts, brokers down, latency, on both paths of the offsets (the adapter's own
+//! connections and librdkafka's), and the native path's recoveries (a leader or coordinator that
+//! moved, a connection the broker closed); its decoders have property tests (arbitrary and mutated
+//! answers never panic; errors name the byte offset and the field). The real-peer tier checks
+//! against Kafka itself that the native path is used and reads what librdkafka and
+//! `kafka-consumer-groups --describe` read. The mock cluster has no ListGroups/DescribeGroups:
 //! group state is tested through a scripted [`KafkaClient`] there and against a real broker in the
 //! real-peer tier.
 

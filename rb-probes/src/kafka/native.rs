@@ -681,6 +681,54 @@ mod tests {
         );
     }
 
+    /// A broker that answers ApiVersions with `ranges` (api key, min, max), then nothing.
+    async fn broker_with_versions(ranges: &'static [(i16, i16, i16)]) -> String {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut size = [0u8; 4];
+            s.read_exact(&mut size).await.unwrap();
+            let mut req = vec![0u8; i32::from_be_bytes(size) as usize];
+            s.read_exact(&mut req).await.unwrap();
+            assert_eq!(i16::from_be_bytes([req[0], req[1]]), wire::API_VERSIONS);
+            let mut body = Vec::new();
+            body.extend_from_slice(&req[4..8]); // correlation id
+            body.extend_from_slice(&0i16.to_be_bytes());
+            body.extend_from_slice(&(ranges.len() as i32).to_be_bytes());
+            for (k, lo, hi) in ranges {
+                for v in [k, lo, hi] {
+                    body.extend_from_slice(&v.to_be_bytes());
+                }
+            }
+            s.write_all(&(body.len() as i32).to_be_bytes())
+                .await
+                .unwrap();
+            s.write_all(&body).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_broker_without_rbs_versions_sends_the_caller_to_librdkafka() {
+        // Only the flexible versions of FindCoordinator (3+): none rb speaks.
+        let addr = broker_with_versions(&[(10, 3, 6), (9, 1, 9), (2, 1, 9)]).await;
+        let w = Wire::new("rb", &addr);
+        let e = w
+            .committed("g", &[TopicPartition::new("t", 0)], Duration::from_secs(2))
+            .await
+            .unwrap_err();
+        let Fail::Unsupported(why) = e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            why.contains("FindCoordinator v3–v6") && why.contains(&addr),
+            "{why}"
+        );
+    }
+
     #[tokio::test]
     async fn a_silent_broker_times_out_in_time() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
