@@ -347,6 +347,25 @@ async fn a_leader_moved_since_the_metadata_answer_is_asked_again() {
     assert_eq!(count(KafkaApi::ListOffsets), 4, "{reqs:?}");
 }
 
+/// The testkit's virtual clock pauses tokio's time, and a paused runtime with nothing to run
+/// jumps its clock to the next timer. The mock brokers answer from another thread, so a request
+/// awaited on the probe's own runtime would see its deadline pass at once; the adapter's
+/// connections run on their own runtime (real time) and are waited for from the blocking pool.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn paused_time_does_not_make_the_offsets_time_out() {
+    let fake = FakeKafka::start(3).unwrap();
+    fake.create_topic("orders", 12, 3).unwrap();
+    fake.set_uniform_lag("g", "orders", 4).unwrap();
+    fake.set_rtt_all(Duration::from_millis(30)).unwrap();
+    let probe = lag_probe(&fake, "g", &["orders"]);
+    for round in 0..5 {
+        let obs = probe.observe(&ctx(Duration::from_secs(5))).await;
+        let obs = obs.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(obs.complete, "round {round}: {:?}", obs.gaps);
+        assert_eq!(summary(&obs).lag_sum, 48, "round {round}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_that_moved_is_found_again() {
     let fake = FakeKafka::start(3).unwrap();

@@ -17,9 +17,16 @@
 //! dropped, never reused with an answer in flight. Both requests only read, so a request on a
 //! reused connection that turns out to be closed (the broker restarted) is sent once more on a
 //! new one, within the same deadline.
+//!
+//! The connections live on a runtime of their own (one worker thread, `rb-kafka-wire`), and a
+//! call waits for it from tokio's blocking pool, as librdkafka's calls do. So the caller's runtime
+//! may have its time paused (`start_paused`, the testkit's virtual clock): the deadlines of the
+//! requests run on real time, and a paused runtime does not jump its clock ahead while a broker
+//! (another thread, or another process) is still answering.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -96,8 +103,21 @@ struct Conn {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
 
+/// The runtime the connections live on; shut down without waiting when the adapter goes (a
+/// runtime may not be dropped from async code otherwise).
+struct Driver(Option<tokio::runtime::Runtime>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// The native half of the adapter (see the module docs).
 pub(super) struct Wire {
+    driver: Driver,
     client_id: String,
     bootstrap: Vec<String>,
     /// Broker id → `host:port`, from the last Metadata answer.
@@ -167,22 +187,86 @@ async fn exchange(stream: &mut TcpStream, frame: &[u8], id: i32) -> Result<Vec<u
 }
 
 impl Wire {
-    /// Connections for `bootstrap` (`host:port,…`, an optional `scheme://` per entry).
-    pub(super) fn new(client_id: &str, bootstrap: &str) -> Self {
+    /// Connections for `bootstrap` (`host:port,…`, an optional `scheme://` per entry); `Err` if
+    /// their runtime cannot start.
+    pub(super) fn new(client_id: &str, bootstrap: &str) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("rb-kafka-wire")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("a runtime for the broker connections: {e}"))?;
         let bootstrap = bootstrap
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| s.rsplit("://").next().unwrap_or(s).to_owned())
             .collect();
-        Self {
+        Ok(Self {
+            driver: Driver(Some(rt)),
             client_id: client_id.to_owned(),
             bootstrap,
             brokers: Mutex::new(HashMap::new()),
             coordinators: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             correlation: AtomicI32::new(1),
+        })
+    }
+
+    /// Runs `work` on the connections' runtime, waiting from the blocking pool.
+    async fn run<T, F>(&self, work: F) -> Result<T, Fail>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Fail>> + Send + 'static,
+    {
+        let Some(handle) = self.driver.0.as_ref().map(|rt| rt.handle().clone()) else {
+            return Err(Fail::Unsupported(
+                "the connections' runtime is gone".to_owned(),
+            ));
+        };
+        match tokio::task::spawn_blocking(move || handle.block_on(work)).await {
+            Ok(r) => r,
+            Err(e) => Err(Fail::Client(ClientError::new(
+                ErrorKind::Other,
+                format!("the offsets call did not complete: {e}"),
+            ))),
         }
+    }
+
+    /// The committed offsets of `group` on `partitions`: one OffsetFetch at its coordinator.
+    pub(super) async fn committed(
+        self: &Arc<Self>,
+        group: &str,
+        partitions: &[TopicPartition],
+        timeout: Duration,
+    ) -> Result<Vec<PartitionAnswer<Option<i64>>>, Fail> {
+        let (me, group, parts) = (self.clone(), group.to_owned(), partitions.to_vec());
+        self.run(async move { me.committed_here(&group, &parts, timeout).await })
+            .await
+    }
+
+    /// The log-end offsets of `partitions`, one ListOffsets per leader (`leaders`: each topic's
+    /// partition leaders from the last Metadata answer). Also returns the indices whose leader
+    /// moved since that answer (`NOT_LEADER_OR_FOLLOWER` and the like), for the caller to ask
+    /// again after new metadata.
+    pub(super) async fn end_offsets(
+        self: &Arc<Self>,
+        partitions: Vec<TopicPartition>,
+        leaders: HashMap<String, Vec<Option<i32>>>,
+        timeout: Duration,
+    ) -> Result<(Vec<PartitionAnswer<i64>>, Vec<usize>), Fail> {
+        let me = self.clone();
+        self.run(async move {
+            let leader_of = |tp: &TopicPartition| {
+                let by_partition = leaders.get(&*tp.topic)?;
+                by_partition
+                    .get(usize::try_from(tp.partition).ok()?)
+                    .copied()
+                    .flatten()
+            };
+            me.end_offsets_here(&partitions, leader_of, timeout).await
+        })
+        .await
     }
 
     /// Remembers the brokers of a Metadata answer (a broker no longer listed is forgotten, with
@@ -418,8 +502,7 @@ impl Wire {
         })))
     }
 
-    /// The committed offsets of `group` on `partitions`: one OffsetFetch at its coordinator.
-    pub(super) async fn committed(
+    async fn committed_here(
         &self,
         group: &str,
         partitions: &[TopicPartition],
@@ -513,10 +596,7 @@ impl Wire {
         true
     }
 
-    /// The log-end offsets of `partitions`, one ListOffsets per leader (`leader_of`: from the
-    /// last Metadata answer). Also returns the indices whose leader moved since that answer
-    /// (`NOT_LEADER_OR_FOLLOWER` and the like), for the caller to ask again after new metadata.
-    pub(super) async fn end_offsets(
+    async fn end_offsets_here(
         &self,
         partitions: &[TopicPartition],
         leader_of: impl Fn(&TopicPartition) -> Option<i32>,
@@ -624,7 +704,7 @@ mod tests {
     fn addresses_and_bootstrap() {
         assert_eq!(address("::1", 9092), "[::1]:9092");
         assert_eq!(address("kafka-1", 9092), "kafka-1:9092");
-        let w = Wire::new("rb", " PLAINTEXT://a:1, b:2,,");
+        let w = Wire::new("rb", " PLAINTEXT://a:1, b:2,,").unwrap();
         assert_eq!(w.bootstrap, vec!["a:1".to_owned(), "b:2".to_owned()]);
         w.set_brokers(&[BrokerInfo {
             id: 3,
@@ -646,7 +726,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let w = Wire::new("rb", &addr);
+        let w = Arc::new(Wire::new("rb", &addr).unwrap());
         let e = w
             .committed("g", &[TopicPartition::new("t", 0)], Duration::from_secs(1))
             .await
@@ -668,7 +748,7 @@ mod tests {
             // An answer announcing 2 GB.
             let _ = s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 0]).await;
         });
-        let w = Wire::new("rb", &addr);
+        let w = Arc::new(Wire::new("rb", &addr).unwrap());
         let e = w
             .committed("g", &[TopicPartition::new("t", 0)], Duration::from_secs(2))
             .await
@@ -715,7 +795,7 @@ mod tests {
     async fn a_broker_without_rbs_versions_sends_the_caller_to_librdkafka() {
         // Only the flexible versions of FindCoordinator (3+): none rb speaks.
         let addr = broker_with_versions(&[(10, 3, 6), (9, 1, 9), (2, 1, 9)]).await;
-        let w = Wire::new("rb", &addr);
+        let w = Arc::new(Wire::new("rb", &addr).unwrap());
         let e = w
             .committed("g", &[TopicPartition::new("t", 0)], Duration::from_secs(2))
             .await
@@ -738,7 +818,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(s);
         });
-        let w = Wire::new("rb", &addr);
+        let w = Arc::new(Wire::new("rb", &addr).unwrap());
         let started = std::time::Instant::now();
         let e = w
             .committed(

@@ -194,7 +194,7 @@ struct Inner {
     /// log-end offsets are asked in batches that each go to one leader.
     leaders: Mutex<HashMap<String, Vec<Option<i32>>>>,
     /// rb's own connections for OffsetFetch and ListOffsets (plaintext listeners).
-    wire: Option<Wire>,
+    wire: Option<Arc<Wire>>,
     /// Set when a broker speaks none of rb's versions of those requests: librdkafka's path from
     /// then on.
     wire_refused: std::sync::atomic::AtomicBool,
@@ -219,9 +219,17 @@ impl RdKafkaClient {
             ));
         }
         let base = Arc::new(create_consumer(&config, None)?);
-        let wire = config
-            .uses_native_offsets()
-            .then(|| Wire::new(&config.client_id, &config.bootstrap));
+        let wire = if config.uses_native_offsets() {
+            match Wire::new(&config.client_id, &config.bootstrap) {
+                Ok(w) => Some(Arc::new(w)),
+                Err(why) => {
+                    tracing::warn!(bootstrap = %config.bootstrap, "offsets through librdkafka: {why}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -293,7 +301,7 @@ impl RdKafkaClient {
     }
 
     /// The native connections, unless off or refused.
-    fn wire(&self) -> Option<&Wire> {
+    fn wire(&self) -> Option<&Arc<Wire>> {
         let refused = self
             .inner
             .wire_refused
@@ -309,13 +317,6 @@ impl RdKafkaClient {
         self.inner
             .wire_refused
             .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// The leader of `tp` in the last Metadata answer.
-    fn leader_of(leaders: &HashMap<String, Vec<Option<i32>>>, tp: &TopicPartition) -> Option<i32> {
-        let by_partition = leaders.get(&*tp.topic)?;
-        let p = usize::try_from(tp.partition).ok()?;
-        by_partition.get(p).copied().flatten()
     }
 
     /// Log-end offsets over the native connections: one ListOffsets per leader; a topic with no
@@ -352,11 +353,9 @@ impl RdKafkaClient {
                 Ok(l) => l.clone(),
                 Err(poisoned) => poisoned.into_inner().clone(),
             };
-            wire.end_offsets(&parts, |tp| Self::leader_of(&leaders, tp), left)
-                .await
-                .map(|(answers, moved)| (parts, answers, moved))
+            wire.end_offsets(parts, leaders, left).await
         };
-        let (_, mut answers, moved) = ask(partitions.to_vec(), timeout).await?;
+        let (mut answers, moved) = ask(partitions.to_vec(), timeout).await?;
         let left = timeout.saturating_sub(started.elapsed());
         if moved.is_empty() || left.is_zero() {
             return Ok(answers);
@@ -373,7 +372,7 @@ impl RdKafkaClient {
         }
         let left = timeout.saturating_sub(started.elapsed());
         let again: Vec<TopicPartition> = moved.iter().map(|&i| partitions[i].clone()).collect();
-        if let Ok((_, retried, _)) = ask(again, left).await {
+        if let Ok((retried, _)) = ask(again, left).await {
             for (&i, a) in moved.iter().zip(retried) {
                 answers[i] = a;
             }
