@@ -15,7 +15,7 @@
 //! | feature | pulls in | gives |
 //! | --- | --- | --- |
 //! | `kafka` | rdkafka (builds librdkafka) | [`kafka`] |
-//! | `kafka-tls` (not default) | `kafka` + rdkafka's `ssl` (librdkafka with OpenSSL) | TLS and SASL SCRAM for [`kafka`] |
+//! | `kafka-tls` (not default) | `kafka` + rdkafka's `ssl` (librdkafka with OpenSSL), rustls + tokio-rustls + rustls-native-certs, sha2 + hmac + base64 + rand | TLS and SASL SCRAM for [`kafka`], on librdkafka's connections and on rb's own offset connections (TLS, SASL PLAIN and SCRAM) |
 //! | `cassandra` | cdrs-tokio (with rustls for TLS), tokio process | [`cassandra`] |
 //! | `postgres` | sqlx (postgres, rustls) | [`postgres`] (shared: [`sql`]) |
 //! | `mysql` | sqlx (mysql, rustls) | [`mysql`] (shared: [`sql`]) |

@@ -143,9 +143,11 @@ pub struct KafkaConfig {
     pub connections_max_idle: Duration,
     /// Whether the adapter sends OffsetFetch and ListOffsets over its own connections (default
     /// on): one OffsetFetch for all of a group's partitions and one ListOffsets per leader,
-    /// whatever their number. It applies to plaintext listeners without SASL; with TLS or SASL,
-    /// or off, or when a broker speaks none of the versions rb does, the two requests go through
-    /// librdkafka in calls of [`partitions_per_request`](Self::partitions_per_request).
+    /// whatever their number. It applies to every listener (TLS and SASL PLAIN / SCRAM with the
+    /// `kafka-tls` feature) except one whose client key is encrypted
+    /// ([`Tls::client_key_password`]); then, or off, or when a broker speaks none of the versions
+    /// rb does, the two requests go through librdkafka in calls of
+    /// [`partitions_per_request`](Self::partitions_per_request).
     pub native_offsets: bool,
     /// When the offsets go through librdkafka: the most partitions one OffsetFetch or
     /// ListOffsets call carries (default 500). Larger lists are split into calls of this size,
@@ -194,17 +196,23 @@ impl KafkaConfig {
         self
     }
 
-    /// Send OffsetFetch and ListOffsets over rb's own connections (`true`, the default, on
-    /// plaintext listeners) or always through librdkafka (`false`).
+    /// Send OffsetFetch and ListOffsets over rb's own connections (`true`, the default) or always
+    /// through librdkafka (`false`).
     pub fn native_offsets(mut self, on: bool) -> Self {
         self.native_offsets = on;
         self
     }
 
     /// Whether OffsetFetch and ListOffsets go over rb's own connections with these settings:
-    /// [`native_offsets`](Self::native_offsets) on, a plaintext listener without SASL.
+    /// [`native_offsets`](Self::native_offsets) on, and TLS or SASL only with the `kafka-tls`
+    /// feature and without an encrypted client key (rustls reads unencrypted keys only).
     pub fn uses_native_offsets(&self) -> bool {
-        self.native_offsets && self.sasl.is_none() && self.tls.is_none()
+        let secured = self.sasl.is_some() || self.tls.is_some();
+        let encrypted_key = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_key_password.is_some());
+        self.native_offsets && (!secured || cfg!(feature = "kafka-tls")) && !encrypted_key
     }
 
     /// When the offsets go through librdkafka: split them into calls of at most `n` partitions

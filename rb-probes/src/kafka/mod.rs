@@ -7,7 +7,10 @@
 //! a client certificate; credentials are [`rb_core::Secret`]s and `Debug` redacts them). TLS and
 //! SCRAM need librdkafka built with OpenSSL: cargo feature `kafka-tls`; without it such a
 //! configuration is refused when the client is created ([`rb_core::ErrorKind::Invalid`]). SASL PLAIN
-//! over plaintext works with `kafka` alone.
+//! over plaintext works with `kafka` alone (its offsets then go through librdkafka). With
+//! `kafka-tls`, rb's own offset connections (below) speak TLS (rustls; the CA file, or the
+//! system's trust store) and SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 themselves, checking the
+//! broker's SCRAM signature.
 //!
 //! ```no_run
 //! use rb_core::Target;
@@ -27,23 +30,24 @@
 //!
 //! | probe (id) | requests per observation | samples | facts |
 //! | --- | --- | --- | --- |
-//! | [`ConsumerLagProbe`] (`kafka.consumer_lag`) | 1 Metadata + 1 OffsetFetch + 1 ListOffsets per leader (through librdkafka on TLS / SASL listeners: per 500 partitions) (+ Metadata and DescribeGroups with [`with_group_state`](ConsumerLagProbe::with_group_state)) | see the table below | [`ConsumerLag`] (`kafka.consumer_lag`, always), [`PartitionOffsets`] (`kafka.partition_offsets`, only [`with_partition_fact`](ConsumerLagProbe::with_partition_fact)) |
+//! | [`ConsumerLagProbe`] (`kafka.consumer_lag`) | 1 Metadata + 1 OffsetFetch + 1 ListOffsets per leader (through librdkafka — an encrypted client key, or [`native_offsets(false)`](KafkaConfig::native_offsets) —: per 500 partitions) (+ Metadata and DescribeGroups with [`with_group_state`](ConsumerLagProbe::with_group_state)) | see the table below | [`ConsumerLag`] (`kafka.consumer_lag`, always), [`PartitionOffsets`] (`kafka.partition_offsets`, only [`with_partition_fact`](ConsumerLagProbe::with_partition_fact)) |
 //! | [`ConsumerGroupProbe`] (`kafka.consumer_group`) | ListGroups/DescribeGroups | `kafka_consumergroup_members{group}`, `kafka_consumergroup_state{group,state}` | [`GroupDescription`] (`kafka.consumer_group`) |
 //! | [`TopicDescriptionProbe`] (`kafka.topic_description`) | 1 Metadata | see the table below | [`TopicDescriptions`] (`kafka.topic_description`: per topic the exact counts and the first [`LIST_LIMIT`] partitions, all with [`with_partition_fact`](TopicDescriptionProbe::with_partition_fact); the worst partitions) |
 //!
 //! **Request cost.** Committed offsets come from **one OffsetFetch** at the group's coordinator
 //! and log-end offsets from **one ListOffsets per leader broker**, whatever the number of
 //! partitions, all sent at once after the Metadata request (so wall time stays about two round
-//! trips). On a plaintext listener (the default, [`KafkaConfig::native_offsets`]) the adapter
-//! sends these two requests over its own connections and matches each answer to the request in
-//! one pass; a partition whose leader moved since the Metadata answer is asked once more after a
-//! new Metadata request, a coordinator that moved is looked up again. On a TLS or SASL listener
-//! they go through librdkafka, which matches each partition of an answer against the request list
+//! trips). By default ([`KafkaConfig::native_offsets`]) the adapter sends these two requests over
+//! its own connections (plaintext, and with `kafka-tls` TLS and SASL listeners too) and matches
+//! each answer to the request in one pass; a partition whose leader moved since the Metadata
+//! answer is asked once more after a new Metadata request, a coordinator that moved is looked up
+//! again. Otherwise (`native_offsets(false)`, TLS or SASL without `kafka-tls`, an encrypted client
+//! key) they go through librdkafka, which matches each partition of an answer against the request list
 //! one by one (quadratic: measured on the mock cluster, 10,000 partitions in one call cost ~60×
 //! 2,000), so there they are split into calls of [`KafkaConfig::partitions_per_request`]
 //! (default 500) partitions, log-end offsets by leader first (each call one ListOffsets to one
 //! broker). So a 64-partition group on 3 brokers costs 1 Metadata + 1 OffsetFetch + 3
-//! ListOffsets; a 2,000-partition one the same on a plaintext listener, and 1 + 4 + 6 through
+//! ListOffsets; a 2,000-partition one the same over rb's connections, and 1 + 4 + 6 through
 //! librdkafka — never one request per partition (`fetch_watermarks` is not used).
 //!
 //! [`BurrowStatus`] is a [`rb_core::Symptom`] over the lag probe's [`PartitionOffsets`] facts (the
@@ -137,6 +141,9 @@ mod lag;
 mod lag_time;
 mod native;
 mod rdkafka_client;
+#[cfg(feature = "kafka-tls")]
+mod sasl;
+mod security;
 mod topic;
 mod wire;
 

@@ -8,10 +8,11 @@
 //! each. Here an answer is matched to the request in one pass (answers keep the request's order; a
 //! hash look-up otherwise), so the cost per partition stays flat and one request carries them all.
 //!
-//! Connections are plain TCP (`PLAINTEXT` listeners; the adapter uses librdkafka for TLS and SASL
-//! listeners), opened on first use, each introduced with ApiVersions (the version of each request
-//! is the highest both sides speak; a broker that speaks none of rb's falls back to librdkafka),
-//! and kept: one per broker for the coordinator's requests and one for ListOffsets, so the two
+//! Connections are TCP, or TLS with the `kafka-tls` feature (`security.rs`), opened on first use,
+//! each introduced with ApiVersions (the version of each request is the highest both sides speak;
+//! a broker that speaks none of rb's falls back to librdkafka), then authenticated when SASL is
+//! configured (SaslHandshake v1 and SaslAuthenticate: PLAIN or SCRAM, `sasl.rs`; a session the
+//! broker gives a lifetime is replaced before it ends), and kept: one per broker for the coordinator's requests and one for ListOffsets, so the two
 //! requests of an observation that go to one broker do not queue behind each other. A request
 //! holds its connection until the answer is read; a connection that failed or timed out is
 //! dropped, never reused with an answer in flight. Both requests only read, so a request on a
@@ -37,6 +38,8 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::client::{BrokerInfo, ClientError, PartitionAnswer, TopicPartition};
+use super::config::KafkaConfig;
+use super::security::{HandshakeError, Security, Stream};
 use super::wire::{self, ApiVersions, ByTopic, DecodeError};
 
 /// The largest answer accepted (a ListOffsets answer for 100,000 partitions is ~2.6 MB).
@@ -45,6 +48,8 @@ const MAX_ANSWER: usize = 64 << 20;
 const COORDINATOR_ATTEMPTS: u32 = 5;
 /// The pause before looking the coordinator up again (times the attempt).
 const COORDINATOR_BACKOFF: Duration = Duration::from_millis(50);
+/// A kept connection whose authenticated session ends within this is replaced before use.
+const SESSION_MARGIN: Duration = Duration::from_secs(5);
 
 /// Why a native call did not answer.
 #[derive(Debug)]
@@ -92,13 +97,25 @@ fn api_name(api: i16) -> &'static str {
         wire::API_OFFSET_FETCH => "OffsetFetch",
         wire::API_FIND_COORDINATOR => "FindCoordinator",
         wire::API_VERSIONS => "ApiVersions",
+        wire::API_SASL_HANDSHAKE => "SaslHandshake",
+        wire::API_SASL_AUTHENTICATE => "SaslAuthenticate",
         _ => "a request",
     }
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     versions: ApiVersions,
+    /// When the broker ends the authenticated session (SaslAuthenticate v1's lifetime).
+    expires: Option<Instant>,
+}
+
+impl Conn {
+    /// Whether the session ends too soon to send a request on it.
+    fn expiring(&self) -> bool {
+        self.expires
+            .is_some_and(|at| at <= Instant::now() + SESSION_MARGIN)
+    }
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Conn>>>;
@@ -118,6 +135,7 @@ impl Drop for Driver {
 /// The native half of the adapter (see the module docs).
 pub(super) struct Wire {
     driver: Driver,
+    security: Security,
     client_id: String,
     bootstrap: Vec<String>,
     /// Broker id → `host:port`, from the last Metadata answer.
@@ -160,9 +178,18 @@ enum Exchange {
     Bad(String),
 }
 
+/// The host part of `host:port` (brackets of an IPv6 address removed).
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 /// Sends one request and reads its answer's body (after the correlation id).
-async fn exchange(stream: &mut TcpStream, frame: &[u8], id: i32) -> Result<Vec<u8>, Exchange> {
+async fn exchange(stream: &mut Stream, frame: &[u8], id: i32) -> Result<Vec<u8>, Exchange> {
     stream.write_all(frame).await.map_err(Exchange::Io)?;
+    stream.flush().await.map_err(Exchange::Io)?;
     let mut size = [0u8; 4];
     stream.read_exact(&mut size).await.map_err(Exchange::Io)?;
     let size = i32::from_be_bytes(size);
@@ -187,16 +214,19 @@ async fn exchange(stream: &mut TcpStream, frame: &[u8], id: i32) -> Result<Vec<u
 }
 
 impl Wire {
-    /// Connections for `bootstrap` (`host:port,…`, an optional `scheme://` per entry); `Err` if
-    /// their runtime cannot start.
-    pub(super) fn new(client_id: &str, bootstrap: &str) -> Result<Self, String> {
+    /// Connections for `config`'s bootstrap servers (`host:port,…`, an optional `scheme://` per
+    /// entry), secured as it says; `Err` if its TLS settings cannot be used or the runtime cannot
+    /// start.
+    pub(super) fn new(config: &KafkaConfig) -> Result<Self, String> {
+        let security = Security::from_config(config)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("rb-kafka-wire")
             .enable_all()
             .build()
             .map_err(|e| format!("a runtime for the broker connections: {e}"))?;
-        let bootstrap = bootstrap
+        let bootstrap = config
+            .bootstrap
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -204,7 +234,8 @@ impl Wire {
             .collect();
         Ok(Self {
             driver: Driver(Some(rt)),
-            client_id: client_id.to_owned(),
+            security,
+            client_id: config.client_id.clone(),
             bootstrap,
             brokers: Mutex::new(HashMap::new()),
             coordinators: Mutex::new(HashMap::new()),
@@ -220,9 +251,10 @@ impl Wire {
         F: Future<Output = Result<T, Fail>> + Send + 'static,
     {
         let Some(handle) = self.driver.0.as_ref().map(|rt| rt.handle().clone()) else {
-            return Err(Fail::Unsupported(
-                "the connections' runtime is gone".to_owned(),
-            ));
+            return Err(Fail::Client(ClientError::new(
+                ErrorKind::Other,
+                "the broker connections' runtime is gone",
+            )));
         };
         match tokio::task::spawn_blocking(move || handle.block_on(work)).await {
             Ok(r) => r,
@@ -312,7 +344,7 @@ impl Wire {
 
     async fn connect(&self, peer: Peer<'_>, deadline: Instant) -> Result<Conn, Fail> {
         let started = Instant::now();
-        let stream = match timeout_at(deadline, TcpStream::connect(peer.addr)).await {
+        let tcp = match timeout_at(deadline, TcpStream::connect(peer.addr)).await {
             Err(_) => return Err(Self::timed_out(peer, wire::API_VERSIONS, started)),
             Ok(Err(e)) => {
                 return Err(Fail::Client(ClientError::new(
@@ -323,17 +355,42 @@ impl Wire {
             Ok(Ok(s)) => s,
         };
         // Requests are written whole; Nagle would only delay the next one.
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let stream = match timeout_at(deadline, self.security.secure(tcp, host_of(peer.addr))).await
+        {
+            Err(_) => {
+                return Err(Fail::Client(ClientError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{peer}: no TLS handshake within {} ms",
+                        started.elapsed().as_millis()
+                    ),
+                )))
+            }
+            Ok(Ok(s)) => s,
+            Ok(Err(HandshakeError::Invalid(why))) => {
+                return Err(Fail::Client(ClientError::new(
+                    ErrorKind::Invalid,
+                    format!("{peer}: {why}"),
+                )))
+            }
+            Ok(Err(HandshakeError::Lost(why))) => {
+                return Err(Fail::Client(ClientError::new(
+                    ErrorKind::Unreachable,
+                    format!("{peer}: {why}"),
+                )))
+            }
+        };
         let mut conn = Conn {
             stream,
             versions: ApiVersions::default(),
+            expires: None,
         };
         let id = self.next_id();
         let frame = wire::api_versions_request(id, &self.client_id);
-        let body = match timeout_at(deadline, exchange(&mut conn.stream, &frame, id)).await {
-            Err(_) => return Err(Self::timed_out(peer, wire::API_VERSIONS, started)),
-            Ok(r) => r.map_err(|e| Self::exchange_error(peer, wire::API_VERSIONS, e))?,
-        };
+        let body = self
+            .request_on(&mut conn, peer, wire::API_VERSIONS, &frame, id, deadline)
+            .await?;
         match wire::decode_api_versions(&body) {
             Ok(Ok(v)) => conn.versions = v,
             Ok(Err(code)) => {
@@ -344,7 +401,119 @@ impl Wire {
             }
             Err(e) => return Err(Self::decode_error(peer, wire::API_VERSIONS, &e)),
         }
+        #[cfg(feature = "kafka-tls")]
+        if let Some(sasl) = self.security.sasl() {
+            conn.expires = self.authenticate(&mut conn, sasl, peer, deadline).await?;
+        }
         Ok(conn)
+    }
+
+    /// One request on a connection being set up (no retry: it is new).
+    async fn request_on(
+        &self,
+        conn: &mut Conn,
+        peer: Peer<'_>,
+        api: i16,
+        frame: &[u8],
+        id: i32,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, Fail> {
+        let started = Instant::now();
+        match timeout_at(deadline, exchange(&mut conn.stream, frame, id)).await {
+            Err(_) => Err(Self::timed_out(peer, api, started)),
+            Ok(r) => r.map_err(|e| Self::exchange_error(peer, api, e)),
+        }
+    }
+
+    /// SASL on a new connection: SaslHandshake v1, then the mechanism's messages in
+    /// SaslAuthenticate requests. Returns when the session ends, if the broker set a lifetime.
+    #[cfg(feature = "kafka-tls")]
+    async fn authenticate(
+        &self,
+        conn: &mut Conn,
+        sasl: &super::config::Sasl,
+        peer: Peer<'_>,
+        deadline: Instant,
+    ) -> Result<Option<Instant>, Fail> {
+        /// PLAIN takes one message, SCRAM two; a server asking for more is not speaking them.
+        const MAX_ROUNDS: usize = 3;
+        let mechanism = sasl.mechanism.as_str();
+        let (Some(_), Some(auth_version)) = (
+            conn.versions.pick(wire::API_SASL_HANDSHAKE),
+            conn.versions.pick(wire::API_SASL_AUTHENTICATE),
+        ) else {
+            return Err(Fail::Unsupported(format!(
+                "{peer} accepts SaslHandshake {} and SaslAuthenticate {}, not the versions rb \
+                 speaks",
+                conn.versions.describe(wire::API_SASL_HANDSHAKE),
+                conn.versions.describe(wire::API_SASL_AUTHENTICATE)
+            )));
+        };
+        let id = self.next_id();
+        let frame = wire::sasl_handshake_request(id, &self.client_id, mechanism);
+        let body = self
+            .request_on(conn, peer, wire::API_SASL_HANDSHAKE, &frame, id, deadline)
+            .await?;
+        let (error, enabled) = wire::decode_sasl_handshake(&body)
+            .map_err(|e| Self::decode_error(peer, wire::API_SASL_HANDSHAKE, &e))?;
+        if error != 0 {
+            return Err(Fail::Client(ClientError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{peer}: SASL mechanism {mechanism} refused ({}); the listener enables [{}]",
+                    wire::error_name(error),
+                    enabled.join(", ")
+                ),
+            )));
+        }
+        let refused = |why: String| {
+            Fail::Client(ClientError::new(
+                ErrorKind::Unauthorized,
+                format!(
+                    "{peer}: SASL {mechanism} authentication of user {:?} failed: {why}",
+                    sasl.username
+                ),
+            ))
+        };
+        let mut auth = super::sasl::Authenticator::new(sasl);
+        let mut message = auth.first_message().to_vec();
+        for _ in 0..MAX_ROUNDS {
+            let id = self.next_id();
+            let frame =
+                wire::sasl_authenticate_request(auth_version, id, &self.client_id, &message);
+            let body = self
+                .request_on(
+                    conn,
+                    peer,
+                    wire::API_SASL_AUTHENTICATE,
+                    &frame,
+                    id,
+                    deadline,
+                )
+                .await?;
+            let answer = wire::decode_sasl_authenticate(auth_version, &body)
+                .map_err(|e| Self::decode_error(peer, wire::API_SASL_AUTHENTICATE, &e))?;
+            if answer.error != 0 {
+                return Err(refused(format!(
+                    "{}{}",
+                    wire::error_name(answer.error),
+                    answer.message.map(|m| format!(": {m}")).unwrap_or_default()
+                )));
+            }
+            match auth.answer(&answer.auth_bytes) {
+                Ok(Some(next)) => message = next,
+                Ok(None) => {
+                    let lifetime = u64::try_from(answer.session_lifetime_ms).unwrap_or(0);
+                    return Ok(
+                        (lifetime > 0).then(|| Instant::now() + Duration::from_millis(lifetime))
+                    );
+                }
+                Err(why) => return Err(refused(why)),
+            }
+        }
+        Err(refused(format!(
+            "the broker asked for more than {MAX_ROUNDS} messages"
+        )))
     }
 
     fn exchange_error(peer: Peer<'_>, api: i16, e: Exchange) -> Fail {
@@ -385,8 +554,9 @@ impl Wire {
         let mut fresh_tried = false;
         loop {
             let (mut conn, reused) = match guard.take() {
-                Some(c) => (c, true),
-                None => {
+                Some(c) if !c.expiring() => (c, true),
+                // None, or a session about to end (dropped: the broker would close it).
+                _ => {
                     fresh_tried = true;
                     (self.connect(peer, deadline).await?, false)
                 }
@@ -485,14 +655,10 @@ impl Wire {
                 not_ready = true;
                 break;
             }
-            if !not_ready || attempt == COORDINATOR_ATTEMPTS {
+            if !not_ready || attempt == COORDINATOR_ATTEMPTS || !self.pause(attempt, deadline).await
+            {
                 break;
             }
-            let pause = Instant::now() + COORDINATOR_BACKOFF * attempt;
-            if pause >= deadline {
-                break;
-            }
-            tokio::time::sleep_until(pause).await;
         }
         Err(Fail::Client(last.unwrap_or_else(|| {
             ClientError::new(
@@ -695,6 +861,10 @@ impl Wire {
     }
 }
 
+#[cfg(all(test, feature = "kafka-tls"))]
+#[path = "native_tls_tests.rs"]
+mod tls_tests;
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -704,7 +874,7 @@ mod tests {
     fn addresses_and_bootstrap() {
         assert_eq!(address("::1", 9092), "[::1]:9092");
         assert_eq!(address("kafka-1", 9092), "kafka-1:9092");
-        let w = Wire::new("rb", " PLAINTEXT://a:1, b:2,,").unwrap();
+        let w = Wire::new(&KafkaConfig::new(" PLAINTEXT://a:1, b:2,,")).unwrap();
         assert_eq!(w.bootstrap, vec!["a:1".to_owned(), "b:2".to_owned()]);
         w.set_brokers(&[BrokerInfo {
             id: 3,
@@ -726,7 +896,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let w = Arc::new(Wire::new("rb", &addr).unwrap());
+        let w = Arc::new(Wire::new(&KafkaConfig::new(&addr)).unwrap());
         let e = w
             .committed("g", &[TopicPartition::new("t", 0)], Duration::from_secs(1))
             .await
@@ -748,7 +918,7 @@ mod tests {
             // An answer announcing 2 GB.
             let _ = s.write_all(&[0x7f, 0xff, 0xff, 0xff, 0, 0]).await;
         });
-        let w = Arc::new(Wire::new("rb", &addr).unwrap());
+        let w = Arc::new(Wire::new(&KafkaConfig::new(&addr)).unwrap());
         let e = w
             .committed("g", &[TopicPartition::new("t", 0)], Duration::from_secs(2))
             .await
@@ -795,7 +965,7 @@ mod tests {
     async fn a_broker_without_rbs_versions_sends_the_caller_to_librdkafka() {
         // Only the flexible versions of FindCoordinator (3+): none rb speaks.
         let addr = broker_with_versions(&[(10, 3, 6), (9, 1, 9), (2, 1, 9)]).await;
-        let w = Arc::new(Wire::new("rb", &addr).unwrap());
+        let w = Arc::new(Wire::new(&KafkaConfig::new(&addr)).unwrap());
         let e = w
             .committed("g", &[TopicPartition::new("t", 0)], Duration::from_secs(2))
             .await
@@ -818,7 +988,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(s);
         });
-        let w = Arc::new(Wire::new("rb", &addr).unwrap());
+        let w = Arc::new(Wire::new(&KafkaConfig::new(&addr)).unwrap());
         let started = std::time::Instant::now();
         let e = w
             .committed(

@@ -220,7 +220,7 @@ impl RdKafkaClient {
         }
         let base = Arc::new(create_consumer(&config, None)?);
         let wire = if config.uses_native_offsets() {
-            match Wire::new(&config.client_id, &config.bootstrap) {
+            match Wire::new(&config) {
                 Ok(w) => Some(Arc::new(w)),
                 Err(why) => {
                     tracing::warn!(bootstrap = %config.bootstrap, "offsets through librdkafka: {why}");

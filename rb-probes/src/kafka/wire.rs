@@ -12,6 +12,8 @@
 //! | FindCoordinator (10) | 0–2 | v1+: key type in the request; throttle time and error message in the answer |
 //! | OffsetFetch (9) | 1–5 | v2+: a top-level error code; v3+: throttle time; v5+: committed leader epoch |
 //! | ListOffsets (2) | 1–5 | v2+: isolation level, throttle time; v4+: current leader epoch, leader epoch |
+//! | SaslHandshake (17) | 1 | v1: the mechanism's bytes then go in SaslAuthenticate requests |
+//! | SaslAuthenticate (36) | 0–1 | v1+: the session's lifetime in the answer |
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,14 +24,20 @@ pub(crate) const API_LIST_OFFSETS: i16 = 2;
 pub(crate) const API_OFFSET_FETCH: i16 = 9;
 /// FindCoordinator.
 pub(crate) const API_FIND_COORDINATOR: i16 = 10;
+/// SaslHandshake.
+pub(crate) const API_SASL_HANDSHAKE: i16 = 17;
 /// ApiVersions.
 pub(crate) const API_VERSIONS: i16 = 18;
+/// SaslAuthenticate.
+pub(crate) const API_SASL_AUTHENTICATE: i16 = 36;
 
 /// The versions rb speaks, per API: (lowest, highest).
-pub(crate) const SPOKEN: [(i16, i16, i16); 3] = [
+pub(crate) const SPOKEN: [(i16, i16, i16); 5] = [
     (API_FIND_COORDINATOR, 0, 2),
     (API_OFFSET_FETCH, 1, 5),
     (API_LIST_OFFSETS, 1, 5),
+    (API_SASL_HANDSHAKE, 1, 1),
+    (API_SASL_AUTHENTICATE, 0, 1),
 ];
 
 /// ListOffsets' timestamp for "the offset of the next record" (log end).
@@ -144,6 +152,30 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A byte string (`BYTES`: an `i32` length; null read as empty).
+    pub(crate) fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let start = self.pos;
+        let len = self.i32(field)?;
+        if len == -1 {
+            return Ok(&[]);
+        }
+        let Ok(len) = usize::try_from(len) else {
+            self.pos = start;
+            return Err(self.err(field, format!("negative byte string length {len}")));
+        };
+        let left = self.buf.len() - self.pos;
+        if len > left {
+            self.pos = start;
+            return Err(self.err(
+                field,
+                format!("{len} bytes announced where {left} are left"),
+            ));
+        }
+        let out = &self.buf[self.pos..self.pos + len];
+        self.pos += len;
+        Ok(out)
+    }
+
     /// An array's element count (a null array counts as empty), checked against the bytes left
     /// at `min_size` bytes per element, so that a corrupt count cannot make the caller allocate.
     pub(crate) fn array_len(
@@ -239,6 +271,12 @@ impl Writer {
         self.buf.extend_from_slice(&s.as_bytes()[..end]);
     }
 
+    /// A byte string (`BYTES`).
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.i32(i32::try_from(b.len()).unwrap_or(i32::MAX));
+        self.buf.extend_from_slice(b);
+    }
+
     pub(crate) fn array_len(&mut self, n: usize) {
         self.i32(i32::try_from(n).unwrap_or(i32::MAX));
     }
@@ -271,8 +309,11 @@ pub(crate) fn error_name(code: i16) -> String {
         29 => "TOPIC_AUTHORIZATION_FAILED",
         30 => "GROUP_AUTHORIZATION_FAILED",
         31 => "CLUSTER_AUTHORIZATION_FAILED",
+        33 => "UNSUPPORTED_SASL_MECHANISM",
+        34 => "ILLEGAL_SASL_STATE",
         35 => "UNSUPPORTED_VERSION",
         42 => "INVALID_REQUEST",
+        58 => "SASL_AUTHENTICATION_FAILED",
         69 => "GROUP_ID_NOT_FOUND",
         74 => "FENCED_LEADER_EPOCH",
         75 => "UNKNOWN_LEADER_EPOCH",
@@ -345,6 +386,80 @@ pub(crate) fn decode_api_versions(body: &[u8]) -> Result<Result<ApiVersions, i16
         return Ok(Err(error));
     }
     Ok(Ok(ApiVersions { ranges }))
+}
+
+// ---- SaslHandshake, SaslAuthenticate --------------------------------------------------------
+
+/// SaslHandshake v1 for `mechanism`.
+pub(crate) fn sasl_handshake_request(
+    correlation_id: i32,
+    client_id: &str,
+    mechanism: &str,
+) -> Vec<u8> {
+    let mut w = Writer::request(API_SASL_HANDSHAKE, 1, correlation_id, client_id);
+    w.str(mechanism);
+    w.finish()
+}
+
+/// A SaslHandshake answer: the error code and the mechanisms the listener enables.
+pub(crate) fn decode_sasl_handshake(body: &[u8]) -> Result<(i16, Vec<String>), DecodeError> {
+    let mut r = Reader::new(body);
+    let error = r.i16("error_code")?;
+    let n = r.array_len("mechanisms", 2)?;
+    let mut mechanisms = Vec::with_capacity(n);
+    for _ in 0..n {
+        mechanisms.push(r.str("mechanisms[]")?.to_owned());
+    }
+    r.end()?;
+    Ok((error, mechanisms))
+}
+
+/// SaslAuthenticate (v0 or v1) carrying one message of the mechanism.
+pub(crate) fn sasl_authenticate_request(
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    auth_bytes: &[u8],
+) -> Vec<u8> {
+    let mut w = Writer::request(API_SASL_AUTHENTICATE, version, correlation_id, client_id);
+    w.bytes(auth_bytes);
+    w.finish()
+}
+
+/// A SaslAuthenticate answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SaslAnswer {
+    /// The broker's error code (0: none).
+    pub error: i16,
+    /// The broker's message with an error.
+    pub message: Option<String>,
+    /// The mechanism's next message from the server.
+    pub auth_bytes: Vec<u8>,
+    /// v1+: how long the authenticated session lasts (0: no limit).
+    pub session_lifetime_ms: i64,
+}
+
+/// Decodes a SaslAuthenticate answer of `version`.
+pub(crate) fn decode_sasl_authenticate(
+    version: i16,
+    body: &[u8],
+) -> Result<SaslAnswer, DecodeError> {
+    let mut r = Reader::new(body);
+    let error = r.i16("error_code")?;
+    let message = r.nullable_str("error_message")?.map(str::to_owned);
+    let auth_bytes = r.bytes("auth_bytes")?.to_vec();
+    let session_lifetime_ms = if version >= 1 {
+        r.i64("session_lifetime_ms")?
+    } else {
+        0
+    };
+    r.end()?;
+    Ok(SaslAnswer {
+        error,
+        message,
+        auth_bytes,
+        session_lifetime_ms,
+    })
 }
 
 // ---- FindCoordinator --------------------------------------------------------------------------
