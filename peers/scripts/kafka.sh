@@ -8,6 +8,10 @@
 #                      formatted with --standalone; it is never stopped on its own)
 #   node 2  127.0.0.2  broker 19092 (broker only, formatted with the same cluster id)
 #   node 3  127.0.0.3  broker 19092 (broker only)
+#   each node also has a SASL_SSL listener on 19094: TLS with a certificate for 127.0.0.1–3 signed
+#   by a CA made here with openssl ($DIR/tls/ca.pem; the broker reads a PKCS#12 key store), SASL
+#   PLAIN (JAAS) and SCRAM-SHA-256/512 (the user is added when the storage is formatted). Test-only
+#   credentials: user rb-probe, password rb-peers-scram-pw-7f3a.
 #   Connect 127.0.0.1:18083 (REST), a worker of group rb-connect, internal topics RF 3; its plugins
 #           are found through their ServiceLoader manifests only (plugin.discovery=service_load:
 #           the reflection scan of the classpath took about 18 s of its start).
@@ -20,13 +24,20 @@
 # Each node: $RUN/kafka/node-N/{server.properties,data,broker.log}, heap 384 MB, pid name kafka-N.
 # Jars come from Maven Central (peers/scripts/kafka/pom.xml, cached in $CACHE/kafka-lib); the
 # FileStream connectors sit alone on the worker's plugin.path.
-# Env keys: KAFKA_BOOTSTRAP (all three brokers) KAFKA_BROKERS (id@host:port,…) KAFKA_SCRIPT (this
+# Env keys: KAFKA_BOOTSTRAP (all three brokers) KAFKA_SECURE_BOOTSTRAP (their SASL_SSL listeners)
+# KAFKA_CA_FILE KAFKA_SASL_USER KAFKA_SASL_PASSWORD KAFKA_BROKERS (id@host:port,…) KAFKA_SCRIPT (this
 # script, for stop-broker/start-broker) CONNECT_URL KAFKA_CLASSPATH (for `java -cp` of the CLI
 # tools) KAFKA_JAVA KAFKA_VERSION KAFKA_CONNECT_FILES (a directory the worker reads files from).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NODES=(1 2 3)
 BROKER_PORT=19092
+SECURE_PORT=19094
+SASL_USER=rb-probe
+SASL_PASSWORD=rb-peers-scram-pw-7f3a
+KEYSTORE_PASSWORD=rb-peers-keystore
+# Bump when the storage must be formatted again for this layout (the SCRAM user is written then).
+LAYOUT=scram-user-v1
 CONTROLLER_PORT=19093
 CONNECT_PORT=18083
 CONTROLLER=127.0.0.1:$CONTROLLER_PORT
@@ -40,6 +51,7 @@ SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka.sh
 host_of() { echo "127.0.0.$1"; }
 node_dir() { echo "$DIR/node-$1"; }
 bootstrap() { local n out=""; for n in "${NODES[@]}"; do out="$out${out:+,}$(host_of "$n"):$BROKER_PORT"; done; echo "$out"; }
+secure_bootstrap() { local n out=""; for n in "${NODES[@]}"; do out="$out${out:+,}$(host_of "$n"):$SECURE_PORT"; done; echo "$out"; }
 brokers_list() { local n out=""; for n in "${NODES[@]}"; do out="$out${out:+,}$n@$(host_of "$n"):$BROKER_PORT"; done; echo "$out"; }
 
 ensure_tools() {
@@ -48,6 +60,11 @@ ensure_tools() {
     apt-get update -qq >/dev/null || die "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null \
       || die "apt-get install openjdk-17-jdk-headless maven failed"
+  fi
+  if ! command -v openssl >/dev/null 2>&1; then
+    log "kafka: installing openssl from Debian"
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null || die "apt-get install openssl failed"
   fi
   JAVA=$(command -v java)
   maven_fetch "$LIB" "$POM"
@@ -87,6 +104,25 @@ logger.reflections.level = error
 EOC
 }
 
+# The SASL_SSL listeners' TLS material, made once: a CA, a broker certificate naming 127.0.0.1–3
+# (and localhost) signed by it, and the PKCS#12 key store the brokers read.
+make_tls() {
+  local t=$DIR/tls
+  [ -f "$t/broker.p12" ] && [ -f "$t/ca.pem" ] && return 0
+  rm -rf "$t"; mkdir -p "$t"
+  log "kafka: making the SASL_SSL listeners' CA and certificate"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=rb peers test CA" \
+    -keyout "$t/ca.key" -out "$t/ca.pem" >"$t/openssl.log" 2>&1 || die "kafka: openssl could not make the CA, see $t/openssl.log"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$t/broker.key" -out "$t/broker.csr" >>"$t/openssl.log" 2>&1 \
+    || die "kafka: openssl could not make the broker key, see $t/openssl.log"
+  printf 'subjectAltName=IP:127.0.0.1,IP:127.0.0.2,IP:127.0.0.3,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$t/ext.cnf"
+  openssl x509 -req -in "$t/broker.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial -days 3650 \
+    -extfile "$t/ext.cnf" -out "$t/broker.pem" >>"$t/openssl.log" 2>&1 || die "kafka: openssl could not sign the broker certificate, see $t/openssl.log"
+  openssl pkcs12 -export -in "$t/broker.pem" -inkey "$t/broker.key" -certfile "$t/ca.pem" -name broker \
+    -passout "pass:$KEYSTORE_PASSWORD" -out "$t/broker.p12" >>"$t/openssl.log" 2>&1 \
+    || die "kafka: openssl could not write the key store, see $t/openssl.log"
+}
+
 # write_node_config N: node N's server.properties (node 1 also runs the controller).
 write_node_config() {
   local n=$1 host d
@@ -95,19 +131,26 @@ write_node_config() {
   {
     if [ "$n" = 1 ]; then
       echo "process.roles=broker,controller"
-      echo "listeners=PLAINTEXT://$host:$BROKER_PORT,CONTROLLER://$CONTROLLER"
-      echo "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+      echo "listeners=PLAINTEXT://$host:$BROKER_PORT,SASL_SSL://$host:$SECURE_PORT,CONTROLLER://$CONTROLLER"
     else
       echo "process.roles=broker"
-      echo "listeners=PLAINTEXT://$host:$BROKER_PORT"
-      echo "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+      echo "listeners=PLAINTEXT://$host:$BROKER_PORT,SASL_SSL://$host:$SECURE_PORT"
     fi
     cat <<EOC
 node.id=$n
 controller.quorum.bootstrap.servers=$CONTROLLER
 controller.listener.names=CONTROLLER
-advertised.listeners=PLAINTEXT://$host:$BROKER_PORT
+advertised.listeners=PLAINTEXT://$host:$BROKER_PORT,SASL_SSL://$host:$SECURE_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
 inter.broker.listener.name=PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$DIR/tls/broker.p12
+ssl.keystore.password=$KEYSTORE_PASSWORD
+ssl.key.password=$KEYSTORE_PASSWORD
 log.dirs=$d/data
 num.partitions=1
 default.replication.factor=1
@@ -138,6 +181,7 @@ write_configs() {
   rm -f "$DIR"/plugins/connect-file/*.jar
   cp "$LIB"/connect-file-*.jar "$DIR/plugins/connect-file/"
   write_log4j
+  make_tls
   for n in "${NODES[@]}"; do write_node_config "$n"; done
   cat > "$DIR/connect-distributed.properties" <<EOC
 bootstrap.servers=$(bootstrap)
@@ -166,10 +210,13 @@ java_opts() {
   echo "-Xms$1 -Xmx$1 -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true -Dlog4j2.configurationFile=$DIR/log4j2.properties"
 }
 
-# Format the three nodes' storage when any of them is not formatted (a fresh cluster id for all;
-# the data of an older layout, $DIR/data, is dropped). The formats run side by side.
+# Format the three nodes' storage when any of them is not formatted, or was formatted for an
+# older layout (a fresh cluster id for all; the data of the one-node layout, $DIR/data, is
+# dropped). The formats run side by side. Node 1's (the controller's) writes the SCRAM user into
+# the cluster's first metadata.
 format_storage() {
   local n missing=0 cid pids=()
+  [ -f "$DIR/$LAYOUT" ] || missing=1
   for n in "${NODES[@]}"; do [ -f "$(node_dir "$n")/data/meta.properties" ] || missing=1; done
   [ "$missing" = 1 ] || return 0
   for n in "${NODES[@]}"; do
@@ -182,7 +229,9 @@ format_storage() {
   log "kafka: formatting the storage of nodes ${NODES[*]} (cluster $cid)"
   for n in "${NODES[@]}"; do
     local extra=()
-    [ "$n" = 1 ] && extra=(--standalone)
+    [ "$n" = 1 ] && extra=(--standalone
+      --add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]"
+      --add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]")
     # shellcheck disable=SC2046
     "$JAVA" $(java_opts 128m) -cp "$LIB/*" kafka.tools.StorageTool format -t "$cid" \
       -c "$(node_dir "$n")/server.properties" "${extra[@]}" >"$(node_dir "$n")/format.log" 2>&1 &
@@ -191,11 +240,13 @@ format_storage() {
   for i in "${!pids[@]}"; do
     wait "${pids[$i]}" || die "kafka: storage format of node ${NODES[$i]} failed, see $(node_dir "${NODES[$i]}")/format.log"
   done
+  rm -f "$DIR"/scram-user-v*
+  : > "$DIR/$LAYOUT"
 }
 
 broker_ready() {
   local n=$1
-  port_open "$(host_of "$n")" "$BROKER_PORT" && grep -q "Transition from STARTING to STARTED" "$(node_dir "$n")/broker.log"
+  port_open "$(host_of "$n")" "$BROKER_PORT" && port_open "$(host_of "$n")" "$SECURE_PORT" && grep -q "Transition from STARTING to STARTED" "$(node_dir "$n")/broker.log"
 }
 connect_ready() { curl -sf "$CONNECT_URL/connectors" >/dev/null; }
 
@@ -205,6 +256,7 @@ launch_broker() {
   d=$(node_dir "$n")
   daemon_alive "kafka-$n" && return 0
   port_open "$(host_of "$n")" "$BROKER_PORT" && die "kafka: $(host_of "$n"):$BROKER_PORT is taken by a process we did not start"
+  port_open "$(host_of "$n")" "$SECURE_PORT" && die "kafka: $(host_of "$n"):$SECURE_PORT is taken by a process we did not start"
   : > "$d/broker.log"
   # shellcheck disable=SC2046
   start_daemon "kafka-$n" "$d/broker.log" "$JAVA" $(java_opts 384m) -cp "$LIB/*" kafka.Kafka "$d/server.properties"
@@ -219,6 +271,10 @@ wait_broker() {
 write_env() {
   set_env KAFKA_BOOTSTRAP "$(bootstrap)"
   set_env KAFKA_BROKERS "$(brokers_list)"
+  set_env KAFKA_SECURE_BOOTSTRAP "$(secure_bootstrap)"
+  set_env KAFKA_CA_FILE "$DIR/tls/ca.pem"
+  set_env KAFKA_SASL_USER "$SASL_USER"
+  set_env KAFKA_SASL_PASSWORD "$SASL_PASSWORD"
   set_env KAFKA_SCRIPT "$SELF"
   set_env CONNECT_URL "$CONNECT_URL"
   set_env KAFKA_CLASSPATH "$LIB/*"
@@ -229,7 +285,7 @@ write_env() {
 
 all_brokers_alive() {
   local n
-  for n in "${NODES[@]}"; do daemon_alive "kafka-$n" && port_open "$(host_of "$n")" "$BROKER_PORT" || return 1; done
+  for n in "${NODES[@]}"; do daemon_alive "kafka-$n" && port_open "$(host_of "$n")" "$BROKER_PORT" && port_open "$(host_of "$n")" "$SECURE_PORT" || return 1; done
 }
 
 start() {

@@ -127,3 +127,72 @@ async fn lag_state_and_topic_match_the_kafka_cli() {
     assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
     assert!(err.message.contains("unknown consumer group"), "{err}");
 }
+
+/// The SASL_SSL listeners (TLS with the tier's CA, hostname checked against the certificate's IP
+/// names; SCRAM-SHA-512, SCRAM-SHA-256 and PLAIN): the offsets read over them, by rb's own
+/// connections and by librdkafka, equal the plaintext listener's; a wrong password is refused as
+/// unauthorized on both paths and never shown.
+#[tokio::test]
+#[ignore = "real-peer tier: run peers/run.sh"]
+async fn lag_over_sasl_ssl_reads_what_plaintext_reads() {
+    use rb_core::Secret;
+    use rb_probes::kafka::{Sasl, SaslMechanism, Tls};
+
+    let env = PeerEnv::load().unwrap();
+    let kafka = Kafka::from_env(&env).unwrap();
+    let secure = env.get("KAFKA_SECURE_BOOTSTRAP").unwrap().to_owned();
+    let ca = env.get("KAFKA_CA_FILE").unwrap().to_owned();
+    let user = env.get("KAFKA_SASL_USER").unwrap().to_owned();
+    let password = env.get("KAFKA_SASL_PASSWORD").unwrap().to_owned();
+    let topic = unique("rb-probe-sasl");
+    let group = unique("rb-probe-sasl-group");
+    kafka
+        .build_lag(&topic, &group, 6, 40, &[0, 5, 10, 20, 30, 40])
+        .await
+        .unwrap();
+    let target = Target::new("kafka", "peer");
+    let read = |client: RdKafkaClient| {
+        let probe = ConsumerLagProbe::new(target.clone(), client, &group, [topic.as_str()])
+            .with_partition_fact(true);
+        async move { probe.observe(&ctx()).await }
+    };
+    let plain = read(RdKafkaClient::new(KafkaConfig::new(&kafka.bootstrap)).unwrap())
+        .await
+        .unwrap();
+    assert!(plain.complete, "{:?}", plain.gaps);
+    let want: PartitionOffsets = plain.facts.get().unwrap().unwrap();
+    assert_eq!(want.partitions.len(), 6);
+    let secured = |mechanism, password: &str| {
+        KafkaConfig::new(&secure)
+            .sasl(Sasl {
+                mechanism,
+                username: user.clone(),
+                password: Secret::new(password),
+            })
+            .tls(Tls::with_ca_file(&ca))
+    };
+    for mechanism in [
+        SaslMechanism::ScramSha512,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::Plain,
+    ] {
+        for native in [true, false] {
+            let client =
+                RdKafkaClient::new(secured(mechanism, &password).native_offsets(native)).unwrap();
+            let obs = read(client.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{mechanism:?}, native {native}: {e}"));
+            assert!(obs.complete, "{mechanism:?}, native {native}: {:?}", obs.gaps);
+            assert_eq!(client.native_offsets_active(), native, "{mechanism:?}");
+            let got: PartitionOffsets = obs.facts.get().unwrap().unwrap();
+            assert_eq!(got.partitions, want.partitions, "{mechanism:?}, native {native}");
+        }
+    }
+    for mechanism in [SaslMechanism::ScramSha512, SaslMechanism::Plain] {
+        let wrong = "not-the-password-3c9";
+        let client = RdKafkaClient::new(secured(mechanism, wrong)).unwrap();
+        let err = read(client).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unauthorized, "{mechanism:?}: {err}");
+        assert!(!format!("{err} {err:?}").contains(wrong), "{err}");
+    }
+}
