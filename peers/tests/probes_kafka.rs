@@ -182,10 +182,17 @@ async fn lag_over_sasl_ssl_reads_what_plaintext_reads() {
             let obs = read(client.clone())
                 .await
                 .unwrap_or_else(|e| panic!("{mechanism:?}, native {native}: {e}"));
-            assert!(obs.complete, "{mechanism:?}, native {native}: {:?}", obs.gaps);
+            assert!(
+                obs.complete,
+                "{mechanism:?}, native {native}: {:?}",
+                obs.gaps
+            );
             assert_eq!(client.native_offsets_active(), native, "{mechanism:?}");
             let got: PartitionOffsets = obs.facts.get().unwrap().unwrap();
-            assert_eq!(got.partitions, want.partitions, "{mechanism:?}, native {native}");
+            assert_eq!(
+                got.partitions, want.partitions,
+                "{mechanism:?}, native {native}"
+            );
         }
     }
     for mechanism in [SaslMechanism::ScramSha512, SaslMechanism::Plain] {

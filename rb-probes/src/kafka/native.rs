@@ -51,6 +51,27 @@ const COORDINATOR_BACKOFF: Duration = Duration::from_millis(50);
 /// A kept connection whose authenticated session ends within this is replaced before use.
 const SESSION_MARGIN: Duration = Duration::from_secs(5);
 
+/// Each topic's partition leaders from the last Metadata answer (index: partition).
+pub(super) type Leaders = HashMap<String, Vec<Option<i32>>>;
+
+/// `partitions`' indices grouped by leader (`None`: no leader known), in leader id order. Both
+/// offset paths group log-end requests this way: one request per leader.
+pub(super) fn group_by_leader(
+    partitions: &[TopicPartition],
+    leaders: &Leaders,
+) -> BTreeMap<Option<i32>, Vec<usize>> {
+    let mut groups: BTreeMap<Option<i32>, Vec<usize>> = BTreeMap::new();
+    for (i, tp) in partitions.iter().enumerate() {
+        let leader = leaders
+            .get(&*tp.topic)
+            .and_then(|l| usize::try_from(tp.partition).ok().and_then(|p| l.get(p)))
+            .copied()
+            .flatten();
+        groups.entry(leader).or_default().push(i);
+    }
+    groups
+}
+
 /// Why a native call did not answer.
 #[derive(Debug)]
 pub(super) enum Fail {
@@ -284,19 +305,13 @@ impl Wire {
     pub(super) async fn end_offsets(
         self: &Arc<Self>,
         partitions: Vec<TopicPartition>,
-        leaders: HashMap<String, Vec<Option<i32>>>,
+        leaders: Arc<Leaders>,
         timeout: Duration,
     ) -> Result<(Vec<PartitionAnswer<i64>>, Vec<usize>), Fail> {
         let me = self.clone();
         self.run(async move {
-            let leader_of = |tp: &TopicPartition| {
-                let by_partition = leaders.get(&*tp.topic)?;
-                by_partition
-                    .get(usize::try_from(tp.partition).ok()?)
-                    .copied()
-                    .flatten()
-            };
-            me.end_offsets_here(&partitions, leader_of, timeout).await
+            let groups = group_by_leader(&partitions, &leaders);
+            me.end_offsets_here(&partitions, groups, timeout).await
         })
         .await
     }
@@ -765,21 +780,23 @@ impl Wire {
     async fn end_offsets_here(
         &self,
         partitions: &[TopicPartition],
-        leader_of: impl Fn(&TopicPartition) -> Option<i32>,
+        groups: BTreeMap<Option<i32>, Vec<usize>>,
         timeout: Duration,
     ) -> Result<(Vec<PartitionAnswer<i64>>, Vec<usize>), Fail> {
         let deadline = Instant::now() + timeout;
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         let mut out: Vec<PartitionAnswer<i64>> = vec![Ok(0); partitions.len()];
-        for (i, tp) in partitions.iter().enumerate() {
-            match leader_of(tp) {
-                Some(l) => by_leader.entry(l).or_default().push(i),
+        for (leader, idx) in groups {
+            match leader {
+                Some(l) => {
+                    by_leader.insert(l, idx);
+                }
                 None => {
-                    out[i] = Err(
-                        "no leader known (an offline partition, or one the last Metadata answer \
-                         did not list)"
-                            .to_owned(),
-                    )
+                    for i in idx {
+                        out[i] = Err("no leader known (an offline partition, or one the last \
+                                      Metadata answer did not list)"
+                            .to_owned());
+                    }
                 }
             }
         }

@@ -383,11 +383,7 @@ fn client_error(e: Fail) -> super::ClientError {
     }
 }
 
-fn cluster() -> (
-    FakeKafka,
-    Vec<TopicPartition>,
-    HashMap<String, Vec<Option<i32>>>,
-) {
+fn cluster() -> (FakeKafka, Vec<TopicPartition>, Arc<super::Leaders>) {
     let fake = FakeKafka::start(3).unwrap();
     fake.create_topic("orders", 12, 3).unwrap();
     fake.set_lag("g", "orders", &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
@@ -396,7 +392,11 @@ fn cluster() -> (
     let leaders = (0..12)
         .map(|p| fake.partition_leader("orders", p).unwrap())
         .collect();
-    (fake, parts, HashMap::from([("orders".to_owned(), leaders)]))
+    (
+        fake,
+        parts,
+        Arc::new(HashMap::from([("orders".to_owned(), leaders)])),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

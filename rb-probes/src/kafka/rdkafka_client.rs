@@ -14,8 +14,8 @@
 //! * group description: one Metadata request (tells an unreachable cluster from a slow one), then
 //!   `fetch_group_list(Some(group))` (DescribeGroups).
 //!
-//! On a plaintext listener (no TLS, no SASL) with [`KafkaConfig::native_offsets`] on (the default),
-//! committed and log-end offsets do not go through librdkafka: the adapter sends **one
+//! With [`KafkaConfig::native_offsets`] on (the default; on TLS and SASL listeners with the
+//! `kafka-tls` feature, see [`KafkaConfig::uses_native_offsets`]), committed and log-end offsets do not go through librdkafka: the adapter sends **one
 //! OffsetFetch** for all of a group's partitions to its coordinator and **one ListOffsets per
 //! leader** over its own connections (the leaders and brokers from the last Metadata answer; a
 //! partition whose leader moved since is asked once more after a new Metadata request). See
@@ -42,7 +42,7 @@ use super::client::{
     KafkaClient, PartitionAnswer, PartitionMetadata, TopicError, TopicMetadata, TopicPartition,
 };
 use super::config::{KafkaConfig, PropertyValue};
-use super::native::{Fail, Wire};
+use super::native::{group_by_leader, Fail, Leaders, Wire};
 
 /// The most per-group consumers kept; past it, an unused one is dropped.
 const MAX_GROUP_CLIENTS: usize = 256;
@@ -53,11 +53,13 @@ const MAX_EVENTS_PER_DRAIN: usize = 256;
 const EMPTY_POLLS_TO_STOP: usize = 8;
 
 /// Remembers the last transport failure librdkafka reported (connection refused, reset, name
-/// resolution, all brokers down), so that a call that ends without an answer can say whether the
-/// cluster was unreachable or merely slow.
+/// resolution, all brokers down), and the last refusal of the client's credentials (SASL) or of
+/// the broker's certificate (TLS), so that a call that ends without an answer can say whether the
+/// cluster was unreachable, refused rb, or was merely slow.
 #[derive(Default)]
 struct Watch {
     transport: Mutex<Option<String>>,
+    refusal: Mutex<Option<(ErrorKind, String)>>,
 }
 
 impl ClientContext for Watch {
@@ -70,9 +72,18 @@ impl ClientContext for Watch {
                     | RDKafkaErrorCode::Resolve
             )
         );
+        let refusal = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => Some(ErrorKind::Unauthorized),
+            Some(RDKafkaErrorCode::SSL) => Some(ErrorKind::Invalid),
+            _ => None,
+        };
         if unreachable {
             if let Ok(mut t) = self.transport.lock() {
                 *t = Some(reason.to_owned());
+            }
+        } else if let Some(kind) = refusal {
+            if let Ok(mut r) = self.refusal.lock() {
+                *r = Some((kind, reason.to_owned()));
             }
         } else {
             tracing::debug!("librdkafka: {error}: {reason}");
@@ -142,6 +153,9 @@ fn answered(c: &Consumer_) {
     if let Ok(mut t) = c.context().transport.lock() {
         *t = None;
     }
+    if let Ok(mut r) = c.context().refusal.lock() {
+        *r = None;
+    }
 }
 
 /// A call's error, refined: a timeout or transport failure while a transport failure is on record
@@ -151,6 +165,16 @@ fn refine(c: &Consumer_, e: &KafkaError, bootstrap: &str) -> ClientError {
     drain(c);
     let mut err = call_error(e, bootstrap);
     if matches!(err.kind, ErrorKind::Timeout | ErrorKind::Unreachable) {
+        // The brokers refused rb's credentials or rb refused their certificate: that, not a
+        // timeout, is what the caller must hear.
+        if let Some((kind, reason)) = c.context().refusal.lock().ok().and_then(|r| r.clone()) {
+            let what = if kind == ErrorKind::Unauthorized {
+                "authentication failed"
+            } else {
+                "TLS failed"
+            };
+            return ClientError::new(kind, format!("{what} (bootstrap {bootstrap}): {reason}"));
+        }
         let seen = c.context().transport.lock().ok().and_then(|t| t.clone());
         let seen = seen.or_else(|| refused(bootstrap));
         match seen {
@@ -192,8 +216,10 @@ struct Inner {
     groups: Mutex<HashMap<String, Arc<Consumer_>>>,
     /// Each topic's partition leaders from the last Metadata answer (index: partition), so that
     /// log-end offsets are asked in batches that each go to one leader.
-    leaders: Mutex<HashMap<String, Vec<Option<i32>>>>,
-    /// rb's own connections for OffsetFetch and ListOffsets (plaintext listeners).
+    /// A snapshot replaced (copy on write) when an answer changes it, so that a call takes it
+    /// without copying.
+    leaders: Mutex<Arc<Leaders>>,
+    /// rb's own connections for OffsetFetch and ListOffsets.
     wire: Option<Arc<Wire>>,
     /// Set when a broker speaks none of rb's versions of those requests: librdkafka's path from
     /// then on.
@@ -235,7 +261,7 @@ impl RdKafkaClient {
                 config,
                 base,
                 groups: Mutex::new(HashMap::new()),
-                leaders: Mutex::new(HashMap::new()),
+                leaders: Mutex::new(Arc::new(HashMap::new())),
                 wire,
                 wire_refused: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -271,30 +297,16 @@ impl RdKafkaClient {
 
     /// `partitions`' indices in batches of at most `n`, each batch of one known leader.
     fn batches_by_leader(&self, partitions: &[TopicPartition], n: usize) -> Vec<Vec<usize>> {
-        let leaders = match self.inner.leaders.lock() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut by_leader: std::collections::BTreeMap<Option<i32>, Vec<usize>> =
-            std::collections::BTreeMap::new();
-        for (i, tp) in partitions.iter().enumerate() {
-            let leader = leaders
-                .get(&*tp.topic)
-                .and_then(|l| usize::try_from(tp.partition).ok().and_then(|p| l.get(p)))
-                .copied()
-                .flatten();
-            by_leader.entry(leader).or_default().push(i);
-        }
-        drop(leaders);
-        by_leader
+        let leaders = self.leaders();
+        group_by_leader(partitions, &leaders)
             .values()
             .flat_map(|idx| idx.chunks(n).map(<[usize]>::to_vec))
             .collect()
     }
 
     /// Whether OffsetFetch and ListOffsets go over the adapter's own connections now: `false`
-    /// when the configuration says otherwise ([`KafkaConfig::uses_native_offsets`]: off, or a TLS
-    /// or SASL listener) or once a broker answered that it speaks none of the versions rb does
+    /// when the configuration says otherwise ([`KafkaConfig::uses_native_offsets`]: off, TLS or
+    /// SASL without the `kafka-tls` feature, an encrypted client key) or once a broker answered that it speaks none of the versions rb does
     /// (then librdkafka asks, and a warning was logged).
     pub fn native_offsets_active(&self) -> bool {
         self.wire().is_some()
@@ -319,6 +331,14 @@ impl RdKafkaClient {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The leaders of the last Metadata answers (a snapshot).
+    fn leaders(&self) -> Arc<Leaders> {
+        match self.inner.leaders.lock() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Log-end offsets over the native connections: one ListOffsets per leader; a topic with no
     /// Metadata answer yet is described first, and partitions whose leader moved since are asked
     /// once more after a new Metadata request.
@@ -332,10 +352,7 @@ impl RdKafkaClient {
         };
         let started = tokio::time::Instant::now();
         let unknown: Vec<String> = {
-            let leaders = match self.inner.leaders.lock() {
-                Ok(l) => l,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let leaders = self.leaders();
             let mut t: Vec<String> = partitions
                 .iter()
                 .filter(|tp| !leaders.contains_key(&*tp.topic))
@@ -349,11 +366,7 @@ impl RdKafkaClient {
             self.metadata(&unknown, timeout).await?;
         }
         let ask = |parts: Vec<TopicPartition>, left: Duration| async move {
-            let leaders = match self.inner.leaders.lock() {
-                Ok(l) => l.clone(),
-                Err(poisoned) => poisoned.into_inner().clone(),
-            };
-            wire.end_offsets(parts, leaders, left).await
+            wire.end_offsets(parts, self.leaders(), left).await
         };
         let (mut answers, moved) = ask(partitions.to_vec(), timeout).await?;
         let left = timeout.saturating_sub(started.elapsed());
@@ -612,11 +625,13 @@ fn aligned<T>(
 }
 
 /// Keeps each answered topic's partition leaders (a topic the answer does not know is forgotten).
-fn remember_leaders(leaders: &Mutex<HashMap<String, Vec<Option<i32>>>>, topics: &[TopicMetadata]) {
-    let mut leaders = match leaders.lock() {
+fn remember_leaders(leaders: &Mutex<Arc<Leaders>>, topics: &[TopicMetadata]) {
+    let mut snapshot = match leaders.lock() {
         Ok(l) => l,
         Err(poisoned) => poisoned.into_inner(),
     };
+    // Copied only when a call still holds the previous snapshot.
+    let leaders = Arc::make_mut(&mut *snapshot);
     for t in topics {
         if t.partitions.is_empty() {
             leaders.remove(&t.name);

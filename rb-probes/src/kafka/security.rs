@@ -83,8 +83,8 @@ pub(super) struct Security {
     sasl: Option<Sasl>,
 }
 
-/// Why a TLS handshake failed: the broker's answer was not TLS or its certificate was refused
-/// (`Invalid`: the settings do not fit the listener), or the connection broke (`Lost`).
+/// Why a TLS handshake failed (only with the `kafka-tls` feature).
+#[cfg_attr(not(feature = "kafka-tls"), allow(dead_code))]
 pub(super) enum HandshakeError {
     /// The settings do not fit the listener (certificate refused, not a TLS listener).
     Invalid(String),

@@ -152,6 +152,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[cfg(feature = "kafka-tls")]
     /// A byte string (`BYTES`: an `i32` length; null read as empty).
     pub(crate) fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let start = self.pos;
@@ -271,6 +272,7 @@ impl Writer {
         self.buf.extend_from_slice(&s.as_bytes()[..end]);
     }
 
+    #[cfg(feature = "kafka-tls")]
     /// A byte string (`BYTES`).
     pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.i32(i32::try_from(b.len()).unwrap_or(i32::MAX));
@@ -388,8 +390,9 @@ pub(crate) fn decode_api_versions(body: &[u8]) -> Result<Result<ApiVersions, i16
     Ok(Ok(ApiVersions { ranges }))
 }
 
-// ---- SaslHandshake, SaslAuthenticate --------------------------------------------------------
+// ---- SaslHandshake, SaslAuthenticate (feature `kafka-tls`) -----------------------------------
 
+#[cfg(feature = "kafka-tls")]
 /// SaslHandshake v1 for `mechanism`.
 pub(crate) fn sasl_handshake_request(
     correlation_id: i32,
@@ -401,6 +404,7 @@ pub(crate) fn sasl_handshake_request(
     w.finish()
 }
 
+#[cfg(feature = "kafka-tls")]
 /// A SaslHandshake answer: the error code and the mechanisms the listener enables.
 pub(crate) fn decode_sasl_handshake(body: &[u8]) -> Result<(i16, Vec<String>), DecodeError> {
     let mut r = Reader::new(body);
@@ -414,6 +418,7 @@ pub(crate) fn decode_sasl_handshake(body: &[u8]) -> Result<(i16, Vec<String>), D
     Ok((error, mechanisms))
 }
 
+#[cfg(feature = "kafka-tls")]
 /// SaslAuthenticate (v0 or v1) carrying one message of the mechanism.
 pub(crate) fn sasl_authenticate_request(
     version: i16,
@@ -426,6 +431,7 @@ pub(crate) fn sasl_authenticate_request(
     w.finish()
 }
 
+#[cfg(feature = "kafka-tls")]
 /// A SaslAuthenticate answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SaslAnswer {
@@ -439,6 +445,7 @@ pub(crate) struct SaslAnswer {
     pub session_lifetime_ms: i64,
 }
 
+#[cfg(feature = "kafka-tls")]
 /// Decodes a SaslAuthenticate answer of `version`.
 pub(crate) fn decode_sasl_authenticate(
     version: i16,
@@ -614,6 +621,56 @@ pub(crate) struct Replies {
     pub unasked: usize,
 }
 
+impl Replies {
+    /// No reply yet for any of the caller's `n` partitions.
+    fn empty(n: usize) -> Self {
+        Self {
+            error: 0,
+            partitions: vec![None; n],
+            unasked: 0,
+        }
+    }
+}
+
+/// Writes the grouped partitions as a request's topics array; `partition` writes each
+/// partition's fields.
+fn write_topics(w: &mut Writer, by: &ByTopic<'_>, mut partition: impl FnMut(&mut Writer, i32)) {
+    w.array_len(by.topics.len());
+    for (topic, parts) in &by.topics {
+        w.str(topic);
+        w.array_len(parts.len());
+        for &(_, p) in parts {
+            partition(w, p);
+        }
+    }
+}
+
+/// Reads an answer's topics array into `out`, matching each partition to the request;
+/// `partition` reads one partition's fields (at least `min_partition` bytes) and returns its
+/// index and reply.
+fn read_topics<'a>(
+    r: &mut Reader<'a>,
+    by: &ByTopic<'_>,
+    out: &mut Replies,
+    min_partition: usize,
+    mut partition: impl FnMut(&mut Reader<'a>) -> Result<(i32, PartitionReply), DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut m = by.matcher();
+    let topics = r.array_len("topics", 6)?;
+    for _ in 0..topics {
+        let topic = r.str("topics[].name")?;
+        let parts = r.array_len("topics[].partitions", min_partition)?;
+        for _ in 0..parts {
+            let (index, reply) = partition(r)?;
+            match m.find(topic, index).and_then(|i| out.partitions.get_mut(i)) {
+                Some(slot) => *slot = Some(reply),
+                None => out.unasked += 1,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// OffsetFetch for `group` on the grouped partitions.
 pub(crate) fn offset_fetch_request(
     version: i16,
@@ -625,14 +682,7 @@ pub(crate) fn offset_fetch_request(
     let mut w = Writer::request(API_OFFSET_FETCH, version, correlation_id, client_id);
     w.reserve(by.len() * 4 + by.topics.len() * 32);
     w.str(group);
-    w.array_len(by.topics.len());
-    for (topic, parts) in &by.topics {
-        w.str(topic);
-        w.array_len(parts.len());
-        for &(_, p) in parts {
-            w.i32(p);
-        }
-    }
+    write_topics(&mut w, by, |w, p| w.i32(p));
     w.finish()
 }
 
@@ -648,45 +698,24 @@ pub(crate) fn decode_offset_fetch(
     if version >= 3 {
         r.i32("throttle_time_ms")?;
     }
-    let mut out = Replies {
-        error: 0,
-        partitions: vec![None; n],
-        unasked: 0,
-    };
-    let mut m = by.matcher();
+    let mut out = Replies::empty(n);
     // A partition is at least: index 4 + offset 8 + metadata 2 + error 2.
     let min_partition = if version >= 5 { 20 } else { 16 };
-    let topics = r.array_len("topics", 6)?;
-    for _ in 0..topics {
-        let topic = r.str("topics[].name")?;
-        let parts = r.array_len("topics[].partitions", min_partition)?;
-        for _ in 0..parts {
-            let partition = r.i32("partitions[].partition_index")?;
-            let offset = r.i64("partitions[].committed_offset")?;
-            if version >= 5 {
-                r.i32("partitions[].committed_leader_epoch")?;
-            }
-            r.nullable_str("partitions[].metadata")?;
-            let error = r.i16("partitions[].error_code")?;
-            store(
-                &mut out,
-                m.find(topic, partition),
-                PartitionReply { error, offset },
-            );
+    read_topics(&mut r, by, &mut out, min_partition, |r| {
+        let partition = r.i32("partitions[].partition_index")?;
+        let offset = r.i64("partitions[].committed_offset")?;
+        if version >= 5 {
+            r.i32("partitions[].committed_leader_epoch")?;
         }
-    }
+        r.nullable_str("partitions[].metadata")?;
+        let error = r.i16("partitions[].error_code")?;
+        Ok((partition, PartitionReply { error, offset }))
+    })?;
     if version >= 2 {
         out.error = r.i16("error_code")?;
     }
     r.end()?;
     Ok(out)
-}
-
-fn store(out: &mut Replies, at: Option<usize>, reply: PartitionReply) {
-    match at.and_then(|i| out.partitions.get_mut(i)) {
-        Some(slot) => *slot = Some(reply),
-        None => out.unasked += 1,
-    }
 }
 
 /// ListOffsets for the log-end offsets of the grouped partitions (`read_committed`: the last
@@ -703,18 +732,13 @@ pub(crate) fn list_offsets_request(
     if version >= 2 {
         w.i8(1); // isolation level: read_committed
     }
-    w.array_len(by.topics.len());
-    for (topic, parts) in &by.topics {
-        w.str(topic);
-        w.array_len(parts.len());
-        for &(_, p) in parts {
-            w.i32(p);
-            if version >= 4 {
-                w.i32(-1); // current leader epoch: not known
-            }
-            w.i64(LATEST);
+    write_topics(&mut w, by, |w, p| {
+        w.i32(p);
+        if version >= 4 {
+            w.i32(-1); // current leader epoch: not known
         }
-    }
+        w.i64(LATEST);
+    });
     w.finish()
 }
 
@@ -729,32 +753,18 @@ pub(crate) fn decode_list_offsets(
     if version >= 2 {
         r.i32("throttle_time_ms")?;
     }
-    let mut out = Replies {
-        error: 0,
-        partitions: vec![None; n],
-        unasked: 0,
-    };
-    let mut m = by.matcher();
+    let mut out = Replies::empty(n);
     let min_partition = if version >= 4 { 26 } else { 22 };
-    let topics = r.array_len("topics", 6)?;
-    for _ in 0..topics {
-        let topic = r.str("topics[].name")?;
-        let parts = r.array_len("topics[].partitions", min_partition)?;
-        for _ in 0..parts {
-            let partition = r.i32("partitions[].partition_index")?;
-            let error = r.i16("partitions[].error_code")?;
-            r.i64("partitions[].timestamp")?;
-            let offset = r.i64("partitions[].offset")?;
-            if version >= 4 {
-                r.i32("partitions[].leader_epoch")?;
-            }
-            store(
-                &mut out,
-                m.find(topic, partition),
-                PartitionReply { error, offset },
-            );
+    read_topics(&mut r, by, &mut out, min_partition, |r| {
+        let partition = r.i32("partitions[].partition_index")?;
+        let error = r.i16("partitions[].error_code")?;
+        r.i64("partitions[].timestamp")?;
+        let offset = r.i64("partitions[].offset")?;
+        if version >= 4 {
+            r.i32("partitions[].leader_epoch")?;
         }
-    }
+        Ok((partition, PartitionReply { error, offset }))
+    })?;
     r.end()?;
     Ok(out)
 }
@@ -769,6 +779,49 @@ mod tests {
         let size = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(size, frame.len() - 4);
         &frame[4..]
+    }
+
+    #[cfg(feature = "kafka-tls")]
+    #[test]
+    fn sasl_requests_and_answers() {
+        let frame = sasl_authenticate_request(1, 9, "rb", b"n,,n=u,r=x");
+        let mut r = Reader::new(body(&frame));
+        assert_eq!(r.i16("api").unwrap(), API_SASL_AUTHENTICATE);
+        assert_eq!(r.i16("version").unwrap(), 1);
+        assert_eq!(r.i32("correlation").unwrap(), 9);
+        assert_eq!(r.str("client").unwrap(), "rb");
+        assert_eq!(r.bytes("auth").unwrap(), b"n,,n=u,r=x");
+        r.end().unwrap();
+
+        let mut w = Writer { buf: Vec::new() };
+        w.i16(58);
+        w.str("Authentication failed");
+        w.bytes(b"");
+        w.i64(3_600_000);
+        let answer = decode_sasl_authenticate(1, &w.buf).unwrap();
+        assert_eq!(answer.error, 58);
+        assert_eq!(answer.message.as_deref(), Some("Authentication failed"));
+        assert_eq!(answer.session_lifetime_ms, 3_600_000);
+        // v0 has no lifetime: 8 bytes left over.
+        let e = decode_sasl_authenticate(0, &w.buf).unwrap_err();
+        assert_eq!(e.field, "end");
+        // A byte string longer than the answer names its field.
+        let mut w = Writer { buf: Vec::new() };
+        w.i16(0);
+        w.i16(-1);
+        w.i32(1_000);
+        let e = decode_sasl_authenticate(0, &w.buf).unwrap_err();
+        assert_eq!((e.at, e.field), (4, "auth_bytes"));
+
+        let mut w = Writer { buf: Vec::new() };
+        w.i16(33);
+        w.array_len(2);
+        w.str("PLAIN");
+        w.str("SCRAM-SHA-512");
+        assert_eq!(
+            decode_sasl_handshake(&w.buf).unwrap(),
+            (33, vec!["PLAIN".to_owned(), "SCRAM-SHA-512".to_owned()])
+        );
     }
 
     #[test]
@@ -980,6 +1033,11 @@ mod tests {
             let _ = decode_list_offsets(v, &bytes, &by, 2);
             let _ = decode_find_coordinator(v, &bytes);
             let _ = decode_api_versions(&bytes);
+            #[cfg(feature = "kafka-tls")]
+            {
+                let _ = decode_sasl_handshake(&bytes);
+                let _ = decode_sasl_authenticate(v % 2, &bytes);
+            }
         }
 
         #[test]
