@@ -331,6 +331,52 @@ mod tests {
     const SHA512_SIGNATURE: &str =
         "KfzSWRSp+3+Uza9r1b2yBlm45M8RViLDpcA3wXt/VGiZRUHtOx42jlFGwE24+Mei6T5Kuk0ofRrJyFdZNwfQrA==";
 
+    /// Cases per property: `RB_FUZZ_CASES` when set (the long fuzz run), else 1,000.
+    fn cases() -> u32 {
+        std::env::var("RB_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(cases()))]
+
+        /// Whatever a server sends, the exchange answers or fails without panicking, never accepts
+        /// a final message that does not carry the expected signature, and never shows the password.
+        #[test]
+        fn server_messages_never_panic_nor_show_the_password(
+            first in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+            last in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+            at in 0usize..64,
+            byte in proptest::prelude::any::<u8>(),
+            cut in 0usize..64,
+        ) {
+            let creds = sasl(SaslMechanism::ScramSha512, "u", "pw-XYZZY-77");
+            let mut a = Authenticator::with_nonce(&creds, "nonce");
+            if let Err(e) = a.answer(&first) {
+                proptest::prop_assert!(!e.contains("XYZZY"), "{}", e);
+            }
+            // A valid server-first message (one iteration: cheap), one byte changed, cut.
+            let mut valid = b"r=nonceSRV,s=c2FsdA==,i=1".to_vec();
+            let i = at % valid.len();
+            valid[i] = byte;
+            valid.truncate(cut.max(1).min(valid.len()));
+            let mut a = Authenticator::with_nonce(&creds, "nonce");
+            if let Err(e) = a.answer(&valid) {
+                proptest::prop_assert!(!e.contains("XYZZY"), "{}", e);
+            }
+            let mut f = Authenticator {
+                state: State::ScramFinal { server_signature: vec![7; 64] },
+                first: Vec::new(),
+            };
+            match f.answer(&last) {
+                Err(e) => proptest::prop_assert!(!e.contains("XYZZY"), "{}", e),
+                Ok(done) => proptest::prop_assert!(false, "accepted {:?}", done),
+            }
+        }
+    }
+
     #[test]
     fn names_are_escaped() {
         let a = Authenticator::with_nonce(&sasl(SaslMechanism::ScramSha256, "a=b,c", "x"), "n");

@@ -1023,8 +1023,17 @@ mod tests {
         assert!(coordinator_moved(15) && not_authorized(30) && !leader_moved(3));
     }
 
+    /// Cases per property: `RB_FUZZ_CASES` when set (the long fuzz run, see `tests/fuzz.rs`),
+    /// else 2,000.
+    fn cases() -> u32 {
+        std::env::var("RB_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #![proptest_config(ProptestConfig::with_cases(cases()))]
 
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256), v in 0i16..6) {
