@@ -40,7 +40,7 @@
 //!
 //! | feature | probe (id) | reads | emits | least privilege |
 //! | --- | --- | --- | --- | --- |
-//! | `kafka` | `ConsumerLagProbe` (`kafka.consumer_lag`) | Metadata, one OffsetFetch, one ListOffsets per partition leader (through librdkafka on TLS / SASL listeners: per 500 partitions) | `records_lag_max{group}`, `kafka_consumergroup_lag_sum`/`_max{group[,topic]}`, top-k `kafka_consumergroup_lag{group,topic,partition}`, lag in time `kafka_consumergroup_lag_seconds*`, `kafka_consumergroup_partitions_without_commit`, `…_unobserved`, group `…_members`/`…_state`; facts `kafka.consumer_lag`, `kafka.partition_offsets` | Describe on the group and the topics |
+//! | `kafka` | `ConsumerLagProbe` (`kafka.consumer_lag`) | Metadata, one OffsetFetch, one ListOffsets per partition leader, on every listener (through librdkafka — `native_offsets(false)`, TLS / SASL without `kafka-tls`, an encrypted client key —: per 500 partitions) | `records_lag_max{group}`, `kafka_consumergroup_lag_sum`/`_max{group[,topic]}`, top-k `kafka_consumergroup_lag{group,topic,partition}`, lag in time `kafka_consumergroup_lag_seconds*`, `kafka_consumergroup_partitions_without_commit`, `…_unobserved`, group `…_members`/`…_state`; facts `kafka.consumer_lag`, `kafka.partition_offsets` | Describe on the group and the topics |
 //! | `kafka` | `ConsumerGroupProbe` (`kafka.consumer_group`) | ListGroups, DescribeGroups | `kafka_consumergroup_members{group}`, `kafka_consumergroup_state{group,state}`; fact `kafka.consumer_group` | Describe on the group |
 //! | `kafka` | `TopicDescriptionProbe` (`kafka.topic_description`) | Metadata | `kafka_brokers`, `kafka_topic_partitions{topic}`, `…_replication_factor`, `…_under_replicated_partitions`, `…_offline_partitions`, `kafka_topic_in_sync_replicas_min{topic}`, top-k worst `kafka_topic_partition_{offline,under_replicated,in_sync_replicas,replicas,leader}{topic,partition}` (every partition only when asked); fact `kafka.topic_description` (counts exact, lists bounded, the worst partitions) | Describe on the topics |
 //! | `kafka` | `BurrowStatus` (a symptom, not a probe) | the lag probe's `kafka.partition_offsets` facts over a window | per partition OK, WARN, STOP, STALL, REWIND or not enough data; the group's worst | — |
@@ -223,7 +223,13 @@
 //! ```
 //!
 //! `RB_FUZZ_CASES` also sets the case count of the parser properties in `tests/cassandra.rs`,
-//! `tests/flink.rs` and `tests/nessie.rs`.
+//! `tests/flink.rs` and `tests/nessie.rs`, and of the Kafka wire decoders (the answers to
+//! ApiVersions, FindCoordinator, OffsetFetch, ListOffsets, SaslHandshake, SaslAuthenticate) and
+//! the SCRAM client's reading of server messages, which are unit properties of the library:
+//!
+//! ```text
+//! RB_FUZZ_CASES=1000000 cargo test --release -p rb-probes --all-features --lib -- kafka::wire::tests::decoders_never_panic kafka::wire::tests::mutated_answers_never_panic kafka::sasl::tests::server_messages_never_panic_nor_show_the_password --test-threads 1
+//! ```
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 // The tables above link every family's module; with a family left out its link has no target.
 #![cfg_attr(

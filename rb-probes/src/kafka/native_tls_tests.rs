@@ -1,35 +1,25 @@
-//! rb's own connections over TLS and SASL, against librdkafka's mock cluster behind a proxy that
-//! does what a `SASL_SSL` listener does before the mock sees a request: the TLS handshake (the
-//! repository's test CA), SaslHandshake and SaslAuthenticate (PLAIN, SCRAM-SHA-256/512, the
-//! client's proof checked the way a broker checks it: `H(proof XOR signature) == StoredKey`), and
-//! nothing but ApiVersions before authentication. Requests after that go to the mock broker as
-//! they are; ApiVersions answers gain the two SASL APIs and FindCoordinator answers name the
-//! proxy, as a real listener's would.
+//! rb's own connections over TLS and SASL, against librdkafka's mock cluster behind
+//! `rb_testkit`'s secured listeners (TLS with the repository's test CA; SaslHandshake and
+//! SaslAuthenticate with PLAIN and SCRAM-SHA-256/512 checked as a broker checks them; nothing but
+//! ApiVersions before authentication).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use rb_core::{ErrorKind, Secret};
-use rb_testkit::kafka::{FakeKafka, KafkaApi};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use rb_testkit::kafka::{
+    FakeKafka, KafkaApi, SaslMechanism as Enabled, SecureListenerConfig, SecureListeners,
+};
 
 use super::super::client::{BrokerInfo, TopicPartition};
 use super::super::config::{KafkaConfig, Sasl, SaslMechanism, Tls};
-use super::super::sasl::Hash;
-use super::super::wire::Reader;
 use super::{Fail, Wire};
 
 const USER: &str = "rb-probe";
 const PASSWORD: &str = "s3cr3t-pw-91";
-const SALT: &[u8] = b"rb-test-salt-16b";
-const ITERATIONS: u32 = 4096;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(format!(
@@ -38,316 +28,26 @@ fn fixture(name: &str) -> PathBuf {
     ))
 }
 
-/// What the listener in front of the mock brokers does.
-#[derive(Clone)]
-struct Listener {
-    tls: bool,
-    mechanisms: Vec<&'static str>,
-    /// SaslAuthenticate v1's session lifetime.
-    lifetime_ms: i64,
-    /// Answer SCRAM's final message with a signature made from another password.
-    forge_signature: bool,
+/// `SASL_SSL` with every mechanism, the test certificate (it names `cassandra.test`).
+fn listener() -> SecureListenerConfig {
+    SecureListenerConfig::sasl_ssl(fixture("node.pem"), fixture("node.key")).user(USER, PASSWORD)
 }
 
-impl Default for Listener {
-    fn default() -> Self {
-        Self {
-            tls: true,
-            mechanisms: vec!["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
-            lifetime_ms: 0,
-            forge_signature: false,
-        }
-    }
+async fn start(fake: &FakeKafka, config: SecureListenerConfig) -> SecureListeners {
+    fake.secure_listeners(config).await.unwrap()
 }
 
-struct Proxies {
-    /// Proxy address per broker id (index id − 1).
-    addrs: Vec<String>,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Proxies {
-    fn brokers(&self) -> Vec<BrokerInfo> {
-        self.addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let (host, port) = a.rsplit_once(':').unwrap();
-                BrokerInfo {
-                    id: i as i32 + 1,
-                    host: host.to_owned(),
-                    port: port.parse().unwrap(),
-                }
-            })
-            .collect()
-    }
-}
-
-fn acceptor() -> tokio_rustls::TlsAcceptor {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(fixture("node.pem"))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(fixture("node.key")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
-async fn start(fake: &FakeKafka, listener: Listener) -> Proxies {
-    let upstream: Vec<String> = fake
-        .bootstrap_servers()
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    let mut sockets = Vec::new();
-    let mut map = HashMap::new();
-    for up in &upstream {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        map.insert(up.clone(), l.local_addr().unwrap().to_string());
-        sockets.push(l);
-    }
-    let map = Arc::new(map);
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let acceptor = acceptor();
-    let mut addrs = Vec::new();
-    for (socket, up) in sockets.into_iter().zip(upstream) {
-        addrs.push(socket.local_addr().unwrap().to_string());
-        let (map, listener, acceptor, accepted) = (
-            map.clone(),
-            listener.clone(),
-            acceptor.clone(),
-            accepted.clone(),
-        );
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = socket.accept().await {
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let (map, listener, acceptor, up) =
-                    (map.clone(), listener.clone(), acceptor.clone(), up.clone());
-                tokio::spawn(async move {
-                    if listener.tls {
-                        if let Ok(s) = acceptor.accept(tcp).await {
-                            let _ = serve(s, &up, &map, &listener).await;
-                        }
-                    } else {
-                        let _ = serve(tcp, &up, &map, &listener).await;
-                    }
-                });
+fn brokers(l: &SecureListeners, n: i32) -> Vec<BrokerInfo> {
+    (1..=n)
+        .map(|id| {
+            let (host, port) = l.addr(id).unwrap().rsplit_once(':').unwrap();
+            BrokerInfo {
+                id,
+                host: host.to_owned(),
+                port: port.parse().unwrap(),
             }
-        });
-    }
-    Proxies { addrs, accepted }
-}
-
-async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Vec<u8>> {
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).await?;
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    s.read_exact(&mut body).await?;
-    Ok(body)
-}
-
-async fn write_frame<S: AsyncWrite + Unpin>(s: &mut S, body: &[u8]) -> std::io::Result<()> {
-    s.write_all(&(body.len() as i32).to_be_bytes()).await?;
-    s.write_all(body).await?;
-    s.flush().await
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
-/// The server side of one SASL exchange.
-enum Server {
-    Start,
-    ScramFinal {
-        hash: Hash,
-        first_bare: String,
-        server_first: String,
-    },
-    Done,
-}
-
-/// One SaslAuthenticate: the error code (0 or 58) and the bytes to answer.
-fn authenticate(state: &mut Server, mechanism: &str, client: &[u8], forge: bool) -> (i16, Vec<u8>) {
-    const FAILED: (i16, Vec<u8>) = (58, Vec::new());
-    match std::mem::replace(state, Server::Done) {
-        Server::Start if mechanism == "PLAIN" => {
-            let want = format!("\0{USER}\0{PASSWORD}");
-            if client == want.as_bytes() {
-                (0, Vec::new())
-            } else {
-                FAILED
-            }
-        }
-        Server::Start => {
-            let hash = if mechanism == "SCRAM-SHA-256" {
-                Hash::Sha256
-            } else {
-                Hash::Sha512
-            };
-            let text = std::str::from_utf8(client).unwrap();
-            let first_bare = text.strip_prefix("n,,").unwrap().to_owned();
-            let (user, nonce) = first_bare
-                .strip_prefix("n=")
-                .and_then(|r| r.split_once(",r="))
-                .unwrap();
-            if user != USER {
-                return FAILED;
-            }
-            let server_first = format!("r={nonce}srv-n0nce,s={},i={ITERATIONS}", B64.encode(SALT));
-            let out = server_first.clone().into_bytes();
-            *state = Server::ScramFinal {
-                hash,
-                first_bare,
-                server_first,
-            };
-            (0, out)
-        }
-        Server::ScramFinal {
-            hash,
-            first_bare,
-            server_first,
-        } => {
-            let text = std::str::from_utf8(client).unwrap();
-            let (without_proof, proof) = text.rsplit_once(",p=").unwrap();
-            let proof = B64.decode(proof).unwrap();
-            let salted = hash.salted_password(PASSWORD.as_bytes(), SALT, ITERATIONS);
-            let stored_key = hash.digest(&hash.hmac(&salted, &[b"Client Key"]));
-            let auth_message = format!("{first_bare},{server_first},{without_proof}");
-            let signature = hash.hmac(&stored_key, &[auth_message.as_bytes()]);
-            let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
-            if hash.digest(&client_key) != stored_key {
-                return FAILED;
-            }
-            let salted = if forge {
-                hash.salted_password(b"another password", SALT, ITERATIONS)
-            } else {
-                salted
-            };
-            let server_key = hash.hmac(&salted, &[b"Server Key"]);
-            let v = hash.hmac(&server_key, &[auth_message.as_bytes()]);
-            (0, format!("v={}", B64.encode(v)).into_bytes())
-        }
-        Server::Done => FAILED,
-    }
-}
-
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut client: S,
-    upstream: &str,
-    map: &HashMap<String, String>,
-    listener: &Listener,
-) -> std::io::Result<()> {
-    let mut up = TcpStream::connect(upstream).await?;
-    let mut mechanism = String::new();
-    let mut sasl = Server::Start;
-    let mut authenticated = false;
-    loop {
-        let frame = read_frame(&mut client).await?;
-        let mut r = Reader::new(&frame);
-        let api = r.i16("api").unwrap();
-        let version = r.i16("version").unwrap();
-        let corr = r.i32("correlation").unwrap();
-        r.nullable_str("client").unwrap();
-        let mut answer = corr.to_be_bytes().to_vec();
-        match api {
-            18 => {
-                write_frame(&mut up, &frame).await?;
-                let body = read_frame(&mut up).await?;
-                let n = i32::from_be_bytes(body[6..10].try_into().unwrap());
-                answer.extend_from_slice(&body[4..6]);
-                answer.extend_from_slice(&(n + 2).to_be_bytes());
-                answer.extend_from_slice(&body[10..]);
-                for (k, lo, hi) in [(17i16, 0i16, 1i16), (36, 0, 2)] {
-                    for v in [k, lo, hi] {
-                        answer.extend_from_slice(&v.to_be_bytes());
-                    }
-                }
-                write_frame(&mut client, &answer).await?;
-            }
-            17 => {
-                mechanism = r.str("mechanism").unwrap().to_owned();
-                let ok = listener.mechanisms.contains(&mechanism.as_str());
-                answer.extend_from_slice(&(if ok { 0i16 } else { 33 }).to_be_bytes());
-                answer.extend_from_slice(&(listener.mechanisms.len() as i32).to_be_bytes());
-                for m in &listener.mechanisms {
-                    put_str(&mut answer, m);
-                }
-                write_frame(&mut client, &answer).await?;
-            }
-            36 => {
-                let bytes = r.bytes("auth_bytes").unwrap();
-                let (error, out) =
-                    authenticate(&mut sasl, &mechanism, bytes, listener.forge_signature);
-                answer.extend_from_slice(&error.to_be_bytes());
-                if error == 0 {
-                    answer.extend_from_slice(&(-1i16).to_be_bytes());
-                } else {
-                    put_str(
-                        &mut answer,
-                        &format!(
-                            "Authentication failed during authentication due to invalid \
-                             credentials with SASL mechanism {mechanism}"
-                        ),
-                    );
-                }
-                put_bytes(&mut answer, &out);
-                if version >= 1 {
-                    answer.extend_from_slice(&listener.lifetime_ms.to_be_bytes());
-                }
-                write_frame(&mut client, &answer).await?;
-                if error != 0 {
-                    return Ok(());
-                }
-                authenticated = matches!(sasl, Server::Done);
-            }
-            // A broker closes a connection that skips authentication.
-            _ if !authenticated => return Ok(()),
-            10 => {
-                write_frame(&mut up, &frame).await?;
-                let body = read_frame(&mut up).await?;
-                let mut a = Reader::new(&body[4..]);
-                if version >= 1 {
-                    answer.extend_from_slice(&a.i32("throttle").unwrap().to_be_bytes());
-                }
-                answer.extend_from_slice(&a.i16("error").unwrap().to_be_bytes());
-                if version >= 1 {
-                    match a.nullable_str("message").unwrap() {
-                        Some(m) => put_str(&mut answer, m),
-                        None => answer.extend_from_slice(&(-1i16).to_be_bytes()),
-                    }
-                }
-                answer.extend_from_slice(&a.i32("node").unwrap().to_be_bytes());
-                let host = a.str("host").unwrap();
-                let port = a.i32("port").unwrap();
-                let proxied = map.get(&format!("{host}:{port}")).unwrap();
-                let (h, p) = proxied.rsplit_once(':').unwrap();
-                put_str(&mut answer, h);
-                answer.extend_from_slice(&p.parse::<i32>().unwrap().to_be_bytes());
-                write_frame(&mut client, &answer).await?;
-            }
-            _ => {
-                write_frame(&mut up, &frame).await?;
-                let body = read_frame(&mut up).await?;
-                write_frame(&mut client, &body).await?;
-            }
-        }
-    }
+        })
+        .collect()
 }
 
 fn sasl(mechanism: SaslMechanism, password: &str) -> Sasl {
@@ -366,14 +66,14 @@ fn tls() -> Tls {
     }
 }
 
-fn wire(proxies: &Proxies, config: KafkaConfig) -> Arc<Wire> {
+fn wire(listeners: &SecureListeners, config: KafkaConfig) -> Arc<Wire> {
     let w = Wire::new(&config).unwrap();
-    w.set_brokers(&proxies.brokers());
+    w.set_brokers(&brokers(listeners, 3));
     Arc::new(w)
 }
 
-fn config(proxies: &Proxies) -> KafkaConfig {
-    KafkaConfig::new(proxies.addrs.join(","))
+fn config(listeners: &SecureListeners) -> KafkaConfig {
+    KafkaConfig::new(listeners.bootstrap_servers())
 }
 
 fn client_error(e: Fail) -> super::ClientError {
@@ -402,7 +102,7 @@ fn cluster() -> (FakeKafka, Vec<TopicPartition>, Arc<super::Leaders>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_over_tls_and_each_sasl_mechanism_equal_the_cluster() {
     let (fake, parts, leaders) = cluster();
-    let proxies = start(&fake, Listener::default()).await;
+    let listeners = start(&fake, listener()).await;
     let committed: Vec<Option<i64>> = fake.committed("g", "orders").unwrap();
     let ends = fake.end_offsets("orders").unwrap();
     for mechanism in [
@@ -412,8 +112,10 @@ async fn offsets_over_tls_and_each_sasl_mechanism_equal_the_cluster() {
     ] {
         fake.clear_requests().unwrap();
         let w = wire(
-            &proxies,
-            config(&proxies).tls(tls()).sasl(sasl(mechanism, PASSWORD)),
+            &listeners,
+            config(&listeners)
+                .tls(tls())
+                .sasl(sasl(mechanism, PASSWORD)),
         );
         let got = w
             .committed("g", &parts, Duration::from_secs(10))
@@ -438,41 +140,50 @@ async fn offsets_over_tls_and_each_sasl_mechanism_equal_the_cluster() {
 async fn sasl_over_plaintext_and_tls_without_sasl() {
     let (fake, parts, _) = cluster();
     let committed = fake.committed("g", "orders").unwrap();
-    for (listener, cfg) in [
-        (
-            Listener {
-                tls: false,
-                ..Listener::default()
-            },
-            KafkaConfig::sasl as fn(KafkaConfig, Sasl) -> KafkaConfig,
-        ),
-        (Listener::default(), |c: KafkaConfig, _: Sasl| c.tls(tls())),
-    ] {
-        let proxies = start(&fake, listener.clone()).await;
-        let w = wire(
-            &proxies,
-            cfg(config(&proxies), sasl(SaslMechanism::ScramSha512, PASSWORD)),
-        );
-        let got = w.committed("g", &parts, Duration::from_secs(10)).await;
-        if listener.tls {
-            // TLS alone: the listener wants SASL first, so the broker closes the connection.
-            let e = client_error(got.unwrap_err());
-            assert_eq!(e.kind, ErrorKind::Unreachable, "{e}");
-        } else {
-            let got: Vec<Option<i64>> = got.unwrap().into_iter().map(Result::unwrap).collect();
-            assert_eq!(got, committed);
-        }
-    }
+    let creds = sasl(SaslMechanism::ScramSha512, PASSWORD);
+    // SASL_PLAINTEXT.
+    let listeners = start(
+        &fake,
+        SecureListenerConfig::sasl_plaintext().user(USER, PASSWORD),
+    )
+    .await;
+    let w = wire(&listeners, config(&listeners).sasl(creds.clone()));
+    let got = w
+        .committed("g", &parts, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let got: Vec<Option<i64>> = got.into_iter().map(Result::unwrap).collect();
+    assert_eq!(got, committed);
+    drop(listeners);
+    // SSL without SASL.
+    let listeners = start(&fake, listener().mechanisms([])).await;
+    let w = wire(&listeners, config(&listeners).tls(tls()));
+    let got = w
+        .committed("g", &parts, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let got: Vec<Option<i64>> = got.into_iter().map(Result::unwrap).collect();
+    assert_eq!(got, committed);
+    // TLS only against a SASL_SSL listener: the broker closes the connection at the first
+    // request that is not ApiVersions.
+    let listeners = start(&fake, listener()).await;
+    let w = wire(&listeners, config(&listeners).tls(tls()));
+    let e = client_error(
+        w.committed("g", &parts, Duration::from_secs(10))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.kind, ErrorKind::Unreachable, "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_unauthorized_and_never_shown() {
     let (fake, parts, _) = cluster();
-    let proxies = start(&fake, Listener::default()).await;
+    let listeners = start(&fake, listener()).await;
     for mechanism in [SaslMechanism::Plain, SaslMechanism::ScramSha512] {
         let w = wire(
-            &proxies,
-            config(&proxies)
+            &listeners,
+            config(&listeners)
                 .tls(tls())
                 .sasl(sasl(mechanism, "wr0ng-pw-55")),
         );
@@ -485,7 +196,7 @@ async fn a_wrong_password_is_unauthorized_and_never_shown() {
         assert!(
             e.message.contains("SASL_AUTHENTICATION_FAILED")
                 && e.message.contains(USER)
-                && e.message.contains(&proxies.addrs[0]),
+                && e.message.contains(listeners.addr(1).unwrap()),
             "{e}"
         );
         assert!(!e.message.contains("wr0ng-pw-55"), "{e}");
@@ -495,17 +206,10 @@ async fn a_wrong_password_is_unauthorized_and_never_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_cannot_prove_the_key_is_refused() {
     let (fake, parts, _) = cluster();
-    let proxies = start(
-        &fake,
-        Listener {
-            forge_signature: true,
-            ..Listener::default()
-        },
-    )
-    .await;
+    let listeners = start(&fake, listener().forge_server_signature(true)).await;
     let w = wire(
-        &proxies,
-        config(&proxies)
+        &listeners,
+        config(&listeners)
             .tls(tls())
             .sasl(sasl(SaslMechanism::ScramSha256, PASSWORD)),
     );
@@ -521,17 +225,10 @@ async fn a_broker_that_cannot_prove_the_key_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mechanism_the_listener_does_not_enable_is_invalid_and_says_which_it_does() {
     let (fake, parts, _) = cluster();
-    let proxies = start(
-        &fake,
-        Listener {
-            mechanisms: vec!["SCRAM-SHA-512"],
-            ..Listener::default()
-        },
-    )
-    .await;
+    let listeners = start(&fake, listener().mechanisms([Enabled::ScramSha512])).await;
     let w = wire(
-        &proxies,
-        config(&proxies)
+        &listeners,
+        config(&listeners)
             .tls(tls())
             .sasl(sasl(SaslMechanism::ScramSha256, PASSWORD)),
     );
@@ -550,7 +247,7 @@ async fn a_mechanism_the_listener_does_not_enable_is_invalid_and_says_which_it_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_are_checked() {
     let (fake, parts, _) = cluster();
-    let proxies = start(&fake, Listener::default()).await;
+    let listeners = start(&fake, listener()).await;
     let creds = sasl(SaslMechanism::ScramSha512, PASSWORD);
     // An unrelated CA: the chain is refused whatever the hostname setting.
     let other = Tls {
@@ -560,7 +257,7 @@ async fn certificates_are_checked() {
     // The right CA, but the certificate names cassandra.test, not 127.0.0.1.
     let named = Tls::with_ca_file(fixture("ca.pem"));
     for (tls, want) in [(other, "UnknownIssuer"), (named, "not valid for name")] {
-        let w = wire(&proxies, config(&proxies).tls(tls).sasl(creds.clone()));
+        let w = wire(&listeners, config(&listeners).tls(tls).sasl(creds.clone()));
         let e = client_error(
             w.committed("g", &parts, Duration::from_secs(10))
                 .await
@@ -571,7 +268,7 @@ async fn certificates_are_checked() {
             e.message.contains("TLS handshake refused") && e.message.contains(want),
             "{e}"
         );
-        assert!(e.message.contains(&proxies.addrs[0]), "{e}");
+        assert!(e.message.contains(listeners.addr(1).unwrap()), "{e}");
     }
 }
 
@@ -603,23 +300,23 @@ async fn a_session_about_to_end_is_replaced_before_use() {
     let (fake, parts, _) = cluster();
     let creds = sasl(SaslMechanism::ScramSha512, PASSWORD);
     for (lifetime_ms, new_connections) in [(0, false), (2_000, true)] {
-        let proxies = start(
+        let listeners = start(
             &fake,
-            Listener {
-                lifetime_ms,
-                ..Listener::default()
-            },
+            listener().session_lifetime(Duration::from_millis(lifetime_ms)),
         )
         .await;
-        let w = wire(&proxies, config(&proxies).tls(tls()).sasl(creds.clone()));
+        let w = wire(
+            &listeners,
+            config(&listeners).tls(tls()).sasl(creds.clone()),
+        );
         w.committed("g", &parts, Duration::from_secs(10))
             .await
             .unwrap();
-        let after_first = proxies.accepted.load(Ordering::SeqCst);
+        let after_first = listeners.connections_accepted();
         w.committed("g", &parts, Duration::from_secs(10))
             .await
             .unwrap();
-        let after_second = proxies.accepted.load(Ordering::SeqCst);
+        let after_second = listeners.connections_accepted();
         assert_eq!(
             after_second > after_first,
             new_connections,

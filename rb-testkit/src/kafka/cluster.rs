@@ -587,6 +587,22 @@ impl FakeKafka {
         })
     }
 
+    /// Makes `broker` advertise `host:port` in its Metadata and FindCoordinator answers, so that
+    /// clients reach it through a listener in front of it (its own socket keeps listening).
+    #[cfg(feature = "kafka-tls")]
+    pub(crate) fn advertise(&self, broker: i32, host: String, port: u16) -> Result<()> {
+        self.check_broker(broker)?;
+        self.call(move |w| {
+            // Spaced like every control operation.
+            w.mock()?;
+            if tracking::advertise(&w.owner, broker, &host, port) {
+                Ok(())
+            } else {
+                Err(mock_missing("advertise"))
+            }
+        })
+    }
+
     /// [`set_rtt`](FakeKafka::set_rtt) on every broker.
     pub fn set_rtt_all(&self, rtt: Duration) -> Result<()> {
         self.call(move |w| {

@@ -40,11 +40,16 @@
 //!   code under test and assert what it cost (e.g. one OffsetFetch, at most one ListOffsets per
 //!   leader broker). librdkafka offers this only through its C API, so the `tracking` module is the
 //!   one place of the crate allowed to use `unsafe`.
+//! * With the `kafka-tls` feature, [`FakeKafka::secure_listeners`] puts `SASL_SSL`,
+//!   `SASL_PLAINTEXT` or `SSL` listeners in front of the brokers ([`SecureListeners`]: TLS, SASL
+//!   PLAIN and SCRAM checked as a broker checks them) for clients configured as in production.
 
 mod cluster;
 mod error;
 mod fault;
 mod requests;
+#[cfg(feature = "kafka-tls")]
+mod secure;
 mod timeline;
 mod tracking;
 
@@ -52,4 +57,6 @@ pub use cluster::{FakeKafka, PartitionOffsets, MAX_BROKERS, MAX_PARTITIONS, MAX_
 pub use error::{FakeKafkaError, Result};
 pub use fault::{BrokerError, KafkaApi};
 pub use requests::{count_requests, requests_by_broker, KafkaRequest};
+#[cfg(feature = "kafka-tls")]
+pub use secure::{SaslMechanism, SecureListenerConfig, SecureListeners};
 pub use timeline::{seeded_lags, LagStep, LagTarget, LagTimeline};

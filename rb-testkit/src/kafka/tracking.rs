@@ -90,3 +90,33 @@ pub(crate) fn snapshot<C: ClientContext>(client: &Client<C>) -> Option<Vec<Kafka
     unsafe { rdsys::rd_kafka_mock_request_destroy_array(array, count) };
     Some(out)
 }
+
+/// Makes broker `id` of the mock cluster owned by `client` advertise `host:port` in its Metadata
+/// and FindCoordinator answers (its listening socket is unchanged). Returns `false` if the client
+/// owns no mock cluster or `host` has a NUL byte.
+#[cfg(feature = "kafka-tls")]
+pub(crate) fn advertise<C: ClientContext>(
+    client: &Client<C>,
+    id: i32,
+    host: &str,
+    port: u16,
+) -> bool {
+    let Some(mcluster) = cluster(client) else {
+        return false;
+    };
+    let Ok(host) = std::ffi::CString::new(host) else {
+        return false;
+    };
+    // SAFETY: `mcluster` is the non-null cluster owned by `client`, alive for the borrow of
+    // `client`; the call copies `host` (a valid NUL-terminated string for its duration) into the
+    // broker's fixed-size field under the cluster's lock, and ignores an unknown broker id.
+    unsafe {
+        rdsys::rd_kafka_mock_broker_set_host_port(
+            mcluster.as_ptr(),
+            id,
+            host.as_ptr(),
+            i32::from(port),
+        )
+    };
+    true
+}
