@@ -26,6 +26,7 @@
 //! | --- | --- | --- | --- |
 //! | `http` | yes | axum, reqwest, regex, sha2 | [`http`]: fakes of Flink, Nessie, Kafka Connect, Trino, Prometheus, MinIO, Loki, a Slack webhook and PagerDuty's Events API v2; an Alertmanager webhook sender; fault injection and request records |
 //! | `kafka` | yes | rdkafka (builds librdkafka with cc + make) | [`kafka`]: a fake Kafka on librdkafka's mock cluster with exact, seeded consumer-group lag |
+//! | `kafka-tls` | no | `kafka` + rustls, tokio-rustls, hmac, sha2, base64 | [`kafka::SecureListeners`] (`FakeKafka::secure_listeners`): SASL_SSL, SASL_PLAINTEXT or SSL listeners in front of the fake's brokers, SASL PLAIN and SCRAM-SHA-256/512 checked as a broker checks them |
 //! | `cassandra` | yes | cassandra-protocol | [`cassandra`]: a fake N-node ring speaking CQL native protocol v4, and its `nodetool status` |
 //! | `postgres` | yes | pgwire | [`postgres`]: a fake PostgreSQL (simple and extended query protocol) with scripted settings and `pg_stat_activity`, `pg_terminate_backend`, wire-level faults |
 //! | `mysql` | yes | opensrv-mysql | [`mysql`]: a fake MySQL / MariaDB with scripted variables, status, processlist and `INNODB_TRX`, `KILL`, wire-level faults |
