@@ -12,8 +12,9 @@
 //! each introduced with ApiVersions (the version of each request is the highest both sides speak;
 //! a broker that speaks none of rb's falls back to librdkafka), then authenticated when SASL is
 //! configured (SaslHandshake v1 and SaslAuthenticate: PLAIN or SCRAM, `sasl.rs`; a session the
-//! broker gives a lifetime is replaced before it ends), and kept: one per broker for the coordinator's requests and one for ListOffsets, so the two
-//! requests of an observation that go to one broker do not queue behind each other. A request
+//! broker gives a lifetime is replaced before it ends), and kept: one per broker for the
+//! coordinator's requests and one for ListOffsets, so the two requests of an observation that go
+//! to one broker do not queue behind each other. A request
 //! holds its connection until the answer is read; a connection that failed or timed out is
 //! dropped, never reused with an answer in flight. Both requests only read, so a request on a
 //! reused connection that turns out to be closed (the broker restarted) is sent once more on a
@@ -314,6 +315,42 @@ impl Wire {
             me.end_offsets_here(&partitions, groups, timeout).await
         })
         .await
+    }
+
+    /// Why a secured cluster did not answer librdkafka (`failed`, a timeout or an unreachable
+    /// cluster): one connection to a bootstrap server with rb's own TLS and SASL, within
+    /// `budget`. A refused certificate ([`ErrorKind::Invalid`]) or refused credentials
+    /// ([`ErrorKind::Unauthorized`]) is what the caller hears, naming the broker and the cause;
+    /// anything else leaves `failed` as it was.
+    pub(super) async fn explain(
+        self: &Arc<Self>,
+        failed: ClientError,
+        budget: Duration,
+    ) -> ClientError {
+        let Some(addr) = self.bootstrap.first().cloned() else {
+            return failed;
+        };
+        let me = self.clone();
+        let found = self
+            .run(async move {
+                let peer = Peer {
+                    id: None,
+                    addr: &addr,
+                };
+                me.connect(peer, Instant::now() + budget).await.map(drop)
+            })
+            .await;
+        match found {
+            Err(Fail::Client(e))
+                if matches!(e.kind, ErrorKind::Invalid | ErrorKind::Unauthorized) =>
+            {
+                ClientError::new(
+                    e.kind,
+                    format!("{} (librdkafka: {})", e.message, failed.message),
+                )
+            }
+            _ => failed,
+        }
     }
 
     /// Remembers the brokers of a Metadata answer (a broker no longer listed is forgotten, with

@@ -47,6 +47,9 @@ use super::native::{group_by_leader, Fail, Leaders, Wire};
 /// The most per-group consumers kept; past it, an unused one is dropped.
 const MAX_GROUP_CLIENTS: usize = 256;
 
+/// On a secured listener, the part of a Metadata call's deadline kept to say why it failed.
+const EXPLAIN_BUDGET: Duration = Duration::from_secs(1);
+
 /// How many queued client events one drain serves at most.
 const MAX_EVENTS_PER_DRAIN: usize = 256;
 /// A drain stops after this many empty polls in a row (a served log event also polls as empty).
@@ -62,17 +65,18 @@ struct Watch {
     refusal: Mutex<Option<(ErrorKind, String)>>,
 }
 
-impl ClientContext for Watch {
-    fn error(&self, error: KafkaError, reason: &str) {
+impl Watch {
+    /// Records an error librdkafka reported, by its code.
+    fn record(&self, code: Option<RDKafkaErrorCode>, reason: &str) {
         let unreachable = matches!(
-            error.rdkafka_error_code(),
+            code,
             Some(
                 RDKafkaErrorCode::BrokerTransportFailure
                     | RDKafkaErrorCode::AllBrokersDown
                     | RDKafkaErrorCode::Resolve
             )
         );
-        let refusal = match error.rdkafka_error_code() {
+        let refusal = match code {
             Some(RDKafkaErrorCode::Authentication) => Some(ErrorKind::Unauthorized),
             Some(RDKafkaErrorCode::SSL) => Some(ErrorKind::Invalid),
             _ => None,
@@ -86,8 +90,14 @@ impl ClientContext for Watch {
                 *r = Some((kind, reason.to_owned()));
             }
         } else {
-            tracing::debug!("librdkafka: {error}: {reason}");
+            tracing::debug!("librdkafka: {reason}");
         }
+    }
+}
+
+impl ClientContext for Watch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.record(error.rdkafka_error_code(), &format!("{error}: {reason}"));
     }
 }
 
@@ -96,16 +106,23 @@ impl ConsumerContext for Watch {}
 type Consumer_ = BaseConsumer<Watch>;
 
 /// Serve the client's queued events (errors, logs) so they reach [`Watch`] and do not pile up.
+/// The consumer's poll hands the errors of its queue back as values (librdkafka's error callback
+/// only sees those served elsewhere), so they are recorded here.
 fn drain(c: &Consumer_) {
     let mut empty = 0;
     for _ in 0..MAX_EVENTS_PER_DRAIN {
-        if c.poll(Duration::ZERO).is_none() {
-            empty += 1;
-            if empty >= EMPTY_POLLS_TO_STOP {
-                break;
+        match c.poll(Duration::ZERO) {
+            None => {
+                empty += 1;
+                if empty >= EMPTY_POLLS_TO_STOP {
+                    break;
+                }
             }
-        } else {
-            empty = 0;
+            Some(Err(e)) => {
+                c.context().record(e.rdkafka_error_code(), &e.to_string());
+                empty = 0;
+            }
+            Some(Ok(_)) => empty = 0,
         }
     }
 }
@@ -171,7 +188,8 @@ fn refine(c: &Consumer_, e: &KafkaError, bootstrap: &str) -> ClientError {
             let what = if kind == ErrorKind::Unauthorized {
                 "authentication failed"
             } else {
-                "TLS failed"
+                "TLS handshake refused: is the CA file the one that signed the brokers' \
+                 certificates, and do they name the host connected to?"
             };
             return ClientError::new(kind, format!("{what} (bootstrap {bootstrap}): {reason}"));
         }
@@ -329,6 +347,80 @@ impl RdKafkaClient {
         self.inner
             .wire_refused
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// One Metadata request through librdkafka.
+    async fn metadata_within(
+        &self,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<ClusterMetadata, ClientError> {
+        let base = self.inner.base.clone();
+        let topics = topics.to_vec();
+        let bootstrap = self.bootstrap_str();
+        let inner = self.inner.clone();
+        blocking(
+            move || {
+                let leaders = &inner.leaders;
+                let one = (topics.len() == 1).then(|| topics[0].as_str());
+                let md = base
+                    .fetch_metadata(one, timeout)
+                    .map_err(|e| refine(&base, &e, &bootstrap))?;
+                answered(&base);
+                let brokers: Vec<BrokerInfo> = md
+                    .brokers()
+                    .iter()
+                    .map(|b| BrokerInfo {
+                        id: b.id(),
+                        host: b.host().to_owned(),
+                        port: b.port(),
+                    })
+                    .collect();
+                let mut out = Vec::with_capacity(topics.len());
+                for name in &topics {
+                    let Some(t) = md.topics().iter().find(|t| t.name() == name) else {
+                        out.push(TopicMetadata {
+                            name: name.clone(),
+                            error: Some(TopicError::UnknownTopic),
+                            partitions: Vec::new(),
+                        });
+                        continue;
+                    };
+                    let error = t.error().map(|e| match RDKafkaErrorCode::from(e) {
+                        RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::UnknownTopic => TopicError::UnknownTopic,
+                        RDKafkaErrorCode::TopicAuthorizationFailed => TopicError::NotAuthorized,
+                        other => TopicError::Other(other.to_string()),
+                    });
+                    let partitions = t
+                        .partitions()
+                        .iter()
+                        .map(|p| PartitionMetadata {
+                            partition: p.id(),
+                            leader: (p.leader() >= 0).then(|| p.leader()),
+                            replicas: p.replicas().to_vec(),
+                            isr: p.isr().to_vec(),
+                            error: p.error().map(resp_text),
+                        })
+                        .collect();
+                    out.push(TopicMetadata {
+                        name: name.clone(),
+                        error,
+                        partitions,
+                    });
+                }
+                remember_leaders(leaders, &out);
+                if let Some(wire) = &inner.wire {
+                    wire.set_brokers(&brokers);
+                }
+                Ok(ClusterMetadata {
+                    brokers,
+                    topics: out,
+                })
+            },
+            self.bootstrap_str(),
+        )
+        .await
     }
 
     /// The leaders of the last Metadata answers (a snapshot).
@@ -668,72 +760,24 @@ impl KafkaClient for RdKafkaClient {
         topics: &[String],
         timeout: Duration,
     ) -> Result<ClusterMetadata, ClientError> {
-        let base = self.inner.base.clone();
-        let topics = topics.to_vec();
-        let bootstrap = self.bootstrap_str();
-        let inner = self.inner.clone();
-        blocking(
-            move || {
-                let leaders = &inner.leaders;
-                let one = (topics.len() == 1).then(|| topics[0].as_str());
-                let md = base
-                    .fetch_metadata(one, timeout)
-                    .map_err(|e| refine(&base, &e, &bootstrap))?;
-                answered(&base);
-                let brokers: Vec<BrokerInfo> = md
-                    .brokers()
-                    .iter()
-                    .map(|b| BrokerInfo {
-                        id: b.id(),
-                        host: b.host().to_owned(),
-                        port: b.port(),
-                    })
-                    .collect();
-                let mut out = Vec::with_capacity(topics.len());
-                for name in &topics {
-                    let Some(t) = md.topics().iter().find(|t| t.name() == name) else {
-                        out.push(TopicMetadata {
-                            name: name.clone(),
-                            error: Some(TopicError::UnknownTopic),
-                            partitions: Vec::new(),
-                        });
-                        continue;
-                    };
-                    let error = t.error().map(|e| match RDKafkaErrorCode::from(e) {
-                        RDKafkaErrorCode::UnknownTopicOrPartition
-                        | RDKafkaErrorCode::UnknownTopic => TopicError::UnknownTopic,
-                        RDKafkaErrorCode::TopicAuthorizationFailed => TopicError::NotAuthorized,
-                        other => TopicError::Other(other.to_string()),
-                    });
-                    let partitions = t
-                        .partitions()
-                        .iter()
-                        .map(|p| PartitionMetadata {
-                            partition: p.id(),
-                            leader: (p.leader() >= 0).then(|| p.leader()),
-                            replicas: p.replicas().to_vec(),
-                            isr: p.isr().to_vec(),
-                            error: p.error().map(resp_text),
-                        })
-                        .collect();
-                    out.push(TopicMetadata {
-                        name: name.clone(),
-                        error,
-                        partitions,
-                    });
-                }
-                remember_leaders(leaders, &out);
-                if let Some(wire) = &inner.wire {
-                    wire.set_brokers(&brokers);
-                }
-                Ok(ClusterMetadata {
-                    brokers,
-                    topics: out,
-                })
-            },
-            self.bootstrap_str(),
-        )
-        .await
+        // On a secured listener a failed Metadata request is explained by one connection of rb's
+        // own (librdkafka does not hand its TLS and SASL refusals to a consumer without a group):
+        // the last part of the deadline is kept for it.
+        let secured = self.inner.config.tls.is_some() || self.inner.config.sasl.is_some();
+        let explainer = self.wire().filter(|_| secured).cloned();
+        let budget = match explainer {
+            Some(_) => timeout.saturating_sub(EXPLAIN_BUDGET.min(timeout / 2)),
+            None => timeout,
+        };
+        let answer = self.metadata_within(topics, budget).await;
+        match (answer, explainer) {
+            (Err(e), Some(wire))
+                if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unreachable) =>
+            {
+                Err(wire.explain(e, timeout.saturating_sub(budget)).await)
+            }
+            (answer, _) => answer,
+        }
     }
 
     async fn committed_offsets(

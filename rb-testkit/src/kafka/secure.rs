@@ -80,8 +80,8 @@ impl SaslMechanism {
     }
 }
 
-/// What the listeners speak.
-#[derive(Debug, Clone)]
+/// What the listeners speak (`Debug` shows the user, not the password).
+#[derive(Clone)]
 pub struct SecureListenerConfig {
     /// The listeners' certificate chain and key (PEM files); `None`: no TLS (`SASL_PLAINTEXT`).
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -94,6 +94,19 @@ pub struct SecureListenerConfig {
     /// Answer SCRAM's final message with a signature made from another password (a broker that
     /// does not know the user's key): a client that checks it must refuse.
     pub forge_server_signature: bool,
+}
+
+impl std::fmt::Debug for SecureListenerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureListenerConfig")
+            .field("tls", &self.tls)
+            .field("mechanisms", &self.mechanisms)
+            .field("user", &self.user.0)
+            .field("password", &"[redacted]")
+            .field("session_lifetime", &self.session_lifetime)
+            .field("forge_server_signature", &self.forge_server_signature)
+            .finish()
+    }
 }
 
 impl SecureListenerConfig {
@@ -732,6 +745,18 @@ mod tests {
         assert_eq!(out.len(), v3.len() + 2 * 7);
         assert_eq!(&out[out.len() - 5..], &v3[v3.len() - 5..]);
         assert!(add_sasl_versions(&v3[..5], true).is_none());
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let shown = format!(
+            "{:?}",
+            SecureListenerConfig::sasl_plaintext().user("u", "hunter2-x")
+        );
+        assert!(
+            shown.contains("\"u\"") && !shown.contains("hunter2-x"),
+            "{shown}"
+        );
     }
 
     #[test]
