@@ -159,23 +159,27 @@ async fn a_certificate_that_does_not_name_the_host_is_invalid_not_a_timeout() {
         )
         .await
         .unwrap();
-    // Hostname verification on: the certificate names cassandra.test, not 127.0.0.1.
-    let cfg = KafkaConfig::new(listeners.bootstrap_servers())
-        .sasl(Sasl {
-            mechanism: SaslMechanism::ScramSha512,
-            username: USER.into(),
-            password: Secret::new(PASSWORD),
-        })
-        .tls(Tls::with_ca_file(fixture("ca.pem")));
-    let client = RdKafkaClient::new(cfg).unwrap();
-    let err = ConsumerLagProbe::new(Target::new("kafka", "secured"), client, "g", ["orders"])
-        .observe(&ctx(Duration::from_secs(3)))
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
-    // rb's own connection says why (librdkafka keeps its TLS refusals to itself).
-    assert!(
-        err.message.contains("not valid for name") && err.message.contains("127.0.0.1"),
-        "{err}"
-    );
+    // Hostname verification on: the certificate names cassandra.test, not 127.0.0.1. On both
+    // paths (through librdkafka, rb's connections only explain).
+    for native in [true, false] {
+        let cfg = KafkaConfig::new(listeners.bootstrap_servers())
+            .sasl(Sasl {
+                mechanism: SaslMechanism::ScramSha512,
+                username: USER.into(),
+                password: Secret::new(PASSWORD),
+            })
+            .tls(Tls::with_ca_file(fixture("ca.pem")))
+            .native_offsets(native);
+        let client = RdKafkaClient::new(cfg).unwrap();
+        let err = ConsumerLagProbe::new(Target::new("kafka", "secured"), client, "g", ["orders"])
+            .observe(&ctx(Duration::from_secs(3)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid, "native {native}: {err}");
+        // rb's own connection says why (librdkafka keeps its TLS refusals to itself).
+        assert!(
+            err.message.contains("not valid for name") && err.message.contains("127.0.0.1"),
+            "{err}"
+        );
+    }
 }

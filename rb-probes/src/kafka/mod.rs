@@ -10,11 +10,12 @@
 //! over plaintext works with `kafka` alone (its offsets then go through librdkafka). With
 //! `kafka-tls`, rb's own offset connections (below) speak TLS (rustls; the CA file, or the
 //! system's trust store) and SASL PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 themselves, checking the
-//! broker's SCRAM signature. They also say why a secured cluster does not answer: when
-//! librdkafka's Metadata request times out, one connection of rb's own (within the last second of
-//! the deadline) tells a refused certificate ([`rb_core::ErrorKind::Invalid`], e.g. "certificate
-//! not valid for name") or refused credentials ([`rb_core::ErrorKind::Unauthorized`]) from an
-//! unreachable cluster; librdkafka keeps its TLS refusals to itself.
+//! broker's SCRAM signature. They also say why a secured cluster does not answer (whichever path the
+//! offsets take): when librdkafka's Metadata request fails for want of an answer or with a bare TLS
+//! error, one connection of rb's own (within the last second of the deadline) tells a refused
+//! certificate ([`rb_core::ErrorKind::Invalid`], e.g. "certificate not valid for name") or
+//! refused credentials ([`rb_core::ErrorKind::Unauthorized`]) from an unreachable cluster;
+//! librdkafka gives a group-less consumer its TLS refusals late or bare.
 //!
 //! ```no_run
 //! use rb_core::Target;

@@ -242,6 +242,9 @@ struct Inner {
     /// Set when a broker speaks none of rb's versions of those requests: librdkafka's path from
     /// then on.
     wire_refused: std::sync::atomic::AtomicBool,
+    /// On a secured cluster whose offsets go through librdkafka: connections made only to say
+    /// why a Metadata request failed (created at the first failure).
+    explainer: std::sync::OnceLock<Option<Arc<Wire>>>,
 }
 
 impl fmt::Debug for RdKafkaClient {
@@ -282,6 +285,7 @@ impl RdKafkaClient {
                 leaders: Mutex::new(Arc::new(HashMap::new())),
                 wire,
                 wire_refused: std::sync::atomic::AtomicBool::new(false),
+                explainer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -347,6 +351,26 @@ impl RdKafkaClient {
         self.inner
             .wire_refused
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// rb's connections to explain a secured cluster's silence: the offsets' own, or ones made
+    /// for it when the offsets go through librdkafka (`None`: not secured, without `kafka-tls`,
+    /// or settings rustls cannot use, such as an encrypted client key).
+    fn explainer(&self) -> Option<Arc<Wire>> {
+        let config = &self.inner.config;
+        if config.tls.is_none() && config.sasl.is_none() {
+            return None;
+        }
+        if let Some(w) = self.wire() {
+            return Some(w.clone());
+        }
+        if !cfg!(feature = "kafka-tls") {
+            return None;
+        }
+        self.inner
+            .explainer
+            .get_or_init(|| Wire::new(config).ok().map(Arc::new))
+            .clone()
     }
 
     /// One Metadata request through librdkafka.
@@ -763,16 +787,19 @@ impl KafkaClient for RdKafkaClient {
         // On a secured listener a failed Metadata request is explained by one connection of rb's
         // own (librdkafka does not hand its TLS and SASL refusals to a consumer without a group):
         // the last part of the deadline is kept for it.
-        let secured = self.inner.config.tls.is_some() || self.inner.config.sasl.is_some();
-        let explainer = self.wire().filter(|_| secured).cloned();
+        let explainer = self.explainer();
         let budget = match explainer {
             Some(_) => timeout.saturating_sub(EXPLAIN_BUDGET.min(timeout / 2)),
             None => timeout,
         };
         let answer = self.metadata_within(topics, budget).await;
         match (answer, explainer) {
+            // A TLS refusal librdkafka did report carries no detail: rb's connection adds it.
             (Err(e), Some(wire))
-                if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Unreachable) =>
+                if matches!(
+                    e.kind,
+                    ErrorKind::Timeout | ErrorKind::Unreachable | ErrorKind::Invalid
+                ) =>
             {
                 Err(wire.explain(e, timeout.saturating_sub(budget)).await)
             }
