@@ -383,21 +383,7 @@ fn header(frame: &[u8]) -> Option<Header> {
 fn field(frame: &[u8], at: usize, compact: bool, wide: bool) -> Option<&[u8]> {
     let (len, start) = if compact {
         // An unsigned varint of length + 1.
-        let mut len = 0usize;
-        let mut shift = 0;
-        let mut i = at;
-        loop {
-            let b = *frame.get(i)?;
-            len |= usize::from(b & 0x7f) << shift;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 28 {
-                return None;
-            }
-        }
+        let (len, i) = read_uvarint(frame, at)?;
         (len.checked_sub(1)?, i)
     } else if wide {
         let n = i32::from_be_bytes(frame.get(at..at + 4)?.try_into().ok()?);
@@ -660,6 +646,25 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// An unsigned varint at `at`: its value and the offset after it (`None` if cut or over 35 bits).
+fn read_uvarint(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut value = 0usize;
+    let mut shift = 0;
+    let mut i = at;
+    loop {
+        let b = *buf.get(i)?;
+        value |= usize::from(b & 0x7f) << shift;
+        i += 1;
+        if b & 0x80 == 0 {
+            return Some((value, i));
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+}
+
 fn put_uvarint(out: &mut Vec<u8>, mut n: usize) {
     while n >= 0x80 {
         out.push((n as u8 & 0x7f) | 0x80);
@@ -675,21 +680,7 @@ fn add_sasl_versions(body: &[u8], flexible: bool) -> Option<Vec<u8>> {
     let added: [(i16, i16, i16); 2] = [(17, 0, 1), (36, 0, 2)];
     if flexible {
         // Compact array: varint(n + 1), entries of key, min, max and a tagged-field byte.
-        let mut n = 0usize;
-        let mut shift = 0;
-        let mut i = 2;
-        loop {
-            let b = *body.get(i)?;
-            n |= usize::from(b & 0x7f) << shift;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-            if shift > 28 {
-                return None;
-            }
-        }
+        let (n, i) = read_uvarint(body, 2)?;
         let n = n.checked_sub(1)?;
         put_uvarint(&mut out, n + added.len() + 1);
         let entries = body.get(i..i + n * 7)?;
